@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine:  make demo  /  make test
+# TORCH_SPEC pins the CPU build of torch (it lies on this machine's disk). A GPU
+# user installs a CUDA build first, e.g.
+#   make install TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.cortex-resnet-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test validate demo bench figures clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+validate: $(STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/cortex-resnet demo --out demo_out
+
+bench: $(STAMP)
+	$(VENV)/bin/cortex-resnet bench all
+
+figures: $(STAMP)
+	$(VENV)/bin/cortex-resnet figures all
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache build *.egg-info

@@ -1,0 +1,149 @@
+"""``cortex-resnet simulate``: run a model file with the rate (or spiking) backend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import typer
+
+from ..errors import SpecError
+from ._common import check_out_path, emit_json, handle_errors
+
+__all__ = ["register", "BACKENDS", "simulate_rate_summary"]
+
+EXAMPLE = ("Example:\n\n  cortex-resnet simulate models/canonical_microcircuit.toml --backend rate "
+           "--duration 300 --dt 0.1 --stimulus step:amp=1.0,onset_ms=50 --out run.nc --plot run.png --json")
+
+
+def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
+    """The ``--json`` summary of a rate run (contract: out, backend, mean_rate_hz,
+    max_eig_real, inhibition_stabilized, runtime_s; plus steady-state values)."""
+    from ..analysis import analyze
+    from ..errors import ConvergenceError
+    from ..results import population_mean
+
+    u_final = ds["u"].isel(time=-1).values  # (batch, n_inputs)
+    ss: dict[str, Any] = {"E": None, "I": None, "max_abs_error_vs_final": None}
+    max_re, isn, ee_gain = None, None, None
+    try:
+        from ..fixedpoint import steady_state
+
+        r_star = steady_state(circuit, u_final).numpy()
+        e = circuit.is_E
+        ss = {"E": r_star[:, e].mean(axis=1).tolist(), "I": r_star[:, ~e].mean(axis=1).tolist(),
+              "max_abs_error_vs_final": float(np.max(np.abs(r_star - ds["r"].isel(time=-1).values)))}
+        if circuit.n_units <= 4000:
+            lin = analyze(circuit, u_final[0], r_star=r_star[0])
+            max_re, isn, ee_gain = lin.max_eig_real, lin.inhibition_stabilized, lin.ee_loop_gain
+    except ConvergenceError as err:
+        ss["error"] = str(err)
+    return {
+        "out": str(out) if out else None,
+        "backend": "rate",
+        "mean_rate_hz": population_mean(ds, "r"),
+        "final_rate": {p: ds["r"].isel(time=-1).where(ds["population"] == p, drop=True).mean("unit").values.tolist()
+                       for p in ("E", "I")},
+        "steady_state": ss,
+        "max_eig_real": max_re,
+        "ee_loop_gain": ee_gain,
+        "inhibition_stabilized": isn,
+        "rate_units": circuit.rate_units,
+        "runtime_s": float(ds.attrs.get("runtime_s", float("nan"))),
+        "seed": int(ds.attrs["seed"]),
+    }
+
+
+def _run_rate(circuit, opts: dict[str, Any]):
+    from ..rate import simulate
+
+    ds = simulate(circuit, opts["stimulus"], duration_ms=opts["duration"], dt_ms=opts["dt"],
+                  method=opts["method"], dtype=opts["dtype"], device=opts["device"],
+                  record_stride=opts["record_stride"], seed=opts["seed"],
+                  progress=opts["progress"])
+    return ds, lambda out: simulate_rate_summary(circuit, ds, out)
+
+
+# backend name -> runner(circuit, options) -> (dataset, summary(out) -> dict)
+BACKENDS: dict[str, Callable] = {"rate": _run_rate}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Simulate a circuit model file and decompose r = x + F(x).\n\n" + EXAMPLE)
+    @handle_errors
+    def simulate(
+        model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml."),
+        backend: str = typer.Option("rate", help="Simulator: " + ", ".join(BACKENDS) + "."),
+        duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
+        dt: Optional[float] = typer.Option(None, help="Time step in ms (default: the model file's)."),
+        stimulus: Optional[str] = typer.Option(
+            None, help="KIND:key=value,... e.g. step:amp=1.0,onset_ms=50 or step:amp=[0.5,1,2] (a batch)."),
+        method: Optional[str] = typer.Option(None, help="Integrator: euler, expeuler, rk4, dopri5, ..."),
+        phi: Optional[str] = typer.Option(None, help="Override both populations' transfer function "
+                                                     "(e.g. lif for the mean-field prediction)."),
+        dtype: str = typer.Option("float64", help="float64 or float32."),
+        device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+        record_stride: int = typer.Option(1, help="Record every n-th step (memory bound)."),
+        seed: Optional[int] = typer.Option(None, help="Seed for weights and noise (default: the model's)."),
+        out: Optional[Path] = typer.Option(None, help="Write the result (netCDF) here, atomically."),
+        plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf)."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+        progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+        extra: Optional[list[str]] = typer.Option(
+            None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
+    ) -> None:
+        from ..circuit import build_circuit
+        from ..results import save_dataset
+        from ..spec import load_spec
+
+        if backend not in BACKENDS:
+            raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
+        check_out_path(out)
+        check_out_path(plot, "--plot")
+        spec = load_spec(model)
+        changes: dict[str, Any] = {}
+        if seed is not None:
+            if seed < 0:
+                raise SpecError("--seed", seed, "an integer >= 0")
+            changes["seed"] = seed
+        if phi is not None:
+            changes["populations.E.transfer"] = {"name": phi}
+            changes["populations.I.transfer"] = {"name": phi}
+        for item in extra or []:
+            key, eq, val = item.partition("=")
+            if not eq:
+                raise SpecError("--set", item, "FIELD=VALUE, e.g. connectivity.J_EE=1.5")
+            try:
+                import tomllib
+
+                changes[key.strip()] = tomllib.loads(f"v = {val}")["v"]
+            except Exception:
+                changes[key.strip()] = val
+        if changes:
+            try:
+                spec = spec.replace(**changes)
+            except (KeyError, TypeError):
+                raise SpecError("--set", ", ".join(changes), "existing spec fields") from None
+        circuit = build_circuit(spec)
+        opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
+                    device=device, record_stride=record_stride, seed=seed,
+                    progress=progress and not json_out)
+        t0 = time.perf_counter()
+        ds, summarize = BACKENDS[backend](circuit, opts)
+        if out is not None:
+            save_dataset(ds, out)
+        if plot is not None:
+            from ..plots import plot_decomposition
+
+            plot_decomposition(ds, plot)
+        summary = summarize(out)
+        summary.setdefault("runtime_s", time.perf_counter() - t0)
+        if json_out:
+            emit_json(summary)
+        else:
+            rates = summary["mean_rate_hz"]
+            typer.echo(f"{spec.name} ({backend}): mean rate E {rates['E']:.4g}, I {rates['I']:.4g} "
+                       f"{summary.get('rate_units', 'Hz')}; runtime {summary['runtime_s']:.2f} s"
+                       + (f"; wrote {out}" if out else ""))

@@ -1,0 +1,89 @@
+"""Exception types shared by every layer.
+
+Every error a user can cause names the field, the value and what is allowed;
+the CLI maps :class:`SpecError` (and other ``ValueError``/``TypeError``
+subclasses from here) to exit code 2 and :class:`SimulationError` to exit 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CortexError",
+    "SpecError",
+    "UnknownNameError",
+    "ResourceError",
+    "SimulationError",
+    "UnstableCircuitError",
+    "ConvergenceError",
+]
+
+
+class CortexError(Exception):
+    """Base class of all cortex_resnet errors."""
+
+
+class SpecError(CortexError, ValueError):
+    """Invalid user input: a spec field, a CLI option or a file.
+
+    Parameters
+    ----------
+    field
+        Dotted path of the offending field (``"connectivity.p"``).
+    value
+        The value that was given.
+    allowed
+        What would have been accepted, in words.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str, source: str | None = None):
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        self.source = source
+        where = f"{source}: " if source else ""
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{where}{field} = {shown} is not allowed: {allowed}")
+
+
+class UnknownNameError(SpecError):
+    """A name looked up in a registry (transfer function, integrator, ...) is unknown."""
+
+    def __init__(self, kind: str, name: Any, known: list[str], field: str | None = None):
+        self.kind = kind
+        self.known = sorted(known)
+        super().__init__(
+            field or kind, name, f"unknown {kind}; known: {', '.join(self.known)}"
+        )
+
+
+class ResourceError(SpecError):
+    """A run would need more memory than the configured budget."""
+
+
+class SimulationError(CortexError, RuntimeError):
+    """A run failed at run time (not because of malformed input)."""
+
+
+class UnstableCircuitError(SimulationError):
+    """Rates ran away or became NaN/inf; the message carries the eigen-diagnosis."""
+
+    def __init__(self, message: str, *, step: int | None = None, time_ms: float | None = None,
+                 population: str | None = None, max_eig_real: float | None = None):
+        self.step = step
+        self.time_ms = time_ms
+        self.population = population
+        self.max_eig_real = max_eig_real
+        super().__init__(message)
+
+
+class ConvergenceError(SimulationError):
+    """A fixed-point / steady-state solver did not converge."""
+
+    def __init__(self, message: str, *, residual: float | None = None, iterations: int | None = None):
+        self.residual = residual
+        self.iterations = iterations
+        super().__init__(message)

@@ -1,0 +1,78 @@
+"""Figures from saved results (xarray Datasets / netCDF files).
+
+One style project-wide: labelled axes with units, the colour-blind-safe
+Okabe-Ito palette, E and I colours fixed (E = blue, I = vermillion), sized for
+a journal column. Every function takes a result (or its path) and an output
+path; PNG plus SVG/PDF by the suffix given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from .results import atomic_path, load_dataset, require_vars  # noqa: E402
+
+__all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "plot_decomposition"]
+
+# Okabe & Ito (2008) colour-blind-safe palette
+PALETTE = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73", "orange": "#E69F00",
+           "sky": "#56B4E9", "purple": "#CC79A7", "yellow": "#F0E442", "black": "#000000"}
+POP_COLORS = {"E": PALETTE["blue"], "I": PALETTE["vermillion"]}
+COLUMN_WIDTH_IN = 3.5
+
+
+def style() -> None:
+    """Apply the project's matplotlib style."""
+    plt.rcParams.update({
+        "figure.dpi": 150, "savefig.dpi": 200, "font.size": 8, "axes.titlesize": 8,
+        "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
+        "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.2,
+        "legend.frameon": False, "svg.fonttype": "none",
+    })
+
+
+def _as_dataset(result: xr.Dataset | str | Path) -> xr.Dataset:
+    return result if isinstance(result, xr.Dataset) else load_dataset(result)
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save atomically in the format given by the suffix (.png, .svg, .pdf)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0) -> Path:
+    """``r(t)``, ``x(t)`` and ``F(x)(t)``, population means for E and I, one stimulus.
+
+    Solid: ``r``; dashed: ``x`` (recurrence removed); dotted: ``F(x) = r - x``.
+    """
+    ds = _as_dataset(result)
+    require_vars(ds, ["r", "x", "Fx"], "the decomposition plot")
+    style()
+    fig, axes = plt.subplots(2, 1, figsize=(COLUMN_WIDTH_IN, 3.6), sharex=True)
+    t = ds["time"].values
+    units = ds.attrs.get("rate_units", "a.u.")
+    for ax, pop in zip(axes, ("E", "I")):
+        sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
+        c = POP_COLORS[pop]
+        ax.plot(t, sel["r"].mean("unit"), color=c, label="r = x + F(x)")
+        ax.plot(t, sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (feedforward)")
+        ax.plot(t, sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x) (recurrent)")
+        ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+        ax.set_ylabel(f"{pop} rate ({units})")
+        ax.set_title(f"{'pyramidal (E)' if pop == 'E' else 'inhibitory (I)'} — "
+                     f"{ds.attrs.get('backend', '')} {ds.attrs.get('circuit', '')}", loc="left")
+    axes[0].legend(loc="best")
+    axes[-1].set_xlabel("time (ms)")
+    fig.align_ylabels(axes)
+    return save_figure(fig, path)

@@ -1,0 +1,100 @@
+"""Stimuli ``u(t)`` as functions of time, compiled from a :class:`StimulusSpec`.
+
+A compiled stimulus is called with a time in ms and returns a
+``(batch, n_inputs)`` tensor; the simulators and the bridge evaluate it at
+each step's start time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SpecError
+from .spec import StimulusSpec, parse_stimulus
+
+__all__ = ["Stimulus", "make_stimulus"]
+
+
+class Stimulus:
+    """``u(t)``: call with a time (ms), get ``(batch, n_inputs)``.
+
+    Parameters
+    ----------
+    spec : the stimulus description
+    n_inputs : the circuit's number of input channels
+    dtype, device : of the returned tensors
+    """
+
+    def __init__(self, spec: StimulusSpec, n_inputs: int, dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "cpu"):
+        self.spec = spec
+        self.n_inputs = n_inputs
+        self.dtype, self.device = dtype, device
+        chans = spec.channels
+        if chans is not None and any(c < 0 or c >= n_inputs for c in chans):
+            raise SpecError("stimulus.channels", chans, f"indices in 0..{n_inputs - 1}")
+        sel = np.zeros(n_inputs)
+        sel[chans if chans is not None else slice(None)] = 1.0
+        self._array: torch.Tensor | None = None
+        if spec.kind == "npy":
+            arr = self._load(spec.path, n_inputs)
+            self._array = torch.as_tensor(arr, dtype=dtype, device=device)
+            self.batch = arr.shape[1]
+        else:
+            self.batch = len(spec.amps)
+        self._sel = torch.as_tensor(sel, dtype=dtype, device=device)
+        self._amps = torch.as_tensor(np.asarray(spec.amps)[:, None] * sel[None], dtype=dtype, device=device)
+
+    @staticmethod
+    def _load(path: str | None, n_inputs: int) -> np.ndarray:
+        p = Path(path or "")
+        if not p.is_file():
+            raise SpecError("stimulus.path", str(p), "an existing .npy file")
+        try:
+            arr = np.load(p, allow_pickle=False)  # data only: never unpickle
+        except (ValueError, OSError) as err:
+            raise SpecError("stimulus.path", str(p), f"a NumPy .npy array file ({err})") from None
+        if arr.ndim == 2:
+            arr = arr[:, None, :]
+        if arr.ndim != 3 or arr.shape[-1] != n_inputs or arr.shape[0] < 1:
+            raise SpecError("stimulus.path", f"{p} with shape {arr.shape}",
+                            f"shape (T, n_inputs={n_inputs}) or (T, batch, {n_inputs})")
+        if not np.all(np.isfinite(arr)):
+            raise SpecError("stimulus.path", str(p), "finite values only")
+        return arr.astype(np.float64)
+
+    def envelope(self, t_ms: float) -> float:
+        """Time course in [.., ..] multiplying ``amp`` (not used for ``npy``)."""
+        s = self.spec
+        if s.kind == "constant":
+            return 1.0
+        if t_ms < s.onset_ms:
+            return 0.0
+        if s.kind == "step":
+            return 1.0 if s.offset_ms is None or t_ms < s.offset_ms else 0.0
+        if s.kind == "pulse":
+            return 1.0 if t_ms < s.onset_ms + s.width_ms else 0.0
+        if s.kind == "ramp":
+            end = s.offset_ms if s.offset_ms is not None else s.onset_ms + s.width_ms
+            return min(1.0, (t_ms - s.onset_ms) / (end - s.onset_ms))
+        if s.kind == "sinusoid":
+            return math.sin(2 * math.pi * s.freq_hz * (t_ms - s.onset_ms) / 1000.0 + s.phase_rad)
+        raise AssertionError(s.kind)  # pragma: no cover - kinds are validated
+
+    def __call__(self, t_ms: float) -> torch.Tensor:
+        if self._array is not None:
+            k = min(int(math.floor(t_ms / self.spec.dt_ms + 1e-9)), self._array.shape[0] - 1)
+            return self._array[max(k, 0)]
+        base = self.spec.baseline if self.spec.kind == "sinusoid" and t_ms >= self.spec.onset_ms else 0.0
+        return self._amps * self.envelope(t_ms) + base * self._sel
+
+
+def make_stimulus(stim: StimulusSpec | str, n_inputs: int, dtype: torch.dtype = torch.float64,
+                  device: str | torch.device = "cpu") -> Stimulus:
+    """Compile a stimulus spec (or its CLI string ``KIND:key=value,...``)."""
+    spec = parse_stimulus(stim) if isinstance(stim, str) else stim
+    return Stimulus(spec, n_inputs, dtype=dtype, device=device)
