@@ -29,7 +29,10 @@ def _root() -> None:
 
 
 # One module per command group; each defines register(app).
-COMMAND_MODULES = ["simulate"]
+COMMAND_MODULES = [
+    "simulate",
+    "bench",
+]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

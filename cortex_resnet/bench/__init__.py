@@ -1,0 +1,79 @@
+"""Benchmarks run side by side in one process: ``cortex-resnet bench NAME``.
+
+Each benchmark module (listed in :data:`BENCHES`) defines
+``run(quick: bool = False) -> list[BenchResult]``. Every result states its goal
+and whether this run met it; the JSON shape is a contract:
+``{"bench", "machine", "results": [{"name", "value", "unit", "goal", "met"}]}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import UnknownNameError
+
+__all__ = ["BenchResult", "BENCHES", "machine_info", "run_bench", "known_benches"]
+
+# bench name -> module (each defines run(quick=False) -> list[BenchResult])
+BENCHES: dict[str, str] = {}
+
+
+@dataclass
+class BenchResult:
+    """One measured number.
+
+    ``goal`` is the target in words (``">= 0.8"``); ``met`` is whether this run
+    reached it (``None`` where a number is informational). ``details`` holds the
+    raw timings behind a ratio.
+    """
+
+    name: str
+    value: float
+    unit: str
+    goal: str
+    met: bool | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def known_benches() -> list[str]:
+    return sorted(BENCHES)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, threads, torch build and device: what the numbers were measured on."""
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["processor"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def run_bench(name: str, quick: bool = False) -> dict[str, Any]:
+    """Run one benchmark and return the contract JSON object."""
+    if name not in BENCHES:
+        raise UnknownNameError("benchmark", name, known_benches(), field="bench")
+    module = importlib.import_module(BENCHES[name])
+    results = module.run(quick=quick)
+    return {"bench": name, "machine": machine_info(), "quick": quick,
+            "results": [r.to_json() for r in results]}
