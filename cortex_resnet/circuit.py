@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import SpecError
+from .resources import check_memory
 from .spec import CircuitSpec
 from .transfer import Transfer
 
@@ -219,6 +220,9 @@ def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> 
     pops = spec.populations
     nE, nI = pops.E.n, pops.I.n
     N = nE + nI
+    # W (float64) + mask (bool) + one block of temporaries (magnitudes, draws, kernel distances)
+    check_memory(N * N * 9 + max(nE, nI) ** 2 * 8 * 4, "circuit weights",
+                 f"N = {N} units need a dense N x N weight matrix; use fewer units")
     c = spec.connectivity
     population = np.array(["E"] * nE + ["I"] * nI)
     sizes = {"E": nE, "I": nI}

@@ -32,6 +32,7 @@ def _root() -> None:
 COMMAND_MODULES = [
     "simulate",
     "bench",
+    "info",
 ]
 
 for _name in COMMAND_MODULES:
