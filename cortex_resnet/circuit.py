@@ -177,7 +177,7 @@ class Circuit:
 
 def _magnitudes(rng: np.random.Generator, shape: tuple[int, ...], cv: float) -> np.ndarray:
     """Non-negative weights with mean 1 and coefficient of variation ``cv`` (gamma)."""
-    if cv == 0:
+    if cv < 1e-6:  # indistinguishable from equal weights; avoids k = 1/cv^2 overflow
         return np.ones(shape)
     k = 1.0 / cv**2
     return rng.gamma(shape=k, scale=1.0 / k, size=shape)
@@ -250,12 +250,19 @@ def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> 
                 keep = rng.random(shape) < c.p
                 m &= keep
                 base = base / max(c.p, 1e-12)
-        block = sign * j * base * mag * m
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = np.where(m, sign * j * base * mag, 0.0)  # absent connections exactly 0
         W[sl[post], sl[pre]] = block
         mask[sl[post], sl[pre]] = m if j > 0 else np.zeros(shape, dtype=bool)
     if c.balanced:
         exc = W[:, :nE].sum(axis=1)
         inh = -W[:, nE:].sum(axis=1)
+        starved = np.where((exc > 0) & ~(inh > 1e-9 * exc))[0]
+        if starved.size:
+            raise SpecError("connectivity.balanced", True,
+                            f"every unit with excitatory input needs inhibitory input to balance; "
+                            f"{starved.size} unit(s) (e.g. unit {int(starved[0])}) receive none: "
+                            "set J_EI and J_II > 0, or raise p")
         scale = np.divide(exc, inh, out=np.zeros_like(exc), where=inh > 0)
         W[:, nE:] *= scale[:, None]
     inp = spec.input

@@ -226,7 +226,11 @@ def validation_to_spec_error(err: ValidationError, source: str | None = None) ->
         msg = "unknown field (check the spelling against the documented spec)"
     ctx_err = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_err, SpecError):
-        return SpecError(ctx_err.field, ctx_err.value, ctx_err.allowed, source=source)
+        inner = ctx_err.field.split(".")
+        parts = [str(p) for p in first["loc"]]
+        if parts and inner[0] == parts[-1]:
+            parts = parts[:-1]
+        return SpecError(".".join(parts + inner), ctx_err.value, ctx_err.allowed, source=source)
     value = first.get("input", None) if first["type"] != "missing" else None
     msg = msg.removeprefix("Value error, ")
     return SpecError(loc, value, msg, source=source)

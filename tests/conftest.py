@@ -1,0 +1,41 @@
+"""Shared test configuration: seeds, the gpu marker, and the fuzz-case counter."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+
+# case counts per fuzz test, printed at the end of the run (issue: report the cases tried)
+FUZZ_COUNTS: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fixed-seed NumPy generator for tests."""
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _torch_determinism():
+    """Tests never depend on the global torch RNG; seed it anyway so a slip is reproducible."""
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if FUZZ_COUNTS:
+        total = sum(FUZZ_COUNTS.values())
+        parts = ", ".join(f"{k}: {v}" for k, v in sorted(FUZZ_COUNTS.items()))
+        terminalreporter.write_line(f"fuzz cases tried: {total} ({parts})")
