@@ -8,7 +8,9 @@ Layout of a trajectory result (both backends):
   recurrence removed), ``Fx = r - x`` (what recurrence adds), ``u`` (stimulus);
 * attributes: ``spec`` (full circuit spec, JSON), ``seed``, ``backend``,
   ``versions`` (JSON: python, numpy, torch, brian2, xarray, cortex_resnet),
-  ``created``, and whatever the backend adds (``method``, ``dt_ms``, ...).
+  and whatever the backend adds (``method``, ``dt_ms``, ...). No timestamps or
+  wall times are stored: the same command with the same seed writes a
+  byte-identical file.
 
 Files are written to a temporary file beside the target and renamed, so a
 killed run never leaves a half-written result.
@@ -17,7 +19,6 @@ killed run never leaves a half-written result.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import platform
@@ -82,7 +83,6 @@ def trajectory_dataset(circuit: Circuit, times_ms: np.ndarray, r: torch.Tensor |
         "spec": circuit.spec.to_json(),
         "seed": int(circuit.spec.seed),
         "versions": json.dumps(library_versions(), sort_keys=True),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "rate_units": units,
     }
     for k, v in (attrs or {}).items():

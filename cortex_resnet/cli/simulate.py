@@ -51,7 +51,7 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
         "ee_loop_gain": ee_gain,
         "inhibition_stabilized": isn,
         "rate_units": circuit.rate_units,
-        "runtime_s": float(ds.attrs.get("runtime_s", float("nan"))),
+        "runtime_s": float(ds.encoding.get("runtime_s", ds.attrs.get("runtime_s", float("nan")))),
         "seed": int(ds.attrs["seed"]),
     }
 
