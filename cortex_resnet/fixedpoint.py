@@ -138,7 +138,7 @@ def steady_state(circuit: Circuit, u: torch.Tensor | np.ndarray | float, *, meth
     W = torch.as_tensor(circuit.W, dtype=dtype, device=device)
     B = torch.as_tensor(circuit.B, dtype=dtype, device=device)
     b = torch.as_tensor(circuit.b, dtype=dtype, device=device)
-    u_t = torch.as_tensor(np.asarray(u, dtype=np.float64), dtype=dtype, device=device)
+    u_t = torch.as_tensor(np.array(u, dtype=np.float64), dtype=dtype, device=device)  # a copy: u may be a read-only view
     if u_t.ndim == 0:
         u_t = u_t.expand(1, circuit.n_inputs)
     elif u_t.ndim == 1:
