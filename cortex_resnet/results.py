@@ -90,16 +90,47 @@ def trajectory_dataset(circuit: Circuit, times_ms: np.ndarray, r: torch.Tensor |
     return xr.Dataset(data, coords=coords, attrs=base)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by killed writers (their PID is gone)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    for tmp in parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary is named ``.NAME.PID.XXXX.tmp``; one left by a killed writer
+    (``kill -9``) is removed by the next write to the same path.
+    """
     path = Path(path)
     if path.exists() and path.is_dir():
         raise SpecError("out", str(path), "a file path, not a directory")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise SpecError("out", str(path), f"a path in an existing directory ({parent} does not exist)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
