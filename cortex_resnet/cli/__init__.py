@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "simulate",
     "bench",
     "info",
+    "train",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,87 @@
+"""``cortex-resnet train``: train an experiment (unrolled circuit or baseline) into a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import SpecError
+from ._common import emit_json, handle_errors
+
+__all__ = ["register"]
+
+EXAMPLE = ("Examples:\n\n  cortex-resnet train experiments/mnist1d_tied.toml --device auto "
+           "--out runs/mnist1d_tied --json\n\n"
+           "  cortex-resnet train experiments/mnist1d_tied.toml --out runs/mnist1d_tied --resume\n\n"
+           "  torchrun --nproc_per_node 4 $(which cortex-resnet) train "
+           "experiments/cifar10_resnet20.toml --data-dir ~/data/cifar10 --out runs/r20\n\n"
+           "Run folder: config.toml, metrics.csv (per epoch), checkpoint.pt (every epoch), "
+           "model.pt, report.json and report.md (beside the published baselines).")
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import tomllib
+
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise SpecError("--set", item, "FIELD=VALUE, e.g. train.epochs=5 or optim.lr=0.001")
+        try:
+            changes[key.strip()] = tomllib.loads(f"v = {val}")["v"]
+        except tomllib.TOMLDecodeError:
+            changes[key.strip()] = val
+    return changes
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Train an experiment: an unrolled E/I circuit (tied/untied/plain/...) or a "
+                      "baseline, with checkpoints every epoch and a report.\n\n" + EXAMPLE)
+    @handle_errors
+    def train(
+        experiment: Path = typer.Argument(..., help="Experiment file, e.g. experiments/mnist1d_tied.toml."),
+        out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<experiment name>)."),
+        device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu, cuda, cuda:N "
+                                                        "(default: the experiment's)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last "
+                                                            "checkpoint (exactly, on CPU)."),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the files of "
+                                                "mnist (IDX) or cifar10 (binary version)."),
+        seed: Optional[int] = typer.Option(None, help="Override the experiment's seed (weights, order)."),
+        epochs: Optional[int] = typer.Option(None, help="Override train.epochs."),
+        extra: Optional[list[str]] = typer.Option(
+            None, "--set", help="Override a field: --set optim.lr=0.001 (repeatable)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
+        progress: bool = typer.Option(True, help="Progress bar and per-epoch lines on stderr."),
+    ) -> None:
+        from ..experiment import load_experiment
+        from ..train import train as run_train
+
+        spec = load_experiment(experiment)
+        changes = _parse_set(extra or [])
+        if seed is not None:
+            if seed < 0:
+                raise SpecError("--seed", seed, "an integer >= 0")
+            changes["seed"] = seed
+        if epochs is not None:
+            changes["train.epochs"] = epochs
+        if changes:
+            spec = spec.replace(**changes)
+        out = out if out is not None else Path("runs") / spec.name
+        summary = run_train(spec, out, resume=resume, device=device, data_dir=data_dir,
+                            progress=progress)
+        import os
+
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun only rank 0 reports
+        if json_out:
+            emit_json(summary)
+        else:
+            steps = summary["accuracy_per_step"]
+            typer.echo(f"{spec.name}: test accuracy {100 * summary['test_accuracy']:.1f} % "
+                       f"({summary['params']:,} parameters, {summary['epochs']} epochs, "
+                       f"{summary['device']}, {summary['examples_per_s']:.0f} examples/s"
+                       + (f"; per step {', '.join(f'{100 * a:.0f}' for a in steps)}" if len(steps) > 1 else "")
+                       + f"); report {out / 'report.md'}")

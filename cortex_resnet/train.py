@@ -1,0 +1,426 @@
+"""Train unrolled circuits and baselines: one loop for CPU, GPU and many GPUs.
+
+``train(spec, out)`` runs an :class:`~cortex_resnet.experiment.ExperimentSpec`
+and leaves a run folder::
+
+    out/config.toml     the experiment (circuit spec inline): what was run
+    out/metrics.csv     one row per epoch (train_report)
+    out/checkpoint.pt   the last completed epoch: model, optimiser, RNG states, history
+    out/model.pt        the final weights (when the run completed)
+    out/report.json     summary, ours beside the published baselines; report.md the same as a table
+
+* ``device="auto"`` picks CUDA when present; launched by ``torchrun`` it trains
+  data-parallel (DDP, :mod:`cortex_resnet.train_ddp`) with the same command.
+* bf16 autocast on CUDA (``train.amp``), optional ``torch.compile``.
+* Seeded: initial weights from the experiment seed, the training order from a
+  generator seeded by ``(seed, epoch)``. On CPU a run is deterministic, and a
+  run killed at any point and continued with ``resume=True`` repeats the
+  interrupted epoch from the last checkpoint and ends with the same weights
+  and metrics, bit for bit (the state that matters -- weights, optimiser
+  moments, the epoch's data order, the learning rate as a function of the
+  step -- is restored or recomputed exactly; only wall times differ).
+* NaN/inf guard: a non-finite loss (or weights) stops the run with the epoch
+  and step; the last good checkpoint stays (one is written before the first
+  epoch, so there always is one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .baselines import build_baseline, param_count
+from .data import Dataset, get_dataset
+from .errors import SimulationError, SpecError
+from .experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate
+from .train_checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .train_ddp import DistContext, setup_distributed, shard, teardown_distributed
+from .train_report import write_metrics, write_report
+
+__all__ = ["TrainingDivergedError", "build_model", "load_data", "train", "evaluate",
+           "FAULT_ENV"]
+
+# Test hook: SIGKILL this process right before the optimiser step with this global step
+# number (1-based), to test that --resume after a hard kill is exact.
+FAULT_ENV = "CORTEX_RESNET_FAULT_SIGKILL_AT_STEP"
+
+
+class TrainingDivergedError(SimulationError):
+    """The loss or the weights became NaN/inf; ``epoch``/``step`` say where."""
+
+    def __init__(self, message: str, *, epoch: int, step: int, global_step: int):
+        self.epoch, self.step, self.global_step = epoch, step, global_step
+        super().__init__(message)
+
+
+# ------------------------------------------------------------------ building
+
+def load_data(spec: ExperimentSpec, data_dir: str | Path | None = None) -> Dataset:
+    """The experiment's dataset (``data_dir`` overrides ``data.data_dir``)."""
+    d = spec.data
+    return get_dataset(d.name, seed=d.seed, data_dir=data_dir or d.data_dir, params=d.params,
+                       n_train=d.n_train, n_test=d.n_test)
+
+
+def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of an experiment: an unrolled circuit classifier or a baseline.
+
+    Returns the module (``(batch, *in_shape)`` -> logits ``(K, batch, n_classes)``) and
+    ``{"model", "variant", "kind", "params"}``. Initial weights depend only on the seeds.
+    """
+    m = spec.model
+    with torch.random.fork_rng(devices=[]):  # initialisers draw from the global RNG: isolate it
+        torch.manual_seed(spec.seed)
+        if isinstance(m, CircuitModelSpec):
+            from .bridge import CircuitClassifier, unroll
+            from .circuit import build_circuit
+
+            cspec = spec.circuit_spec()
+            circuit = build_circuit(cspec, np.random.default_rng([cspec.seed, spec.seed]))
+            net = unroll(circuit, steps=m.steps, dt_ms=m.dt_ms, variant=m.variant,
+                         input_mode=m.input_mode, dtype=torch.float32, learnable=m.learnable)
+            model = CircuitClassifier(net, in_shape=dataset.in_shape, n_classes=dataset.n_classes,
+                                      input_projection=m.input_projection)
+            info = {"model": f"E/I circuit, {m.variant}, {m.input_projection} input, K={m.steps}",
+                    "variant": m.variant, "kind": "circuit"}
+        else:
+            model = build_baseline(m.name, dataset.in_shape, dataset.n_classes, m.params,
+                                   seed=spec.seed)
+            info = {"model": m.name + "".join(f" {k}={v}" for k, v in m.params.items()),
+                    "variant": m.name, "kind": "baseline"}
+    info["params"] = param_count(model)
+    return model, info
+
+
+def _optimizer(spec: ExperimentSpec, model: nn.Module) -> torch.optim.Optimizer:
+    o = spec.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise SpecError("model.learnable", False, "a model with trainable parameters")
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                               weight_decay=o.weight_decay)
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+# ------------------------------------------------------------------ one epoch
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's data order (and augmentation): a function of (seed, epoch)."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + 7919 * int(epoch)) % 2**63)
+
+
+def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random ``pad``-pixel-shifted crops and horizontal flips of images (B, C, H, W)."""
+    B, _, H, W = x.shape
+    dy, dx = (torch.randint(0, 2 * pad + 1, (2, B), generator=g)).to(x.device)
+    flip = (torch.rand(B, generator=g) < 0.5).to(x.device)
+    xp = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(H, device=x.device)
+    cols = dx[:, None] + torch.arange(W, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    b = torch.arange(B, device=x.device)[:, None, None]
+    return xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, mode: str) -> torch.Tensor:
+    """Summed cross-entropy over the batch: last step, or the mean over all steps."""
+    if mode == "last":
+        return F.cross_entropy(logits[-1].float(), y, reduction="sum")
+    K = logits.shape[0]
+    return F.cross_entropy(logits.float().flatten(0, 1), y.repeat(K), reduction="sum") / K
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000,
+             ctx: DistContext | None = None, amp: bool = False) -> tuple[float, list[float]]:
+    """Test loss (last step) and accuracy of the readout at every step.
+
+    Under DDP each rank scores its share and the counts are summed.
+    """
+    was = model.training
+    model.eval()
+    sl = shard(len(y), ctx) if ctx is not None else slice(0, len(y))
+    xs, ys = x[sl], y[sl]
+    dev = x.device
+    loss = torch.zeros((), dtype=torch.float64, device=dev)
+    correct: torch.Tensor | None = None
+    for i in range(0, len(ys), batch_size):
+        xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(xb)
+        loss += F.cross_entropy(logits[-1].float(), yb, reduction="sum").double()
+        c = (logits.argmax(-1) == yb).sum(dim=1).double()
+        correct = c if correct is None else correct + c
+    if correct is None:  # an empty shard: ask the model for its number of steps
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            correct = torch.zeros(model(x[:1]).shape[0], dtype=torch.float64, device=dev)
+    if ctx is not None:
+        ctx.all_sum(loss)
+        ctx.all_sum(correct)
+    model.train(was)
+    n = len(y)
+    return float(loss) / n, (correct / n).tolist()
+
+
+def _global_batches(n: int, batch: int, drop_last: bool, world: int) -> list[tuple[int, int]]:
+    starts = range(0, n, batch)
+    out = [(s, min(s + batch, n)) for s in starts]
+    if out and (out[-1][1] - out[-1][0] < (batch if drop_last else world)):
+        out.pop()  # a last batch smaller than the number of ranks cannot be shared out
+    return out
+
+
+# ------------------------------------------------------------------ the run
+
+def _spec_text(spec: ExperimentSpec) -> str:
+    return dump_experiment(spec)
+
+
+def _same_run(saved: str, spec: ExperimentSpec) -> bool:
+    """A resume must continue the same experiment (only the number of epochs may grow)."""
+    import tomllib
+
+    from .experiment import parse_experiment
+
+    try:
+        old = parse_experiment(tomllib.loads(saved))
+    except Exception:
+        return False
+    return _spec_text(old.replace(**{"train.epochs": spec.train.epochs})) == _spec_text(spec)
+
+
+def train(spec: ExperimentSpec, out: str | Path, *, resume: bool = False,
+          device: str | None = None, data_dir: str | Path | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Run an experiment; return the ``train --json`` summary.
+
+    Parameters
+    ----------
+    spec : the experiment
+    out : run folder (created; must not hold another run unless ``resume``)
+    resume : continue from ``out/checkpoint.pt`` (start afresh when there is none yet)
+    device : override ``spec.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``)
+    data_dir : folder with the files of file-based datasets (mnist, cifar10)
+    progress : show a progress bar (rank 0, stderr)
+
+    Returns
+    -------
+    dict
+        ``{"out", "dataset", "variant", "params", "test_accuracy", "accuracy_per_step",
+        "epochs", "device", "examples_per_s"}`` and more.
+
+    Raises
+    ------
+    TrainingDivergedError
+        NaN/inf loss or weights; ``out/checkpoint.pt`` holds the last good epoch.
+    """
+    out = Path(out)
+    ckpt_path = out / "checkpoint.pt"
+    if not resume and ckpt_path.exists():
+        raise SpecError("--out", str(out), "a new folder: this one already holds a run "
+                        "(checkpoint.pt); pass --resume to continue it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise SpecError("--out", str(out), "a folder (it is a file)")
+    ctx = setup_distributed(device or spec.device)
+    try:
+        return _run(spec, out, ckpt_path, resume, ctx, data_dir, progress)
+    finally:
+        teardown_distributed()
+
+
+def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: DistContext,
+         data_dir: str | Path | None, progress: bool) -> dict[str, Any]:
+    dev = ctx.device
+    t = spec.train
+    if t.batch_size < ctx.world_size:
+        raise SpecError("train.batch_size", t.batch_size, f">= the number of processes ({ctx.world_size})")
+    dataset = load_data(spec, data_dir)
+    if spec.data.augment == "crop_flip" and len(dataset.in_shape) != 3:
+        raise SpecError("data.augment", "crop_flip", f"image data (C, H, W); {dataset.name} has "
+                        f"shape {dataset.in_shape}")
+    model, info = build_model(spec, dataset)
+    model.to(dev)
+    opt = _optimizer(spec, model)
+    text = _spec_text(spec)
+    history: list[dict[str, Any]] = []
+    start_epoch, global_step = 0, 0
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, map_location=dev)
+        if not _same_run(ck["experiment"], spec):
+            raise SpecError("--resume", str(out), "the same experiment as the run in this folder "
+                            "(only train.epochs may change); see its config.toml")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"])
+        start_epoch, global_step, history = int(ck["epoch"]), int(ck["global_step"]), list(ck["history"])
+    amp = t.amp == "bf16" or (t.amp == "auto" and dev.type == "cuda")  # bf16 also on CPU if asked
+    raw_model = model
+    run_model: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        run_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if t.compile:
+        run_model = torch.compile(run_model)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        from .results import atomic_write_text
+
+        atomic_write_text(out / "config.toml", text)
+
+    def checkpoint(epoch: int) -> None:
+        if ctx.is_main:
+            save_checkpoint(ckpt_path, {"epoch": epoch, "global_step": global_step,
+                                        "model": raw_model.state_dict(), "optimizer": opt.state_dict(),
+                                        "rng": rng_state(), "history": history, "experiment": text,
+                                        "info": {k: v for k, v in info.items()}})
+        ctx.barrier()
+
+    if start_epoch == 0 and not history:
+        checkpoint(0)  # a last good checkpoint exists even if the first epoch diverges
+    x_tr = torch.as_tensor(dataset.x_train, device=dev)
+    y_tr = torch.as_tensor(dataset.y_train, device=dev)
+    x_te = torch.as_tensor(dataset.x_test, device=dev)
+    y_te = torch.as_tensor(dataset.y_test, device=dev)
+    n = len(y_tr)
+    batches = _global_batches(n, t.batch_size, t.drop_last, ctx.world_size)
+    fault = int(os.environ.get(FAULT_ENV, "0") or 0)
+    report_base = {"experiment": spec.name, "dataset": dataset.name, "seed": spec.seed,
+                   "chance": dataset.chance, "device": str(dev), "world_size": ctx.world_size,
+                   "n_train": n, "n_test": len(y_te), **info}
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, t.epochs):
+        t0 = time.perf_counter()
+        g = _epoch_generator(spec.seed, epoch)
+        perm = torch.randperm(n, generator=g).to(dev)
+        run_model.train()
+        sum_loss = torch.zeros((), dtype=torch.float64, device=dev)
+        sum_correct = torch.zeros((), dtype=torch.float64, device=dev)
+        bar = _bar(len(batches), f"epoch {epoch + 1}/{t.epochs}", progress and ctx.is_main)
+        lr = spec.optim.lr
+        for step, (a, b) in enumerate(batches):
+            idx = perm[a:b]
+            xb = x_tr[idx]
+            if spec.data.augment == "crop_flip":
+                xb = _crop_flip(xb, g)
+            loc = shard(b - a, ctx)
+            xb, yb = xb[loc], y_tr[idx][loc]
+            lr = learning_rate(spec, epoch + step / len(batches))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                logits = run_model(xb)
+            loss_sum = _loss(logits, yb, t.loss_steps)
+            loss = loss_sum * (ctx.world_size / (b - a))  # DDP averages: the global-batch mean
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if spec.optim.grad_clip is not None:
+                nn.utils.clip_grad_norm_(raw_model.parameters(), spec.optim.grad_clip)
+            loss_val = float(loss_sum.detach())
+            bad = not math.isfinite(loss_val)
+            if ctx.distributed:  # every rank stops at the same step
+                bad = float(ctx.all_sum(torch.tensor(float(bad), device=dev))) > 0
+            if bad:
+                bar.close()
+                _diverged(out, ctx, report_base, history, epoch, step, global_step, lr,
+                          loss_val, len(batches))
+            global_step += 1
+            if fault and global_step == fault:
+                os.kill(os.getpid(), signal.SIGKILL)
+            opt.step()
+            sum_loss += loss_sum.detach().double()
+            sum_correct += (logits[-1].argmax(-1) == yb).sum().double()
+            bar.update(1)
+            if step % 10 == 0 or step == len(batches) - 1:
+                bar.set_postfix(loss=f"{loss_val / max(len(yb), 1):.3f}", lr=f"{lr:.2g}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+        if not all(bool(torch.isfinite(p).all()) for p in raw_model.parameters()):
+            _diverged(out, ctx, report_base, history, epoch, len(batches) - 1, global_step, lr,
+                      float("nan"), len(batches))
+        seen = sum(bb - aa for aa, bb in batches)
+        test_loss, acc_steps = evaluate(raw_model, x_te, y_te, batch_size=t.eval_batch_size,
+                                        ctx=ctx, amp=amp)
+        row = {"epoch": epoch + 1, "lr": lr,
+               "train_loss": float(ctx.all_sum(sum_loss)) / seen,
+               "train_accuracy": float(ctx.all_sum(sum_correct)) / seen,
+               "test_loss": test_loss, "test_accuracy": acc_steps[-1],
+               **{f"test_accuracy_step_{k + 1}": a for k, a in enumerate(acc_steps)},
+               "wall_s": time.perf_counter() - t0, "examples_per_s": seen / train_time}
+        history.append(row)
+        checkpoint(epoch + 1)
+        if ctx.is_main:
+            write_metrics(out / "metrics.csv", history)
+            if progress:
+                _echo(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc "
+                      f"{row['train_accuracy']:.3f} | test loss {test_loss:.4f} acc {acc_steps[-1]:.3f}")
+    if not history:  # resumed a run with nothing to do and no history: evaluate once
+        raise SpecError("train.epochs", t.epochs, "at least one epoch to train")
+    last = history[-1]
+    acc_steps = [last[f"test_accuracy_step_{k + 1}"] for k in range(sum(
+        1 for key in last if key.startswith("test_accuracy_step_")))]
+    eps = [h["examples_per_s"] for h in history]
+    summary = {"out": str(out), "dataset": dataset.name, "variant": info["variant"],
+               "params": info["params"], "test_accuracy": last["test_accuracy"],
+               "accuracy_per_step": acc_steps, "epochs": int(last["epoch"]), "device": str(dev),
+               "examples_per_s": float(np.median(eps)), "model": info["model"],
+               "train_accuracy": last["train_accuracy"], "test_loss": last["test_loss"],
+               "world_size": ctx.world_size, "status": "completed",
+               "train_seconds": time.perf_counter() - t_start}
+    if ctx.is_main:
+        from .results import atomic_path
+
+        with atomic_path(out / "model.pt") as tmp:
+            torch.save({"format": "cortex_resnet.train.model", "model": raw_model.state_dict(),
+                        "experiment": text, "info": info}, tmp)
+        write_report(out, {**report_base, **summary})
+    ctx.barrier()
+    return summary
+
+
+def _diverged(out: Path, ctx: DistContext, base: dict[str, Any], history: list[dict[str, Any]],
+              epoch: int, step: int, global_step: int, lr: float, value: float, n_steps: int) -> None:
+    msg = (f"training diverged: the loss became {value} at epoch {epoch + 1}, step {step + 1} of "
+           f"{n_steps} (global step {global_step + 1}, learning rate {lr:.3g}). The last good "
+           f"checkpoint {out / 'checkpoint.pt'} (epoch {len(history)}) is kept. Lower optim.lr, set "
+           "optim.grad_clip or schedule.warmup_epochs, and rerun into a new --out.")
+    if ctx.is_main:
+        last = history[-1] if history else {}
+        write_report(out, {**base, "out": str(out), "status": "diverged", "message": msg,
+                           "test_accuracy": last.get("test_accuracy"), "accuracy_per_step": [],
+                           "epochs": len(history), "examples_per_s": 0.0,
+                           "diverged_at": {"epoch": epoch + 1, "step": step + 1,
+                                           "global_step": global_step + 1, "lr": lr}})
+    raise TrainingDivergedError(msg, epoch=epoch + 1, step=step + 1, global_step=global_step + 1)
+
+
+def _echo(text: str) -> None:
+    import sys
+
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=None)  # None: off unless a TTY
