@@ -107,7 +107,7 @@ class ConnectivitySpec(_Frozen):
     @model_validator(mode="after")
     def _kind(self) -> "ConnectivitySpec":
         if self.kind == "spatial" and self.map_shape is None:
-            raise ValueError("kind = 'spatial' needs map_shape, e.g. map_shape = [64]")
+            raise SpecError("map_shape", None, "a map size when kind = 'spatial', e.g. map_shape = [64]")
         return self
 
 
@@ -178,18 +178,18 @@ class CircuitSpec(_Frozen):
             for pop in ("E", "I"):
                 n = getattr(self.populations, pop).n
                 if n % sites:
-                    raise ValueError(
-                        f"populations.{pop}.n = {n} must be a multiple of the map size "
-                        f"{sites} (map_shape {list(c.map_shape)}): channels x sites")
+                    raise SpecError(f"populations.{pop}.n", n, f"a multiple of the map size {sites} "
+                                    f"(map_shape {list(c.map_shape)}): channels x sites")
         if self.input.projection == "by_population" and self.input.n_inputs != 2:
-            raise ValueError(f"input.n_inputs = {self.input.n_inputs} must be 2 for "
-                             "projection = 'by_population' (channel 0 -> E, channel 1 -> I)")
+            raise SpecError("input.n_inputs", self.input.n_inputs,
+                            "2 for projection = 'by_population' (channel 0 -> E, channel 1 -> I)")
         if self.input.projection == "topographic":
             if c.kind != "spatial":
-                raise ValueError("input.projection = 'topographic' needs connectivity.kind = 'spatial'")
+                raise SpecError("input.projection", "topographic",
+                                "'topographic' only with connectivity.kind = 'spatial'")
             if self.input.n_inputs != math.prod(c.map_shape):
-                raise ValueError(f"input.n_inputs = {self.input.n_inputs} must equal the number of map "
-                                 f"sites {math.prod(c.map_shape)} for a topographic projection")
+                raise SpecError("input.n_inputs", self.input.n_inputs,
+                                f"the number of map sites {math.prod(c.map_shape)} for a topographic projection")
         return self
 
     @property
@@ -308,9 +308,9 @@ class StimulusSpec(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> "StimulusSpec":
         if self.kind == "npy" and not self.path:
-            raise ValueError("kind = 'npy' needs path=FILE.npy")
+            raise SpecError("path", None, "a .npy file when kind = 'npy': npy:path=FILE.npy")
         if self.offset_ms is not None and self.offset_ms <= self.onset_ms and self.kind in ("step", "ramp"):
-            raise ValueError(f"offset_ms ({self.offset_ms}) must be after onset_ms ({self.onset_ms})")
+            raise SpecError("offset_ms", self.offset_ms, f"a time after onset_ms = {self.onset_ms}")
         return self
 
     @property
