@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "simulate",
     "bench",
     "info",
+    "figures",
     "train",
 ]
 
