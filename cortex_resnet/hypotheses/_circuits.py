@@ -1,0 +1,110 @@
+"""Shared pieces of the circuit-based hypotheses: model files, per-seed circuits, linear response.
+
+A seed is an independent random circuit: the model file's spec with
+``seed = SEED`` (weights drawn with ``weight_cv`` heterogeneity, random
+projections) built with ``numpy.random.default_rng(SEED)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..circuit import Circuit, build_circuit
+from ..errors import SpecError
+from ..spec import load_spec, parse_spec
+from .base import Params
+
+__all__ = ["CircuitParams", "resolve_file", "prepare_circuit", "circuit_for_seed", "pop_mean",
+           "linear_response", "population_prediction"]
+
+
+class CircuitParams(Params):
+    """A circuit from a model file with optional changes.
+
+    ``model``: path of a model file (relative paths: the working directory, the
+    spec file's folder, the repository root); ``n_E``/``n_I``: population sizes;
+    ``weight_cv``: weight heterogeneity across seeds; ``overrides``: any dotted
+    spec fields, e.g. ``{"connectivity.J_EE" = 1.5}``.
+    """
+
+    model: str
+    n_E: int | None = Field(default=None, ge=1, le=20_000)
+    n_I: int | None = Field(default=None, ge=1, le=20_000)
+    weight_cv: float | None = Field(default=None, ge=0.0, le=2.0)
+    overrides: dict[str, Any] = {}
+
+
+def resolve_file(path: str, base_dir: Path | None) -> Path:
+    """Find a file given relative to the cwd, the spec's folder or the repository root."""
+    from .runner import REPO_ROOT
+
+    p = Path(path)
+    candidates = [p] if p.is_absolute() else [Path.cwd() / p]
+    if base_dir is not None and not p.is_absolute():
+        candidates += [base_dir / p] + [parent / p for parent in base_dir.parents]
+    if not p.is_absolute():
+        candidates.append(REPO_ROOT / p)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise SpecError("params.model", path, "an existing model file (TOML), e.g. models/isn.toml")
+
+
+def prepare_circuit(params: CircuitParams, base_dir: Path | None) -> dict[str, Any]:
+    """The params as data plus the validated circuit spec (file content, not its path)."""
+    spec = load_spec(resolve_file(params.model, base_dir))
+    changes: dict[str, Any] = dict(params.overrides)
+    if params.n_E is not None:
+        changes["populations.E.n"] = params.n_E
+    if params.n_I is not None:
+        changes["populations.I.n"] = params.n_I
+    if params.weight_cv is not None:
+        changes["connectivity.weight_cv"] = params.weight_cv
+    try:
+        spec = spec.replace(**changes) if changes else spec
+    except (KeyError, TypeError):
+        raise SpecError("params.overrides", sorted(changes), "existing dotted spec fields, e.g. "
+                        "connectivity.J_EE") from None
+    out = params.model_dump(mode="json")
+    out["circuit_spec"] = spec.model_dump(mode="json")
+    return out
+
+
+def circuit_for_seed(prepared: dict[str, Any], seed: int, **changes: Any) -> Circuit:
+    """The circuit of one seed, with dotted spec ``changes`` (e.g. ``connectivity.J_EE``)."""
+    spec = parse_spec(prepared["circuit_spec"]).replace(seed=int(seed), **changes)
+    return build_circuit(spec, np.random.default_rng(int(seed)))
+
+
+def pop_mean(r: np.ndarray, circuit: Circuit, pop: str) -> float:
+    """Mean over the units of population ``pop`` (last axis)."""
+    return float(np.mean(np.asarray(r)[..., circuit.population == pop]))
+
+
+def linear_response(circuit: Circuit, r_star: np.ndarray, u: np.ndarray, du: np.ndarray) -> np.ndarray:
+    """Predicted steady-state change ``dr = (I - D W)^-1 D B du`` at the fixed point ``r_star``.
+
+    ``D = diag(phi'(W r* + B u + b))``; exact for piecewise-linear ``phi`` while no unit
+    crosses threshold.
+    """
+    z = circuit.W @ r_star + circuit.B @ u + circuit.b
+    d = circuit.phi_derivative(torch.as_tensor(z, dtype=torch.float64)).numpy()
+    A = np.eye(circuit.n_units) - d[:, None] * circuit.W
+    return np.linalg.solve(A, d * (circuit.B @ du))
+
+
+def population_prediction(J_EE: float, J_EI: float, J_IE: float, J_II: float) -> dict[str, float]:
+    """Two-population linear (threshold-linear, above threshold) steady-state sensitivities.
+
+    ``r = M^-1 g`` with ``M = [[1 - J_EE, J_EI], [-J_IE, 1 + J_II]]``, determinant
+    ``D = (1 - J_EE)(1 + J_II) + J_EI J_IE``. Returns ``dr_E/dg_E, dr_I/dg_E, dr_E/dg_I,
+    dr_I/dg_I`` and ``D``; the ISN paradox is ``dr_I/dg_I = (1 - J_EE)/D < 0``.
+    """
+    D = (1 - J_EE) * (1 + J_II) + J_EI * J_IE
+    return {"D": D, "dE_dgE": (1 + J_II) / D, "dI_dgE": J_IE / D, "dE_dgI": -J_EI / D,
+            "dI_dgI": (1 - J_EE) / D}

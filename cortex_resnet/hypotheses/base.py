@@ -1,0 +1,214 @@
+"""What a hypothesis is: claim, H0/H1, design (conditions x seeds), task, analysis, figure.
+
+A hypothesis module defines one :class:`Hypothesis` object named ``HYPOTHESIS``.
+Its experiment spec (``experiments/hypotheses/NAME.toml``) is validated by
+:class:`HypothesisSpec` and the module's own pydantic ``params_model``, so users
+change conditions, sizes and seeds without touching code::
+
+    hypothesis = "isn-paradox"
+    seeds = 8            # independent random circuits (>= 2)
+    seed = 0             # task seeds are seed, seed + 1, ...
+    alpha = 0.05
+    test = "t"           # "t" (t-tests) or "rank" (Wilcoxon / Mann-Whitney)
+    [params]             # the hypothesis's own parameters
+    weight_cv = 0.2
+    [quick]              # overrides for --quick
+    seeds = 3
+    [quick.params]
+    n_E = 40
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import SpecError
+from ..spec import validation_to_spec_error
+from ..stats import TestResult, combine_verdicts, decide, holm, require_seeds
+
+__all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "Analysis",
+           "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "summary_rows"]
+
+
+class Params(BaseModel):
+    """Base class of a hypothesis's parameters (unknown fields are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuickSpec(BaseModel):
+    """Overrides applied with ``--quick``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seeds: int | None = None
+    params: dict[str, Any] = {}
+
+
+class HypothesisSpec(BaseModel):
+    """An experiment spec file (``experiments/hypotheses/*.toml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hypothesis: str
+    description: str = ""
+    seeds: int = 5
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    test: Literal["t", "rank"] = "t"
+    n_boot: int = Field(default=2000, ge=100, le=100_000)
+    params: dict[str, Any] = {}
+    quick: QuickSpec = QuickSpec()
+
+
+def parse_hypothesis_spec(data: dict[str, Any], source: str | None = None) -> HypothesisSpec:
+    """Validate a parsed TOML table; errors name the field (exit 2)."""
+    try:
+        return HypothesisSpec.model_validate(data)
+    except ValidationError as err:
+        raise validation_to_spec_error(err, source) from None
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Settings of the statistics: level, test family, bootstrap size and generator seed."""
+
+    alpha: float = 0.05
+    test: str = "t"
+    n_boot: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class Comparison:
+    """One tested sub-claim, with its smallest effect of interest (estimate units)."""
+
+    label: str
+    result: TestResult
+    min_effect: float = 0.0
+    p_adjusted: float = math.nan
+    verdict: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, **self.result.to_json(), "p_adjusted": self.p_adjusted,
+                "min_effect": self.min_effect, "verdict": self.verdict}
+
+
+@dataclass
+class Analysis:
+    """The statistics of one run: comparisons (Holm-corrected together), a table, notes.
+
+    ``primary`` indexes the comparison reported in the top-level JSON summary.
+    """
+
+    comparisons: list[Comparison]
+    table: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    primary: int = 0
+    verdict: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def finalize(self, alpha: float) -> "Analysis":
+        """Holm-adjust the p-values, decide each comparison and the overall verdict."""
+        if not self.comparisons:
+            raise SpecError("comparisons", [], "at least one statistical comparison")
+        adj = holm([c.result.p_value for c in self.comparisons])
+        for c, p in zip(self.comparisons, adj):
+            c.p_adjusted = float(p)
+            c.verdict = decide(c.result, alpha=alpha, min_effect=c.min_effect, p_value=float(p))
+        self.verdict = combine_verdicts([c.verdict for c in self.comparisons])
+        return self
+
+    @property
+    def main(self) -> Comparison:
+        return self.comparisons[self.primary]
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A named, runnable claim.
+
+    Attributes
+    ----------
+    name, claim, h0, h1 : identity and the claim in words
+    runtime : expected wall time on 2 CPU cores, ``{"quick": "...", "full": "..."}``
+    references : the published results the claim rests on
+    params_model : pydantic model of the spec's ``[params]``
+    design : ``params -> conditions``; each condition a dict with a ``"condition"`` label
+    task : ``(prepared, condition, seed) -> dict`` of numbers (one (condition, seed) cell);
+        a module-level function, so Dask workers import it by reference
+    analyze : ``(dataset, params, options) -> Analysis`` (not yet finalized)
+    figure : ``(dataset, analysis, params, path) -> path``
+    prepare : ``(params, base_dir) -> dict`` of plain data handed to every task (files are read
+        here, so the task inputs, and the cache key, contain their content)
+    var_dims : names of extra dims of list-valued task results
+    requires : modules that must import (e.g. the bridge); missing ones make ``run`` refuse
+    version : bump when the task's code changes its numbers (part of the cache key)
+    """
+
+    name: str
+    claim: str
+    h0: str
+    h1: str
+    runtime: dict[str, str]
+    references: tuple[str, ...]
+    params_model: type[Params]
+    design: Callable[[Any], list[dict[str, Any]]]
+    task: Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
+    analyze: Callable[[xr.Dataset, Any, AnalysisOptions], Analysis]
+    figure: Callable[[xr.Dataset, Analysis, Any, Path], Path]
+    prepare: Callable[[Any, Path | None], dict[str, Any]] | None = None
+    var_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    version: int = 1
+
+    def parse_params(self, data: dict[str, Any], source: str | None = None) -> Params:
+        try:
+            return self.params_model.model_validate(data)
+        except ValidationError as err:
+            e = validation_to_spec_error(err, source)
+            raise SpecError(f"params.{e.field}", e.value, e.allowed, source=source) from None
+
+    def prepared(self, params: Params, base_dir: Path | None) -> dict[str, Any]:
+        if self.prepare is not None:
+            return self.prepare(params, base_dir)
+        return params.model_dump(mode="json")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "claim": self.claim, "h0": self.h0, "h1": self.h1,
+                "runtime": dict(self.runtime), "references": list(self.references),
+                "requires": list(self.requires)}
+
+
+def condition_values(ds: xr.Dataset, var: str, condition: str) -> np.ndarray:
+    """Values of ``var`` over seeds in one condition (NaN-free, at least 2)."""
+    if condition not in list(ds["condition"].values):
+        raise SpecError("condition", condition, f"one of {list(ds['condition'].values)}")
+    vals = np.asarray(ds[var].sel(condition=condition).values, dtype=float).ravel()
+    vals = vals[np.isfinite(vals)]
+    require_seeds(vals.size, f"{var} in condition {condition}")
+    return vals
+
+
+def summary_rows(ds: xr.Dataset, variables: dict[str, str]) -> list[dict[str, Any]]:
+    """A table row per condition: mean and sd over seeds of each scalar variable.
+
+    ``variables`` maps a variable name to its column title (with units).
+    """
+    rows = []
+    for cond in ds["condition"].values:
+        row: dict[str, Any] = {"condition": str(cond)}
+        sub = ds.sel(condition=cond)
+        for var, title in variables.items():
+            v = np.asarray(sub[var].values, dtype=float).ravel()
+            v = v[np.isfinite(v)]
+            row[title] = (f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if v.size > 1
+                          else (f"{v.mean():.4g}" if v.size else "n/a"))
+        row["seeds"] = int(sub["seed"].size)
+        rows.append(row)
+    return rows

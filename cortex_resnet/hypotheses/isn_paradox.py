@@ -1,0 +1,182 @@
+"""``isn-paradox``: in the inhibition-stabilised regime extra drive to I lowers the I rate.
+
+Tsodyks, Skaggs, Sejnowski & McNaughton (1997); Ozeki, Finn, Schaffer, Miller &
+Ferster (2009). In a threshold-linear E-I circuit above threshold the steady
+state I rate changes by ``dr_I/dg_I = (1 - J_EE) / D`` with
+``D = (1 - J_EE)(1 + J_II) + J_EI J_IE``: negative exactly when the E subnetwork
+alone is unstable (``J_EE > 1``, the ISN regime) and positive otherwise.
+
+Design: two conditions (``isn``: ``J_EE = isn_J_EE``; ``control``:
+``J_EE = control_J_EE``) x seeds; each seed is an independent random circuit
+(``weight_cv`` heterogeneity). Per task: steady states without and with the
+extra I drive (Newton), the unit-level linear prediction
+``(I - D W)^-1 D B du`` and the two-population formula, and a simulated time
+course (Euler) that must end at the same rates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from pydantic import Field
+
+from ..analysis import analyze as linear_analysis
+from ..errors import SpecError
+from ..fixedpoint import steady_state
+from ..stats import compare
+from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
+from ._circuits import (CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
+                        prepare_circuit)
+
+__all__ = ["HYPOTHESIS", "IsnParadoxParams"]
+
+
+class IsnParadoxParams(CircuitParams):
+    """``extra_drive``: added input on the I channel (model units); ``min_effect``: smallest
+    change of the mean I rate that counts (rate units); ``onset_ms``/``duration_ms``: the
+    simulated time course (ms)."""
+
+    model: str = "models/isn.toml"
+    weight_cv: float | None = Field(default=0.2, ge=0.0, le=2.0)
+    extra_drive: float = Field(default=0.3, gt=0.0)
+    isn_J_EE: float = Field(default=2.0, ge=0.0)
+    control_J_EE: float = Field(default=0.5, ge=0.0)
+    min_effect: float = Field(default=0.01, ge=0.0)
+    onset_ms: float = Field(default=100.0, gt=0.0)
+    duration_ms: float = Field(default=300.0, gt=0.0)
+    dt_ms: float = Field(default=0.1, gt=0.0)
+
+
+def _prepare(params: IsnParadoxParams, base_dir: Path | None) -> dict[str, Any]:
+    out = prepare_circuit(params, base_dir)
+    inp = out["circuit_spec"]["input"]
+    if inp["projection"] != "by_population":
+        raise SpecError("params.model", params.model, "a model with input.projection = 'by_population' "
+                        "(channel 0 -> E, channel 1 -> I), e.g. models/isn.toml")
+    if params.onset_ms >= params.duration_ms:
+        raise SpecError("params.onset_ms", params.onset_ms, f"a time before duration_ms = {params.duration_ms}")
+    return out
+
+
+def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
+    return [{"condition": "isn", "J_EE": params.isn_J_EE},
+            {"condition": "control", "J_EE": params.control_J_EE}]
+
+
+def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    from ..rate import simulate
+
+    c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
+    du = np.array([0.0, prepared["extra_drive"]])
+    u0 = np.zeros(2)
+    r0 = steady_state(c, u0).numpy()[0]
+    r1 = steady_state(c, u0 + du).numpy()[0]
+    lin = linear_analysis(c, u0, r_star=r0)
+    pred = linear_response(c, r0, u0, du)
+    z0, z1 = c.W @ r0 + c.B @ u0 + c.b, c.W @ r1 + c.B @ (u0 + du) + c.b
+    k = c.spec.connectivity
+    pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
+    stride = max(1, int(round(2.0 / prepared["dt_ms"])))
+    ds = simulate(c, f"step:amp={prepared['extra_drive']},onset_ms={prepared['onset_ms']},channels=[1]",
+                  duration_ms=prepared["duration_ms"], dt_ms=prepared["dt_ms"], method="euler",
+                  device="cpu", record_stride=stride, decompose=False)
+    r = ds["r"].isel(batch=0).values
+    onset = int(np.searchsorted(ds["time"].values, prepared["onset_ms"]))
+    return {
+        "delta_rI": pop_mean(r1 - r0, c, "I"), "delta_rE": pop_mean(r1 - r0, c, "E"),
+        "rI0": pop_mean(r0, c, "I"), "rE0": pop_mean(r0, c, "E"),
+        "pred_delta_rI": pop_mean(pred, c, "I"),
+        "pop_pred_delta_rI": pop["dI_dgI"] * c.spec.input.gain_I * prepared["extra_drive"],
+        "frac_I_down": float(np.mean((r1 - r0)[c.population == "I"] < 0)),
+        "n_threshold_crossings": float(np.sum((z0 > 0) != (z1 > 0))),
+        "isn": float(lin.inhibition_stabilized), "stable": float(lin.stable),
+        "ee_loop_gain": lin.ee_loop_gain, "max_eig_real": lin.max_eig_real,
+        "sim_delta_rI": pop_mean(r[-1] - r[onset - 1], c, "I"),
+        "rI_trace": r[:, c.population == "I"].mean(axis=1).tolist(),
+        "rE_trace": r[:, c.population == "E"].mean(axis=1).tolist(),
+        "trace_dt_ms": float(prepared["dt_ms"] * stride),
+    }
+
+
+def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> Analysis:
+    kw = dict(design="one-sample", family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    isn = compare(condition_values(ds, "delta_rI", "isn"), null_value=0.0, alternative="less", **kw)
+    ctl = compare(condition_values(ds, "delta_rI", "control"), null_value=0.0, alternative="greater", **kw)
+    comps = [Comparison(f"ISN (J_EE = {params.isn_J_EE:g}): extra I drive lowers mean r_I", isn, params.min_effect),
+             Comparison(f"control (J_EE = {params.control_J_EE:g}): extra I drive raises mean r_I", ctl,
+                        params.min_effect)]
+    table = summary_rows(ds, {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
+                              "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
+                              "pred_delta_rI": "Δr_I linear prediction (unit level)",
+                              "pop_pred_delta_rI": "Δr_I two-population formula",
+                              "sim_delta_rI": "Δr_I simulated (Euler)", "frac_I_down": "fraction of I units down"})
+    err_lin = float(np.nanmax(np.abs(ds["delta_rI"] - ds["pred_delta_rI"])))
+    err_sim = float(np.nanmax(np.abs(ds["delta_rI"] - ds["sim_delta_rI"])))
+    unstable = int(np.sum(ds["stable"].values == 0))
+    crossings = float(np.nanmean(ds["n_threshold_crossings"]))
+    notes = [f"Unit-level linear prediction (I - DW)^-1 D B du matches the Newton steady states to "
+             f"{err_lin:.2g} (max abs over seeds; exact while no unit crosses threshold, here "
+             f"{crossings:.3g} units per circuit on average do); the simulated time course ends within "
+             f"{err_sim:.2g}.",
+             "Two-population formula dr_I/dg_I = (1 - J_EE)/D predicts the sign: "
+             + ", ".join(f"{r['condition']}: {float(np.nanmean(ds['pop_pred_delta_rI'].sel(condition=r['condition']))):+.4g}"
+                         for r in table) + "."]
+    if unstable:
+        notes.append(f"{unstable} circuit(s) had an unstable fixed point (max Re eig >= 0): their steady "
+                     "state is not reached dynamically.")
+    return Analysis(comps, table, notes, primary=0,
+                    extra={"linear_prediction_max_abs_error": err_lin, "simulation_max_abs_error": err_sim})
+
+
+def _figure(ds: xr.Dataset, analysis: Analysis, params: IsnParadoxParams, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from ..plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
+    from .report import strip_plot
+
+    style()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
+    strip_plot(a1, ds, "delta_rI", color=POP_COLORS["I"], label="Newton steady state")
+    for i, cond in enumerate(ds["condition"].values):
+        a1.scatter([i + 0.3], [float(ds["pop_pred_delta_rI"].sel(condition=cond).mean())], marker="x",
+                   color=PALETTE["black"], label="(1 - J_EE)/D prediction" if i == 0 else None, zorder=5)
+    a1.axhline(0, color="0.7", lw=0.6)
+    a1.set_ylabel("Δ mean I rate (model units)")
+    a1.set_title(f"extra I drive {params.extra_drive:g}: {analysis.verdict}", loc="left")
+    a1.legend(loc="best")
+    dt = float(ds["trace_dt_ms"].values.ravel()[0])
+    for cond, ls in zip(ds["condition"].values, ("-", "--")):
+        tr = ds.sel(condition=cond).isel(seed=0)
+        t = np.arange(np.isfinite(tr["rI_trace"].values).sum()) * dt
+        a2.plot(t, tr["rI_trace"].values[: t.size], color=POP_COLORS["I"], ls=ls, label=f"I ({cond})")
+        a2.plot(t, tr["rE_trace"].values[: t.size], color=POP_COLORS["E"], ls=ls, label=f"E ({cond})")
+    a2.axvline(params.onset_ms, color="0.6", lw=0.6)
+    a2.set_xlabel("time (ms)")
+    a2.set_ylabel("mean rate (model units)")
+    a2.set_title("time course, first seed (extra I drive at the line)", loc="left")
+    a2.legend(loc="best", ncol=2)
+    return save_figure(fig, path)
+
+
+HYPOTHESIS = Hypothesis(
+    name="isn-paradox",
+    claim="In the inhibition-stabilised regime extra drive to inhibitory cells lowers their rate "
+          "(paradoxical response), while a non-ISN control responds normally.",
+    h0="Extra I drive does not lower the mean I rate in the ISN circuit (mean Δr_I >= 0), or does not "
+       "raise it in the control.",
+    h1="Mean Δr_I < 0 in the ISN circuit (J_EE > 1) and > 0 in the control (J_EE < 1), as "
+       "(1 - J_EE)/D predicts.",
+    runtime={"quick": "~5 s", "full": "~20 s"},
+    references=("Tsodyks, Skaggs, Sejnowski & McNaughton (1997) J Neurosci 17:4382",
+                "Ozeki, Finn, Schaffer, Miller & Ferster (2009) Neuron 62:578"),
+    params_model=IsnParadoxParams,
+    design=_design,
+    task=_task,
+    analyze=_analyze,
+    figure=_figure,
+    prepare=_prepare,
+    var_dims={"rI_trace": ("time",), "rE_trace": ("time",)},
+)
