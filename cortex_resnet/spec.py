@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
+from .spiking_spec import SpikingSpec
 from .transfer import get_transfer
 
 __all__ = [
@@ -169,6 +170,7 @@ class CircuitSpec(_Frozen):
     noise: NoiseSpec = NoiseSpec()
     simulation: SimulationDefaults = SimulationDefaults()
     references: list[str] = []
+    spiking: SpikingSpec = SpikingSpec()
 
     @model_validator(mode="after")
     def _spatial_sizes(self) -> "CircuitSpec":
