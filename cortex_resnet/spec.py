@@ -83,7 +83,9 @@ class ConnectivitySpec(_Frozen):
     ``J_XY >= 0``: total coupling onto one X unit from population Y.
     ``weight_cv``: coefficient of variation of the (gamma-distributed) weight
     magnitudes (0 = all equal). ``balanced``: rescale each row's inhibition so
-    that it cancels that row's excitation exactly (no outlier eigenvalue).
+    that it cancels that row's excitation exactly (``W 1 = 0``: the uniform mode
+    gets eigenvalue 0; the E-vs-I mode keeps eigenvalue ``J_EE - J_IE``, so the
+    spectrum has no outlier when ``J_EE = J_IE``, Rajan & Abbott 2006).
     """
 
     kind: Literal["dense", "sparse", "spatial"] = "dense"
