@@ -216,6 +216,9 @@ def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> 
         Dale's law holds by construction; each row's total input from
         population Y has expected magnitude ``J_XY``.
     """
+    if spec.weights is not None:
+        raise SpecError("weights", spec.weights, "no weight file for build_circuit (it draws random weights); "
+                        "load a model file with trained weights with cortex_resnet.bridge.load_circuit(path)")
     rng = np.random.default_rng(spec.seed) if rng is None else rng
     pops = spec.populations
     nE, nI = pops.E.n, pops.I.n

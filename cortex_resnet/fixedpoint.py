@@ -5,6 +5,12 @@ convergence; for circuits up to a few thousand units) and Anderson
 acceleration (Jacobian-free, for large circuits and the equilibrium layer of
 the bridge). Non-convergence raises :class:`ConvergenceError` with the
 residual reached and what to try.
+
+The equilibrium layer (:func:`implicit_fixed_point`) solves ``r* = g(r*)`` without
+recording a graph (Anderson, then a damped fallback), then attaches one
+application of ``g`` to the graph and replaces the gradient arriving at ``r*``
+by the solution of ``(I - J^T) v = dL/dr*`` (``J = dg/dr`` at ``r*``; implicit
+function theorem). Training at equilibrium so costs O(1) memory in depth.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import torch
 from .circuit import Circuit
 from .errors import ConvergenceError, UnknownNameError
 
-__all__ = ["FixedPointResult", "anderson", "newton_steady_state", "steady_state"]
+__all__ = ["FixedPointResult", "anderson", "newton_steady_state", "steady_state", "solve_fixed_point",
+           "implicit_fixed_point"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,11 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
     for k in range(2, max_iter + 2):
         nk = min(k, mm)
         G = F[:, :nk] - X[:, :nk]
-        H[:, 1:nk + 1, 1:nk + 1] = G @ G.transpose(1, 2) + lam * torch.eye(nk, dtype=r0.dtype, device=r0.device)
+        GG = G @ G.transpose(1, 2)
+        # Tikhonov term relative to the residuals' scale (an absolute lam would swamp
+        # G G^T near convergence and stall the method into plain averaging)
+        ridge = lam * GG.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(torch.finfo(r0.dtype).tiny)
+        H[:, 1:nk + 1, 1:nk + 1] = GG + ridge[:, None, None] * torch.eye(nk, dtype=r0.dtype, device=r0.device)
         alpha = torch.linalg.solve(H[:, :nk + 1, :nk + 1], y[:, :nk + 1])[:, 1:nk + 1, 0]
         new = beta * (alpha[:, None] @ F[:, :nk])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :nk])[:, 0]
         X[:, k % mm] = new
@@ -156,3 +167,140 @@ def steady_state(circuit: Circuit, u: torch.Tensor | np.ndarray | float, *, meth
             "input (check max_eig_real, or simulate the dynamics instead), or try the other method",
             residual=out.residual, iterations=out.iterations)
     return out.r
+
+
+# --------------------------------------------------------------------------- equilibrium layer
+
+def _damped(g: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor, tol: float, max_iter: int,
+            beta: float) -> tuple[FixedPointResult, float]:
+    """``r <- r + beta (g(r) - r)``; ``beta`` halves (down to 1/64) whenever the residual blows up."""
+    best = (float("inf"), r)
+    res = float("inf")
+    for it in range(1, max_iter + 1):
+        gr = g(r)
+        res = float((gr - r).abs().max())
+        if not np.isfinite(res) or res > 1e3 * best[0]:
+            beta *= 0.5
+            if beta < 1.0 / 64:
+                break
+            r = best[1]
+            continue
+        if res < best[0]:
+            best = (res, r)
+        if res <= tol * (1 + float(r.abs().max())):
+            return FixedPointResult(gr, it, res, True), beta
+        r = r + beta * (gr - r)
+    return FixedPointResult(best[1], max_iter, best[0], False), beta
+
+
+def solve_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, tol: float = 1e-10,
+                      max_iter: int = 500, m: int = 5, beta: float = 0.5, fallback: bool = True,
+                      raise_on_fail: bool = True, what: str = "fixed point") -> FixedPointResult:
+    """Solve ``r = g(r)`` (batched): Anderson acceleration, then a damped iteration if it fails.
+
+    Parameters
+    ----------
+    g : the map, (batch, N) -> (batch, N)
+    r0 : (batch, N) initial guess
+    tol : stop when ``max |g(r) - r| <= tol * (1 + max |r|)``
+    max_iter : iterations per stage (Anderson, then the damped fallback)
+    m : Anderson history length
+    beta : initial damping of the fallback ``r <- r + beta (g(r) - r)``
+    fallback : run the damped iteration when Anderson fails
+    raise_on_fail : raise (default) or return the best non-converged result
+    what : name used in the failure report
+
+    Raises
+    ------
+    ConvergenceError
+        Reports both stages' residuals and iteration counts and what to try.
+    """
+    out = anderson(g, r0, m=m, tol=tol, max_iter=max_iter)
+    if out.converged:
+        return out
+    report = f"Anderson (m = {m}) reached residual {out.residual:.3g} after {out.iterations} iterations"
+    if fallback:
+        start = out.r if bool(torch.isfinite(out.r).all()) else r0
+        damped, beta_end = _damped(g, start, tol, max_iter, beta)
+        if damped.converged:
+            return FixedPointResult(damped.r, out.iterations + damped.iterations, damped.residual, True)
+        report += (f"; the damped iteration (beta {beta:g} -> {beta_end:g}) reached {damped.residual:.3g} "
+                   f"after {damped.iterations}")
+        if damped.residual < out.residual:
+            out = FixedPointResult(damped.r, out.iterations + damped.iterations, damped.residual, False)
+    if not raise_on_fail:
+        return out
+    raise ConvergenceError(
+        f"{what}: no convergence to tol {tol:g}: {report}. The map may have no stable fixed point for "
+        "this input (rates running away, or an oscillation: check max_eig_real with analyze()), or it "
+        "converges slowly: raise max_iter, loosen tol, or start closer (r0).",
+        residual=out.residual, iterations=out.iterations)
+
+
+def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, tol: float = 1e-10,
+                         max_iter: int = 500, m: int = 5, backward_tol: float | None = None,
+                         backward_max_iter: int | None = None,
+                         jacobian: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         raise_on_fail: bool = True) -> torch.Tensor:
+    """Equilibrium layer: ``r* = g(r*)`` with gradients by implicit differentiation.
+
+    The forward solve records no graph (:func:`solve_fixed_point`). The result is
+    ``g(r*)`` evaluated once more with the graph attached, and a hook replaces
+    the incoming gradient ``dL/dr*`` by ``v`` solving ``(I - J^T) v = dL/dr*``,
+    ``J = dg/dr`` at ``r*``: then every parameter and input of ``g`` receives
+    ``v^T dg/dtheta``, the exact gradient of the equilibrium (implicit function
+    theorem), whatever the number of solver iterations. Memory: one step's graph.
+
+    Parameters
+    ----------
+    g : the map (closing over its parameters and inputs), (batch, N) -> (batch, N)
+    r0 : (batch, N) initial guess (no gradient flows to it)
+    tol, max_iter, m : forward solver settings (:func:`solve_fixed_point`)
+    backward_tol, backward_max_iter : of the linear solve (default: ``tol``, ``max_iter``)
+    jacobian : optional ``r -> J`` (batch, N, N) of ``g`` for a direct solve (exact,
+        memory ``batch N^2``); default: Anderson on ``v = dL/dr* + J^T v`` with
+        vector-Jacobian products (Jacobian-free)
+    raise_on_fail : see :func:`solve_fixed_point`
+
+    Returns
+    -------
+    torch.Tensor
+        (batch, N) equilibrium, attached to the graph of ``g``'s parameters.
+
+    Raises
+    ------
+    ConvergenceError
+        Forward solve, or (during backward) the linear solve, did not converge.
+    """
+    with torch.no_grad():
+        res = solve_fixed_point(g, r0.detach(), tol=tol, max_iter=max_iter, m=m,
+                                raise_on_fail=raise_on_fail, what="equilibrium (forward)")
+    r_star = res.r.detach()
+    if not torch.is_grad_enabled():
+        return r_star
+    out = g(r_star)
+    if not out.requires_grad:
+        return out
+    btol = tol if backward_tol is None else backward_tol
+    biter = max_iter if backward_max_iter is None else backward_max_iter
+    if jacobian is not None:
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                J = jacobian(r_star)
+                eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
+                return torch.linalg.solve(eye - J.transpose(-1, -2), grad.unsqueeze(-1)).squeeze(-1)
+    else:
+        z0 = r_star.clone().requires_grad_(True)
+        with torch.enable_grad():
+            f0 = g(z0)
+
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            def lin(v: torch.Tensor) -> torch.Tensor:
+                (jtv,) = torch.autograd.grad(f0, z0, v, retain_graph=True)
+                return grad + jtv
+
+            sol = solve_fixed_point(lin, grad.detach(), tol=btol, max_iter=biter, m=max(m, 10),
+                                    what="implicit gradient (I - J^T) v = dL/dr*: linear solve")
+            return sol.r
+    out.register_hook(hook)
+    return out

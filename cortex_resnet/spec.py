@@ -160,7 +160,14 @@ class Populations(_Frozen):
 
 
 class CircuitSpec(_Frozen):
-    """A whole circuit: populations, connectivity, input, bias, noise, seed."""
+    """A whole circuit: populations, connectivity, input, bias, noise, seed.
+
+    ``weights``: optional path (relative to the model file) of a ``.npz`` weight
+    file written by :func:`cortex_resnet.bridge.save_circuit` (a trained network
+    mapped back to a circuit); the arrays in it replace the random draws, and
+    the connectivity/input fields then describe only the initialisation.
+    Load such a file with :func:`cortex_resnet.bridge.load_circuit`.
+    """
 
     name: str = Field(default="circuit", max_length=200)
     description: str = ""
@@ -173,6 +180,7 @@ class CircuitSpec(_Frozen):
     simulation: SimulationDefaults = SimulationDefaults()
     references: list[str] = []
     spiking: SpikingSpec = SpikingSpec()
+    weights: str | None = Field(default=None, max_length=1000)
 
     @model_validator(mode="after")
     def _spatial_sizes(self) -> "CircuitSpec":

@@ -49,6 +49,35 @@ class Stimulus:
         self._sel = torch.as_tensor(sel, dtype=dtype, device=device)
         self._amps = torch.as_tensor(np.asarray(spec.amps)[:, None] * sel[None], dtype=dtype, device=device)
 
+    @classmethod
+    def from_array(cls, u: np.ndarray | torch.Tensor, dt_ms: float, dtype: torch.dtype = torch.float64,
+                   device: str | torch.device = "cpu") -> "Stimulus":
+        """A stimulus from an array in memory, like ``kind = "npy"`` without a file.
+
+        Parameters
+        ----------
+        u : (T, batch, n_inputs) values; sample ``k`` holds on ``[k dt_ms, (k+1) dt_ms)``
+            (zero-order hold), the last one is held after the end. ``T = 1`` is a
+            constant input; the simulator's step ``k`` (from ``t = k dt_ms``) sees ``u[k]``.
+        dt_ms : sample interval (ms)
+        """
+        arr = torch.as_tensor(u).detach()
+        if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise SpecError("stimulus.array", f"shape {tuple(arr.shape)}", "shape (T, batch, n_inputs)")
+        if not bool(torch.isfinite(arr).all()):
+            raise SpecError("stimulus.array", "non-finite values", "finite values only")
+        if not (math.isfinite(dt_ms) and dt_ms > 0):
+            raise SpecError("stimulus.dt_ms", dt_ms, "a finite sample interval > 0 ms")
+        spec = StimulusSpec(kind="npy", path="<array>", dt_ms=dt_ms)
+        self = cls.__new__(cls)
+        self.spec, self.n_inputs = spec, int(arr.shape[2])
+        self.dtype, self.device = dtype, device
+        self._array = arr.to(dtype=dtype, device=device)
+        self.batch = int(arr.shape[1])
+        self._sel = torch.ones(self.n_inputs, dtype=dtype, device=device)
+        self._amps = torch.zeros(self.batch, self.n_inputs, dtype=dtype, device=device)
+        return self
+
     @staticmethod
     def _load(path: str | None, n_inputs: int) -> np.ndarray:
         p = Path(path or "")

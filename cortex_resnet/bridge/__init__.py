@@ -1,0 +1,21 @@
+"""The bridge: circuit dynamics <-> residual networks.
+
+``unroll`` turns a circuit into ``K`` residual blocks (one Euler step each, the
+rate simulator's own step function), ``CircuitClassifier`` wraps it with a
+learned input projection and an E-only anytime readout, ``to_circuit`` maps a
+trained net back to a circuit, ``save_circuit``/``load_circuit`` write and read
+it as a model file plus a weight file.
+"""
+
+from .check import TOLERANCE, compare_with_simulator, reference_circuit
+from .classifier import INPUT_PROJECTIONS, CircuitClassifier
+from .convert import load_circuit, load_state, save_circuit, save_state, spec_to_toml, to_circuit
+from .dale import DaleMatrix, balanced_weights
+from .unroll import INPUT_MODES, NORMS, VARIANTS, UnrolledCircuit, UnrollOptions, unroll
+
+__all__ = [
+    "unroll", "UnrolledCircuit", "UnrollOptions", "VARIANTS", "INPUT_MODES", "NORMS",
+    "CircuitClassifier", "INPUT_PROJECTIONS", "to_circuit", "save_circuit", "load_circuit",
+    "save_state", "load_state", "spec_to_toml", "DaleMatrix", "balanced_weights",
+    "compare_with_simulator", "reference_circuit", "TOLERANCE",
+]
