@@ -13,6 +13,10 @@ name           what                                                    input sha
                information to travel across the map (depth/recurrence
                by construction); difficulty: ``size``, ``density``,
                ``min_distance``
+``crossing``   synthetic: does a path of "on" cells join the left and   (2, size+2, size+2)
+               right edges of a random grid (percolation)?  A flood
+               fill: a local circuit needs >= ``size - 1`` steps;
+               difficulty: ``size``, ``density``
 ``mnist``      MNIST from the four IDX files in ``--data-dir``          (1, 28, 28)
 ``cifar10``    CIFAR-10, binary version, from ``--data-dir``            (3, 32, 32)
 =============  ======================================================  ==============
@@ -215,6 +219,60 @@ def _connected(seed: int, data_dir: Path | None, *, size: int = 10, density: flo
                    {"seed": seed, "size": size, "density": density, "min_distance": min_distance})
 
 
+def _crossing(seed: int, data_dir: Path | None, *, size: int = 10, density: float = 0.6,
+              n_train: int = 4000, n_test: int = 1000) -> Dataset:
+    """Percolation crossing: does a 4-neighbour path of "on" cells join the left and right edges?
+
+    Each cell of a ``size x size`` grid is "on" with probability ``density``
+    (near the site-percolation threshold 0.593 about half the grids cross);
+    grids are drawn until each label has half of the examples. Input
+    ``(2, size + 2, size + 2)``: channel 0 the grid (+1 on, -1 off) inside a
+    border of "off" cells (so that periodic maps do not join opposite edges),
+    channel 1 marks the left border column (+1) as the source. The answer is a
+    flood fill from the left edge: a local recurrent circuit needs at least
+    ``size - 1`` steps of spread to reach the right edge, where a linear
+    readout can see it -- depth by construction, with ``size`` as the difficulty.
+    """
+    from scipy import ndimage
+
+    if not 3 <= size <= 128:
+        raise SpecError("data.params.size", size, "an integer in 3..128")
+    if not 0.3 <= density <= 0.9:
+        raise SpecError("data.params.density", density, "a probability in [0.3, 0.9] (both labels "
+                        "must occur; the threshold is 0.593)")
+    for fld, n in (("n_train", n_train), ("n_test", n_test)):
+        if not 2 <= n <= 1_000_000:
+            raise SpecError(f"data.params.{fld}", n, "an integer in 2..1000000")
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    want = rng.permutation(np.arange(n) % 2).astype(np.int64)
+    need = [int(np.sum(want == 0)), int(np.sum(want == 1))]
+    pools: list[list[np.ndarray]] = [[], []]
+    tries = 0
+    while len(pools[0]) < need[0] or len(pools[1]) < need[1]:
+        tries += 1
+        if tries > 200 * n + 1000:
+            raise SpecError("data.params.density", density, "a density at which both labels occur "
+                            f"(only {len(pools[0])} non-crossing and {len(pools[1])} crossing grids "
+                            f"in {tries} draws)")
+        grid = rng.random((size, size)) < density
+        comp, _ = ndimage.label(grid)
+        left, right = set(comp[:, 0][comp[:, 0] > 0]), set(comp[:, -1][comp[:, -1] > 0])
+        label = int(bool(left & right))
+        if len(pools[label]) < need[label]:
+            pools[label].append(grid)
+    taken = [0, 0]
+    x = np.zeros((n, 2, size + 2, size + 2), np.float32)  # a border of "off" cells all round
+    for i, lab in enumerate(want):
+        x[i, 0, 1:-1, 1:-1] = pools[lab][taken[lab]]
+        taken[lab] += 1
+    x[:, 1, 1:-1, 0] = 1.0  # the source: the left border column
+    x = (x - 0.5) * 2.0
+    return Dataset("crossing", x[:n_train], want[:n_train], x[n_train:], want[n_train:], 2,
+                   "synthetic percolation crossing (left to right edge) on a random grid",
+                   {"seed": seed, "size": size, "density": density})
+
+
 # ---------------------------------------------------------------- read from --data-dir
 
 MNIST_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -324,6 +382,9 @@ DATASETS: dict[str, DatasetInfo] = {
     "connected": DatasetInfo(_connected, {"size": 10, "density": 0.55, "min_distance": 6,
                                           "n_train": 4000, "n_test": 1000}, False,
                              "synthetic connectedness of two marked grid cells"),
+    "crossing": DatasetInfo(_crossing, {"size": 10, "density": 0.6, "n_train": 4000,
+                                        "n_test": 1000}, False,
+                            "synthetic percolation crossing, left to right edge"),
     "mnist": DatasetInfo(_mnist, {}, True, "MNIST from IDX files in --data-dir"),
     "cifar10": DatasetInfo(_cifar10, {}, True, "CIFAR-10 binary from --data-dir"),
 }

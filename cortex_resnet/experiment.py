@@ -80,8 +80,12 @@ class CircuitModelSpec(_Frozen):
     working directory), or ``spec``: the same content inline. ``overrides``: dotted
     fields changed on it, e.g. ``{"populations.E.n" = 128}``. ``steps`` K, ``dt_ms``:
     Euler step (ms). ``input_projection``: how data reach the circuit's inputs
-    (``dense`` linear map, or ``conv`` for sequences/images). ``readout`` is from
-    the E units at every step (anytime readout).
+    (``dense`` linear map, or ``conv`` with ``kernel_size`` for sequences/images on a
+    spatial circuit). The readout is from the E units at every step (anytime
+    readout). ``init``: start from the circuit's weights or fresh ``balanced`` ones
+    (bulk radius ``init_radius``); ``norm``: per-step normalisation (weights tied,
+    norms not, as CORnet-S); ``state_gate``: state-dependent gates (``gated``);
+    ``dale``: how magnitudes stay non-negative (see :mod:`cortex_resnet.bridge`).
     """
 
     kind: Literal["circuit"] = "circuit"
@@ -93,10 +97,20 @@ class CircuitModelSpec(_Frozen):
     dt_ms: float = Field(default=0.5, gt=0.0, le=1e4)
     input_mode: Literal["sustained", "pulse"] = "sustained"
     input_projection: Literal["dense", "conv"] = "dense"
+    kernel_size: int = Field(default=5, ge=1, le=31)
     learnable: bool = True
+    init: Literal["circuit", "balanced"] = "circuit"
+    init_radius: float = Field(default=0.9, gt=0.0, le=100.0)
+    norm: Literal["layer", "batch"] | None = None
+    state_gate: bool = False
+    dale: Literal["softplus", "relu"] = "softplus"
 
     @model_validator(mode="after")
     def _one_source(self) -> "CircuitModelSpec":
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"model.kernel_size = {self.kernel_size} must be odd ('same' padding)")
+        if self.state_gate and self.variant != "gated":
+            raise ValueError("model.state_gate = true needs variant = 'gated'")
         if (self.circuit is None) == (self.spec is None):
             raise ValueError("give exactly one of model.circuit (a models/*.toml file) or an "
                              "inline [model.spec] table")

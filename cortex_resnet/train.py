@@ -87,9 +87,12 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
             cspec = spec.circuit_spec()
             circuit = build_circuit(cspec, np.random.default_rng([cspec.seed, spec.seed]))
             net = unroll(circuit, steps=m.steps, dt_ms=m.dt_ms, variant=m.variant,
-                         input_mode=m.input_mode, dtype=torch.float32, learnable=m.learnable)
+                         input_mode=m.input_mode, dtype=torch.float32, learnable=m.learnable,
+                         norm=m.norm, state_gate=m.state_gate, dale=m.dale, init=m.init,
+                         init_radius=m.init_radius, seed=spec.seed)
             model = CircuitClassifier(net, in_shape=dataset.in_shape, n_classes=dataset.n_classes,
-                                      input_projection=m.input_projection)
+                                      input_projection=m.input_projection,
+                                      kernel_size=m.kernel_size, seed=spec.seed)
             info = {"model": f"E/I circuit, {m.variant}, {m.input_projection} input, K={m.steps}",
                     "variant": m.variant, "kind": "circuit"}
         else:

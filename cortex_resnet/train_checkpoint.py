@@ -2,15 +2,18 @@
 
 A checkpoint is a dict of state dicts (model, optimiser), RNG states *as
 tensors* (so that ``torch.load(..., weights_only=True)`` accepts them), the
-metrics history (numbers and strings) and the experiment's TOML text. Loading
-never unpickles arbitrary objects: ``torch.load`` runs with
-``weights_only=True``, which refuses anything but tensors and primitive
-containers, and a tampered, truncated or foreign file becomes a
-:class:`~cortex_resnet.errors.SpecError` that says what to do.
+metrics history (numbers and strings), the experiment's TOML text and a
+SHA-256 digest of all of it. Loading never unpickles arbitrary objects:
+``torch.load`` runs with ``weights_only=True``, which refuses anything but
+tensors and primitive containers; the digest catches changed bytes inside
+tensors (which the zip container does not check). A tampered, truncated or
+foreign file becomes a :class:`~cortex_resnet.errors.SpecError` that says what
+to do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -22,7 +25,7 @@ from .errors import SpecError
 from .results import atomic_path
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "rng_state", "set_rng_state",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "content_digest"]
 
 CHECKPOINT_FORMAT = "cortex_resnet.train.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -51,12 +54,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
+def content_digest(obj: Any) -> str:
+    """SHA-256 over a nest of dicts/lists of tensors and plain values (order-independent for dicts)."""
+    h = hashlib.sha256()
+
+    def walk(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            h.update(b"{")
+            for k in sorted(o, key=lambda x: (type(x).__name__, str(x))):
+                h.update(repr(k).encode())
+                walk(o[k])
+            h.update(b"}")
+        elif isinstance(o, (list, tuple)):
+            h.update(b"[")
+            for v in o:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(f"{type(o).__name__}:{o!r};".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write a checkpoint atomically (a killed write leaves the previous one intact)."""
     missing = [k for k in _REQUIRED if k not in payload and k not in ("format", "version")]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
     data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    data["sha256"] = content_digest(data)
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
@@ -93,7 +124,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if data.get("version") != CHECKPOINT_VERSION:
         raise SpecError("checkpoint", str(path), f"checkpoint version {CHECKPOINT_VERSION} "
                         f"(file has {data.get('version')!r}); rerun the training")
-    missing = [k for k in _REQUIRED if k not in data]
+    missing = [k for k in _REQUIRED + ("sha256",) if k not in data]
     if missing:
         raise SpecError("checkpoint", str(path), f"a complete checkpoint (missing {missing})")
+    digest = data.pop("sha256")
+    if content_digest(data) != digest:
+        raise SpecError("checkpoint", str(path), "a checkpoint whose content matches its SHA-256 "
+                        "digest; this one was changed after it was written (tampered or corrupt): "
+                        "delete it and rerun, or restore a copy")
     return data

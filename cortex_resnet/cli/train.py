@@ -55,10 +55,18 @@ def register(app: typer.Typer) -> None:
             None, "--set", help="Override a field: --set optim.lr=0.001 (repeatable)."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Progress bar and per-epoch lines on stderr."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's; "
+                                              "1 is fastest for small nets on a busy machine)."),
     ) -> None:
         from ..experiment import load_experiment
         from ..train import train as run_train
 
+        if threads is not None:
+            if threads < 1:
+                raise SpecError("--threads", threads, "an integer >= 1")
+            import torch
+
+            torch.set_num_threads(threads)
         spec = load_experiment(experiment)
         changes = _parse_set(extra or [])
         if seed is not None:
