@@ -9,6 +9,7 @@ everything the result depends on (:func:`task_key`). :func:`run_tasks`
   (``scheduler="tcp://host:8786"``, e.g. one started by dask-jobqueue on
   SLURM; refused with a clear message when nothing answers within
   ``connect_timeout_s``), or serially in this process (``workers=0``);
+  each task runs with ``threads_per_task`` torch threads (default 1);
 * stores each finished task's result in ``cache_dir/<key>.json`` (written
   atomically, by the client as results arrive), so an interrupted run resumes
   without redoing finished tasks;
@@ -122,19 +123,24 @@ def _normalise(result: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(result, default=_json_default))
 
 
-def _call(fn: Callable[..., dict[str, Any]], args: tuple) -> dict[str, Any]:
-    """Run a task; inside a Dask worker, torch gets as many threads as the worker."""
+def _call(fn: Callable[..., dict[str, Any]], args: tuple, threads: int = 1) -> dict[str, Any]:
+    """Run a task with ``threads`` torch threads (restored afterwards).
+
+    Tasks are small and run side by side, so one thread each is the default: on a
+    loaded machine several torch threads per small matrix product are many times slower.
+    """
     try:
-        from distributed import get_worker
-
-        nthreads = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        nthreads = None
-    if nthreads:
         import torch
-
-        torch.set_num_threads(max(1, int(nthreads)))
-    out = fn(*args)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    old = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        out = fn(*args)
+    finally:
+        if torch is not None and old is not None:
+            torch.set_num_threads(old)
     if not isinstance(out, dict):
         raise TypeError(f"task function {fn.__name__} returned {type(out).__name__}, not a dict")
     return _normalise(out)
@@ -151,12 +157,12 @@ def check_scheduler_address(address: str) -> str:
     return addr if m.group("scheme") else f"tcp://{addr}"
 
 
-def _connect(scheduler: str | None, workers: int, connect_timeout_s: float):
+def _connect(scheduler: str | None, workers: int, connect_timeout_s: float, threads: int = 1):
     """A (client, cluster) pair: a new loopback LocalCluster, or a client on an existing scheduler."""
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
         return Client(cluster), cluster
     address = check_scheduler_address(scheduler)
@@ -179,7 +185,8 @@ def _connect(scheduler: str | None, workers: int, connect_timeout_s: float):
 def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: int = 2,
               cache_dir: str | Path | None = None, progress: bool = True,
               connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, desc: str = "tasks",
-              on_result: Callable[[Task, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+              on_result: Callable[[Task, dict[str, Any]], None] | None = None,
+              threads_per_task: int = 1) -> list[dict[str, Any]]:
     """Run independent tasks and return their results in task order.
 
     Parameters
@@ -191,6 +198,7 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
     progress : show a progress bar on stderr
     connect_timeout_s : how long to wait for ``scheduler`` to answer (s)
     on_result : called as each result arrives (fresh or cached), e.g. for logging
+    threads_per_task : torch threads inside each task (LocalCluster workers get as many threads)
 
     Raises
     ------
@@ -234,14 +242,14 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
         if todo and scheduler is None and workers == 0:
             for i in todo:
                 try:
-                    finish(i, _call(tasks[i].fn, tasks[i].args))
+                    finish(i, _call(tasks[i].fn, tasks[i].args, threads_per_task))
                 except SpecError:
                     raise
                 except Exception as err:
                     raise _task_failed(tasks[i], err) from err
         elif todo:
             _run_distributed(tasks, todo, finish, scheduler, max(1, min(workers, len(todo))),
-                             connect_timeout_s)
+                             connect_timeout_s, threads_per_task)
     finally:
         bar.close()
     return [r for r in results if r is not None]
@@ -253,16 +261,16 @@ def _task_failed(task: Task, err: BaseException) -> SimulationError:
 
 
 def _run_distributed(tasks: Sequence[Task], todo: list[int], finish: Callable[[int, dict], None],
-                     scheduler: str | None, workers: int, connect_timeout_s: float) -> None:
+                     scheduler: str | None, workers: int, connect_timeout_s: float, threads: int) -> None:
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
-    client, cluster = _connect(scheduler, workers, connect_timeout_s)
+    client, cluster = _connect(scheduler, workers, connect_timeout_s, threads)
     try:
         futures = {}
         for i in todo:
             t = tasks[i]
-            fut = client.submit(_call, t.fn, t.args, key=f"cortex-task-{t.key}", pure=False)
+            fut = client.submit(_call, t.fn, t.args, threads, key=f"cortex-task-{t.key}", pure=False)
             futures[fut] = i
         for fut in as_completed(list(futures)):
             i = futures[fut]

@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "info",
     "figures",
     "train",
+    "hypothesis",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,94 @@
+"""``cortex-resnet hypothesis list | run | report``: named claims with multi-seed statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..sweep import DEFAULT_CONNECT_TIMEOUT_S
+from ._common import emit_json, handle_errors
+
+__all__ = ["register"]
+
+RUN_EXAMPLE = ("Examples:\n\n  cortex-resnet hypothesis run isn-paradox --quick --json\n\n"
+               "  cortex-resnet hypothesis run amplification --seeds 10 --out runs/amp\n\n"
+               "  cortex-resnet hypothesis run degradation --scheduler tcp://10.0.0.5:8786")
+
+
+def register(app: typer.Typer) -> None:
+    hyp = typer.Typer(help="Named hypotheses: claim, H0/H1, conditions x seeds on Dask, statistics, "
+                           "verdict, report and figure.", no_args_is_help=True)
+    app.add_typer(hyp, name="hypothesis")
+
+    @hyp.command("list", help="List the hypotheses with their claim, H0 and H1.\n\n"
+                              "Example:\n\n  cortex-resnet hypothesis list --json")
+    @handle_errors
+    def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print a JSON list on stdout.")) -> None:
+        from ..hypotheses import list_hypotheses
+
+        items = list_hypotheses()
+        if json_out:
+            emit_json(items)  # type: ignore[arg-type]
+            return
+        for h in items:
+            typer.echo(f"{h['name']}  (quick {h['runtime']['quick']}, full {h['runtime']['full']})")
+            typer.echo(f"  claim: {h['claim']}")
+            typer.echo(f"  H0: {h['h0']}")
+            typer.echo(f"  H1: {h['h1']}")
+
+    @hyp.command("run", help="Run a hypothesis: every (condition, seed) is an independent task on a "
+                             "Dask cluster (a local one by default); finished tasks are cached under "
+                             "OUT/.cache so an interrupted run resumes.\n\n" + RUN_EXAMPLE)
+    @handle_errors
+    def run_cmd(
+        name: str = typer.Argument(..., help="Hypothesis name (see `hypothesis list`)."),
+        quick: bool = typer.Option(False, help="Tiny sizes and 2-3 seeds (the spec's [quick] table)."),
+        seeds: Optional[int] = typer.Option(None, help="Number of seeds (>= 2), overriding the spec."),
+        seed: Optional[int] = typer.Option(None, help="First seed; tasks use seed .. seed + seeds - 1."),
+        scheduler: Optional[str] = typer.Option(
+            None, help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); default: a "
+                       "LocalCluster on this machine."),
+        workers: int = typer.Option(2, help="LocalCluster worker processes; 0 runs the tasks serially here."),
+        connect_timeout: float = typer.Option(DEFAULT_CONNECT_TIMEOUT_S,
+                                              help="Seconds to wait for --scheduler to answer."),
+        out: Optional[Path] = typer.Option(None, help="Output folder (default runs/hypotheses/NAME[-quick])."),
+        spec: Optional[Path] = typer.Option(None, help="Experiment spec (TOML) instead of "
+                                                       "experiments/hypotheses/NAME.toml."),
+        cache: bool = typer.Option(True, help="Reuse finished tasks from OUT/.cache."),
+        json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
+        progress: bool = typer.Option(True, help="Show a progress bar over tasks on stderr."),
+    ) -> None:
+        from ..hypotheses import run_hypothesis
+
+        summary = run_hypothesis(name, quick=quick, seeds=seeds, seed=seed, scheduler=scheduler,
+                                 workers=workers, out=out, spec=spec, progress=progress and not json_out,
+                                 connect_timeout_s=connect_timeout, cache=cache)
+        _print(summary, json_out)
+
+    @hyp.command("report", help="Re-analyse a finished run folder (results.nc) and rewrite report.md, "
+                                "report.json and the figure.\n\n"
+                                "Example:\n\n  cortex-resnet hypothesis report runs/hypotheses/isn-paradox")
+    @handle_errors
+    def report_cmd(
+        directory: Path = typer.Argument(..., help="A run folder written by `hypothesis run`."),
+        json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
+    ) -> None:
+        from ..hypotheses import rebuild_report
+
+        _print(rebuild_report(directory), json_out)
+
+
+def _print(summary: dict, json_out: bool) -> None:
+    if json_out:
+        emit_json(summary)
+        return
+    from ..hypotheses.report import fmt
+
+    typer.echo(f"{summary['name']}: {summary['verdict']}  ({summary['seeds']} seeds)")
+    for c in summary["comparisons"]:
+        typer.echo(f"  [{c['verdict']}] {c['label']}: {c['test']}, statistic {fmt(c['statistic'])}, "
+                   f"p (Holm) {fmt(c['p_adjusted'])}, {c['effect_name']} {fmt(c['effect_size'], 3)}, "
+                   f"estimate {fmt(c['estimate'])} [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}]")
+    typer.echo(f"  report: {Path(summary['out']) / 'report.md'}; runtime {summary['runtime_s']:.1f} s")
