@@ -40,22 +40,36 @@ def known_integrators() -> list[str]:
     return list(FIXED_STEP + ADAPTIVE)
 
 
-def euler_step(r: torch.Tensor, drive: torch.Tensor, recurrent: Callable[[torch.Tensor], torch.Tensor],
+def euler_step(r: torch.Tensor, drive: torch.Tensor,
+               recurrent: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
                alpha: torch.Tensor | float, phi: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """One Euler step of the rate dynamics: a residual block.
 
     ``r_{k+1} = r_k + alpha * (-r_k + phi(recurrent(r_k) + drive))``
 
+    computed as ``lerp(r_k, phi(z), alpha)`` (the same number up to one rounding;
+    ``alpha = 1`` gives exactly ``phi(z)``), with ``z = r_k @ W^T + drive`` fused
+    into one ``addmm`` when ``recurrent`` is the matrix ``W^T``: three passes over
+    the state per step besides the product (autograd works through all of it).
+
     Parameters
     ----------
     r : (batch, N) rates at step k
     drive : (batch, N) feedforward drive ``B u_k + b`` (+ noise)
-    recurrent : ``r -> W r`` (dense, sparse, learned, ...), (batch, N) -> (batch, N)
+    recurrent : ``r -> W r`` (dense, sparse, learned, ...), (batch, N) -> (batch, N),
+        or the dense transposed weights ``W^T`` (N, N) (pre x post) themselves
     alpha : ``dt / tau`` per unit (N,) or scalar; ``1 - exp(-dt/tau)`` gives exponential Euler;
         ``alpha = 1`` gives a plain (non-residual) net
     phi : transfer function
     """
-    return r + alpha * (-r + phi(recurrent(r) + drive))
+    if isinstance(recurrent, torch.Tensor):
+        z = torch.addmm(drive, r, recurrent) if r.ndim == 2 else r @ recurrent + drive
+    else:
+        z = recurrent(r) + drive
+    out = phi(z)
+    if isinstance(alpha, torch.Tensor) and alpha.dtype != out.dtype:
+        return r + alpha * (-r + out)  # mixed precision: keep torch's type promotion
+    return torch.lerp(r, out, alpha)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -92,6 +106,7 @@ class RateSystem:
         c = circuit if recurrence else circuit.without_recurrence()
         self.recurrence = recurrence
         self.B, self.b, self.tau = as_t(c.B), as_t(c.b), as_t(c.tau_ms)
+        self.BT = self.B.T.contiguous()
         self.W = as_t(c.W)
         self.WT = self.W.T.contiguous()
         self._sparse = None
@@ -116,14 +131,25 @@ class RateSystem:
         WT = self.WT
         return lambda r: r @ WT
 
+    def recurrent_weights(self, k: int = 0) -> torch.Tensor | Callable[[torch.Tensor], torch.Tensor]:
+        """What :func:`euler_step` takes as ``recurrent`` for step ``k``: the dense ``W^T``
+        (fused into one ``addmm``) where the product is dense, else :meth:`recurrent_op`."""
+        if self.recurrence and self.step_WT is None and self._sparse is None:
+            return self.WT
+        return self.recurrent_op(k)
+
     def drive(self, u: torch.Tensor, eta: torch.Tensor | None) -> torch.Tensor:
         """``B u + b (+ eta)``, (batch, N)."""
-        d = u @ self.B.T + self.b
+        d = torch.addmm(self.b, u, self.BT) if u.ndim == 2 else u @ self.BT + self.b
         return d if eta is None else d + eta
 
     def rhs(self, r: torch.Tensor, drive: torch.Tensor, k: int = 0) -> torch.Tensor:
         """``dr/dt = (-r + phi(W r + drive)) / tau`` in 1/ms."""
-        return (-r + self.phi(self.recurrent_op(k)(r) + drive)) / self.tau
+        rec = self.recurrent_weights(k)
+        z = torch.addmm(drive, r, rec) if isinstance(rec, torch.Tensor) and r.ndim == 2 else None
+        if z is None:
+            z = self.recurrent_op(k)(r) + drive
+        return (self.phi(z) - r) / self.tau
 
 
 @dataclass
@@ -262,12 +288,13 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
             k4 = rec(r + dt_ms * k3, d1, k)
             r = r + dt_ms / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         else:
-            r = euler_step(r, drive, system.recurrent_op(k), alpha, system.phi)
+            r = euler_step(r, drive, system.recurrent_weights(k), alpha, system.phi)
         if eta is not None:
             eta = decay * eta + kick * torch.randn(eta.shape, generator=gen, dtype=eta.dtype, device=eta.device)
         if i % check_every == 0 or i == n_steps:
-            bad = ~torch.isfinite(r) | (r.abs() > max_rate)
-            if bool(bad.any()):
+            # one reduction and one device sync per check; NaN propagates through amax
+            if not float(r.abs().amax()) <= max_rate:
+                bad = ~torch.isfinite(r) | (r.abs() > max_rate)
                 raise _diagnose(system, last_good, drive, k0 + i, t0 + i * dt_ms, bad, max_rate)
             last_good = r
         if i % record_stride == 0:
