@@ -302,9 +302,11 @@ def dump_experiment(spec: ExperimentSpec, *, inline_circuit: bool = True) -> str
     """
     data = spec.model_dump(mode="json", exclude_none=True)
     if inline_circuit and isinstance(spec.model, CircuitModelSpec):
-        data["model"]["spec"] = spec.circuit_spec().model_dump(mode="json", exclude_none=True)
+        inline = spec.circuit_spec().model_dump(mode="json", exclude_none=True)
         data["model"].pop("circuit", None)
+        data["model"].pop("spec", None)
         data["model"]["overrides"] = {}
+        data["model"]["spec"] = inline  # last: a canonical order, so dumps of dumps are equal
     lines = []
     for k, v in data.items():
         if not isinstance(v, dict):
