@@ -52,12 +52,12 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
     beta : mixing (1 = undamped); the solver halves it on a residual blow-up
     """
     bsz, n = r0.shape
-    mm = min(m, max(n, 1))
+    mm = max(2, m)  # (a history of 1 would be a plain iteration; m > n is fine: the ridge regularises)
     X = torch.zeros(bsz, mm, n, dtype=r0.dtype, device=r0.device)
     F = torch.zeros_like(X)
     X[:, 0], F[:, 0] = r0, g(r0)
     res = float((F[:, 0] - X[:, 0]).abs().max())
-    if mm == 1 or res <= tol * (1 + float(r0.abs().max())):
+    if res <= tol * (1 + float(r0.abs().max())):
         return FixedPointResult(F[:, 0], 1, res, True)
     X[:, 1], F[:, 1] = F[:, 0], g(F[:, 0])
     H = torch.zeros(bsz, mm + 1, mm + 1, dtype=r0.dtype, device=r0.device)
@@ -72,9 +72,12 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
         GG = G @ G.transpose(1, 2)
         # Tikhonov term relative to the residuals' scale (an absolute lam would swamp
         # G G^T near convergence and stall the method into plain averaging)
-        ridge = lam * GG.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(torch.finfo(r0.dtype).tiny)
+        ridge = (lam * GG.diagonal(dim1=1, dim2=2).mean(dim=1)).clamp_min(torch.finfo(r0.dtype).eps ** 2)
         H[:, 1:nk + 1, 1:nk + 1] = GG + ridge[:, None, None] * torch.eye(nk, dtype=r0.dtype, device=r0.device)
-        alpha = torch.linalg.solve(H[:, :nk + 1, :nk + 1], y[:, :nk + 1])[:, 1:nk + 1, 0]
+        try:
+            alpha = torch.linalg.solve(H[:, :nk + 1, :nk + 1], y[:, :nk + 1])[:, 1:nk + 1, 0]
+        except RuntimeError:  # singular (e.g. a repeated iterate): stop with the best so far
+            break
         new = beta * (alpha[:, None] @ F[:, :nk])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :nk])[:, 0]
         X[:, k % mm] = new
         F[:, k % mm] = g(new)
@@ -173,20 +176,22 @@ def steady_state(circuit: Circuit, u: torch.Tensor | np.ndarray | float, *, meth
 
 def _damped(g: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor, tol: float, max_iter: int,
             beta: float) -> tuple[FixedPointResult, float]:
-    """``r <- r + beta (g(r) - r)``; ``beta`` halves (down to 1/64) whenever the residual blows up."""
+    """``r <- r + beta (g(r) - r)``; ``beta`` halves (down to 1/64) when the residual blows up or
+    stops improving for 25 iterations (an overshooting oscillation), restarting from the best point."""
     best = (float("inf"), r)
     res = float("inf")
+    last_gain = 0
     for it in range(1, max_iter + 1):
         gr = g(r)
         res = float((gr - r).abs().max())
-        if not np.isfinite(res) or res > 1e3 * best[0]:
+        if not np.isfinite(res) or res > 1e3 * best[0] or it - last_gain > 25:
             beta *= 0.5
             if beta < 1.0 / 64:
                 break
-            r = best[1]
+            r, last_gain = best[1], it
             continue
         if res < best[0]:
-            best = (res, r)
+            best, last_gain = (res, r), it
         if res <= tol * (1 + float(r.abs().max())):
             return FixedPointResult(gr, it, res, True), beta
         r = r + beta * (gr - r)
@@ -241,7 +246,7 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
                          max_iter: int = 500, m: int = 5, backward_tol: float | None = None,
                          backward_max_iter: int | None = None,
                          jacobian: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                         raise_on_fail: bool = True) -> torch.Tensor:
+                         raise_on_fail: bool = True, fallback: bool = True) -> torch.Tensor:
     """Equilibrium layer: ``r* = g(r*)`` with gradients by implicit differentiation.
 
     The forward solve records no graph (:func:`solve_fixed_point`). The result is
@@ -260,7 +265,7 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
     jacobian : optional ``r -> J`` (batch, N, N) of ``g`` for a direct solve (exact,
         memory ``batch N^2``); default: Anderson on ``v = dL/dr* + J^T v`` with
         vector-Jacobian products (Jacobian-free)
-    raise_on_fail : see :func:`solve_fixed_point`
+    raise_on_fail, fallback : see :func:`solve_fixed_point` (both solves)
 
     Returns
     -------
@@ -273,7 +278,7 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
         Forward solve, or (during backward) the linear solve, did not converge.
     """
     with torch.no_grad():
-        res = solve_fixed_point(g, r0.detach(), tol=tol, max_iter=max_iter, m=m,
+        res = solve_fixed_point(g, r0.detach(), tol=tol, max_iter=max_iter, m=m, fallback=fallback,
                                 raise_on_fail=raise_on_fail, what="equilibrium (forward)")
     r_star = res.r.detach()
     if not torch.is_grad_enabled():
@@ -284,7 +289,9 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
     btol = tol if backward_tol is None else backward_tol
     biter = max_iter if backward_max_iter is None else backward_max_iter
     if jacobian is not None:
-        def hook(grad: torch.Tensor) -> torch.Tensor:
+        def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
+            if grad is None:  # an undefined gradient stays undefined
+                return None
             with torch.no_grad():
                 J = jacobian(r_star)
                 eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
@@ -294,12 +301,16 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
         with torch.enable_grad():
             f0 = g(z0)
 
-        def hook(grad: torch.Tensor) -> torch.Tensor:
+        def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
+            if grad is None:
+                return None
+
             def lin(v: torch.Tensor) -> torch.Tensor:
                 (jtv,) = torch.autograd.grad(f0, z0, v, retain_graph=True)
                 return grad + jtv
 
-            sol = solve_fixed_point(lin, grad.detach(), tol=btol, max_iter=biter, m=max(m, 10),
+            sol = solve_fixed_point(lin, grad.detach(), tol=btol, max_iter=biter, m=m, fallback=fallback,
+                                    raise_on_fail=raise_on_fail,
                                     what="implicit gradient (I - J^T) v = dL/dr*: linear solve")
             return sol.r
     out.register_hook(hook)

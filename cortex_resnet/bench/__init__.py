@@ -21,6 +21,8 @@ __all__ = ["BenchResult", "BENCHES", "machine_info", "run_bench", "known_benches
 # bench name -> module (each defines run(quick=False) -> list[BenchResult])
 BENCHES: dict[str, str] = {}
 BENCHES["rate"] = "cortex_resnet.bench.rate"
+BENCHES["rate"] = "cortex_resnet.bench.rate"
+BENCHES["bridge"] = "cortex_resnet.bench.bridge"
 
 
 @dataclass

@@ -65,16 +65,16 @@ def circuit_of(net: UnrolledCircuit) -> Circuit:
     o = net.options
     as_np = lambda t: t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()  # noqa: E731
     with torch.no_grad():
-        mats = [as_np(m()) for m in net.W]
+        mats = as_np(net.W())
         alpha = as_np(net.step_alpha(torch.zeros(1, net.n_units, dtype=net.dtype, device=net.B.device)))
         alpha = alpha.reshape(-1)[-net.n_units:]
         B, b = as_np(net.input_projection()), as_np(net.b)
-        mask = np.logical_or.reduce([as_np(m.mask) > 0 for m in net.W])
+        mask = net.W.mask.cpu().numpy().copy()
     src = net.circuit
     sim = src.spec.simulation.model_copy(update={"dt_ms": o.dt_ms, "duration_ms": o.steps * o.dt_ms,
                                                  "method": "euler"})
     spec = src.spec.model_copy(update={"simulation": sim, "weights": None})
-    step_weights = None if o.tied else np.stack(mats)
+    step_weights = None if o.tied else mats
     meta = {"source": "bridge.to_circuit", "variant": o.variant, "steps": o.steps, "dt_ms": o.dt_ms,
             "input_mode": o.input_mode}
     return Circuit(spec=spec, W=mats[-1], B=B, b=b, tau_ms=o.dt_ms / alpha, mask=mask,

@@ -44,17 +44,23 @@ def softplus_inverse(m: np.ndarray) -> np.ndarray:
 
 
 class DaleMatrix(nn.Module):
-    """A sign-constrained, masked, learnable weight matrix (post x pre).
+    """A stack of sign-constrained, masked, learnable weight matrices (post x pre).
+
+    ``n`` matrices share one mask and the presynaptic signs (``n = 1`` for a tied
+    net, ``K`` for an untied one). They are stored transposed, pre x post, as
+    ``theta_T`` (n, N_pre, N_post), so that :meth:`transposed` yields ``W^T``
+    contiguous without a copy (``r @ W^T`` in the rate simulator's layout), and
+    all ``n`` matrices are formed by one batched operation.
 
     Parameters
     ----------
-    W : (N_post, N_pre) initial weights; column signs must follow ``population``
+    W : (N_post, N_pre) or (n, N_post, N_pre) initial weights; column signs must follow ``population``
     population : (N_pre,) ``"E"``/``"I"`` of the presynaptic units
-    mask : (N_post, N_pre) bool, connections that exist (default ``W != 0``);
+    mask : (N_post, N_pre) bool, connections that exist (default: where any ``W`` is nonzero);
         nonzero weights outside it are added to it
     parametrisation : ``"softplus"`` or ``"relu"`` (see the module docstring)
     dtype, device : of the parameter
-    learnable : ``False`` freezes ``theta``
+    learnable : ``False`` freezes ``theta_T``
 
     Raises
     ------
@@ -70,33 +76,49 @@ class DaleMatrix(nn.Module):
             raise UnknownNameError("Dale parametrisation", parametrisation, list(PARAMETRISATIONS),
                                    field="dale")
         W = np.asarray(W, dtype=np.float64)
+        W = W[None] if W.ndim == 2 else W
         population = np.asarray(population)
-        if W.ndim != 2 or W.shape[1] != population.shape[0]:
-            raise SpecError("W", f"shape {W.shape}", f"shape (N_post, {population.shape[0]})")
-        check_dale(W, population)
-        m = (W != 0) if mask is None else (np.asarray(mask, dtype=bool) | (W != 0))
+        if W.ndim != 3 or W.shape[2] != population.shape[0]:
+            raise SpecError("W", f"shape {W.shape}", f"shape (N_post, {population.shape[0]}) or a stack of them")
+        for Wk in W:
+            check_dale(Wk, population)
+        m = np.any(W != 0, axis=0)
+        if mask is not None:
+            m |= np.asarray(mask, dtype=bool)
         self.parametrisation = parametrisation
         mag = np.abs(W)
         theta = softplus_inverse(mag) if parametrisation == "softplus" else mag
         theta = np.where(m, theta, THETA_FLOOR if parametrisation == "softplus" else 0.0)
         sign = np.where(population == "E", 1.0, -1.0)
-        self.theta = nn.Parameter(torch.as_tensor(theta, dtype=dtype, device=device), requires_grad=learnable)
-        self.register_buffer("sign", torch.as_tensor(sign, dtype=dtype, device=device))
-        self.register_buffer("mask", torch.as_tensor(m, dtype=dtype, device=device))
+        self.theta_T = nn.Parameter(torch.as_tensor(np.ascontiguousarray(theta.transpose(0, 2, 1)), dtype=dtype,
+                                                    device=device), requires_grad=learnable)
+        self.register_buffer("signed_mask_T", torch.as_tensor(m.T * sign[:, None], dtype=dtype, device=device))
 
-    def magnitude(self) -> torch.Tensor:
-        """``f(theta)``, (N_post, N_pre), non-negative."""
+    def __len__(self) -> int:
+        return int(self.theta_T.shape[0])
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(N_post, N_pre) bool: the connections that exist."""
+        return (self.signed_mask_T != 0).T
+
+    def magnitude_T(self) -> torch.Tensor:
+        """``f(theta_T)``, (n, N_pre, N_post), non-negative."""
         if self.parametrisation == "softplus":
-            return F.softplus(self.theta, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
-        return torch.relu(self.theta)
+            return F.softplus(self.theta_T, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
+        return torch.relu(self.theta_T)
+
+    def transposed(self) -> torch.Tensor:
+        """``W_k^T`` for every ``k``: (n, N_pre, N_post), contiguous."""
+        return self.magnitude_T() * self.signed_mask_T
 
     def forward(self) -> torch.Tensor:
-        """The signed, masked weight matrix ``W`` (N_post, N_pre)."""
-        return self.magnitude() * self.mask * self.sign
+        """The signed, masked weight matrices ``W_k`` (n, N_post, N_pre) (a transposed view)."""
+        return self.transposed().transpose(-1, -2)
 
     def n_effective(self) -> int:
-        """Number of connections that exist (learnable entries inside the mask)."""
-        return int(self.mask.sum().item())
+        """Number of learnable connections (inside the mask, all matrices)."""
+        return int((self.signed_mask_T != 0).sum().item()) * len(self)
 
 
 def balanced_weights(population: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,

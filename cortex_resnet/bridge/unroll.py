@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -142,19 +142,18 @@ class UnrolledCircuit(nn.Module):
         self.circuit, self.options = circuit, opts
         self.n_units, self.n_E, self.n_inputs = circuit.n_units, circuit.n_E, circuit.n_inputs
         self.population = circuit.population.copy()
-        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+        # torch.tensor copies: training the net never writes into the circuit's arrays
+        as_t = lambda a: torch.tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
         rng = np.random.default_rng(circuit.spec.seed if seed is None else seed)
         n_mats = 1 if opts.tied else opts.steps
 
-        def initial_W() -> np.ndarray:
-            if opts.init == "circuit":
-                return circuit.W
-            return balanced_weights(circuit.population, circuit.mask | (circuit.W != 0), rng,
-                                    radius=opts.init_radius)
-
-        self.W = nn.ModuleList([
-            DaleMatrix(initial_W(), circuit.population, circuit.mask, parametrisation=opts.dale,
-                       dtype=dtype, device=device, learnable=learnable) for _ in range(n_mats)])
+        if opts.init == "circuit":
+            W0 = np.broadcast_to(circuit.W, (n_mats,) + circuit.W.shape)
+        else:
+            W0 = np.stack([balanced_weights(circuit.population, circuit.mask | (circuit.W != 0), rng,
+                                            radius=opts.init_radius) for _ in range(n_mats)])
+        self.W = DaleMatrix(W0, circuit.population, circuit.mask, parametrisation=opts.dale,
+                            dtype=dtype, device=device, learnable=learnable)
         self.B = nn.Parameter(as_t(circuit.B), requires_grad=learnable)
         self.register_buffer("B_mask", as_t(circuit.B != 0))
         self.b = nn.Parameter(as_t(circuit.b), requires_grad=learnable)
@@ -204,8 +203,8 @@ class UnrolledCircuit(nn.Module):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            if effective and name.startswith("W.") and name.endswith("theta"):
-                total += self.W[int(name.split(".")[1])].n_effective()
+            if effective and name == "W.theta_T":
+                total += self.W.n_effective()
             elif effective and name == "B":
                 total += int(self.B_mask.sum().item())
             else:
@@ -215,7 +214,7 @@ class UnrolledCircuit(nn.Module):
     # ---------------------------------------------------------------- pieces
     def weight(self, k: int = 0) -> torch.Tensor:
         """``W_k`` (N, N), post x pre (the last one is held for ``k >= K``)."""
-        return self.W[min(k, len(self.W) - 1)]()
+        return self.W()[min(k, len(self.W) - 1)]
 
     def input_projection(self) -> torch.Tensor:
         """``B`` (N, n_inputs) with its zero pattern enforced."""
@@ -240,7 +239,7 @@ class UnrolledCircuit(nn.Module):
         ``WT`` is ``W_k`` transposed (pre x post, contiguous: the simulator's layout,
         so that both compute ``r @ W^T`` with the same kernel); default ``weight(k).T``.
         """
-        WT = self.weight(k).T.contiguous() if WT is None else WT
+        WT = self.W.transposed()[min(k, len(self.W) - 1)] if WT is None else WT
         phi = self.phi
         if self.options.norm is not None:
             norm, base = self.norms[min(k, self.steps - 1)], self.phi
@@ -293,16 +292,16 @@ class UnrolledCircuit(nn.Module):
         else:
             d = self.drive(u)
             drives = [d[:, k] for k in range(self.steps)]
-        WT = self.weight(0).T.contiguous() if self.options.tied else None
+        WTs = self.W.transposed().unbind(0)  # unbind: one stacked gradient, not K full-size ones
         states = [r]
         for k in range(self.steps):
-            r = self.step(r, drives[k], k, WT)
+            r = self.step(r, drives[k], k, WTs[min(k, len(WTs) - 1)])
             states.append(r)
         return torch.stack(states)
 
     # ---------------------------------------------------------------- equilibrium
     def steady_state(self, u: torch.Tensor, r0: torch.Tensor | None = None, *, tol: float | None = None,
-                     max_iter: int = 500, m: int = 5, backward: str = "iterative") -> torch.Tensor:
+                     backward: str = "iterative", **solver: Any) -> torch.Tensor:
         """The equilibrium ``r* = step(r*)`` (i.e. ``r* = phi(W r* + B u + b)``) with implicit gradients.
 
         Only for tied nets without normalisation. Memory does not grow with
@@ -312,7 +311,8 @@ class UnrolledCircuit(nn.Module):
         ----------
         u : (batch, n_inputs) constant input (sustained; the bias only for pulse mode)
         tol : relative residual tolerance (default 1e-10 in float64, 1e-5 in float32)
-        max_iter, m : solver iterations and Anderson history
+        solver : more options of :func:`~cortex_resnet.fixedpoint.implicit_fixed_point`
+            (``max_iter``, ``m``, ``backward_tol``, ``backward_max_iter``, ``fallback``, ``raise_on_fail``)
         backward : ``"iterative"`` (Jacobian-free) or ``"direct"`` (explicit Jacobian, batch N^2 memory)
         """
         if not self.options.tied or self.options.norm is not None:
@@ -323,8 +323,8 @@ class UnrolledCircuit(nn.Module):
         if u.ndim != 2:
             raise SpecError("u", f"shape {tuple(u.shape)}", f"(batch, {self.n_inputs}): a constant input")
         drive = self.b.expand(u.shape[0], -1) if self.input_mode == "pulse" else self.drive(u)
-        W = self.weight(0)
-        WT = W.T.contiguous()
+        WT = self.W.transposed()[0]
+        W = WT.T
         tol = (1e-10 if self.dtype == torch.float64 else 1e-5) if tol is None else tol
         start = self.phi(drive).detach() if r0 is None else r0
         # the Euler step rescaled to alpha_max = 1 (dt = the smallest tau): same fixed points, faster contraction
@@ -343,7 +343,7 @@ class UnrolledCircuit(nn.Module):
                 a = scale * self.step_alpha(r)
                 eye = torch.eye(self.n_units, dtype=r.dtype, device=r.device)
                 return eye + a[..., :, None] * (-eye + d[:, :, None] * W)
-        return implicit_fixed_point(g, start, tol=tol, max_iter=max_iter, m=m, jacobian=jac)
+        return implicit_fixed_point(g, start, tol=tol, jacobian=jac, **solver)
 
     def extra_repr(self) -> str:
         o = self.options

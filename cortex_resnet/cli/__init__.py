@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "info",
     "figures",
     "train",
+    "unroll",
     "hypothesis",
 ]
 
