@@ -19,7 +19,7 @@ import xarray as xr  # noqa: E402
 
 from .results import atomic_path, load_dataset, require_vars  # noqa: E402
 
-__all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "plot_decomposition"]
+__all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "plot_decomposition", "plot_raster"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73", "orange": "#E69F00",
@@ -73,6 +73,71 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
         ax.set_title(f"{'pyramidal (E)' if pop == 'E' else 'inhibitory (I)'} — "
                      f"{ds.attrs.get('backend', '')} {ds.attrs.get('circuit', '')}", loc="left")
     axes[0].legend(loc="best")
+    axes[-1].set_xlabel("time (ms)")
+    fig.align_ylabels(axes)
+    return save_figure(fig, path)
+
+
+def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0,
+                n_per_population: int = 100, seed: int = 0) -> Path:
+    """Spiking result: raster of a sample of neurons, population rates beneath, and the
+    ``x`` / ``F(x)`` split when the run was decomposed.
+
+    Parameters
+    ----------
+    result : a spiking-backend Dataset (or its netCDF path) with ``spike_time_ms``, ``spike_neuron``
+    path : output file (.png/.svg/.pdf)
+    batch : which stimulus of the batch
+    n_per_population : neurons drawn (at random, ``seed``) from each of E and I for the raster
+    """
+    ds = _as_dataset(result)
+    require_vars(ds, ["spike_time_ms", "spike_neuron", "spike_unit", "spike_batch", "r"], "the raster plot")
+    style()
+    split = "x" in ds and "Fx" in ds
+    fig, axes = plt.subplots(3 if split else 2, 1, figsize=(COLUMN_WIDTH_IN * 1.6, 5.2 if split else 3.8),
+                             sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1] if split else [2.2, 1]})
+    sel = ds["spike_batch"].values == batch
+    t = ds["spike_time_ms"].values[sel]
+    neuron = ds["spike_neuron"].values[sel]
+    unit = ds["spike_unit"].values[sel]
+    pop_of_unit = ds["population"].values
+    rng = np.random.default_rng(seed)
+    pool = int(ds.attrs.get("pool_size", 1))
+    row0 = 0
+    ax = axes[0]
+    for p in ("E", "I"):
+        units = np.where(pop_of_unit == p)[0]
+        neurons = (units[:, None] * pool + np.arange(pool)[None]).ravel()
+        if neurons.size == 0:
+            continue
+        pick = np.sort(rng.choice(neurons, size=min(n_per_population, neurons.size), replace=False))
+        rows = np.full(int(neurons.max()) + 1, -1)
+        rows[pick] = row0 + np.arange(pick.size)
+        keep = (pop_of_unit[unit] == p) & (rows[np.minimum(neuron, rows.size - 1)] >= 0) & (neuron < rows.size)
+        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=POP_COLORS[p], linewidths=0.5,
+                   label=f"{p} ({pick.size} of {neurons.size})", rasterized=True)
+        row0 += pick.size
+    ax.set_ylabel("neuron (sample)")
+    ax.set_ylim(-1, max(row0, 1))
+    ax.set_title(f"spiking {ds.attrs.get('circuit', '')} — raster", loc="left")
+    ax.legend(loc="upper right", markerscale=8)
+    units_label = ds.attrs.get("rate_units", "Hz")
+    tt = ds["time"].values
+    for p in ("E", "I"):
+        sub = ds.isel(batch=batch).where(ds["population"] == p, drop=True)
+        if sub.sizes.get("unit", 0):
+            axes[1].plot(tt, sub["r"].mean("unit"), color=POP_COLORS[p], lw=0.8, label=f"r {p}")
+    axes[1].set_ylabel(f"rate ({units_label})")
+    axes[1].legend(loc="upper right")
+    if split:
+        for p in ("E", "I"):
+            sub = ds.isel(batch=batch).where(ds["population"] == p, drop=True)
+            if sub.sizes.get("unit", 0):
+                axes[2].plot(tt, sub["x"].mean("unit"), color=POP_COLORS[p], ls="--", lw=0.8, label=f"x {p}")
+                axes[2].plot(tt, sub["Fx"].mean("unit"), color=POP_COLORS[p], ls=":", lw=0.8, label=f"F(x) {p}")
+        axes[2].axhline(0, color="0.8", lw=0.6, zorder=0)
+        axes[2].set_ylabel(f"x, F(x) ({units_label})")
+        axes[2].legend(loc="upper right", ncol=2)
     axes[-1].set_xlabel("time (ms)")
     fig.align_ylabels(axes)
     return save_figure(fig, path)

@@ -66,8 +66,14 @@ def _run_rate(circuit, opts: dict[str, Any]):
     return ds, lambda out: simulate_rate_summary(circuit, ds, out)
 
 
+def _run_spiking(circuit, opts: dict[str, Any]):
+    from ..spiking import cli_run
+
+    return cli_run(circuit, opts)
+
+
 # backend name -> runner(circuit, options) -> (dataset, summary(out) -> dict)
-BACKENDS: dict[str, Callable] = {"rate": _run_rate}
+BACKENDS: dict[str, Callable] = {"rate": _run_rate, "spiking": _run_spiking}
 
 
 def register(app: typer.Typer) -> None:
@@ -91,6 +97,8 @@ def register(app: typer.Typer) -> None:
         plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf)."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+        standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
+                                        "compiled once per network structure and cached (reruns do not compile)."),
         extra: Optional[list[str]] = typer.Option(
             None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
     ) -> None:
@@ -129,15 +137,15 @@ def register(app: typer.Typer) -> None:
         circuit = build_circuit(spec)
         opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
                     device=device, record_stride=record_stride, seed=seed,
-                    progress=progress and not json_out)
+                    progress=progress and not json_out, standalone=standalone)
         t0 = time.perf_counter()
         ds, summarize = BACKENDS[backend](circuit, opts)
         if out is not None:
             save_dataset(ds, out)
         if plot is not None:
-            from ..plots import plot_decomposition
+            from ..plots import plot_decomposition, plot_raster
 
-            plot_decomposition(ds, plot)
+            (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
         summary = summarize(out)
         summary.setdefault("runtime_s", time.perf_counter() - t0)
         if json_out:
