@@ -26,6 +26,10 @@ HYPOTHESES: dict[str, str] = {
     "amplification": "cortex_resnet.hypotheses.amplification",
     "depth-latency": "cortex_resnet.hypotheses.depth_latency",
     "inhibition-silencing": "cortex_resnet.hypotheses.inhibition_silencing",
+    "degradation": "cortex_resnet.hypotheses.degradation",
+    "shortcut": "cortex_resnet.hypotheses.shortcut",
+    "weight-sharing": "cortex_resnet.hypotheses.weight_sharing",
+    "iterative-refinement": "cortex_resnet.hypotheses.iterative_refinement",
 }
 
 

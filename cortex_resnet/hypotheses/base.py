@@ -34,7 +34,7 @@ from ..spec import validation_to_spec_error
 from ..stats import TestResult, combine_verdicts, decide, holm, require_seeds
 
 __all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "Analysis",
-           "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "summary_rows"]
+           "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "paired_values", "summary_rows"]
 
 
 class Params(BaseModel):
@@ -193,6 +193,15 @@ def condition_values(ds: xr.Dataset, var: str, condition: str) -> np.ndarray:
     vals = vals[np.isfinite(vals)]
     require_seeds(vals.size, f"{var} in condition {condition}")
     return vals
+
+
+def paired_values(ds: xr.Dataset, var: str, cond_a: str, cond_b: str) -> tuple[np.ndarray, np.ndarray]:
+    """``var`` in two conditions, paired by seed; seeds with NaN in either are dropped."""
+    a = np.asarray(ds[var].sel(condition=cond_a).values, dtype=float).ravel()
+    b = np.asarray(ds[var].sel(condition=cond_b).values, dtype=float).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    require_seeds(int(ok.sum()), f"{var} in conditions {cond_a} and {cond_b}")
+    return a[ok], b[ok]
 
 
 def summary_rows(ds: xr.Dataset, variables: dict[str, str]) -> list[dict[str, Any]]:

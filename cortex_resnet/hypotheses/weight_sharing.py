@@ -1,0 +1,111 @@
+"""``weight-sharing``: tied weights (the recurrent circuit) vs untied (a ResNet) at equal depth.
+
+Liao & Poggio (2016): a ResNet whose blocks share their weights -- a recurrent
+net -- performs about as well with far fewer parameters. Here the same circuit
+unrolled ``steps`` times, with one weight matrix (``tied``: the cortical
+circuit, step for step) or one per step (``untied``: areas in a chain).
+
+Statistics, paired by seed (same circuit, data order and initial weights):
+test accuracy of tied minus untied above ``-margin`` (non-inferiority), and
+accuracy per thousand parameters higher for the tied net.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+from pydantic import Field
+
+from ..stats import compare
+from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, paired_values, summary_rows
+from ._training import TrainingParams, prepare_training, train_classifier
+
+__all__ = ["HYPOTHESIS", "WeightSharingParams"]
+
+
+class WeightSharingParams(TrainingParams):
+    """``steps``: depth of both nets; ``margin``: accuracy the tied net may lose and still count as
+    performing similarly; ``min_effect``: smallest gain in accuracy per 1000 parameters that counts."""
+
+    input_mode: Literal["pulse", "sustained"] = "sustained"
+    steps: int = Field(default=8, ge=1, le=1000)
+    margin: float = Field(default=0.02, gt=0.0, lt=1.0)
+    min_effect: float = Field(default=0.0, ge=0.0)
+
+
+def _design(params: WeightSharingParams) -> list[dict[str, Any]]:
+    return [{"condition": "tied", "variant": "tied", "steps": params.steps},
+            {"condition": "untied", "variant": "untied", "steps": params.steps}]
+
+
+def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    t = train_classifier(prepared, seed, variant=condition["variant"], steps=condition["steps"])
+    acc = t.accuracy_per_step[-1]
+    return {"test_accuracy": acc, "train_loss": t.train_loss, "params": float(t.params),
+            "accuracy_per_kparam": 1000.0 * acc / t.params, "train_seconds": t.seconds}
+
+
+def _analyze(ds: xr.Dataset, params: WeightSharingParams, opt: AnalysisOptions) -> Analysis:
+    kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    at, au = paired_values(ds, "test_accuracy", "tied", "untied")
+    kt, ku = paired_values(ds, "accuracy_per_kparam", "tied", "untied")
+    comps = [
+        Comparison(f"tied performs similarly: accuracy(tied) - accuracy(untied) > -{params.margin:g}",
+                   compare(at - au, null_value=-params.margin, design="one-sample", alternative="greater", **kw),
+                   0.0),
+        Comparison("tied is more accurate per parameter (accuracy per 1000 parameters)",
+                   compare(kt, ku, design="paired", alternative="greater", **kw), params.min_effect),
+    ]
+    table = summary_rows(ds, {"test_accuracy": "test accuracy", "params": "parameters",
+                              "accuracy_per_kparam": "accuracy per 1000 parameters", "train_loss": "training loss",
+                              "train_seconds": "training time (s)"})
+    pt = float(np.nanmean(ds["params"].sel(condition="tied")))
+    pu = float(np.nanmean(ds["params"].sel(condition="untied")))
+    notes = [f"Parameters: tied {pt:.0f}, untied {pu:.0f} ({pu / pt:.2f}x) at depth K = {params.steps}; "
+             f"{params.epochs} epochs on {params.dataset}, input {params.input_mode}.",
+             "Liao & Poggio (2016): weight sharing across ResNet blocks costs little accuracy on CIFAR-10."]
+    return Analysis(comps, table, notes)
+
+
+def _figure(ds: xr.Dataset, analysis: Analysis, params: WeightSharingParams, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from ..plots import COLUMN_WIDTH_IN, PALETTE, save_figure, style
+
+    style()
+    fig, ax = plt.subplots(figsize=(1.3 * COLUMN_WIDTH_IN, 2.6))
+    for cond, color in (("tied", PALETTE["blue"]), ("untied", PALETTE["vermillion"])):
+        sub = ds.sel(condition=cond)
+        ax.scatter(sub["params"].values, sub["test_accuracy"].values, color=color, s=14, alpha=0.8,
+                   label=f"{cond} ({'recurrent circuit' if cond == 'tied' else 'ResNet'})")
+    for s in ds["seed"].values:
+        pts = ds.sel(seed=s)
+        ax.plot(pts["params"].values, pts["test_accuracy"].values, color="0.8", lw=0.6, zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"weight-sharing (K = {params.steps}): {analysis.verdict}", loc="left")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
+
+
+HYPOTHESIS = Hypothesis(
+    name="weight-sharing",
+    claim="Tied weights (the recurrent circuit) perform about as well as untied weights (a ResNet) at equal "
+          "depth, with far fewer parameters.",
+    h0="The tied net loses more than the margin in accuracy, or is not more accurate per parameter.",
+    h1="accuracy(tied) - accuracy(untied) > -margin and accuracy per parameter is higher for tied "
+       "(Liao & Poggio 2016).",
+    runtime={"quick": "~15 s", "full": "~10 min"},
+    references=("Liao & Poggio (2016) arXiv:1604.03640",),
+    params_model=WeightSharingParams,
+    design=_design,
+    task=_task,
+    analyze=_analyze,
+    figure=_figure,
+    prepare=prepare_training,
+    requires=("cortex_resnet.bridge", "cortex_resnet.train"),
+)
