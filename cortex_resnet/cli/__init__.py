@@ -35,8 +35,10 @@ COMMAND_MODULES = [
     "info",
     "figures",
     "train",
+    "compare",
     "unroll",
     "hypothesis",
+    "demo",
 ]
 
 for _name in COMMAND_MODULES:
