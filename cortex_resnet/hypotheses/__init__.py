@@ -30,6 +30,7 @@ HYPOTHESES: dict[str, str] = {
     "shortcut": "cortex_resnet.hypotheses.shortcut",
     "weight-sharing": "cortex_resnet.hypotheses.weight_sharing",
     "iterative-refinement": "cortex_resnet.hypotheses.iterative_refinement",
+    "rate-spike-agreement": "cortex_resnet.hypotheses.rate_spike_agreement",
 }
 
 

@@ -18,7 +18,7 @@ left after silencing recurrence, ``x_E / r_E``, between ``remaining_low`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -38,7 +38,9 @@ class AmplificationParams(CircuitParams):
     """``input_amp``: stimulus on every input channel; ``J_EE_values``: the sweep;
     ``test_J_EE``: the condition tested (one of the sweep); ``remaining_low/high``: the
     published band of the fraction left without recurrence; ``min_gain_effect``: smallest
-    amplification above 1 that counts."""
+    amplification above 1 that counts; ``backends``: ``rate`` and/or ``spiking`` (Brian2, only at
+    ``test_J_EE``: gain = pool rate with / without recurrent synapses, same input spikes, second half
+    of ``spiking_duration_ms``)."""
 
     model: str = "models/canonical_microcircuit.toml"
     weight_cv: float | None = Field(default=0.2, ge=0.0, le=2.0)
@@ -50,6 +52,9 @@ class AmplificationParams(CircuitParams):
     min_gain_effect: float = Field(default=0.1, ge=0.0)
     duration_ms: float = Field(default=300.0, gt=0.0)
     dt_ms: float = Field(default=0.1, gt=0.0)
+    backends: list[Literal["rate", "spiking"]] = Field(default=["rate"], min_length=1)
+    spiking_pool_size: int | None = Field(default=None, ge=1, le=100_000)
+    spiking_duration_ms: float = Field(default=600.0, gt=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> "AmplificationParams":
@@ -57,6 +62,8 @@ class AmplificationParams(CircuitParams):
             raise ValueError(f"test_J_EE = {self.test_J_EE} must be one of J_EE_values {self.J_EE_values}")
         if len(set(self.J_EE_values)) != len(self.J_EE_values) or min(self.J_EE_values) < 0:
             raise ValueError(f"J_EE_values {self.J_EE_values} must be distinct and >= 0")
+        if "rate" not in self.backends:
+            raise ValueError("backends must include 'rate' (the analytic comparison); add 'spiking' beside it")
         if self.remaining_low >= self.remaining_high:
             raise ValueError("remaining_low must be below remaining_high")
         return self
@@ -67,7 +74,34 @@ def _label(v: float) -> str:
 
 
 def _design(params: AmplificationParams) -> list[dict[str, Any]]:
-    return [{"condition": _label(v), "J_EE": v} for v in params.J_EE_values]
+    out = [{"condition": _label(v), "J_EE": v, "backend": "rate"} for v in params.J_EE_values]
+    if "spiking" in params.backends:
+        out.append({"condition": _label(params.test_J_EE) + " spiking", "J_EE": params.test_J_EE,
+                    "backend": "spiking"})
+    return out
+
+
+def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    from ._spiking import run_spiking, window_means
+
+    changes: dict[str, Any] = {"connectivity.J_EE": condition["J_EE"]}
+    if prepared["spiking_pool_size"] is not None:
+        changes["spiking.pool_size"] = prepared["spiking_pool_size"]
+    c = circuit_for_seed(prepared, seed, **changes)
+    dur = prepared["spiking_duration_ms"]
+    ds = run_spiking(c, f"constant:amp={prepared['input_amp']}", dur, seed, decompose=True)
+    r, x = window_means(ds, "r", dur / 2, dur), window_means(ds, "x", dur / 2, dur)
+    k = c.spec.connectivity
+    pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
+    h = c.B @ np.full(c.n_inputs, prepared["input_amp"]) + c.b
+    hE, hI = pop_mean(h, c, "E"), pop_mean(h, c, "I")
+    e = np.asarray(ds["population"].values).astype(str) == "E"
+    return {"gain": r["E"] / x["E"], "remaining": x["E"] / r["E"], "rE": r["E"], "xE": x["E"], "rI": r["I"],
+            "pop_gain": (pop["dE_dgE"] * hE + pop["dE_dgI"] * hI) / hE,
+            "rE_trace": ds["r"].isel(batch=0).values[:, e].mean(axis=1).tolist(),
+            "xE_trace": ds["x"].isel(batch=0).values[:, e].mean(axis=1).tolist(),
+            "trace_dt_ms": float(np.diff(ds["time"].values[:2])[0]),
+            "J_EI": k.J_EI, "J_IE": k.J_IE, "J_II": k.J_II, "hE": hE, "hI": hI}
 
 
 def _nan_result() -> dict[str, Any]:
@@ -76,6 +110,8 @@ def _nan_result() -> dict[str, Any]:
 
 
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    if condition["backend"] == "spiking":
+        return _spiking_task(prepared, condition, seed)
     from ..rate import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
@@ -129,10 +165,14 @@ def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) 
         Comparison(f"{test}: silencing recurrence leaves less than {params.remaining_high:.3g} of r_E",
                    compare(rem, null_value=params.remaining_high, alternative="less", **kw), 0.0),
     ]
+    if "spiking" in params.backends:
+        sg = condition_values(ds, "gain", test + " spiking")
+        comps.append(Comparison(f"{test} spiking: recurrence amplifies the E pool rate (gain > 1)",
+                                compare(sg, null_value=1.0, alternative="greater", **kw), params.min_gain_effect))
     table = summary_rows(ds, {"J_EE": "J_EE", "stable": "stable (fraction)", "isn": "ISN (fraction)",
                               "gain": "gain r_E/x_E", "pred_gain": "gain, linear prediction (unit level)",
                               "pop_gain": "gain, two-population formula", "remaining": "x_E/r_E left"})
-    err = float(np.nanmax(np.abs(ds["gain"] - ds["pred_gain"])))
+    err = float(np.nanmax(np.abs(ds["gain"] - ds["pred_gain"]))) if "rate" in params.backends else float("nan")
     pg = float(np.nanmean(ds["pop_gain"].sel(condition=test)))
     notes = [f"Unit-level threshold-linear prediction (I - DW)^-1 D h reproduces the Newton steady-state gains "
              f"to {err:.2g} (max abs).",
@@ -152,11 +192,15 @@ def _figure(ds: xr.Dataset, analysis: Analysis, params: AmplificationParams, pat
 
     style()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
+    backend = np.asarray(ds["backend"].values).astype(str)
     jee = np.asarray(ds["J_EE"].values, float)
     for i, j in enumerate(jee):
         g = np.asarray(ds["gain"].isel(condition=i).values, float)
-        a1.scatter(np.full(g.size, j), g, s=10, color=POP_COLORS["E"], alpha=0.7, zorder=3,
-                   label="steady state (per seed)" if i == 0 else None)
+        spk = backend[i] == "spiking"
+        a1.scatter(np.full(g.size, j) + (0.04 if spk else 0.0), g, s=10, marker="^" if spk else "o",
+                   color=PALETTE["orange"] if spk else POP_COLORS["E"], alpha=0.7, zorder=3,
+                   label=("spiking (per seed)" if spk else "rate steady state (per seed)")
+                   if spk or i == 0 else None)
     first = {k: float(np.nanmean(ds[k].values)) for k in ("J_EI", "J_IE", "J_II", "hE", "hI")}
     grid = np.linspace(0.0, max(jee.max(), 0.1), 200)
     curve = []

@@ -17,7 +17,7 @@ course (Euler) that must end at the same rates.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -37,7 +37,9 @@ __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
 class IsnParadoxParams(CircuitParams):
     """``extra_drive``: added input on the I channel (model units); ``min_effect``: smallest
     change of the mean I rate that counts (rate units); ``onset_ms``/``duration_ms``: the
-    simulated time course (ms)."""
+    simulated time course (ms); ``backends``: ``rate`` and/or ``spiking`` (Brian2: pools of
+    ``spiking_pool_size`` LIF neurons per unit, extra drive at ``spiking_onset_ms``, rates
+    compared in the second halves before and after it)."""
 
     model: str = "models/isn.toml"
     weight_cv: float | None = Field(default=0.2, ge=0.0, le=2.0)
@@ -48,6 +50,10 @@ class IsnParadoxParams(CircuitParams):
     onset_ms: float = Field(default=100.0, gt=0.0)
     duration_ms: float = Field(default=300.0, gt=0.0)
     dt_ms: float = Field(default=0.1, gt=0.0)
+    backends: list[Literal["rate", "spiking"]] = Field(default=["rate"], min_length=1)
+    spiking_pool_size: int | None = Field(default=None, ge=1, le=100_000)
+    spiking_onset_ms: float = Field(default=300.0, gt=0.0)
+    spiking_duration_ms: float = Field(default=600.0, gt=0.0)
 
 
 def _prepare(params: IsnParadoxParams, base_dir: Path | None) -> dict[str, Any]:
@@ -62,11 +68,38 @@ def _prepare(params: IsnParadoxParams, base_dir: Path | None) -> dict[str, Any]:
 
 
 def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
-    return [{"condition": "isn", "J_EE": params.isn_J_EE},
-            {"condition": "control", "J_EE": params.control_J_EE}]
+    out = []
+    for backend in params.backends:
+        suffix = "" if backend == "rate" else f" {backend}"
+        out += [{"condition": "isn" + suffix, "J_EE": params.isn_J_EE, "backend": backend},
+                {"condition": "control" + suffix, "J_EE": params.control_J_EE, "backend": backend}]
+    return out
+
+
+def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    from ._spiking import run_spiking, window_means
+
+    changes: dict[str, Any] = {"connectivity.J_EE": condition["J_EE"]}
+    if prepared["spiking_pool_size"] is not None:
+        changes["spiking.pool_size"] = prepared["spiking_pool_size"]
+    c = circuit_for_seed(prepared, seed, **changes)
+    on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
+    ds = run_spiking(c, f"step:amp={prepared['extra_drive']},onset_ms={on},channels=[1]", dur, seed,
+                     decompose=False)
+    pre, post = window_means(ds, "r", on / 2, on), window_means(ds, "r", on + (dur - on) / 2, dur)
+    k = c.spec.connectivity
+    pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
+    r = ds["r"].isel(batch=0).values
+    e = np.asarray(ds["population"].values).astype(str) == "E"
+    return {"delta_rI": post["I"] - pre["I"], "delta_rE": post["E"] - pre["E"], "rI0": pre["I"], "rE0": pre["E"],
+            "pop_pred_delta_rI": pop["dI_dgI"] * c.spec.input.gain_I * prepared["extra_drive"],
+            "rI_trace": r[:, ~e].mean(axis=1).tolist(), "rE_trace": r[:, e].mean(axis=1).tolist(),
+            "trace_dt_ms": float(np.diff(ds["time"].values[:2])[0])}
 
 
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    if condition["backend"] == "spiking":
+        return _spiking_task(prepared, condition, seed)
     from ..rate import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
@@ -108,15 +141,23 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
     comps = [Comparison(f"ISN (J_EE = {params.isn_J_EE:g}): extra I drive lowers mean r_I", isn, params.min_effect),
              Comparison(f"control (J_EE = {params.control_J_EE:g}): extra I drive raises mean r_I", ctl,
                         params.min_effect)]
+    if "spiking" in params.backends:
+        comps += [Comparison("spiking ISN: extra I drive lowers the mean I pool rate",
+                             compare(condition_values(ds, "delta_rI", "isn spiking"), null_value=0.0,
+                                     alternative="less", **kw), params.min_effect),
+                  Comparison("spiking control: extra I drive raises the mean I pool rate",
+                             compare(condition_values(ds, "delta_rI", "control spiking"), null_value=0.0,
+                                     alternative="greater", **kw), params.min_effect)]
     table = summary_rows(ds, {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
                               "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
                               "pred_delta_rI": "Δr_I linear prediction (unit level)",
                               "pop_pred_delta_rI": "Δr_I two-population formula",
                               "sim_delta_rI": "Δr_I simulated (Euler)", "frac_I_down": "fraction of I units down"})
-    err_lin = float(np.nanmax(np.abs(ds["delta_rI"] - ds["pred_delta_rI"])))
-    err_sim = float(np.nanmax(np.abs(ds["delta_rI"] - ds["sim_delta_rI"])))
-    unstable = int(np.sum(ds["stable"].values == 0))
-    crossings = float(np.nanmean(ds["n_threshold_crossings"]))
+    rate = ds.sel(condition=[c["condition"] for c in _design(params) if c["backend"] == "rate"])
+    err_lin = float(np.nanmax(np.abs(rate["delta_rI"] - rate["pred_delta_rI"])))
+    err_sim = float(np.nanmax(np.abs(rate["delta_rI"] - rate["sim_delta_rI"])))
+    unstable = int(np.sum(rate["stable"].values == 0))
+    crossings = float(np.nanmean(rate["n_threshold_crossings"]))
     notes = [f"Unit-level linear prediction (I - DW)^-1 D B du matches the Newton steady states to "
              f"{err_lin:.2g} (max abs over seeds; exact while no unit crosses threshold, here "
              f"{crossings:.3g} units per circuit on average do); the simulated time course ends within "
@@ -124,6 +165,9 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
              "Two-population formula dr_I/dg_I = (1 - J_EE)/D predicts the sign: "
              + ", ".join(f"{r['condition']}: {float(np.nanmean(ds['pop_pred_delta_rI'].sel(condition=r['condition']))):+.4g}"
                          for r in table) + "."]
+    if "spiking" in params.backends:
+        notes.append("Spiking rows: pool rates (rate-model units) in the second half of the window before and "
+                     f"after the extra drive at {params.spiking_onset_ms:g} ms (Brian2, LIF pools).")
     if unstable:
         notes.append(f"{unstable} circuit(s) had an unstable fixed point (max Re eig >= 0): their steady "
                      "state is not reached dynamically.")
@@ -147,9 +191,9 @@ def _figure(ds: xr.Dataset, analysis: Analysis, params: IsnParadoxParams, path: 
     a1.set_ylabel("Δ mean I rate (model units)")
     a1.set_title(f"extra I drive {params.extra_drive:g}: {analysis.verdict}", loc="left")
     a1.legend(loc="best")
-    dt = float(ds["trace_dt_ms"].values.ravel()[0])
-    for cond, ls in zip(ds["condition"].values, ("-", "--")):
+    for cond, ls in zip(ds["condition"].values[:2], ("-", "--")):
         tr = ds.sel(condition=cond).isel(seed=0)
+        dt = float(tr["trace_dt_ms"])
         t = np.arange(np.isfinite(tr["rI_trace"].values).sum()) * dt
         a2.plot(t, tr["rI_trace"].values[: t.size], color=POP_COLORS["I"], ls=ls, label=f"I ({cond})")
         a2.plot(t, tr["rE_trace"].values[: t.size], color=POP_COLORS["E"], ls=ls, label=f"E ({cond})")

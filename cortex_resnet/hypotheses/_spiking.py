@@ -1,0 +1,33 @@
+"""Spiking halves of the circuit hypotheses: population rates of the Brian2 backend in time windows.
+
+The spiking backend (:mod:`cortex_resnet.spiking`) runs each rate unit as a
+pool of LIF neurons and returns binned pool rates in the rate model's units,
+plus ``x`` (recurrent synapses off, same input spikes) when decomposed. A seed
+is the network realisation, initial potentials and input spikes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..circuit import Circuit
+
+__all__ = ["window_means", "run_spiking"]
+
+
+def window_means(ds: Any, var: str, t0_ms: float, t1_ms: float) -> dict[str, float]:
+    """Mean of ``var`` per population over bins with centres in ``[t0, t1)`` (first stimulus)."""
+    t = ds["time"].values
+    sel = (t >= t0_ms) & (t < t1_ms)
+    v = np.asarray(ds[var].isel(batch=0).values)[sel]
+    pop = np.asarray(ds["population"].values).astype(str)
+    return {p: float(v[:, pop == p].mean()) for p in ("E", "I")}
+
+
+def run_spiking(circuit: Circuit, stimulus: str, duration_ms: float, seed: int, *, decompose: bool) -> Any:
+    """One spiking run (Brian2 runtime mode) of ``circuit`` with ``stimulus`` (CLI form)."""
+    from ..spiking import simulate_spiking
+
+    return simulate_spiking(circuit, stimulus, duration_ms=duration_ms, seed=int(seed), decompose=decompose)
