@@ -10,9 +10,11 @@ inputs three ways:
    constant, read out from the E rates at every step with the trained readout.
    Same Euler steps, same numbers: its accuracy equals the network's exactly
    (we report the largest logit difference too);
-3. **spiking** -- the circuit as LIF pools (:mod:`cortex_resnet.spiking_run`),
-   on a subsample of the test set (Brian2 is slower), read out from E-pool
-   spike counts in a window converted back to rate units.
+3. **spiking** -- the circuit as LIF pools (:func:`cortex_resnet.spiking.to_spiking`,
+   signed input as currents), on a seeded subsample of the test set (Brian2
+   is slower), read out with the trained readout from E-pool spike counts in a
+   window, converted back to rate units. Its agreement is reported with the
+   network (step K) and with the rate circuit read out over the same window.
 
 ``x`` (the circuit with recurrence removed, same input) and ``F(x) = r - x`` of
 a few examples go into the side-by-side figure with the per-step accuracy
@@ -124,7 +126,8 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
 
 
 def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: bool = True,
-                n_examples_plot: int = 3, figure: str | Path | None = None, seed: int = 0,
+                spiking_duration_ms: float | None = None, pool_size: int | None = None,
+                n_examples_plot: int = 3, out_dir: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
@@ -133,7 +136,12 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
     run_dir : a finished ``cortex-resnet train`` folder of a circuit model
     spiking_examples : size of the seeded test subsample run by the spiking backend
     spiking : run the spiking backend at all
-    figure : where to write the side-by-side figure (default ``run_dir/compare.png``)
+    spiking_duration_ms : length of each spiking run (default ``max(K dt, 100 ms)``: counts
+        need spikes); E-pool spikes are counted in its second half, and the rate circuit is
+        run as long and read out averaged over the same window for the like-for-like
+        ``spiking_vs_rate`` agreement
+    pool_size : LIF neurons per rate unit (default: the circuit's ``spiking.pool_size``)
+    out_dir : where ``compare.json`` and the figure ``compare.png`` go (default ``run_dir``)
     seed : seeds the spiking subsample and the spiking network
 
     Returns
@@ -143,6 +151,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
         run), ``agreement`` (fractions of identical predictions), per-step curves,
         ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``n_spiking``, ``figure``.
     """
+    if out_dir is not None and not Path(out_dir).is_dir():
+        raise SpecError("--out", str(out_dir), "an existing folder for compare.json and compare.png")
     run = load_run(run_dir, data_dir)
     ds = run.dataset
     x = torch.as_tensor(ds.x_test, dtype=torch.float64)
@@ -156,7 +166,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
             lg, r, xr, circuit = rate_logits(run, xb)
             rate_parts.append(lg)
             if i == 0:
-                keep = {"r": r[:, :n_examples_plot], "x": xr[:, :n_examples_plot]}
+                keep = {"r": r[:, :n_examples_plot], "x": xr[:, :n_examples_plot],
+                        "index": np.arange(min(n_examples_plot, len(xb)))}
     net_logits, r_logits = torch.cat(net_parts, dim=1), torch.cat(rate_parts, dim=1)
     pred_net, pred_rate = net_logits[-1].argmax(-1), r_logits[-1].argmax(-1)
     out: dict[str, Any] = {
@@ -171,25 +182,65 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
         "dt_ms": run.spec.model.dt_ms, "chance": ds.chance,
     }
     spk = None
-    if spiking and spiking_examples > 0:
+    if spiking and spiking_examples > 0 and circuit.step_weights is not None:
+        out["spiking_skipped"] = ("untied nets map to circuits with step-dependent weights "
+                                  "(areas in a chain), which run on the rate backend only")
+    elif spiking and spiking_examples > 0:
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(y), size=min(spiking_examples, len(y)), replace=False))
-        u = run.model.encode(x[idx]).detach()
-        spk = _spiking_logits(circuit, u, run.model.readout, seed=seed,
-                               duration_ms=run.spec.model.steps * run.spec.model.dt_ms)
+        m = run.spec.model
+        # counting needs spikes: at least 100 ms (a few spikes per pool at ~10 Hz), else K dt
+        dur = float(spiking_duration_ms) if spiking_duration_ms else max(m.steps * m.dt_ms, 100.0)
+        window = (dur / 2.0, dur)
+        with torch.no_grad():
+            u = run.model.encode(x[idx])
+            spk = _spiking_logits(circuit, u, run.model, duration_ms=dur, window_ms=window,
+                                  seed=seed, pool_size=pool_size, n_plot=n_examples_plot,
+                                  u_operating=run.model.encode(x).mean(0))
+            # the rate circuit over the same run and window: the like-for-like reference
+            n_rate = int(round(dur / m.dt_ms))
+            r_long = _trajectories(circuit, u, n_rate, m.dt_ms, m.input_mode, True)
+            k0 = int(round(window[0] / m.dt_ms))
+            rate_win = run.model.readout(r_long[k0 + 1:, :, : circuit.n_E].mean(0)).argmax(-1)
+            x_long = _trajectories(circuit, u[:n_examples_plot], n_rate, m.dt_ms, m.input_mode, False)
+            keep = {"r": r_long[:, :n_examples_plot], "x": x_long, "index": idx[:n_examples_plot]}
         pred_spk = spk["logits"].argmax(-1)
         yi = y[idx]
         out.update({
             "spiking_accuracy": float((pred_spk == yi).double().mean()), "n_spiking": int(len(idx)),
             "network_accuracy_on_spiking_subset": float((pred_net[idx] == yi).double().mean()),
-            "spiking_window_ms": spk.get("window_ms"), "spiking_info": spk.get("info", {})})
+            "rate_window_accuracy_on_spiking_subset": float((rate_win == yi).double().mean()),
+            "spiking_duration_ms": dur, "spiking_window_ms": list(window), "pool_size": spk["pool_size"],
+            "spikes_per_E_pool_mean": spk["spikes_per_E_pool"]})
         out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net[idx]).double().mean())
-        out["agreement"]["spiking_vs_rate"] = float((pred_spk == pred_rate[idx]).double().mean())
-    fig_path = Path(figure) if figure is not None else Path(run_dir) / "compare.png"
-    out["figure"] = str(plot_compare(out, keep, circuit, fig_path, spiking=spk))
+        out["agreement"]["spiking_vs_rate"] = float((pred_spk == rate_win).double().mean())
+    folder = Path(out_dir) if out_dir is not None else Path(run_dir)
+    out["figure"] = str(plot_compare(out, keep, circuit, folder / "compare.png", spiking=spk))
     from .results import atomic_write_text
 
-    atomic_write_text(Path(run_dir) / "compare.json", json.dumps(out, indent=2, default=float) + "\n")
+    atomic_write_text(folder / "compare.json", json.dumps(out, indent=2, default=float) + "\n")
+    return out
+
+
+def _spiking_logits(circuit, u: torch.Tensor, clf, *, duration_ms: float,
+                    window_ms: tuple[float, float], seed: int, pool_size: int | None, n_plot: int,
+                    u_operating: torch.Tensor) -> dict[str, Any]:
+    """Run ``u`` (batch, n_inputs) through the spiking circuit; read out E-pool rates (rate units)."""
+    from .spiking import to_spiking
+
+    model = to_spiking(circuit, pool_size=pool_size, input_mode="current",  # signed u
+                       u_operating=u_operating.detach().cpu().numpy())
+    u_np = u.detach().cpu().numpy()
+    counts = model.run(u_np, duration_ms=duration_ms, window_ms=window_ms, seed=seed)
+    r_E = torch.as_tensor(counts.r[:, counts.is_E], dtype=torch.float64)
+    out = {"logits": clf.readout(r_E), "pool_size": model.circuit.spec.spiking.pool_size,
+           "spikes_per_E_pool": float(counts.counts_E.mean())}
+    if n_plot:
+        ds = model.simulate(u_np[:n_plot], duration_ms=duration_ms, seed=seed, decompose=True)
+        e = ds["population"].values == "E"
+        out["time_ms"] = ds["time"].values
+        out["rates_E_time"] = ds["r"].values[:, :, e].mean(-1)
+        out["x_E_time"] = ds["x"].values[:, :, e].mean(-1)
     return out
 
 
@@ -202,9 +253,10 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
 
     style()
     n_ex = traj["r"].shape[1] if traj else 0
-    fig, axes = plt.subplots(1, 1 + max(n_ex, 1), figsize=(2 * COLUMN_WIDTH_IN, 2.2),
-                             gridspec_kw={"width_ratios": [1.4] + [1] * max(n_ex, 1)})
-    ax = axes[0]
+    fig = plt.figure(figsize=(2 * COLUMN_WIDTH_IN, 4.2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
+    ax = top.subplots(1, 1)
+    axes = [ax] + list(np.atleast_1d(bottom.subplots(1, max(n_ex, 1), sharey=True)))
     dt, K = summary["dt_ms"], summary["steps"]
     t = dt * np.arange(1, K + 1)
     acc = summary["accuracy_per_step"]
@@ -212,13 +264,18 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
     ax.plot(t, 100 * np.asarray(acc["rate"]), "o", ms=3, mfc="none", color=PALETTE["blue"],
             label="rate circuit")
     if summary.get("spiking_accuracy") is not None:
-        ax.plot([t[-1]], [100 * summary["spiking_accuracy"]], "s", color=PALETTE["vermillion"],
-                label=f"spiking (n = {summary['n_spiking']})")
+        w0, w1 = summary["spiking_window_ms"]
+        ax.hlines(100 * summary["spiking_accuracy"], w0, w1, color=PALETTE["vermillion"], lw=2,
+                  label=f"spiking, counts in window (n = {summary['n_spiking']})")
+        ax.hlines(100 * summary["rate_window_accuracy_on_spiking_subset"], w0, w1,
+                  color=PALETTE["blue"], lw=1, ls="--", label="rate circuit, same window and n")
     ax.axhline(100 * summary["chance"], color="0.7", lw=0.8, ls=":", label="chance")
     ax.set_xlabel("time (ms) = step x dt")
+    ax.set_xscale("log" if summary.get("spiking_accuracy") is not None else "linear")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("anytime readout", loc="left")
-    ax.legend(loc="lower right")
+    ax.set_title("anytime readout: test accuracy of the E readout over time", loc="left")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     is_e = circuit.is_E
     for j in range(n_ex):
         a = axes[1 + j]
@@ -227,11 +284,13 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
         a.plot(tt, r[:, is_e].mean(1), color=POP_COLORS["E"], label="r = x + F(x)")
         a.plot(tt, xr[:, is_e].mean(1), color=POP_COLORS["E"], ls="--", label="x")
         a.plot(tt, (r - xr)[:, is_e].mean(1), color=PALETTE["black"], ls=":", label="F(x)")
-        if spiking is not None and j < spiking["rates_E_time"].shape[1]:
+        if spiking is not None and "rates_E_time" in spiking and j < spiking["rates_E_time"].shape[1]:
             st = spiking["time_ms"]
-            a.plot(st, spiking["rates_E_time"][:, j], color=POP_COLORS["E"], alpha=0.5, lw=0.8,
-                   label="spiking r (rate units)")
-        a.set_title(f"example {j}: E mean", loc="left")
+            a.plot(st, spiking["rates_E_time"][:, j], color=PALETTE["vermillion"], lw=0.8,
+                   label="spiking r")
+            a.plot(st, spiking["x_E_time"][:, j], color=PALETTE["vermillion"], lw=0.8, ls="--",
+                   label="spiking x")
+        a.set_title(f"test example {int(traj['index'][j])} (E mean)", loc="left")
         a.set_xlabel("time (ms)")
         a.axhline(0, color="0.85", lw=0.6, zorder=0)
     if n_ex:

@@ -1,0 +1,71 @@
+"""``cortex-resnet compare``: a trained circuit as network, rate circuit and spiking circuit, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import SpecError
+from ._common import emit_json, handle_errors
+
+__all__ = ["register"]
+
+EXAMPLE = ("Example:\n\n  cortex-resnet train experiments/mnist1d_tied.toml --out runs/mnist1d_tied\n\n"
+           "  cortex-resnet compare runs/mnist1d_tied --spiking-examples 50 --json\n\n"
+           "Writes compare.json and compare.png (per-step accuracy curves; x and F(x) of a few "
+           "test examples, rate and spiking) into the run folder or --out.")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Run a trained unrolled circuit as the network, as a rate circuit (to_circuit + "
+                      "the simulator's Euler steps: the same accuracy, exactly) and as a spiking "
+                      "circuit (Brian2, on a test subsample); report accuracies and agreement.\n\n"
+                      + EXAMPLE)
+    @handle_errors
+    def compare(
+        run_dir: Path = typer.Argument(..., help="A finished run folder of `cortex-resnet train` "
+                                                 "(a circuit model)."),
+        spiking_examples: int = typer.Option(50, help="Test examples run by the spiking backend "
+                                                      "(a seeded subsample; 0 = none)."),
+        spiking: bool = typer.Option(True, help="Run the spiking circuit at all."),
+        spiking_duration: Optional[float] = typer.Option(
+            None, help="Spiking run length (ms; default max(K dt, 100)); spikes counted in its "
+                       "second half."),
+        pool_size: Optional[int] = typer.Option(None, help="LIF neurons per rate unit "
+                                                           "(default: the circuit's spiking.pool_size)."),
+        out: Optional[Path] = typer.Option(None, help="Folder for compare.json and compare.png "
+                                                      "(default: the run folder)."),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder (mnist, cifar10)."),
+        seed: int = typer.Option(0, help="Seed of the spiking subsample and network."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+        json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
+    ) -> None:
+        from ..compare import compare_run
+
+        if spiking_examples < 0:
+            raise SpecError("--spiking-examples", spiking_examples, "an integer >= 0")
+        if seed < 0:
+            raise SpecError("--seed", seed, "an integer >= 0")
+        if spiking_duration is not None and not spiking_duration > 0:
+            raise SpecError("--spiking-duration", spiking_duration, "a duration > 0 ms")
+        if threads is not None:
+            if threads < 1:
+                raise SpecError("--threads", threads, "an integer >= 1")
+            import torch
+
+            torch.set_num_threads(threads)
+        s = compare_run(run_dir, spiking_examples=spiking_examples, spiking=spiking,
+                        spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
+                        seed=seed, data_dir=data_dir)
+        if json_out:
+            emit_json(s)
+            return
+        pct = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+        a = s["agreement"]
+        typer.echo(f"network {pct(s['network_accuracy'])} | rate circuit {pct(s['rate_accuracy'])} "
+                   f"(agreement {pct(a['rate_vs_network'])}, max |logit diff| "
+                   f"{s['max_abs_logit_diff']:.2g}) | spiking {pct(s['spiking_accuracy'])} on "
+                   f"{s['n_spiking']} examples (agreement with network {pct(a['spiking_vs_network'])}, "
+                   f"with rate {pct(a['spiking_vs_rate'])}); figure {s['figure']}")
