@@ -127,7 +127,8 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
 
 def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: bool = True,
                 spiking_duration_ms: float | None = None, pool_size: int | None = None,
-                n_examples_plot: int = 3, out_dir: str | Path | None = None, seed: int = 0,
+                n_examples_plot: int = 3, out_dir: str | Path | None = None,
+                figure: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
@@ -142,6 +143,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
         ``spiking_vs_rate`` agreement
     pool_size : LIF neurons per rate unit (default: the circuit's ``spiking.pool_size``)
     out_dir : where ``compare.json`` and the figure ``compare.png`` go (default ``run_dir``)
+    figure : another path for the figure (``.png``/``.svg``/``.pdf``)
     seed : seeds the spiking subsample and the spiking network
 
     Returns
@@ -215,7 +217,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
         out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net[idx]).double().mean())
         out["agreement"]["spiking_vs_rate"] = float((pred_spk == rate_win).double().mean())
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
-    out["figure"] = str(plot_compare(out, keep, circuit, folder / "compare.png", spiking=spk))
+    fig_path = Path(figure) if figure is not None else folder / "compare.png"
+    out["figure"] = str(plot_compare(out, keep, circuit, fig_path, spiking=spk))
     from .results import atomic_write_text
 
     atomic_write_text(folder / "compare.json", json.dumps(out, indent=2, default=float) + "\n")
