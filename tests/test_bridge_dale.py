@@ -116,3 +116,38 @@ def test_unroll_balanced_init_draws_each_untied_step():
     np.testing.assert_allclose(W.sum(axis=2), 0.0, atol=1e-12)
     again = unroll(c, 3, DT_MS, variant="untied", init="balanced", init_radius=0.5, seed=4).W().detach().numpy()
     np.testing.assert_array_equal(W, again)  # seeded
+
+
+def _shift(n: int, sites: int) -> np.ndarray:
+    """Permutation moving every unit one site along a 1-D map (within its channel)."""
+    P = np.zeros((n, n))
+    i = np.arange(n)
+    P[(i // sites) * sites + (i % sites + 1) % sites, i] = 1
+    return P
+
+
+def test_conv_recurrence_stays_a_convolution_after_training():
+    c = case_circuit("spatial_relu")  # weight_cv 0, p 1: translation invariant
+    net = unroll(c, 8, DT_MS, recurrence="conv")
+    u = case_input("spatial_relu")
+    opt = torch.optim.Adam(net.parameters(), lr=0.5)
+    for _ in range(100):
+        opt.zero_grad()
+        ((net(u)[-1] - 1.0) ** 2).mean().backward()
+        opt.step()
+    W = net.W()[0].detach().numpy()
+    assert np.abs(W - c.W).max() > 0.01  # it trained
+    P = _shift(c.n_units, 16)
+    np.testing.assert_allclose(P @ W @ P.T, W, rtol=0, atol=1e-15)  # still translation invariant
+    e = c.population == "E"
+    assert np.all(W[:, e] >= 0) and np.all(W[:, ~e] <= 0) and np.all(W[~c.mask] == 0)
+    n_kernel = int(net.W.kernel_mask.sum())
+    assert net.param_count() == n_kernel + int((c.B != 0).sum()) + c.n_units
+    assert n_kernel < int(c.mask.sum()) / 10  # shared: far fewer numbers than connections
+
+
+@pytest.mark.parametrize("case,match", [("spatial2d_relu", "translation-invariant"), ("dense_relu", "spatial")])
+def test_conv_recurrence_needs_a_translation_invariant_map(case, match):
+    with pytest.raises(SpecError, match=match) as err:
+        unroll(case_circuit(case), 3, DT_MS, recurrence="conv")
+    assert err.value.field == "recurrence"

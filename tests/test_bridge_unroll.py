@@ -233,3 +233,13 @@ def test_checker_detects_a_wrong_net():
     res = compare_with_simulator(net, case_input("dense_relu"), source_reference(net))
     assert res["max_abs_error"] > 1e-8
     assert res["abs_per_step"][0] == 0.0 and len(res["abs_per_step"]) == 21
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_conv_recurrence_equals_simulator(dtype):
+    c = case_circuit("spatial_relu")
+    u = case_input("spatial_relu", dtype=dtype)
+    with torch.no_grad():
+        got = unroll(c, K, DT_MS, recurrence="conv", dtype=dtype)(u)
+    abs_err, rel_err = _step_errors(got, _simulator(c, u, K, "sustained"))
+    assert abs_err <= 1e-10 if dtype == torch.float64 else rel_err <= 1e-5

@@ -10,12 +10,13 @@ it as a model file plus a weight file.
 from .check import TOLERANCE, compare_with_simulator, reference_circuit
 from .classifier import INPUT_PROJECTIONS, CircuitClassifier
 from .convert import load_circuit, load_state, save_circuit, save_state, spec_to_toml, to_circuit
-from .dale import DaleMatrix, balanced_weights
-from .unroll import INPUT_MODES, NORMS, VARIANTS, UnrolledCircuit, UnrollOptions, unroll
+from .dale import DaleConv, DaleMatrix, balanced_weights
+from .options import INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions
+from .unroll import UnrolledCircuit, unroll
 
 __all__ = [
     "unroll", "UnrolledCircuit", "UnrollOptions", "VARIANTS", "INPUT_MODES", "NORMS",
     "CircuitClassifier", "INPUT_PROJECTIONS", "to_circuit", "save_circuit", "load_circuit",
-    "save_state", "load_state", "spec_to_toml", "DaleMatrix", "balanced_weights",
+    "save_state", "load_state", "spec_to_toml", "DaleMatrix", "DaleConv", "balanced_weights", "RECURRENCES",
     "compare_with_simulator", "reference_circuit", "TOLERANCE",
 ]

@@ -16,9 +16,15 @@ Magnitude maps ``f``:
 * ``"relu"`` (rectification, Song, Yang & Wang 2016): ``f = max(theta, 0)``,
   bit-exact at initialisation; a weight driven below zero is pruned (and
   stays at 0 with zero gradient).
+
+:class:`DaleMatrix` holds one weight per connection; :class:`DaleConv` shares one
+kernel per (post channel, pre channel) pair across the sites of a spatial map.
+:func:`balanced_weights` draws a balanced initialisation without an outlier eigenvalue.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -28,7 +34,7 @@ from torch.nn import functional as F
 from ..circuit import check_dale
 from ..errors import SpecError, UnknownNameError
 
-__all__ = ["PARAMETRISATIONS", "DaleMatrix", "balanced_weights", "softplus_inverse"]
+__all__ = ["PARAMETRISATIONS", "DaleMatrix", "DaleConv", "balanced_weights", "softplus_inverse", "offset_index"]
 
 PARAMETRISATIONS = ("softplus", "relu")
 THETA_FLOOR = -60.0       # softplus(-60) = 9e-27: a connection that exists but carries ~0
@@ -119,6 +125,101 @@ class DaleMatrix(nn.Module):
     def n_effective(self) -> int:
         """Number of learnable connections (inside the mask, all matrices)."""
         return int((self.signed_mask_T != 0).sum().item()) * len(self)
+
+
+def offset_index(n: int, map_shape: tuple[int, ...]) -> np.ndarray:
+    """(N, N) index into a kernel (C, C, sites) for units laid out as channel x site (site fastest).
+
+    Entry ``[i, j]`` is ``(c_i C + c_j) sites + o``, with ``o`` the flattened periodic
+    offset ``(x_j - x_i) mod L`` of the presynaptic unit's site from the postsynaptic one's.
+    """
+    sites = math.prod(map_shape)
+    channel, site = np.divmod(np.arange(n), sites)
+    coords = np.stack(np.unravel_index(site, map_shape), axis=-1)
+    off = (coords[None, :, :] - coords[:, None, :]) % np.asarray(map_shape)
+    o = np.ravel_multi_index(tuple(np.moveaxis(off, -1, 0)), map_shape)
+    n_ch = n // sites
+    return (channel[:, None] * n_ch + channel[None, :]) * sites + o
+
+
+class DaleConv(nn.Module):
+    """Weight-shared (convolutional) Dale weights on a periodic map: ``W[i, j] = K[c_i, c_j, x_j - x_i]``.
+
+    The E and I populations are channels on the circuit's map (``n = channels x sites``,
+    E channels first); one kernel per (post channel, pre channel) pair is shared by
+    every site, so the recurrent step is a circular convolution and training keeps it
+    one (translation equivariance survives). The same interface as :class:`DaleMatrix`:
+    :meth:`transposed` gathers ``W^T`` from the kernel (dense, exactly the circulant
+    matrix the simulator multiplies with). Magnitudes ``f(theta)`` as in :class:`DaleMatrix`.
+
+    Parameters
+    ----------
+    W : (n, N, N) initial weights; must be translation invariant (a spatial circuit
+        with ``weight_cv = 0`` and ``p = 1``)
+    population, mask, parametrisation, dtype, device, learnable : as for :class:`DaleMatrix`
+    map_shape : the circuit's map
+
+    Raises
+    ------
+    SpecError
+        ``W`` is not translation invariant, or a column breaks Dale's law.
+    """
+
+    def __init__(self, W: np.ndarray, population: np.ndarray, mask: np.ndarray, map_shape: tuple[int, ...], *,
+                 parametrisation: str = "softplus", dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "cpu", learnable: bool = True):
+        super().__init__()
+        if parametrisation not in PARAMETRISATIONS:
+            raise UnknownNameError("Dale parametrisation", parametrisation, list(PARAMETRISATIONS), field="dale")
+        W = np.asarray(W, dtype=np.float64)
+        W = W[None] if W.ndim == 2 else W
+        n = W.shape[-1]
+        sites = math.prod(map_shape)
+        for Wk in W:
+            check_dale(Wk, population)
+        idx = offset_index(n, tuple(map_shape))
+        n_kernel = (n // sites) ** 2 * sites
+        m = np.asarray(mask, dtype=bool) | np.any(W != 0, axis=0)
+        kmask = np.zeros(n_kernel, dtype=bool)
+        kmask[idx[m]] = True
+        kernels = np.zeros((W.shape[0], n_kernel))
+        kernels[:, idx.ravel()] = np.abs(W).reshape(W.shape[0], -1)
+        if not (np.array_equal(kmask[idx], m) and np.allclose(kernels[:, idx], np.abs(W), rtol=1e-12, atol=0)):
+            raise SpecError("recurrence", "conv", "a translation-invariant circuit for weight-shared kernels: "
+                            "connectivity.kind = 'spatial' with weight_cv = 0 and p = 1 (W[i, j] must depend "
+                            "only on the two units' populations and their offset on the map)")
+        self.parametrisation = parametrisation
+        theta = softplus_inverse(kernels) if parametrisation == "softplus" else kernels
+        theta = np.where(kmask, theta, THETA_FLOOR if parametrisation == "softplus" else 0.0)
+        sign = np.where(np.asarray(population) == "E", 1.0, -1.0)
+        self.theta_kernel = nn.Parameter(torch.as_tensor(theta, dtype=dtype, device=device), requires_grad=learnable)
+        self.register_buffer("index_T", torch.as_tensor(np.ascontiguousarray(idx.T), device=device))
+        self.register_buffer("signed_mask_T", torch.as_tensor(m.T * sign[:, None], dtype=dtype, device=device))
+        self.register_buffer("kernel_mask", torch.as_tensor(kmask, device=device))
+
+    def __len__(self) -> int:
+        return int(self.theta_kernel.shape[0])
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(N_post, N_pre) bool: the connections that exist."""
+        return (self.signed_mask_T != 0).T
+
+    def transposed(self) -> torch.Tensor:
+        """``W_k^T`` for every ``k``: (n, N_pre, N_post), gathered from the kernels."""
+        if self.parametrisation == "softplus":
+            mag = F.softplus(self.theta_kernel, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
+        else:
+            mag = torch.relu(self.theta_kernel)
+        return mag[:, self.index_T] * self.signed_mask_T
+
+    def forward(self) -> torch.Tensor:
+        """The weight matrices ``W_k`` (n, N_post, N_pre) (a transposed view)."""
+        return self.transposed().transpose(-1, -2)
+
+    def n_effective(self) -> int:
+        """Number of learnable kernel entries (shared weights count once)."""
+        return int(self.kernel_mask.sum().item()) * len(self)
 
 
 def balanced_weights(population: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,

@@ -18,6 +18,8 @@ Variants (one family):
 ``tied`` applies to ``plain``, ``projection`` and ``gated`` too (``tied=False``
 gives one ``W_k`` per step). ``norm`` adds a per-step normalisation of
 ``W r + B u + b`` before ``phi`` (weights tied, normalisation not: CORnet-S).
+``recurrence="conv"`` shares each E/I kernel across the sites of a spatial
+circuit's map (:class:`~cortex_resnet.bridge.dale.DaleConv`): a convolutional ResNet.
 
 Input modes: ``sustained`` (``u`` enters every step; ``r_0 = 0``) or ``pulse``
 (``r_0 = x_0 = phi(B u + b)``, the rate the input alone sets up with recurrence
@@ -28,8 +30,6 @@ Weights obey Dale's law through :class:`~cortex_resnet.bridge.dale.DaleMatrix`.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -40,88 +40,11 @@ from ..circuit import Circuit
 from ..errors import SpecError, UnknownNameError
 from ..fixedpoint import implicit_fixed_point
 from ..rate import euler_step, resolve_device, resolve_dtype
-from .dale import PARAMETRISATIONS, DaleMatrix, balanced_weights
+from .dale import DaleConv, DaleMatrix, balanced_weights
+from .options import INITS, INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions, check_alpha
 
-__all__ = ["VARIANTS", "INPUT_MODES", "NORMS", "INITS", "UnrollOptions", "UnrolledCircuit", "unroll"]
-
-VARIANTS = ("tied", "untied", "plain", "projection", "gated")
-INPUT_MODES = ("sustained", "pulse")
-NORMS = ("layer", "batch")
-INITS = ("circuit", "balanced")
-MAX_STEPS = 1_000_000
-
-
-@dataclass(frozen=True)
-class UnrollOptions:
-    """How a circuit is unrolled; rejects bad values when built.
-
-    Attributes
-    ----------
-    steps : number of residual blocks ``K`` (>= 1)
-    dt_ms : Euler step (ms); ``alpha = dt_ms / tau_ms`` must be <= 1
-    variant : one of :data:`VARIANTS`
-    input_mode : ``"sustained"`` or ``"pulse"``
-    tied : one ``W`` for all steps (default: ``False`` for ``untied``, else ``True``)
-    norm : ``None``, ``"layer"`` or ``"batch"`` (per-step normalisation)
-    state_gate : ``gated`` only: ``alpha`` depends on the state
-    dale : Dale parametrisation, ``"softplus"`` or ``"relu"``
-    init : ``"circuit"`` (the circuit's ``W``: exact) or ``"balanced"`` (fresh
-        balanced weights on the circuit's mask, no outlier eigenvalue)
-    init_radius : bulk spectral radius of the balanced initialisation
-    """
-
-    steps: int
-    dt_ms: float
-    variant: str = "tied"
-    input_mode: str = "sustained"
-    tied: bool | None = None
-    norm: str | None = None
-    state_gate: bool = False
-    dale: str = "softplus"
-    init: str = "circuit"
-    init_radius: float = 0.9
-
-    def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
-            raise SpecError("steps", self.steps, "an integer >= 1 (the number of residual blocks K)")
-        if self.steps > MAX_STEPS:
-            raise SpecError("steps", self.steps, f"at most {MAX_STEPS}")
-        if not (isinstance(self.dt_ms, (int, float)) and math.isfinite(self.dt_ms) and self.dt_ms > 0):
-            raise SpecError("dt_ms", self.dt_ms, "a finite Euler step > 0 ms")
-        for name, value, known in (("variant", self.variant, VARIANTS), ("input_mode", self.input_mode, INPUT_MODES),
-                                   ("dale", self.dale, PARAMETRISATIONS), ("init", self.init, INITS)):
-            if value not in known:
-                raise UnknownNameError(name.replace("_", " "), value, list(known), field=name)
-        if self.norm is not None and self.norm not in NORMS:
-            raise UnknownNameError("normalisation", self.norm, list(NORMS) + ["None"], field="norm")
-        if self.state_gate and self.variant != "gated":
-            raise SpecError("state_gate", True, "only with variant = 'gated'")
-        if self.variant == "untied" and self.tied:
-            raise SpecError("tied", True, "False (or None) for variant = 'untied'")
-        if self.variant == "tied" and self.tied is False:
-            raise SpecError("tied", False, "True (or None) for variant = 'tied'; use variant = 'untied'")
-        if not (math.isfinite(self.init_radius) and self.init_radius > 0):
-            raise SpecError("init_radius", self.init_radius, "a finite spectral radius > 0")
-        object.__setattr__(self, "steps", int(self.steps))
-        object.__setattr__(self, "dt_ms", float(self.dt_ms))
-        if self.tied is None:
-            object.__setattr__(self, "tied", self.variant != "untied")
-
-
-def _check_alpha(circuit: Circuit, opts: UnrollOptions) -> None:
-    if opts.variant == "plain":
-        return
-    tau = circuit.tau_ms
-    worst = int(np.argmin(tau))
-    alpha = opts.dt_ms / tau[worst]
-    if alpha > 1.0 + 1e-12:
-        raise SpecError(
-            "dt_ms", opts.dt_ms,
-            f"a step <= the smallest time constant tau_ms = {tau[worst]:g} ms (unit {worst}, population "
-            f"{circuit.population[worst]}): alpha = dt/tau = {alpha:.3g} > 1 makes the Euler step overshoot "
-            "(each step jumps past the target rate, so the net oscillates or diverges where the circuit "
-            f"would not). Use dt_ms <= {tau[worst]:g} with more steps, or variant = 'plain' (alpha = 1)")
-
+__all__ = ["VARIANTS", "INPUT_MODES", "NORMS", "INITS", "RECURRENCES", "UnrollOptions", "UnrolledCircuit",
+           "unroll"]
 
 class UnrolledCircuit(nn.Module):
     """A circuit unrolled into ``K`` residual blocks (build it with :func:`unroll`).
@@ -138,7 +61,7 @@ class UnrolledCircuit(nn.Module):
     def __init__(self, circuit: Circuit, opts: UnrollOptions, dtype: torch.dtype, device: torch.device,
                  learnable: bool = True, seed: int | None = None):
         super().__init__()
-        _check_alpha(circuit, opts)
+        check_alpha(circuit, opts)
         self.circuit, self.options = circuit, opts
         self.n_units, self.n_E, self.n_inputs = circuit.n_units, circuit.n_E, circuit.n_inputs
         self.population = circuit.population.copy()
@@ -152,8 +75,16 @@ class UnrolledCircuit(nn.Module):
         else:
             W0 = np.stack([balanced_weights(circuit.population, circuit.mask | (circuit.W != 0), rng,
                                             radius=opts.init_radius) for _ in range(n_mats)])
-        self.W = DaleMatrix(W0, circuit.population, circuit.mask, parametrisation=opts.dale,
-                            dtype=dtype, device=device, learnable=learnable)
+        if opts.recurrence == "conv":
+            conn = circuit.spec.connectivity
+            if conn.kind != "spatial":
+                raise SpecError("recurrence", "conv", "a spatial circuit (connectivity.kind = 'spatial')")
+            self.W: DaleMatrix | DaleConv = DaleConv(W0, circuit.population, circuit.mask, tuple(conn.map_shape),
+                                                     parametrisation=opts.dale, dtype=dtype, device=device,
+                                                     learnable=learnable)
+        else:
+            self.W = DaleMatrix(W0, circuit.population, circuit.mask, parametrisation=opts.dale,
+                                dtype=dtype, device=device, learnable=learnable)
         self.B = nn.Parameter(as_t(circuit.B), requires_grad=learnable)
         self.register_buffer("B_mask", as_t(circuit.B != 0))
         self.b = nn.Parameter(as_t(circuit.b), requires_grad=learnable)
@@ -203,7 +134,7 @@ class UnrolledCircuit(nn.Module):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            if effective and name == "W.theta_T":
+            if effective and name in ("W.theta_T", "W.theta_kernel"):
                 total += self.W.n_effective()
             elif effective and name == "B":
                 total += int(self.B_mask.sum().item())
@@ -244,7 +175,7 @@ class UnrolledCircuit(nn.Module):
         if self.options.norm is not None:
             norm, base = self.norms[min(k, self.steps - 1)], self.phi
             phi = lambda z: base(norm(z))  # noqa: E731
-        r_next = euler_step(r, drive, lambda x: x @ WT, self.step_alpha(r), phi)
+        r_next = euler_step(r, drive, WT, self.step_alpha(r), phi)  # WT: fused addmm, as the simulator
         if self.variant == "projection":
             r_next = r_next + r @ self.Q[min(k, len(self.Q) - 1)].T
         return r_next
@@ -355,7 +286,8 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
            input_mode: str = "sustained", dtype: torch.dtype | str = torch.float64,
            device: str | torch.device = "cpu", learnable: bool = True, norm: str | None = None,
            state_gate: bool = False, tied: bool | None = None, dale: str = "softplus",
-           init: str = "circuit", init_radius: float = 0.9, seed: int | None = None) -> UnrolledCircuit:
+           init: str = "circuit", init_radius: float = 0.9, recurrence: str = "dense",
+           seed: int | None = None) -> UnrolledCircuit:
     """Unroll a circuit into ``steps`` residual blocks (one Euler step each).
 
     Parameters
@@ -373,6 +305,7 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
     dale : ``"softplus"`` (default) or ``"relu"`` magnitudes (:mod:`~cortex_resnet.bridge.dale`)
     init : ``"circuit"`` (exact) or ``"balanced"`` (fresh balanced weights on the circuit's mask)
     init_radius : bulk spectral radius for ``init="balanced"``
+    recurrence : ``"dense"`` or ``"conv"`` (weight-shared kernels on a spatial circuit's map)
     seed : for ``init="balanced"`` (default: the spec's seed)
 
     Returns
@@ -392,6 +325,7 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
                         "a circuit with one W (unroll it; an untied net maps to step_weights with to_circuit)")
     dt_ms = circuit.spec.simulation.dt_ms if dt_ms is None else dt_ms
     opts = UnrollOptions(steps=steps, dt_ms=dt_ms, variant=variant, input_mode=input_mode, tied=tied,
-                         norm=norm, state_gate=state_gate, dale=dale, init=init, init_radius=init_radius)
+                         norm=norm, state_gate=state_gate, dale=dale, init=init, init_radius=init_radius,
+                         recurrence=recurrence)
     return UnrolledCircuit(circuit, opts, resolve_dtype(dtype), resolve_device(device), learnable, seed)
 
