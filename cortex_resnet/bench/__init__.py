@@ -23,6 +23,7 @@ BENCHES: dict[str, str] = {}
 BENCHES["rate"] = "cortex_resnet.bench.rate"
 BENCHES["rate"] = "cortex_resnet.bench.rate"
 BENCHES["bridge"] = "cortex_resnet.bench.bridge"
+BENCHES["train"] = "cortex_resnet.bench.train"
 
 
 @dataclass
