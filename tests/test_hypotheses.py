@@ -22,10 +22,20 @@ RATE_HYPOTHESES = ["isn-paradox", "amplification", "depth-latency", "inhibition-
 CONTRACT = {"name", "verdict", "test", "statistic", "p_value", "effect_size", "ci", "seeds", "out"}
 
 
+_QUICK: dict[str, tuple] = {}
+
+
+def _quick(name: str, tmp_path_factory) -> tuple:
+    """One --quick run per hypothesis and test session (shared by the tests below)."""
+    if name not in _QUICK:
+        out = tmp_path_factory.mktemp(name)
+        _QUICK[name] = (name, out, run_hypothesis(name, quick=True, workers=0, out=out))
+    return _QUICK[name]
+
+
 @pytest.fixture(scope="module", params=RATE_HYPOTHESES)
 def quick_run(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(request.param)
-    return request.param, out, run_hypothesis(request.param, quick=True, workers=0, out=out)
+    return _quick(request.param, tmp_path_factory)
 
 
 def _spec(tmp_path: Path, name: str, params: str, seeds: int = 3) -> Path:
@@ -110,11 +120,9 @@ def test_amplification_equals_the_two_population_formula_for_homogeneous_weights
     assert s["verdict"] == "supported" and s["estimate"] == pytest.approx(2.5, rel=1e-10)
 
 
-def test_amplification_with_heterogeneous_weights_stays_near_the_formula(quick_run):
+def test_amplification_with_heterogeneous_weights_stays_near_the_formula(tmp_path_factory):
     """weight_cv = 0.2 over 100 units: per-seed gains within 15 % of 2.5 (observed sd ~ 0.2)."""
-    name, out, s = quick_run
-    if name != "amplification":
-        pytest.skip("amplification only")
+    _, out, _ = _quick("amplification", tmp_path_factory)
     ds = load_dataset(out / "results.nc")
     g = ds["gain"].sel(condition="J_EE=2").values
     np.testing.assert_allclose(g, 2.5, rtol=0.15)
@@ -185,3 +193,17 @@ def test_every_quick_verdict_is_reproducible_from_its_seed(quick_run):
     """The statistic is a finite number or +-inf (zero spread); never NaN."""
     _, _, s = quick_run
     assert s["statistic"] is None or not math.isnan(s["statistic"])
+
+
+def test_a_sub_claim_without_two_usable_seeds_is_inconclusive_not_an_error():
+    """E.g. every plain net stayed at chance: the sub-claim cannot be tested; the others are
+    still Holm-corrected among themselves and the hypothesis is inconclusive."""
+    from cortex_resnet.hypotheses.base import Analysis, comparison
+    from cortex_resnet.stats import one_sample
+
+    ok = comparison("testable", lambda: one_sample([1.0, 1.1, 0.9], 0.0, "greater"))
+    bad = comparison("untestable", lambda: one_sample([1.0], 0.0, "greater"))
+    a = Analysis([ok, bad], []).finalize(0.05)
+    assert ok.verdict == "supported" and ok.p_adjusted == ok.result.p_value
+    assert bad.verdict == "inconclusive" and "not testable" in bad.note
+    assert a.verdict == "inconclusive" and any("untestable" in n for n in a.notes)

@@ -33,7 +33,7 @@ from ..errors import SpecError
 from ..spec import validation_to_spec_error
 from ..stats import TestResult, combine_verdicts, decide, holm, require_seeds
 
-__all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "Analysis",
+__all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "comparison", "Analysis",
            "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "paired_values", "summary_rows"]
 
 
@@ -86,17 +86,42 @@ class AnalysisOptions:
 
 @dataclass
 class Comparison:
-    """One tested sub-claim, with its smallest effect of interest (estimate units)."""
+    """One tested sub-claim, with its smallest effect of interest (estimate units).
+
+    ``result.n < 2`` marks a sub-claim that could not be tested (too few seeds left after
+    dropping failed ones); it is *inconclusive* and ``note`` says why.
+    """
 
     label: str
     result: TestResult
     min_effect: float = 0.0
     p_adjusted: float = math.nan
     verdict: str = ""
+    note: str = ""
+
+    @property
+    def testable(self) -> bool:
+        return self.result.n >= 2
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, **self.result.to_json(), "p_adjusted": self.p_adjusted,
-                "min_effect": self.min_effect, "verdict": self.verdict}
+        out = {"label": self.label, **self.result.to_json(), "p_adjusted": self.p_adjusted,
+               "min_effect": self.min_effect, "verdict": self.verdict}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def comparison(label: str, make: Callable[[], TestResult], min_effect: float = 0.0) -> Comparison:
+    """A :class:`Comparison`, or an untestable one when fewer than 2 seeds have usable values
+    (e.g. every net of a condition stayed at chance); other errors propagate."""
+    try:
+        return Comparison(label, make(), min_effect)
+    except SpecError as err:
+        if "at least 2 seeds" not in str(err):
+            raise
+        nan = math.nan
+        empty = TestResult("not testable", nan, nan, nan, "", nan, (nan, nan), 0.95, 0, "greater", nan)
+        return Comparison(label, empty, min_effect, note=f"not testable: {err}")
 
 
 @dataclass
@@ -117,10 +142,15 @@ class Analysis:
         """Holm-adjust the p-values, decide each comparison and the overall verdict."""
         if not self.comparisons:
             raise SpecError("comparisons", [], "at least one statistical comparison")
-        adj = holm([c.result.p_value for c in self.comparisons])
-        for c, p in zip(self.comparisons, adj):
+        testable = [c for c in self.comparisons if c.testable]
+        adj = holm([c.result.p_value for c in testable])
+        for c, p in zip(testable, adj):
             c.p_adjusted = float(p)
             c.verdict = decide(c.result, alpha=alpha, min_effect=c.min_effect, p_value=float(p))
+        for c in self.comparisons:
+            if not c.testable:
+                c.verdict = "inconclusive"
+                self.notes.append(f"{c.label}: {c.note}")
         self.verdict = combine_verdicts([c.verdict for c in self.comparisons])
         return self
 

@@ -24,7 +24,7 @@ import xarray as xr
 from pydantic import Field, field_validator
 
 from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, paired_values, summary_rows
+from .base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
 from ._training import TrainingParams, prepare_training, train_classifier
 
 __all__ = ["HYPOTHESIS", "DegradationParams"]
@@ -69,17 +69,22 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 def _analyze(ds: xr.Dataset, params: DegradationParams, opt: AnalysisOptions) -> Analysis:
     kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
     lo, hi = params.depths[0], params.depths[-1]
-    p_deep, p_shallow = paired_values(ds, "train_loss", _label("plain", hi), _label("plain", lo))
-    r_deep, r_shallow = paired_values(ds, "train_loss", _label("residual", hi), _label("residual", lo))
-    pd, rd = paired_values(ds, "train_loss", _label("plain", hi), _label("residual", hi))
+    def pair(a: str, b: str) -> tuple:
+        return paired_values(ds, "train_loss", a, b)
+
+    def residual_change():
+        deep, shallow = pair(_label("residual", hi), _label("residual", lo))
+        return compare(deep - shallow, null_value=params.margin, design="one-sample", alternative="less", **kw)
+
     comps = [
-        Comparison(f"plain nets degrade: training loss K={hi} minus K={lo} > 0",
-                   compare(p_deep, p_shallow, design="paired", alternative="greater", **kw), params.min_effect),
-        Comparison(f"residual nets do not: training loss K={hi} minus K={lo} < margin {params.margin:g}",
-                   compare(r_deep - r_shallow, null_value=params.margin, design="one-sample", alternative="less",
-                           **kw), 0.0),
-        Comparison(f"at K={hi} the plain net trains worse than the residual one",
-                   compare(pd, rd, design="paired", alternative="greater", **kw), params.min_effect),
+        comparison(f"plain nets degrade: training loss K={hi} minus K={lo} > 0",
+                   lambda: compare(*pair(_label("plain", hi), _label("plain", lo)), design="paired",
+                                   alternative="greater", **kw), params.min_effect),
+        comparison(f"residual nets do not: training loss K={hi} minus K={lo} < margin {params.margin:g}",
+                   residual_change, 0.0),
+        comparison(f"at K={hi} the plain net trains worse than the residual one",
+                   lambda: compare(*pair(_label("plain", hi), _label("residual", hi)), design="paired",
+                                   alternative="greater", **kw), params.min_effect),
     ]
     table = summary_rows(ds, {"steps": "depth K", "train_loss": "training loss (nats)",
                               "train_accuracy": "training accuracy", "test_accuracy": "test accuracy",

@@ -33,7 +33,7 @@ import xarray as xr
 from pydantic import Field
 
 from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, paired_values, summary_rows
+from .base import Analysis, AnalysisOptions, Hypothesis, comparison, condition_values, paired_values, summary_rows
 from ._training import TrainingParams, prepare_training, train_classifier
 
 __all__ = ["HYPOTHESIS", "RefinementParams", "states_with_lesion"]
@@ -111,20 +111,20 @@ def _analyze(ds: xr.Dataset, params: RefinementParams, opt: AnalysisOptions) -> 
     kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
     chance = float(np.nanmean(ds["chance"]))
     early = max(1, params.steps // 4)
-    lp, lr = paired_values(ds, "relative_lesion_cost", "plain pulse", "residual pulse")
     comps = [
-        Comparison("residual: anytime accuracy rises from the first to the last step",
-                   compare(condition_values(ds, "rise", "residual"), design="one-sample", alternative="greater", **kw),
-                   params.min_rise),
-        Comparison(f"residual: above chance ({chance:.3g}) early, at step {early}",
-                   compare(condition_values(ds, "acc_early", "residual"), null_value=chance, design="one-sample",
-                           alternative="greater", **kw), params.min_above_chance),
-        Comparison("residual: increments |F|/|x| shrink along the unroll (log last/first < 0)",
-                   compare(condition_values(ds, "log_increment_shrink", "residual"), design="one-sample",
-                           alternative="less", **kw), params.min_log_shrink),
-        Comparison("lesioning one step costs the plain net more of its above-chance accuracy than the residual "
+        comparison("residual: anytime accuracy rises from the first to the last step",
+                   lambda: compare(condition_values(ds, "rise", "residual"), design="one-sample",
+                                   alternative="greater", **kw), params.min_rise),
+        comparison(f"residual: above chance ({chance:.3g}) early, at step {early}",
+                   lambda: compare(condition_values(ds, "acc_early", "residual"), null_value=chance,
+                                   design="one-sample", alternative="greater", **kw), params.min_above_chance),
+        comparison("residual: increments |F|/|x| shrink along the unroll (log last/first < 0)",
+                   lambda: compare(condition_values(ds, "log_increment_shrink", "residual"), design="one-sample",
+                                   alternative="less", **kw), params.min_log_shrink),
+        comparison("lesioning one step costs the plain net more of its above-chance accuracy than the residual "
                    "net (input as a pulse)",
-                   compare(lp, lr, design="paired", alternative="greater", **kw), params.min_lesion_gap),
+                   lambda: compare(*paired_values(ds, "relative_lesion_cost", "plain pulse", "residual pulse"),
+                                   design="paired", alternative="greater", **kw), params.min_lesion_gap),
     ]
     table = summary_rows(ds, {"acc_first": "accuracy step 1", "acc_early": f"accuracy step {early}",
                               "acc_last": f"accuracy step {params.steps}", "mean_increment": "mean |F|/|x|",

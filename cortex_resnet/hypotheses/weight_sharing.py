@@ -20,7 +20,7 @@ import xarray as xr
 from pydantic import Field
 
 from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, paired_values, summary_rows
+from .base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
 from ._training import TrainingParams, prepare_training, train_classifier
 
 __all__ = ["HYPOTHESIS", "WeightSharingParams"]
@@ -50,14 +50,15 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 def _analyze(ds: xr.Dataset, params: WeightSharingParams, opt: AnalysisOptions) -> Analysis:
     kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
-    at, au = paired_values(ds, "test_accuracy", "tied", "untied")
-    kt, ku = paired_values(ds, "accuracy_per_kparam", "tied", "untied")
+    def similar():
+        at, au = paired_values(ds, "test_accuracy", "tied", "untied")
+        return compare(at - au, null_value=-params.margin, design="one-sample", alternative="greater", **kw)
+
     comps = [
-        Comparison(f"tied performs similarly: accuracy(tied) - accuracy(untied) > -{params.margin:g}",
-                   compare(at - au, null_value=-params.margin, design="one-sample", alternative="greater", **kw),
-                   0.0),
-        Comparison("tied is more accurate per parameter (accuracy per 1000 parameters)",
-                   compare(kt, ku, design="paired", alternative="greater", **kw), params.min_effect),
+        comparison(f"tied performs similarly: accuracy(tied) - accuracy(untied) > -{params.margin:g}", similar, 0.0),
+        comparison("tied is more accurate per parameter (accuracy per 1000 parameters)",
+                   lambda: compare(*paired_values(ds, "accuracy_per_kparam", "tied", "untied"), design="paired",
+                                   alternative="greater", **kw), params.min_effect),
     ]
     table = summary_rows(ds, {"test_accuracy": "test accuracy", "params": "parameters",
                               "accuracy_per_kparam": "accuracy per 1000 parameters", "train_loss": "training loss",
