@@ -104,6 +104,107 @@ def _amplification(out_dir: Path, full: bool) -> list[Path]:
     return _both(plot_amplification, ds, out_dir, "amplification")
 
 
+# ------------------------------------------------------------------ bridge and learning
+@register_figure("unroll_check",
+                 "The unrolled residual network equals the simulator: canonical microcircuit, 50 blocks of 1 ms, "
+                 "trajectories overlaid and the per-step deviation (float64 ~1e-16, float32 ~1e-7).", order=50)
+def _unroll_check(out_dir: Path, full: bool) -> list[Path]:
+    import numpy as np
+
+    from . import load_model
+    from .plots_learning import plot_unroll_check, unroll_check_dataset
+
+    ds = unroll_check_dataset(load_model(MODELS / "canonical_microcircuit.toml"), 100 if full else 50, 1.0,
+                              np.array([[1.0], [0.5]]))
+    save_dataset(ds, out_dir / "data" / "unroll_check.nc")
+    return _both(plot_unroll_check, ds, out_dir, "unroll_check")
+
+
+TRAIN_VARIANTS = ("tied", "untied", "plain")
+
+
+def _train_runs(out_dir: Path, full: bool) -> list[Path]:
+    """MNIST-1D runs of the tied, untied and plain circuit (reused by several figures)."""
+    from .experiment import load_experiment
+    from .train import train
+
+    runs = []
+    for variant in TRAIN_VARIANTS:
+        run = out_dir / "data" / f"train_{variant}"
+        if not (run / "report.json").exists():
+            spec = load_experiment(ROOT / "experiments" / "mnist1d_tied.toml")
+            spec = spec.replace(**{"model.variant": variant, "device": "cpu",
+                                   "train.epochs": 30 if full else 8})
+            if run.exists():
+                import shutil
+
+                shutil.rmtree(run)
+            train(spec, run, progress=False)
+        runs.append(run)
+    return runs
+
+
+@register_figure("training_curves",
+                 "MNIST-1D: loss and test accuracy per epoch of the tied (recurrent circuit), untied (ResNet) "
+                 "and plain (alpha = 1) E/I nets.", order=60)
+def _training_curves(out_dir: Path, full: bool) -> list[Path]:
+    from .plots_learning import plot_training_curves
+
+    runs = _train_runs(out_dir, full)
+    return [plot_training_curves(runs, out_dir / f"training_curves.{ext}") for ext in ("png", "svg")]
+
+
+@register_figure("anytime_accuracy",
+                 "MNIST-1D: test accuracy of the pyramidal readout at every time step (anytime readout) for "
+                 "tied, untied and plain nets.", order=61)
+def _anytime(out_dir: Path, full: bool) -> list[Path]:
+    from .plots_learning import plot_anytime_accuracy
+
+    runs = _train_runs(out_dir, full)
+    return [plot_anytime_accuracy(runs, out_dir / f"anytime_accuracy.{ext}") for ext in ("png", "svg")]
+
+
+@register_figure("compare",
+                 "The trained tied MNIST-1D net scored as a network, as a rate circuit (identical) and as a "
+                 "spiking LIF circuit (seeded test subsample).", order=62)
+def _compare(out_dir: Path, full: bool) -> list[Path]:
+    from .compare import compare_run
+    from .plots_learning import plot_compare
+
+    run = _train_runs(out_dir, full)[0]
+    summary = compare_run(run, spiking_examples=200 if full else 40, seed=0)
+    return [plot_compare(summary, out_dir / f"compare.{ext}") for ext in ("png", "svg")]
+
+
+HYPOTHESES = ("isn-paradox", "amplification", "inhibition-silencing", "depth-latency", "degradation",
+              "shortcut", "weight-sharing", "iterative-refinement", "rate-spike-agreement")
+
+
+def _hypothesis_maker(name: str):
+    def make(out_dir: Path, full: bool) -> list[Path]:
+        import shutil
+
+        from .hypotheses.runner import run_hypothesis
+
+        run_dir = out_dir / "data" / "hypotheses" / name
+        run_hypothesis(name, quick=not full, workers=2 if full else 0, out=run_dir)
+        made = []
+        for fig in sorted((run_dir / "figures").glob("*")):
+            target = out_dir / f"hypothesis_{fig.name}"
+            shutil.copyfile(fig, target)
+            made.append(target)
+        return made
+
+    return make
+
+
+for _i, _name in enumerate(HYPOTHESES):
+    register_figure(f"hypothesis_{_name}",
+                    f"Hypothesis `{_name}` (`cortex-resnet hypothesis run {_name} --quick`): per-seed results, "
+                    "statistic and verdict; `cortex-resnet hypothesis list` states the claim.",
+                    order=70 + _i)(_hypothesis_maker(_name))
+
+
 # ------------------------------------------------------------------ driver
 def known_figures() -> list[str]:
     return [e.name for e in sorted(GALLERY.values(), key=lambda e: (e.order, e.name))]
@@ -138,6 +239,7 @@ def _write_readme(out_dir: Path, full: bool) -> None:
              "| figure | what it shows | command |", "|---|---|---|"]
     for n in known_figures():
         e = GALLERY[n]
-        if (out_dir / f"{n}.png").exists():
-            lines.append(f"| ![{n}]({n}.png) | {e.description} | `cortex-resnet figures {n}` |")
+        pngs = [p.name for p in sorted(out_dir.glob(f"{n}*.png"))]
+        if pngs:
+            lines.append(f"| ![{n}]({pngs[0]}) | {e.description} | `cortex-resnet figures {n}` |")
     atomic_write_text(out_dir / "README.md", "\n".join(lines) + "\n")
