@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .baselines import build_baseline, param_count
@@ -44,6 +43,8 @@ from .errors import SimulationError, SpecError
 from .experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate
 from .train_checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .train_ddp import DistContext, setup_distributed, shard, teardown_distributed
+from .train_epoch import (batch_loss, crop_flip, echo, epoch_generator, evaluate, global_batches,
+                          progress_bar)
 from .train_report import write_metrics, write_report
 
 __all__ = ["TrainingDivergedError", "build_model", "load_data", "train", "evaluate",
@@ -114,74 +115,6 @@ def _optimizer(spec: ExperimentSpec, model: nn.Module) -> torch.optim.Optimizer:
                                weight_decay=o.weight_decay)
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
     return cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-
-
-# ------------------------------------------------------------------ one epoch
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The generator of one epoch's data order (and augmentation): a function of (seed, epoch)."""
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + 7919 * int(epoch)) % 2**63)
-
-
-def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random ``pad``-pixel-shifted crops and horizontal flips of images (B, C, H, W)."""
-    B, _, H, W = x.shape
-    dy, dx = (torch.randint(0, 2 * pad + 1, (2, B), generator=g)).to(x.device)
-    flip = (torch.rand(B, generator=g) < 0.5).to(x.device)
-    xp = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(H, device=x.device)
-    cols = dx[:, None] + torch.arange(W, device=x.device)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    b = torch.arange(B, device=x.device)[:, None, None]
-    return xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-def _loss(logits: torch.Tensor, y: torch.Tensor, mode: str) -> torch.Tensor:
-    """Summed cross-entropy over the batch: last step, or the mean over all steps."""
-    if mode == "last":
-        return F.cross_entropy(logits[-1].float(), y, reduction="sum")
-    K = logits.shape[0]
-    return F.cross_entropy(logits.float().flatten(0, 1), y.repeat(K), reduction="sum") / K
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000,
-             ctx: DistContext | None = None, amp: bool = False) -> tuple[float, list[float]]:
-    """Test loss (last step) and accuracy of the readout at every step.
-
-    Under DDP each rank scores its share and the counts are summed.
-    """
-    was = model.training
-    model.eval()
-    sl = shard(len(y), ctx) if ctx is not None else slice(0, len(y))
-    xs, ys = x[sl], y[sl]
-    dev = x.device
-    loss = torch.zeros((), dtype=torch.float64, device=dev)
-    correct: torch.Tensor | None = None
-    for i in range(0, len(ys), batch_size):
-        xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(xb)
-        loss += F.cross_entropy(logits[-1].float(), yb, reduction="sum").double()
-        c = (logits.argmax(-1) == yb).sum(dim=1).double()
-        correct = c if correct is None else correct + c
-    if correct is None:  # an empty shard: ask the model for its number of steps
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            correct = torch.zeros(model(x[:1]).shape[0], dtype=torch.float64, device=dev)
-    if ctx is not None:
-        ctx.all_sum(loss)
-        ctx.all_sum(correct)
-    model.train(was)
-    n = len(y)
-    return float(loss) / n, (correct / n).tolist()
-
-
-def _global_batches(n: int, batch: int, drop_last: bool, world: int) -> list[tuple[int, int]]:
-    starts = range(0, n, batch)
-    out = [(s, min(s + batch, n)) for s in starts]
-    if out and (out[-1][1] - out[-1][0] < (batch if drop_last else world)):
-        out.pop()  # a last batch smaller than the number of ranks cannot be shared out
-    return out
 
 
 # ------------------------------------------------------------------ the run
@@ -297,7 +230,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
     x_te = torch.as_tensor(dataset.x_test, device=dev)
     y_te = torch.as_tensor(dataset.y_test, device=dev)
     n = len(y_tr)
-    batches = _global_batches(n, t.batch_size, t.drop_last, ctx.world_size)
+    batches = global_batches(n, t.batch_size, t.drop_last, ctx.world_size)
     fault = int(os.environ.get(FAULT_ENV, "0") or 0)
     report_base = {"experiment": spec.name, "dataset": dataset.name, "seed": spec.seed,
                    "chance": dataset.chance, "device": str(dev), "world_size": ctx.world_size,
@@ -305,18 +238,18 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
     t_start = time.perf_counter()
     for epoch in range(start_epoch, t.epochs):
         t0 = time.perf_counter()
-        g = _epoch_generator(spec.seed, epoch)
+        g = epoch_generator(spec.seed, epoch)
         perm = torch.randperm(n, generator=g).to(dev)
         run_model.train()
         sum_loss = torch.zeros((), dtype=torch.float64, device=dev)
         sum_correct = torch.zeros((), dtype=torch.float64, device=dev)
-        bar = _bar(len(batches), f"epoch {epoch + 1}/{t.epochs}", progress and ctx.is_main)
-        lr = spec.optim.lr
+        bar = progress_bar(len(batches), f"epoch {epoch + 1}/{t.epochs}", progress and ctx.is_main)
+        lr, seen_local = spec.optim.lr, 0
         for step, (a, b) in enumerate(batches):
             idx = perm[a:b]
             xb = x_tr[idx]
             if spec.data.augment == "crop_flip":
-                xb = _crop_flip(xb, g)
+                xb = crop_flip(xb, g)
             loc = shard(b - a, ctx)
             xb, yb = xb[loc], y_tr[idx][loc]
             lr = learning_rate(spec, epoch + step / len(batches))
@@ -324,7 +257,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
                 group["lr"] = lr
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 logits = run_model(xb)
-            loss_sum = _loss(logits, yb, t.loss_steps)
+            loss_sum = batch_loss(logits, yb, t.loss_steps)
             loss = loss_sum * (ctx.world_size / (b - a))  # DDP averages: the global-batch mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -344,9 +277,11 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
             opt.step()
             sum_loss += loss_sum.detach().double()
             sum_correct += (logits[-1].argmax(-1) == yb).sum().double()
+            seen_local += len(yb)
             bar.update(1)
             if step % 10 == 0 or step == len(batches) - 1:
-                bar.set_postfix(loss=f"{loss_val / max(len(yb), 1):.3f}", lr=f"{lr:.2g}")
+                bar.set_postfix(loss=f"{loss_val / max(len(yb), 1):.3f}",
+                                acc=f"{float(sum_correct) / max(seen_local, 1):.3f}", lr=f"{lr:.2g}")
         bar.close()
         train_time = time.perf_counter() - t0
         if not all(bool(torch.isfinite(p).all()) for p in raw_model.parameters()):
@@ -366,7 +301,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         if ctx.is_main:
             write_metrics(out / "metrics.csv", history)
             if progress:
-                _echo(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc "
+                echo(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc "
                       f"{row['train_accuracy']:.3f} | test loss {test_loss:.4f} acc {acc_steps[-1]:.3f}")
     if not history:  # resumed a run with nothing to do and no history: evaluate once
         raise SpecError("train.epochs", t.epochs, "at least one epoch to train")
@@ -383,6 +318,8 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
                "train_seconds": time.perf_counter() - t_start}
     if ctx.is_main:
         from .results import atomic_path
+
+        write_metrics(out / "metrics.csv", history)  # also after a kill between checkpoint and csv
 
         with atomic_path(out / "model.pt") as tmp:
             torch.save({"format": "cortex_resnet.train.model", "model": raw_model.state_dict(),
@@ -406,24 +343,3 @@ def _diverged(out: Path, ctx: DistContext, base: dict[str, Any], history: list[d
                            "diverged_at": {"epoch": epoch + 1, "step": step + 1,
                                            "global_step": global_step + 1, "lr": lr}})
     raise TrainingDivergedError(msg, epoch=epoch + 1, step=step + 1, global_step=global_step + 1)
-
-
-def _echo(text: str) -> None:
-    import sys
-
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=None)  # None: off unless a TTY

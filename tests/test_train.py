@@ -186,7 +186,7 @@ def test_crop_flip_only_for_images(tmp_path):
 
 
 def test_crop_flip_keeps_shapes_and_pixels():
-    from cortex_resnet.train import _crop_flip
+    from cortex_resnet.train_epoch import crop_flip as _crop_flip
 
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
     out = _crop_flip(x, torch.Generator().manual_seed(0), pad=2)
@@ -208,3 +208,10 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 def test_path_type_out_argument(tmp_path):
     s = train(tiny_spec(**{"train.epochs": 1}), str(tmp_path / "r"), progress=False)
     assert Path(s["out"]).is_dir()
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_run_learns(tmp_path):
+    """On a GPU: device auto picks CUDA, bf16 autocast, and the tiny digits run still learns."""
+    s = train(tiny_spec(**{"device": "auto", "train.epochs": 3}), tmp_path / "run", progress=False)
+    assert s["device"].startswith("cuda") and s["test_accuracy"] > 0.6
