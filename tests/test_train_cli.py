@@ -119,3 +119,17 @@ def test_missing_experiment_file(tmp_path):
 def test_help_has_an_example():
     res = runner.invoke(app, ["train", "--help"])
     assert res.exit_code == 0 and "cortex-resnet train experiments/mnist1d_tied.toml" in res.output
+
+
+def test_train_report_table(exp, tmp_path):
+    assert _train(exp, "--out", tmp_path / "a").exit_code == 0
+    assert _train(exp, "--out", tmp_path / "b", "--seed", "1").exit_code == 0
+    res = runner.invoke(app, ["train-report", str(tmp_path / "a"), str(tmp_path / "b"),
+                              "--out", str(tmp_path / "t.md"), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["runs"]
+    assert [r["out"] for r in rows] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    table = (tmp_path / "t.md").read_text()
+    assert table.count("this work") == 2 and "| model | dataset | parameters |" in table
+    res = runner.invoke(app, ["train-report", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "report.json" in res.output

@@ -93,3 +93,36 @@ def register(app: typer.Typer) -> None:
                        f"{summary['device']}, {summary['examples_per_s']:.0f} examples/s"
                        + (f"; per step {', '.join(f'{100 * a:.0f}' for a in steps)}" if len(steps) > 1 else "")
                        + f"); report {out / 'report.md'}")
+
+    @app.command("train-report", help="One table of several training runs, beside the published "
+                                      "baselines of their datasets, with parameter counts.\n\n"
+                                      "Example:\n\n  cortex-resnet train-report runs/mnist1d_* "
+                                      "--out results_mnist1d.md")
+    @handle_errors
+    def train_report(
+        runs: list[Path] = typer.Argument(..., help="Run folders of `cortex-resnet train`."),
+        out: Optional[Path] = typer.Option(None, help="Also write the Markdown table here (atomically)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the runs' summaries as JSON."),
+    ) -> None:
+        import json
+
+        from ..results import atomic_write_text
+        from ..train_report import runs_table
+        from ._common import check_out_path
+
+        check_out_path(out)
+        missing = [str(r) for r in runs if not (r / "report.json").is_file()]
+        if missing:
+            raise SpecError("runs", missing[0], "run folders with report.json (finished or "
+                            "diverged `cortex-resnet train` runs)")
+        table = runs_table(runs)
+        if out is not None:
+            atomic_write_text(out, table)
+        if json_out:
+            reps = [json.loads((r / "report.json").read_text()) for r in runs]
+            emit_json({"runs": [{k: rep.get(k) for k in ("out", "experiment", "dataset", "model",
+                                                          "variant", "params", "test_accuracy",
+                                                          "epochs", "status")} for rep in reps],
+                       "table": table})
+        else:
+            typer.echo(table, nl=False)
