@@ -1,0 +1,39 @@
+"""``cortex-resnet demo --quick`` runs end to end and writes its summary and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cortex_resnet.cli import app
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("demo") / "demo_out"
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
+    return out, res
+
+
+def test_demo_quick_succeeds(demo_out) -> None:
+    out, res = demo_out
+    assert res.exit_code == 0, res.output
+    assert "summary" in res.output
+
+
+def test_demo_writes_summary_and_figures(demo_out) -> None:
+    out, _ = demo_out
+    summary = json.loads((out / "summary.json").read_text())
+    md = (out / "summary.md").read_text()
+    assert "network" in md and "hypotheses" in md.lower()
+    for fig in ("decomposition_rate.png", "decomposition_spiking.png", "compare.png"):
+        assert (out / fig).stat().st_size > 1000
+    # the demo's own numbers keep the project's contracts
+    assert summary["unroll"]["within_tolerance"]
+    assert summary["compare"]["rate_accuracy"] == summary["compare"]["network_accuracy"]
+    assert 1 / 3 < summary["rate"]["x_over_r_E"] < 1 / 2 + 0.05
+    assert set(summary["hypotheses"]) == {"isn-paradox", "amplification"}
+    assert all(h["verdict"] in ("supported", "not supported", "inconclusive") for h in summary["hypotheses"].values())
