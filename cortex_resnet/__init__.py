@@ -2,10 +2,15 @@
 
 Public API (mirrors the CLI)::
 
-    from cortex_resnet import load_model, simulate
+    from cortex_resnet import load_model, simulate, simulate_spiking, unroll, train, run_hypothesis
     circuit = load_model("models/canonical_microcircuit.toml")
     ds = simulate(circuit, "step:amp=1.0,onset_ms=50", duration_ms=300)
-    ds["Fx"]  # what recurrence adds: r = x + F(x)
+    ds["Fx"]                                   # what recurrence adds: r = x + F(x)
+    net = unroll(circuit, steps=50, dt_ms=0.5) # the same dynamics as 50 residual blocks
+    spk = simulate_spiking(circuit, "step:amp=1.0,onset_ms=50", duration_ms=300)
+
+The heavier entry points (spiking, bridge, training, hypotheses) are imported on
+first use, so ``import cortex_resnet`` stays fast.
 """
 
 from __future__ import annotations
@@ -20,8 +25,18 @@ from .spec import CircuitSpec, load_spec
 
 __version__ = "0.1.0"
 
+# name -> module that defines it (imported on first access)
+_LAZY = {
+    "simulate_spiking": "spiking", "to_spiking": "spiking",
+    "unroll": "bridge", "to_circuit": "bridge", "save_circuit": "bridge", "load_circuit": "bridge",
+    "CircuitClassifier": "bridge",
+    "steady_state": "fixedpoint", "analyze": "analysis",
+    "train": "train", "load_experiment": "experiment", "compare_run": "compare",
+    "run_hypothesis": "hypotheses.runner", "load_dataset": "results", "save_dataset": "results",
+}
+
 __all__ = [
-    "load_model", "simulate", "build_circuit", "load_spec", "Circuit", "CircuitSpec",
+    "load_model", "simulate", "build_circuit", "load_spec", "Circuit", "CircuitSpec", *_LAZY,
     "CortexError", "SpecError", "SimulationError", "UnstableCircuitError", "ConvergenceError",
     "ResourceError", "__version__",
 ]
@@ -33,3 +48,13 @@ def load_model(path: str | Path, seed: int | None = None) -> Circuit:
     if seed is not None:
         spec = spec.replace(seed=seed)
     return build_circuit(spec)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cortex_resnet' has no attribute {name!r}")

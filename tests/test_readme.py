@@ -50,3 +50,10 @@ def test_readme_command_runs(command: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+def test_public_api_exports_resolve() -> None:
+    import cortex_resnet
+
+    missing = [n for n in cortex_resnet.__all__ if getattr(cortex_resnet, n, None) is None]
+    assert not missing
