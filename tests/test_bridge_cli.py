@@ -82,3 +82,10 @@ def test_bench_bridge_quick_follows_the_contract():
         assert r["value"] > 0
     flat = [r for r in rep["results"] if "flat" in r["name"]]
     assert flat and flat[0]["met"] is True
+
+
+def test_conv_recurrence_from_the_cli():
+    res = _unroll(MODELS / "spatial_ring.toml", "--steps", 20, "--dt", 0.5, "--recurrence", "conv", "--check", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["recurrence"] == "conv" and out["within_tolerance"] and out["params"] < 1000

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         dt: Optional[float] = typer.Option(None, help="Euler step in ms (default: the model file's dt_ms)."),
         variant: str = typer.Option("tied", help="tied, untied, plain, projection or gated."),
         input_mode: str = typer.Option("sustained", help="sustained (u every step) or pulse (r_0 = x_0, then free)."),
+        recurrence: str = typer.Option("dense", help="dense (one weight per connection) or conv (kernels "
+                                                     "shared across a spatial map's sites)."),
+        dale: str = typer.Option("softplus", help="Dale parametrisation of the magnitudes: softplus or relu."),
         amp: Optional[list[float]] = typer.Option(
             None, help="Constant input amplitude(s) on every channel for --check (repeatable; "
                        "default 0.5, 1, 2)."),
@@ -55,9 +58,11 @@ def register(app: typer.Typer) -> None:
 
             circuit = build_circuit(circuit.spec.replace(seed=seed))
         amps = [0.5, 1.0, 2.0] if not amp else list(amp)
-        net = do_unroll(circuit, steps, dt, variant=variant, input_mode=input_mode, dtype=dtype)
+        opts = dict(variant=variant, input_mode=input_mode, recurrence=recurrence, dale=dale)
+        net = do_unroll(circuit, steps, dt, dtype=dtype, **opts)
         summary: dict[str, Any] = {
             "model": str(model), "steps": net.steps, "variant": net.variant, "input_mode": net.input_mode,
+            "recurrence": recurrence, "dale": dale,
             "dt_ms": net.dt_ms, "params": net.param_count(), "params_total": net.param_count(effective=False),
             "n_units": net.n_units, "n_E": net.n_E, "n_inputs": net.n_inputs,
             "max_abs_error": {"float64": None, "float32": None},
@@ -66,7 +71,7 @@ def register(app: typer.Typer) -> None:
         ok = True
         if check:
             u = np.repeat(np.asarray(amps, dtype=np.float64)[:, None], circuit.n_inputs, axis=1)
-            res = check_unroll(circuit, steps, dt, u, variant=variant, input_mode=input_mode)
+            res = check_unroll(circuit, steps, dt, u, **opts)
             ok = res["within_tolerance"]
             summary.update({"max_abs_error": res["max_abs_error"], "max_rel_error": res["max_rel_error"],
                             "tolerance": res["tolerance"], "within_tolerance": ok, "amps": amps,
