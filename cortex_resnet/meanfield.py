@@ -17,6 +17,10 @@ Siegert rate
 Exponential synapses (time constant ``tau_s``) shift threshold and reset by
 ``sigma alpha/2 sqrt(tau_s/tau_m)``, ``alpha = sqrt(2)|zeta(1/2)|``
 (Fourcaud & Brunel 2002), applied to the synaptic part of the noise.
+A simulation in time steps ``dt`` misses threshold crossings between steps:
+threshold and reset shift by the random-walk overshoot
+``rho sigma sqrt(dt/tau)``, ``rho = |zeta(1/2)|/sqrt(2 pi) = 0.5826`` (Siegmund
+1979), set ``dt_ms`` to include it (0: continuous time).
 Conductance synapses use the effective-time-constant approximation (Kuhn,
 Aertsen & Rotter 2004): mean conductances ``g = tau_s K w nu`` shorten the
 membrane time constant to ``tau_m / (1 + g_e + g_i)`` and move the effective
@@ -39,9 +43,10 @@ from scipy.special import erfcx
 from .errors import ConvergenceError
 
 __all__ = ["siegert", "siegert_derivative", "siegert_inverse", "PoolModel", "MeanFieldResult",
-           "solve", "ALPHA_FB"]
+           "solve", "ALPHA_FB", "RHO_SIEGMUND"]
 
 ALPHA_FB = math.sqrt(2.0) * 1.4603545088095868  # sqrt(2) |zeta(1/2)|, Fourcaud & Brunel (2002)
+RHO_SIEGMUND = 1.4603545088095868 / math.sqrt(2.0 * math.pi)  # -zeta(1/2)/sqrt(2 pi), Siegmund (1979)
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(128)
 
@@ -125,6 +130,7 @@ class PoolModel:
     nu_in_hz, w_in : (A,) external Poisson input per neuron: total rate and weight
         (same units as ``w``; excitatory)
     sigma_white_mV : (A,) white-noise amplitude added to every neuron
+    dt_ms : time step of the simulation the mean field describes (0 = continuous time)
     """
 
     tau_m_ms: np.ndarray
@@ -143,6 +149,7 @@ class PoolModel:
     nu_in_hz: np.ndarray
     w_in: np.ndarray
     sigma_white_mV: np.ndarray
+    dt_ms: float = 0.0
 
     def with_input(self, mu_dc_mV=None, nu_in_hz=None, sigma_white_mV=None) -> "PoolModel":
         """A copy with other external inputs (e.g. one stimulus of a batch)."""
@@ -182,6 +189,9 @@ class PoolModel:
         sigma = np.sqrt(var_e + var_i + var_white)
         # Fourcaud-Brunel: filtered noise raises the effective threshold and reset
         shift = 0.5 * ALPHA_FB * np.sqrt(var_e * self.tau_e_ms / tau_eff + var_i * self.tau_i_ms / tau_eff)
+        # time steps: overshoot of the unfiltered (white and delta-jump) part of the noise
+        var_unfiltered = var_white + (var_e if self.tau_e_ms == 0 else 0.0) + (var_i if self.tau_i_ms == 0 else 0.0)
+        shift = shift + RHO_SIEGMUND * np.sqrt(var_unfiltered * self.dt_ms / tau_eff)
         return mu, sigma, tau_eff, shift
 
     def transfer(self, nu_hz: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import xarray as xr
 
 from .circuit import Circuit
 from .spec import StimulusSpec
-from .spiking_analysis import classify_regime, cv_isi, mean_rate_hz, oscillation_power
+from .spiking_analysis import classify_regime, cv_isi, mean_rate_hz, oscillation_power, synchrony
 from .spiking_brian import RawRun, RuntimeEngine
 from .spiking_build import SpikingPlan, build_plan
 
@@ -68,13 +68,14 @@ def spike_statistics(plan: SpikingPlan, raw: RawRun, *, window: tuple[float, flo
         sel = mask[i]
         osc = oscillation_power(t[sel], t0, t1)
         out[pop] = {"rate_hz": mean_rate_hz(t[sel], int(mask.sum()), t0, t1),
-                    "cv_isi": cv_isi(i[sel], t[sel], t0, t1), "oscillation_power": osc["peak"],
-                    "oscillation_hz": osc["frequency_hz"]}
+                    "cv_isi": cv_isi(i[sel], t[sel], t0, t1), "oscillation_power": osc["power"],
+                    "spectral_peak": osc["peak"], "oscillation_hz": osc["frequency_hz"],
+                    "synchrony": synchrony(i[sel], t[sel], np.where(mask)[0], t0, t1)}
     rates_all = [mean_rate_hz(raw.spike_t_ms[(raw.spike_i // plan.n == b) & plan.is_E[raw.spike_i % plan.n]],
                               int(plan.is_E.sum()), t0, t1) for b in range(plan.batch)]
     out["E"]["rate_hz_batch"] = rates_all
     e = out["E"]
-    out["regime"] = classify_regime(e["rate_hz"], e["cv_isi"], e["oscillation_power"],
+    out["regime"] = classify_regime(e["rate_hz"], e["cv_isi"], e["synchrony"],
                                     plan.sspec.populations.E.t_ref_ms)
     return out
 
@@ -206,6 +207,7 @@ def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any
         "cv_isi": stats["E"]["cv_isi"],
         "cv_isi_by_population": {p: stats[p]["cv_isi"] for p in ("E", "I")},
         "oscillation_power": {p: stats[p]["oscillation_power"] for p in ("E", "I")},
+        "synchrony": {p: stats[p]["synchrony"] for p in ("E", "I")},
         "regime": stats["regime"],
         "analysis_window_ms": stats["window_ms"],
         "mean_field_rate_hz": json.loads(mf) if isinstance(mf, str) else mf,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mean_rate_hz", "cv_isi", "population_counts", "oscillation_power", "classify_regime",
-           "AI_CV_MIN", "AI_POWER_MAX"]
+__all__ = ["mean_rate_hz", "cv_isi", "population_counts", "oscillation_power", "synchrony",
+           "classify_regime", "AI_CV_MIN", "AI_SYNCHRONY_MAX"]
 
-AI_CV_MIN = 0.5      # irregular: mean CV of ISIs at least this (Poisson: 1)
-AI_POWER_MAX = 10.0  # asynchronous: population spectrum peak below this x the Poisson floor
+AI_CV_MIN = 0.5         # irregular: mean CV of ISIs at least this (Poisson: 1, clock: 0)
+AI_SYNCHRONY_MAX = 0.2  # asynchronous: synchrony index below this (independent: 1/sqrt(N), lockstep: 1)
 
 
 def mean_rate_hz(spike_t_ms: np.ndarray, n_neurons: int, t0_ms: float, t1_ms: float) -> float:
@@ -65,46 +65,74 @@ def population_counts(spike_t_ms: np.ndarray, t0_ms: float, t1_ms: float, bin_ms
 
 
 def oscillation_power(spike_t_ms: np.ndarray, t0_ms: float, t1_ms: float, *, bin_ms: float = 0.5,
-                      f_min_hz: float = 10.0, f_max_hz: float = 500.0, segment_ms: float = 128.0) -> dict:
-    """Peak of the population-count spectrum relative to the Poisson floor.
+                      f_min_hz: float = 10.0, f_max_hz: float = 1000.0, segment_ms: float = 128.0) -> dict:
+    """Oscillation power of the population rate in ``[f_min, f_max]`` Hz.
 
-    Welch estimate (segments of ``segment_ms``, Hann window) of the power of the
-    binned population count, divided by the power that independent Poisson
-    neurons with the same mean count would give (the mean count per bin): ~1 for
-    an asynchronous population at every frequency, >> 1 at the frequency of a
-    collective oscillation.
+    Welch estimate (segments of ``segment_ms``, Hann window) of the spectrum of the
+    binned population count. Returns
 
-    Returns ``{"peak": ratio, "frequency_hz": f, "mean_ratio": ratio averaged over the band}``.
+    * ``power``: the band power relative to the squared mean -- the squared
+      coefficient of variation of the population rate within the band (0 for a
+      constant rate; order 1 when the population fires in volleys);
+    * ``peak``: the largest spectral density relative to the flat floor that
+      independent Poisson neurons with the same mean count would give (~1 for an
+      asynchronous population);
+    * ``frequency_hz``: where that peak lies.
     """
     counts = population_counts(spike_t_ms, t0_ms, t1_ms, bin_ms)
     mean = counts.mean() if counts.size else 0.0
     nseg = int(round(segment_ms / bin_ms))
+    nan = {"power": float("nan"), "peak": float("nan"), "frequency_hz": float("nan")}
     if mean <= 0 or counts.size < nseg:
-        return {"peak": float("nan"), "frequency_hz": float("nan"), "mean_ratio": float("nan")}
+        return nan
     from scipy.signal import welch
 
     fs = 1000.0 / bin_ms
     f, p = welch(counts - mean, fs=fs, nperseg=nseg, detrend=False, scaling="density")
     floor = mean * 2.0 / fs  # one-sided density of a Poisson count sequence
-    band = (f >= f_min_hz) & (f <= f_max_hz)
+    band = (f >= f_min_hz) & (f <= min(f_max_hz, fs / 2))
     ratio = p[band] / floor
     k = int(np.argmax(ratio))
-    return {"peak": float(ratio[k]), "frequency_hz": float(f[band][k]), "mean_ratio": float(ratio.mean())}
+    power = float(np.sum(p[band]) * (f[1] - f[0]) / mean**2)
+    return {"power": power, "peak": float(ratio[k]), "frequency_hz": float(f[band][k])}
 
 
-def classify_regime(rate_hz: float, cv: float, power_peak: float, t_ref_ms: float) -> str:
-    """``silent``, ``saturated``, ``asynchronous irregular``, ``synchronous`` or ``regular``.
+def synchrony(spike_i: np.ndarray, spike_t_ms: np.ndarray, neurons: np.ndarray, t0_ms: float, t1_ms: float,
+              *, bin_ms: float = 1.0, max_neurons: int = 2000, seed: int = 0) -> float:
+    """Synchrony index chi (Golomb 2007) from spike counts in bins of ``bin_ms``.
+
+    ``chi^2 = Var(mean count of the population) / mean_i Var(count of neuron i)``:
+    about ``1/sqrt(N)`` for independent neurons, 1 when all fire in lockstep.
+    Estimated on at most ``max_neurons`` of ``neurons`` (a seeded sample). NaN without spikes.
+    """
+    neurons = np.asarray(neurons)
+    if neurons.size > max_neurons:
+        neurons = np.sort(np.random.default_rng(seed).choice(neurons, max_neurons, replace=False))
+    n_bins = int(np.floor((t1_ms - t0_ms) / bin_ms + 1e-9))
+    if neurons.size < 2 or n_bins < 2:
+        return float("nan")
+    sel = (spike_t_ms >= t0_ms) & (spike_t_ms < t0_ms + n_bins * bin_ms) & np.isin(spike_i, neurons)
+    if not sel.any():
+        return float("nan")
+    row = np.searchsorted(neurons, spike_i[sel])
+    col = ((spike_t_ms[sel] - t0_ms) / bin_ms).astype(np.int64)
+    counts = np.zeros((neurons.size, n_bins))
+    np.add.at(counts, (row, np.minimum(col, n_bins - 1)), 1.0)
+    single = counts.var(axis=1).mean()
+    return float(np.sqrt(counts.mean(axis=0).var() / single)) if single > 0 else float("nan")
+
+
+def classify_regime(rate_hz: float, cv: float, chi: float, t_ref_ms: float) -> str:
+    """``silent``, ``saturated``, or ``(a)synchronous`` + ``regular``/``irregular``.
 
     Rules (stated, not fitted): silent below 0.1 Hz; saturated above half the
-    maximal rate ``1/t_ref``; otherwise synchronous when the spectrum peak
-    exceeds ``AI_POWER_MAX``, regular when the CV is below ``AI_CV_MIN``, else AI.
+    maximal rate ``1/t_ref``; synchronous when the synchrony index is at least
+    ``AI_SYNCHRONY_MAX``; irregular when the mean CV of ISIs is at least ``AI_CV_MIN``.
     """
     if not np.isfinite(rate_hz) or rate_hz < 0.1:
         return "silent"
     if t_ref_ms > 0 and rate_hz > 0.5 * 1000.0 / t_ref_ms:
         return "saturated"
-    if np.isfinite(power_peak) and power_peak > AI_POWER_MAX:
-        return "synchronous"
-    if np.isfinite(cv) and cv < AI_CV_MIN:
-        return "regular"
-    return "asynchronous irregular"
+    sync = "synchronous" if np.isfinite(chi) and chi >= AI_SYNCHRONY_MAX else "asynchronous"
+    reg = "irregular" if np.isfinite(cv) and cv >= AI_CV_MIN else "regular"
+    return f"{sync} {reg}"

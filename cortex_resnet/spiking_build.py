@@ -95,6 +95,12 @@ class SpikingPlan:
     def has_noise(self) -> bool:
         return bool(np.any(self.neuron["sigma_mV"] > 0))
 
+    def replica_pool_model(self, b: int, t_index: int = -1) -> PoolModel:
+        """Mean field of replica ``b`` with its own drive at stimulus sample ``t_index``."""
+        m = self.mapping
+        return pool_model(self.circuit, self.sspec, m.k_unit, m.R_unit, m.dc_unit,
+                          self.drive_mV[t_index, b], m.sigma_white_unit, self.dt_ms)
+
     def structure(self) -> dict:
         """What determines the generated code (see :meth:`structure_hash`)."""
         s = self.sspec
@@ -137,9 +143,11 @@ def draw_synapses(circuit: Circuit, sspec: SpikingSpec, rng: np.random.Generator
     """Random synapses of one replica, per presynaptic population.
 
     Neuron ``i`` (post) and ``j`` (pre) are connected with probability
-    ``p_connect`` where the circuit connects their units; the weight is the
-    pool-level ``weight_table[unit(i), unit(j)]``. Drawn in row blocks so that
-    at most ~4 M random numbers exist at once.
+    ``p_connect`` where the circuit connects their units (or, with
+    ``fixed_indegree``, ``i`` receives exactly ``round(p_connect M)`` distinct
+    neurons of each connected pool); the weight is the pool-level
+    ``weight_table[unit(i), unit(j)]``. Drawn in row blocks so that at most
+    ~4 M random numbers exist at once.
 
     Returns ``{"E": (pre, post, w), "I": ...}`` (int32, int32, float64).
     """
@@ -150,18 +158,32 @@ def draw_synapses(circuit: Circuit, sspec: SpikingSpec, rng: np.random.Generator
     present = circuit.mask & (circuit.W != 0)
     out = {}
     for pop, cols in (("E", np.where(circuit.is_E)[0]), ("I", np.where(~circuit.is_E)[0])):
-        pre_neurons = (cols[:, None] * M + np.arange(M)[None]).ravel()
         pres, posts = [], []
-        if pre_neurons.size:
-            rows = max(1, int(4_000_000 // pre_neurons.size))
-            pre_units = unit_of[pre_neurons]
-            for start in range(0, n, rows):
-                post_ix = np.arange(start, min(n, start + rows))
-                allowed = present[np.ix_(unit_of[post_ix], pre_units)]
-                hit = allowed & (rng.random(allowed.shape) < p) if p < 1 else allowed
-                r, c = np.nonzero(hit)
-                posts.append(post_ix[r].astype(np.int32))
-                pres.append(pre_neurons[c].astype(np.int32))
+        if sspec.synapse.fixed_indegree:
+            K = int(round(p * M))
+            for b in cols:
+                post_all = np.where(present[unit_of, b])[0]
+                rows = max(1, 4_000_000 // M)
+                for start in range(0, post_all.size, rows):
+                    post_ix = post_all[start:start + rows]
+                    if K >= M:
+                        pick = np.broadcast_to(np.arange(M), (post_ix.size, M))
+                    else:
+                        pick = np.argpartition(rng.random((post_ix.size, M)), K - 1, axis=1)[:, :K]
+                    pres.append((b * M + np.sort(pick, axis=1)).ravel().astype(np.int32))
+                    posts.append(np.repeat(post_ix, pick.shape[1]).astype(np.int32))
+        else:
+            pre_neurons = (cols[:, None] * M + np.arange(M)[None]).ravel()
+            if pre_neurons.size:
+                rows = max(1, int(4_000_000 // pre_neurons.size))
+                pre_units = unit_of[pre_neurons]
+                for start in range(0, n, rows):
+                    post_ix = np.arange(start, min(n, start + rows))
+                    allowed = present[np.ix_(unit_of[post_ix], pre_units)]
+                    hit = allowed & (rng.random(allowed.shape) < p) if p < 1 else allowed
+                    r, c = np.nonzero(hit)
+                    posts.append(post_ix[r].astype(np.int32))
+                    pres.append(pre_neurons[c].astype(np.int32))
         pre = np.concatenate(pres) if pres else np.zeros(0, np.int32)
         post = np.concatenate(posts) if posts else np.zeros(0, np.int32)
         out[pop] = (pre, post, weight_table[unit_of[post], unit_of[pre]].astype(np.float64))
@@ -237,7 +259,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     u_op = u[-1].mean(axis=0) if u_operating is None else np.asarray(u_operating, np.float64).reshape(-1)
     if u_op.shape != (circuit.n_inputs,):
         raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},)")
-    mapping = map_circuit(circuit, sspec, u_op)
+    mapping = map_circuit(circuit, sspec, u_op, dt_ms)
     drive = mapping.k_unit * ext  # (T_in, batch, N) mV
     M = sspec.pool_size
     unit_of = np.repeat(np.arange(circuit.n_units), M)
@@ -245,7 +267,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     lif = {p: sspec.lif(p) for p in ("E", "I")}
     per = lambda f: np.where(is_E, f(lif["E"]), f(lif["I"])).astype(np.float64)  # noqa: E731
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
-                       drive[-1].mean(axis=0), mapping.sigma_white_unit)
+                       drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
     syn = sspec.synapse
     tau_m_unit = model.tau_m_ms
     increments = model.w.copy()  # mV jump-equivalent (current) or g (conductance), (N, N)

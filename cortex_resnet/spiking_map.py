@@ -117,11 +117,13 @@ def _ref_potential(sspec: SpikingSpec, pop: str) -> float:
 
 
 def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit: np.ndarray,
-               dc_unit: np.ndarray, drive_mV: np.ndarray, sigma_white_unit: np.ndarray) -> PoolModel:
+               dc_unit: np.ndarray, drive_mV: np.ndarray, sigma_white_unit: np.ndarray,
+               dt_ms: float | None = None) -> PoolModel:
     """The mean-field description of one replica (pools = rate units).
 
     ``drive_mV`` (N,): the feedforward drive ``k (B u + b)`` in mV; Poisson-coded or a
-    current according to ``spiking.input.mode``.
+    current according to ``spiking.input.mode``. ``dt_ms``: the simulation step
+    (default ``spiking.dt_ms``), for the time-step correction of the mean field.
     """
     syn = sspec.synapse
     popix = _population_index(circuit)
@@ -166,7 +168,8 @@ def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit:
         K=K.astype(float), w=w, excitatory=circuit.is_E.copy(), kind=syn.kind,
         tau_e_ms=syn.tau_e_ms, tau_i_ms=syn.tau_i_ms, E_e_mV=E_e, E_i_mV=E_i,
         mu_dc_mV=np.asarray(mu_dc, float), nu_in_hz=nu_in, w_in=w_in,
-        sigma_white_mV=np.asarray(sigma_white_unit, float))
+        sigma_white_mV=np.asarray(sigma_white_unit, float),
+        dt_ms=float(sspec.dt_ms if dt_ms is None else dt_ms))
 
 
 def _sigma_target(circuit: Circuit, sspec: SpikingSpec, pop: str) -> float:
@@ -174,7 +177,8 @@ def _sigma_target(circuit: Circuit, sspec: SpikingSpec, pop: str) -> float:
     return float(t.params.get("sigma_mV", 5.0)) if t.name == "lif" else sspec.sigma_mV
 
 
-def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None) -> Mapping:
+def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
+                dt_ms: float | None = None) -> Mapping:
     """Compute the affine map (identity or gain scaling) and the matched background noise.
 
     Parameters
@@ -182,6 +186,7 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None) -
     circuit : the rate circuit
     sspec : its spiking realisation
     u_op : (n_inputs,) the operating input (only used where an operating point is needed)
+    dt_ms : simulation step (default ``spiking.dt_ms``)
     """
     popix = _population_index(circuit)
     identity = {p: sspec.weight_scaling == "identity" or lif_matches(circuit, p, sspec.lif(p)) for p in POPS}
@@ -204,7 +209,7 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None) -
     d_phi = circuit.phi_derivative(torch.as_tensor(z_star, dtype=torch.float64)).numpy()
     target = {p: _sigma_target(circuit, sspec, p) for p in POPS}
     for it in range(60):
-        model = pool_model(circuit, sspec, k_unit, R_unit, np.zeros(N), k_unit * ext, sig_w)
+        model = pool_model(circuit, sspec, k_unit, R_unit, np.zeros(N), k_unit * ext, sig_w, dt_ms)
         mu0, sigma, tau_eff, shift = model.moments(nu_star)
         G = model.tau_m_ms / tau_eff  # conductance load (1 for current synapses)
         white2 = sig_w**2 * (tau_eff / model.tau_m_ms)

@@ -100,6 +100,10 @@ class SynapseSpec(_Frozen):
     (Vogels & Abbott 2005). ``delay_ms``: transmission delay of every synapse.
     ``p_connect``: probability that a neuron of pool ``b`` connects to a neuron
     of pool ``a`` when the rate circuit connects ``b`` to ``a``.
+    ``fixed_indegree``: instead of independent draws, every neuron receives exactly
+    ``round(p_connect * pool_size)`` synapses from each pool connected to its own
+    (Brunel 2000: "each neuron receives C_E excitatory and C_I inhibitory
+    connections"; removes the in-degree heterogeneity of independent draws).
     ``v_ref_mV``: conductance synapses only -- the potential at which a
     conductance's driving force is evaluated to convert a rate coupling (mV per
     Hz) into a conductance (default: midway between reset and threshold).
@@ -112,6 +116,7 @@ class SynapseSpec(_Frozen):
     E_i_mV: float = Field(default=-80.0, ge=-500.0, le=500.0)
     delay_ms: float = Field(default=1.5, ge=0.0, le=1e4)
     p_connect: float = Field(default=1.0, gt=0.0, le=1.0)
+    fixed_indegree: bool = False
     v_ref_mV: float | None = Field(default=None, ge=-500.0, le=500.0)
 
     @model_validator(mode="after")
