@@ -108,12 +108,12 @@ class CircuitModelSpec(_Frozen):
     @model_validator(mode="after")
     def _one_source(self) -> "CircuitModelSpec":
         if self.kernel_size % 2 == 0:
-            raise ValueError(f"model.kernel_size = {self.kernel_size} must be odd ('same' padding)")
+            raise SpecError("model.kernel_size", self.kernel_size, "an odd size ('same' padding)")
         if self.state_gate and self.variant != "gated":
-            raise ValueError("model.state_gate = true needs variant = 'gated'")
+            raise SpecError("model.state_gate", True, "false unless variant = 'gated'")
         if (self.circuit is None) == (self.spec is None):
-            raise ValueError("give exactly one of model.circuit (a models/*.toml file) or an "
-                             "inline [model.spec] table")
+            raise SpecError("model.circuit", self.circuit, "exactly one of model.circuit (a circuit "
+                            "model file) or an inline [model.spec] table")
         return self
 
     @property
@@ -196,10 +196,10 @@ class ExperimentSpec(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentSpec":
-        bad = [m for m in self.schedule.milestones if not 0 < m < self.train.epochs]
-        if bad:
-            raise ValueError(f"schedule.milestones {bad} must lie in 1..{self.train.epochs - 1} "
-                             "(epochs)")
+        bad = [m for m in self.schedule.milestones if m < 1]
+        if bad:  # milestones past the last epoch are allowed: a shortened run never reaches them
+            raise SpecError("schedule.milestones", self.schedule.milestones,
+                            "epochs >= 1 at which the learning rate is multiplied by gamma")
         return self
 
     @property

@@ -76,7 +76,9 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
     """The network of an experiment: an unrolled circuit classifier or a baseline.
 
     Returns the module (``(batch, *in_shape)`` -> logits ``(K, batch, n_classes)``) and
-    ``{"model", "variant", "kind", "params"}``. Initial weights depend only on the seeds.
+    ``{"model", "variant", "kind", "params", "params_allocated"}``: for circuits ``params``
+    counts only the connections inside the circuit's masks (sparse/spatial circuits
+    allocate dense matrices). Initial weights depend only on the seeds.
     """
     m = spec.model
     with torch.random.fork_rng(devices=[]):  # initialisers draw from the global RNG: isolate it
@@ -101,7 +103,11 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
                                    seed=spec.seed)
             info = {"model": m.name + "".join(f" {k}={v}" for k, v in m.params.items()),
                     "variant": m.name, "kind": "baseline"}
-    info["params"] = param_count(model)
+    info["params_allocated"] = param_count(model)
+    info["params"] = info["params_allocated"]
+    if info["kind"] == "circuit":  # count connections inside the circuit's masks only
+        info["params"] = int(model.net.param_count()) + sum(
+            p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net."))
     return model, info
 
 

@@ -71,7 +71,8 @@ def test_learning_rate_schedule(schedule, epoch, expected):
     ({"train": {"epochs": 0}}, "train.epochs"),
     ({"optim": {"lr": -1}}, "optim.lr"),
     ({"optim": {"name": "lbfgs"}}, "optim.name"),
-    ({"schedule": {"kind": "step", "milestones": [12]}}, "<file>"),
+    ({"schedule": {"kind": "step", "milestones": [0, 12]}}, "schedule.milestones"),
+    ({"model": {"kind": "circuit", "circuit": "x.toml", "kernel_size": 4}}, "model.kernel_size"),
     ({"model": {"kind": "circuit"}}, "model.circuit"),
     ({"model": {"kind": "circuit", "circuit": "x.toml", "variant": "deep"}}, "model.circuit.variant"),
     ({"model": {"kind": "transformer"}}, "model"),
@@ -82,8 +83,7 @@ def test_bad_fields_are_named(changes, field):
     with pytest.raises(SpecError) as err:
         parse_experiment({**BASE, **changes})
     assert err.value.field.startswith(field.split(".")[0])
-    if field != "<file>":
-        assert field.split(".")[-1] in str(err.value)
+    assert field.split(".")[-1] in str(err.value)
 
 
 def test_missing_circuit_file_names_where_it_looked(tmp_path):
