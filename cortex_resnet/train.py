@@ -125,10 +125,6 @@ def _optimizer(spec: ExperimentSpec, model: nn.Module) -> torch.optim.Optimizer:
 
 # ------------------------------------------------------------------ the run
 
-def _spec_text(spec: ExperimentSpec) -> str:
-    return dump_experiment(spec)
-
-
 def _same_run(saved: str, spec: ExperimentSpec) -> bool:
     """A resume must continue the same experiment (only the number of epochs may grow)."""
     import tomllib
@@ -137,9 +133,9 @@ def _same_run(saved: str, spec: ExperimentSpec) -> bool:
 
     try:
         old = parse_experiment(tomllib.loads(saved))
-    except Exception:
+    except (tomllib.TOMLDecodeError, SpecError):
         return False
-    return _spec_text(old.replace(**{"train.epochs": spec.train.epochs})) == _spec_text(spec)
+    return dump_experiment(old.replace(**{"train.epochs": spec.train.epochs})) == dump_experiment(spec)
 
 
 def train(spec: ExperimentSpec, out: str | Path, *, resume: bool = False,
@@ -194,7 +190,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
     model, info = build_model(spec, dataset)
     model.to(dev)
     opt = _optimizer(spec, model)
-    text = _spec_text(spec)
+    text = dump_experiment(spec)
     history: list[dict[str, Any]] = []
     start_epoch, global_step = 0, 0
     if resume and ckpt_path.exists():
@@ -226,7 +222,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
             save_checkpoint(ckpt_path, {"epoch": epoch, "global_step": global_step,
                                         "model": raw_model.state_dict(), "optimizer": opt.state_dict(),
                                         "rng": rng_state(), "history": history, "experiment": text,
-                                        "info": {k: v for k, v in info.items()}})
+                                        "info": dict(info)})
         ctx.barrier()
 
     if start_epoch == 0 and not history:
