@@ -43,8 +43,21 @@ __all__ = [
 
 
 def load_model(path: str | Path, seed: int | None = None) -> Circuit:
-    """Load a model file (TOML) and build its circuit (seeded by the file or ``seed``)."""
+    """Load a model file (TOML) and build its circuit (seeded by the file or ``seed``).
+
+    A model file written by ``save_circuit`` (its ``weights`` field names a
+    ``.npz`` weight file) is loaded with those weights instead of random ones.
+    """
     spec = load_spec(path)
+    if spec.weights is not None:
+        from .bridge import load_circuit
+
+        circuit = load_circuit(path)
+        if seed is None:
+            return circuit
+        import dataclasses
+
+        return dataclasses.replace(circuit, spec=circuit.spec.replace(seed=seed))
     if seed is not None:
         spec = spec.replace(seed=seed)
     return build_circuit(spec)

@@ -134,7 +134,18 @@ def register(app: typer.Typer) -> None:
                 spec = spec.replace(**changes)
             except (KeyError, TypeError):
                 raise SpecError("--set", ", ".join(changes), "existing spec fields") from None
-        circuit = build_circuit(spec)
+        if spec.weights is not None:  # a model file written by save_circuit: its trained weights
+            import dataclasses
+
+            from ..bridge import load_circuit
+
+            if phi is not None or extra:
+                raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
+                                f"({spec.weights}); change the weights with the bridge instead")
+            circuit = load_circuit(model)
+            circuit = dataclasses.replace(circuit, spec=spec)
+        else:
+            circuit = build_circuit(spec)
         opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
                     device=device, record_stride=record_stride, seed=seed,
                     progress=progress and not json_out, standalone=standalone)
