@@ -224,8 +224,10 @@ def _crossing(seed: int, data_dir: Path | None, *, size: int = 10, density: floa
     """Percolation crossing: does a 4-neighbour path of "on" cells join the left and right edges?
 
     Each cell of a ``size x size`` grid is "on" with probability ``density``
-    (near the site-percolation threshold 0.593 about half the grids cross);
-    grids are drawn until each label has half of the examples. Input
+    (near the site-percolation threshold 0.593 about half the grids cross).
+    Grids enter in pairs, one crossing and one not, with the same number of
+    "on" cells, so that density -- which a linear read-out would otherwise
+    use -- says nothing about the label; half the examples are positive. Input
     ``(2, size + 2, size + 2)``: channel 0 the grid (+1 on, -1 off) inside a
     border of "off" cells (so that periodic maps do not join opposite edges),
     channel 1 marks the left border column (+1) as the source. The answer is a
@@ -248,6 +250,7 @@ def _crossing(seed: int, data_dir: Path | None, *, size: int = 10, density: floa
     want = rng.permutation(np.arange(n) % 2).astype(np.int64)
     need = [int(np.sum(want == 0)), int(np.sum(want == 1))]
     pools: list[list[np.ndarray]] = [[], []]
+    waiting: dict[tuple[int, int], list[np.ndarray]] = {}  # (on count, label) -> unpaired grids
     tries = 0
     while len(pools[0]) < need[0] or len(pools[1]) < need[1]:
         tries += 1
@@ -259,8 +262,14 @@ def _crossing(seed: int, data_dir: Path | None, *, size: int = 10, density: floa
         comp, _ = ndimage.label(grid)
         left, right = set(comp[:, 0][comp[:, 0] > 0]), set(comp[:, -1][comp[:, -1] > 0])
         label = int(bool(left & right))
-        if len(pools[label]) < need[label]:
-            pools[label].append(grid)
+        count = int(grid.sum())
+        other = waiting.get((count, 1 - label))
+        if other:  # pair it with a grid of the other label and the same number of "on" cells
+            for lab, g in ((label, grid), (1 - label, other.pop())):
+                if len(pools[lab]) < need[lab]:
+                    pools[lab].append(g)
+        else:
+            waiting.setdefault((count, label), []).append(grid)
     taken = [0, 0]
     x = np.zeros((n, 2, size + 2, size + 2), np.float32)  # a border of "off" cells all round
     for i, lab in enumerate(want):

@@ -190,3 +190,21 @@ def test_cifar10_missing_folder(tmp_path):
         get_dataset("cifar10", data_dir=tmp_path)
     with pytest.raises(SpecError, match="an existing folder"):
         get_dataset("cifar10", data_dir=tmp_path / "nope")
+
+
+def test_crossing_labels_and_matched_density():
+    """Labels by breadth-first search from every left-edge cell; both labels have the same
+    distribution of "on" counts (density says nothing), the border is off, the source marked."""
+    d = get_dataset("crossing", seed=2, params={"size": 6, "n_train": 150, "n_test": 50})
+    x = np.concatenate([d.x_train, d.x_test])
+    y = np.concatenate([d.y_train, d.y_test])
+    assert x.shape[1:] == (2, 8, 8) and abs(y.mean() - 0.5) < 1e-9
+    on = x[:, 0] > 0
+    assert not on[:, 0].any() and not on[:, -1].any() and not on[:, :, 0].any() and not on[:, :, -1].any()
+    assert (x[:, 1, 1:-1, 0] > 0).all() and (x[:, 1] > 0).sum() == 6 * len(y)
+    counts = on.sum(axis=(1, 2))
+    assert sorted(counts[y == 1]) == sorted(counts[y == 0])
+    inner = on[:, 1:-1, 1:-1]
+    labels = [any(_bfs_connected(g, (i, 0), (j, 5)) for i in range(6) for j in range(6)
+                  if g[i, 0] and g[j, 5]) for g in inner]
+    assert np.array_equal(np.array(labels, dtype=np.int64), y)
