@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import xarray as xr
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import SimulationError, SpecError
 
@@ -146,6 +147,27 @@ def _call(fn: Callable[..., dict[str, Any]], args: tuple, threads: int = 1) -> d
     return _normalise(out)
 
 
+class _PreImport(WorkerPlugin):
+    """Dask worker plugin: import modules in each worker's main thread when it starts.
+
+    Some libraries install signal handlers at import (Brian2 does), which Python allows only
+    in the main thread; tasks run in a worker's executor thread. Registered as a plugin, this
+    also covers workers that (re)start during a run.
+    """
+
+    idempotent = True
+
+    def __init__(self, modules: Sequence[str]):
+        self.modules = tuple(modules)
+        self.name = "cortex-preimport-" + "-".join(self.modules)
+
+    def setup(self, worker: Any) -> None:
+        import importlib
+
+        for m in self.modules:
+            importlib.import_module(m)
+
+
 def check_scheduler_address(address: str) -> str:
     """Validate the form of a scheduler address (``tcp://host:port``, or ``host:port``)."""
     addr = address.strip()
@@ -186,7 +208,7 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
               cache_dir: str | Path | None = None, progress: bool = True,
               connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, desc: str = "tasks",
               on_result: Callable[[Task, dict[str, Any]], None] | None = None,
-              threads_per_task: int = 1) -> list[dict[str, Any]]:
+              threads_per_task: int = 1, preload: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Run independent tasks and return their results in task order.
 
     Parameters
@@ -199,6 +221,8 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
     connect_timeout_s : how long to wait for ``scheduler`` to answer (s)
     on_result : called as each result arrives (fresh or cached), e.g. for logging
     threads_per_task : torch threads inside each task (LocalCluster workers get as many threads)
+    preload : modules every worker imports in its main thread before running tasks (e.g.
+        ``brian2``, which installs a signal handler at import)
 
     Raises
     ------
@@ -249,7 +273,7 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
                     raise _task_failed(tasks[i], err) from err
         elif todo:
             _run_distributed(tasks, todo, finish, scheduler, max(1, min(workers, len(todo))),
-                             connect_timeout_s, threads_per_task)
+                             connect_timeout_s, threads_per_task, tuple(preload))
     finally:
         bar.close()
     return [r for r in results if r is not None]
@@ -261,12 +285,15 @@ def _task_failed(task: Task, err: BaseException) -> SimulationError:
 
 
 def _run_distributed(tasks: Sequence[Task], todo: list[int], finish: Callable[[int, dict], None],
-                     scheduler: str | None, workers: int, connect_timeout_s: float, threads: int) -> None:
+                     scheduler: str | None, workers: int, connect_timeout_s: float, threads: int,
+                     preload: tuple[str, ...] = ()) -> None:
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
     client, cluster = _connect(scheduler, workers, connect_timeout_s, threads)
     try:
+        if preload:
+            client.register_plugin(_PreImport(preload))
         futures = {}
         for i in todo:
             t = tasks[i]

@@ -35,8 +35,15 @@ def _fail_on(seed: int, bad_seed: int, flag: str) -> dict:
     return _work(seed, 1.0)
 
 
-def _killed_once(seed: int, marker_dir: str, victim: int) -> dict:
-    """The task of seed ``victim`` kills its own worker process (SIGKILL) the first time it runs."""
+def _killed_once(seed: int, marker_dir: str, victim: int, brian: bool = False) -> dict:
+    """The task of seed ``victim`` kills its own worker process (SIGKILL) the first time it runs.
+
+    With ``brian``, the task imports Brian2, which installs a signal handler at import: allowed
+    only in a worker's main thread, so it works only if the worker preloaded it (also after a
+    restart)."""
+    if brian:
+        import brian2  # noqa: F401
+
     marker = Path(marker_dir, "killed")
     if seed == victim and not marker.exists():
         marker.touch()
@@ -151,3 +158,13 @@ def test_killed_worker_loses_nothing_and_gathers_the_serial_result(tmp_path):
     ds_dist = to_dataset(tasks, dist, ("condition", "seed"))
     ds_serial = to_dataset(tasks, serial, ("condition", "seed"))
     assert ds_dist.identical(ds_serial)
+
+
+@pytest.mark.slow
+@pytest.mark.brian2
+def test_workers_preload_modules_that_need_the_main_thread(tmp_path):
+    """Brian2 installs a SIGINT handler at import, which fails in a worker's executor thread.
+    With ``preload`` every worker (the restarted one too) imports it in its main thread first."""
+    tasks = _tasks(_killed_once, [0, 1, 2, 3], str(tmp_path), 1, True, conds=("a",))
+    res = run_tasks(tasks, workers=2, progress=False, preload=("brian2",))
+    assert res == run_tasks(tasks, workers=0, progress=False)

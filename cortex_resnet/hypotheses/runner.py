@@ -124,6 +124,14 @@ def build_tasks(cfg: RunConfig) -> list[Task]:
     return tasks
 
 
+def _preload(cfg: RunConfig) -> tuple[str, ...]:
+    """Modules Dask workers import in their main thread first (Brian2 sets a signal handler)."""
+    mods = list(cfg.hypothesis.requires)
+    if "spiking" in getattr(cfg.params, "backends", ()):
+        mods += ["cortex_resnet.spiking", "brian2"]
+    return tuple(dict.fromkeys(mods))
+
+
 def _check_requires(hyp: Hypothesis) -> None:
     for mod in hyp.requires:
         try:
@@ -191,7 +199,7 @@ def run_hypothesis(name: str, *, quick: bool = False, seeds: int | None = None, 
     start = time.perf_counter()
     results = run_tasks(tasks, scheduler=scheduler, workers=workers,
                         cache_dir=(out_dir / ".cache") if cache else None, progress=progress,
-                        connect_timeout_s=connect_timeout_s, desc=name)
+                        connect_timeout_s=connect_timeout_s, desc=name, preload=_preload(cfg))
     compute_s = time.perf_counter() - start
     attrs = {"hypothesis": name, "quick": int(quick), "params": json.dumps(cfg.params.model_dump(mode="json")),
              "spec": json.dumps(cfg.spec.model_dump(mode="json")), "seeds": json.dumps(list(cfg.seeds)),
