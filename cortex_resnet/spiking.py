@@ -156,12 +156,15 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     duration_ms = sim.duration_ms if duration_ms is None else float(duration_ms)
     seed = circuit.spec.seed if seed is None else int(seed)
     stim = sim.stimulus if stimulus is None else stimulus
-    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed)
+    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed,
+                      specialize=not standalone)
     engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-    t_run = time.perf_counter()
     raw = engine.run(True, seed)
-    raw_x = engine.run(False, seed) if decompose else None
-    runtime = time.perf_counter() - t_run
+    runtime = engine.last_run_s
+    raw_x = None
+    if decompose:
+        raw_x = engine.run(False, seed)
+        runtime += engine.last_run_s
     stats = spike_statistics(plan, raw)
     mf = None
     try:

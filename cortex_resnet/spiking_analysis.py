@@ -68,7 +68,7 @@ def oscillation_power(spike_t_ms: np.ndarray, t0_ms: float, t1_ms: float, *, bin
                       f_min_hz: float = 10.0, f_max_hz: float = 1000.0, segment_ms: float = 128.0) -> dict:
     """Oscillation power of the population rate in ``[f_min, f_max]`` Hz.
 
-    Welch estimate (segments of ``segment_ms``, Hann window) of the spectrum of the
+    Welch estimate (segments of ``segment_ms`` or the whole window if shorter, Hann window) of the spectrum of the
     binned population count. Returns
 
     * ``power``: the band power relative to the squared mean -- the squared
@@ -81,9 +81,9 @@ def oscillation_power(spike_t_ms: np.ndarray, t0_ms: float, t1_ms: float, *, bin
     """
     counts = population_counts(spike_t_ms, t0_ms, t1_ms, bin_ms)
     mean = counts.mean() if counts.size else 0.0
-    nseg = int(round(segment_ms / bin_ms))
+    nseg = min(int(round(segment_ms / bin_ms)), counts.size)  # shorter windows: one segment
     nan = {"power": float("nan"), "peak": float("nan"), "frequency_hz": float("nan")}
-    if mean <= 0 or counts.size < nseg:
+    if mean <= 0 or nseg < 32:
         return nan
     from scipy.signal import welch
 

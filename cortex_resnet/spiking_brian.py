@@ -47,9 +47,13 @@ def equations(plan: SpikingPlan) -> dict[str, Any]:
     """Model strings for the neuron group, the synapses and the input (see module docstring)."""
     syn = plan.sspec.synapse
     kind = plan.synapse_kind
-    params = ["tau_m : second (constant)", "v_rest : volt (constant)", "v_th : volt (constant)",
-              "v_reset : volt (constant)", "t_ref : second (constant)", "mu_dc : volt (constant)"]
-    num = "v_rest - v + mu_dc"
+    flag = "(constant, shared)" if plan.shared_params else "(constant)"
+    params = [f"tau_m : second {flag}", f"v_rest : volt {flag}", f"v_th : volt {flag}",
+              f"v_reset : volt {flag}", f"t_ref : second {flag}"]
+    num = "v_rest - v"
+    if plan.has_dc:
+        params.append("mu_dc : volt (constant)")
+        num += " + mu_dc"
     extra = []
     targets = {}
     for s, tau, sign in (("e", syn.tau_e_ms, "+"), ("i", syn.tau_i_ms, "-")):
@@ -67,13 +71,15 @@ def equations(plan: SpikingPlan) -> dict[str, Any]:
             targets[s] = (f"v_post {sign}= w*int(not_refractory_post)", "volt")
     input_code = None
     if plan.input_values is not None:
-        params.append("col : integer (constant)")
+        lookup = "I_in(t)" if plan.uniform_input else "I_in(t, col)"
+        if not plan.uniform_input:
+            params.append("col : integer (constant)")
         if plan.sspec.input.mode == "current":
-            num += " + I_in(t, col)"
+            num += f" + {lookup}"
         else:
             unit = "1" if syn.kind == "conductance" else "volt"
-            params.append(f"w_in : {unit} (constant)")
-            count = "poisson(I_in(t, col)*dt)"
+            params.append(f"w_in : {unit} {flag}")
+            count = f"poisson({lookup}*dt)"
             if syn.kind == "conductance":
                 input_code = f"g_e += w_in*{count}"
             elif syn.tau_e_ms > 0:
@@ -93,13 +99,16 @@ def run_values(plan: SpikingPlan, recurrent: bool = True) -> dict[str, np.ndarra
     B = plan.batch
     nr = plan.neuron
     tile = lambda a: np.tile(np.asarray(a, np.float64), B)  # noqa: E731
+    par = (lambda a: float(np.asarray(a)[0])) if plan.shared_params else tile  # noqa: E731
     syn = plan.sspec.synapse
     vals: dict[str, np.ndarray | float] = {
-        "neurons.tau_m": tile(nr["tau_m_ms"]) * 1e-3, "neurons.v_rest": tile(nr["v_rest_mV"]) * 1e-3,
-        "neurons.v_th": tile(nr["v_th_mV"]) * 1e-3, "neurons.v_reset": tile(nr["v_reset_mV"]) * 1e-3,
-        "neurons.t_ref": tile(nr["t_ref_ms"]) * 1e-3, "neurons.mu_dc": tile(nr["mu_dc_mV"]) * 1e-3,
+        "neurons.tau_m": par(nr["tau_m_ms"]) * 1e-3, "neurons.v_rest": par(nr["v_rest_mV"]) * 1e-3,
+        "neurons.v_th": par(nr["v_th_mV"]) * 1e-3, "neurons.v_reset": par(nr["v_reset_mV"]) * 1e-3,
+        "neurons.t_ref": par(nr["t_ref_ms"]) * 1e-3,
         "neurons.v": np.asarray(plan.v0_mV, np.float64).ravel() * 1e-3,
     }
+    if plan.has_dc:
+        vals["neurons.mu_dc"] = tile(nr["mu_dc_mV"]) * 1e-3
     if plan.has_noise:
         vals["neurons.sigma"] = tile(nr["sigma_mV"]) * 1e-3
     if syn.kind == "conductance":
@@ -113,27 +122,36 @@ def run_values(plan: SpikingPlan, recurrent: bool = True) -> dict[str, np.ndarra
     si = 1.0 if syn.kind == "conductance" else 1e-3  # mV -> V for current/delta weights
     if plan.input_values is not None:
         n_units = plan.circuit.n_units
-        vals["neurons.col"] = (np.arange(B)[:, None] * n_units + plan.unit_of[None, :]).ravel().astype(np.int32)
-        if plan.sspec.input.mode == "poisson":
-            vals["neurons.w_in"] = tile(nr["w_in"]) * si
-            vals["input_ta.values"] = np.asarray(plan.input_values, np.float64)
+        values = np.asarray(plan.input_values, np.float64)
+        if plan.uniform_input:
+            values = values[:, 0]
         else:
-            vals["input_ta.values"] = np.asarray(plan.input_values, np.float64) * 1e-3
+            vals["neurons.col"] = (np.arange(B)[:, None] * n_units + plan.unit_of[None, :]).ravel().astype(np.int32)
+        if plan.sspec.input.mode == "poisson":
+            vals["neurons.w_in"] = par(nr["w_in"]) * si
+            vals["input_ta.values"] = values
+        else:
+            vals["input_ta.values"] = values * 1e-3
     for pop, (pre, _, w) in plan.synapses.items():
         if pre.size:
-            vals[f"syn_{pop}.w"] = (np.tile(w, B) * si) if recurrent else 0.0
+            if not recurrent:
+                vals[f"syn_{pop}.w"] = 0.0
+            else:
+                vals[f"syn_{pop}.w"] = float(w[0]) * si if plan.shared_weight(pop) else np.tile(w, B) * si
     return vals
 
 
 def construct(plan: SpikingPlan, b2: Any, *, placeholder: bool = False) -> dict[str, Any]:
     """Create the Brian2 objects (no values set when ``placeholder``: standalone builds)."""
     eq = equations(plan)
+    rv = run_values(plan)
     clock = b2.Clock(dt=plan.dt_ms * b2.ms, name="cortex_clock")
     ns: dict[str, Any] = {}
     if plan.input_values is not None:
         unit = b2.Hz if plan.sspec.input.mode == "poisson" else b2.volt
-        values = np.zeros(plan.input_values.shape) if placeholder else run_values(plan)["input_ta.values"]
-        ns["I_in"] = b2.TimedArray(values * unit, dt=plan.stim_dt_ms * b2.ms, name="input_ta")
+        values = rv["input_ta.values"]
+        ns["I_in"] = b2.TimedArray((np.zeros_like(values) if placeholder else values) * unit,
+                                   dt=plan.stim_dt_ms * b2.ms, name="input_ta")
     G = b2.NeuronGroup(plan.n_total, eq["model"], threshold="v > v_th", reset="v = v_reset",
                        refractory="t_ref", method=plan.sspec.method, namespace=ns, clock=clock,
                        name="neurons")
@@ -146,16 +164,20 @@ def construct(plan: SpikingPlan, b2: Any, *, placeholder: bool = False) -> dict[
         if not pre.size:
             continue
         on_pre, unit = eq["synapses"][s]
-        S = b2.Synapses(G, G, f"w : {unit}", on_pre=on_pre, delay=plan.sspec.synapse.delay_ms * b2.ms,
+        model = f"w : {unit} (constant, shared)" if plan.shared_weight(pop) else f"w : {unit}"
+        S = b2.Synapses(G, G, model, on_pre=on_pre, delay=plan.sspec.synapse.delay_ms * b2.ms,
                         clock=clock, name=f"syn_{pop}")
         S.connect(i=(pre[None] + offs).ravel(), j=(post[None] + offs).ravel())
         objs[f"syn_{pop}"] = S
     objs["spikes"] = b2.SpikeMonitor(G, record=True, name="spikes")
     if plan.trace_neurons.size:
-        objs["traces"] = b2.StateMonitor(G, "v", record=plan.trace_neurons,
-                                         dt=plan.dt_ms * plan.sspec.monitor.trace_stride * b2.ms, name="traces")
+        if _traces_on_main_clock(plan):
+            objs["traces"] = b2.StateMonitor(G, "v", record=plan.trace_neurons, clock=clock, name="traces")
+        else:
+            objs["traces"] = b2.StateMonitor(G, "v", record=plan.trace_neurons,
+                                             dt=plan.dt_ms * plan.sspec.monitor.trace_stride * b2.ms, name="traces")
     if not placeholder:
-        for key, val in run_values(plan).items():
+        for key, val in rv.items():
             obj, var = key.split(".")
             if obj in objs and var != "values":
                 setattr(objs[obj], var + "_", val)  # SI values, no unit check
@@ -184,8 +206,10 @@ def runtime_target(preferred: str = "cython") -> str:
 class RuntimeEngine:
     """Brian2 runtime mode (Cython, else NumPy): build once, run with and without recurrence.
 
-    ``compile_s`` is the time of the first (zero-length) run, which generates
-    and compiles the code (cached on disk by Brian2 across processes).
+    Every run is one ``Network.run`` (as in a hand-written script). ``compile_s`` is
+    the time the first run spent before its first time step (code generation and,
+    on a cold cache, compilation; Brian2 caches compiled code on disk across
+    processes); ``last_run_s`` the simulation time of the latest run after that.
     """
 
     def __init__(self, plan: SpikingPlan, target: str = "cython"):
@@ -202,21 +226,31 @@ class RuntimeEngine:
         self.objs = construct(plan, b2)
         self.net = self.objs["network"]
         self.net.store("init")
-        self.net.run(0 * b2.ms, namespace={})
-        self.compile_s = time.perf_counter() - t0
+        self.build_s = time.perf_counter() - t0
+        self.compile_s = 0.0
+        self.last_run_s = 0.0
         self.runs = 0
 
     def run(self, recurrent: bool = True, seed: int = 0) -> RawRun:
-        """Run from the stored initial state; ``recurrent=False`` switches the synapses off
+        """Run from the initial state; ``recurrent=False`` switches the synapses off
         (the same input spike trains: the random stream is consumed identically)."""
         b2 = self.b2
         b2.prefs.codegen.target = self.target
-        self.net.restore("init")
+        if self.runs:
+            self.net.restore("init")
         for key in ("syn_E", "syn_I"):
             if key in self.objs:
                 self.objs[key].active = recurrent
         b2.seed(int(seed) % (2**32))
-        self.net.run(self.plan.duration_ms * b2.ms, namespace={})
+        marks: list[float] = []
+        t0 = time.perf_counter()
+        self.net.run(self.plan.duration_ms * b2.ms, namespace={}, report_period=1e9 * b2.second,
+                     report=lambda *a: marks.append(time.perf_counter()))
+        t1 = time.perf_counter()
+        started = marks[0] if marks else t0
+        if self.runs == 0:
+            self.compile_s = started - t0
+        self.last_run_s = t1 - started
         self.runs += 1
         sp = self.objs["spikes"]
         out_i = np.asarray(sp.i[:], dtype=np.int64)
@@ -224,6 +258,20 @@ class RuntimeEngine:
         if "traces" in self.objs:
             tr = self.objs["traces"]
             tt, tv = np.asarray(tr.t_[:]) * 1e3, np.asarray(tr.v_[:]).T * 1e3
+            step = trace_every(self.plan)
+            tt, tv = tt[::step], tv[::step]
         else:
             tt, tv = np.zeros(0), np.zeros((0, 0))
         return RawRun(out_i, out_t, tt, tv)
+
+
+def trace_every(plan: SpikingPlan) -> int:
+    """Recorded steps to skip when traces share the network's clock (see :func:`construct`)."""
+    return plan.sspec.monitor.trace_stride if _traces_on_main_clock(plan) else 1
+
+
+def _traces_on_main_clock(plan: SpikingPlan) -> bool:
+    """Small trace sets are recorded every step and thinned afterwards: one clock keeps
+    Brian2's fast single-clock loop (a second clock costs Python work every step)."""
+    n_steps = plan.duration_ms / plan.dt_ms
+    return plan.trace_neurons.size * n_steps <= 4e6

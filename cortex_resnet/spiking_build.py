@@ -68,6 +68,7 @@ class SpikingPlan:
     pool_model: PoolModel          # mean field of one replica at the operating input
     drive_mV: np.ndarray           # (T_in, batch, n_units) feedforward drive in mV
     info: dict = field(default_factory=dict)
+    specialize: bool = True        # generate code for the values' special cases (see below)
 
     @property
     def n(self) -> int:
@@ -95,6 +96,30 @@ class SpikingPlan:
     def has_noise(self) -> bool:
         return bool(np.any(self.neuron["sigma_mV"] > 0))
 
+    # Special cases of the values that allow leaner code, as a hand-written script would
+    # have (constants instead of arrays). ``specialize=False`` (the standalone cache) turns
+    # them off, so that the structure -- and the compiled code -- does not depend on values.
+    @property
+    def has_dc(self) -> bool:
+        return not self.specialize or bool(np.any(self.neuron["mu_dc_mV"] != 0))
+
+    def shared_weight(self, pop: str) -> bool:
+        """All synapses of the pathway have one weight: a shared variable instead of one per synapse."""
+        w = self.synapses[pop][2]
+        return self.specialize and bool(w.size and np.all(w == w[0]))
+
+    @property
+    def uniform_input(self) -> bool:
+        """Every pool of every replica gets the same input at each time: a 1-D TimedArray."""
+        v = self.input_values
+        return self.specialize and v is not None and bool(np.all(v == v[:, :1]))
+
+    @property
+    def shared_params(self) -> bool:
+        """E and I neurons have the same parameters: one shared value each."""
+        keys = ("tau_m_ms", "v_rest_mV", "v_th_mV", "v_reset_mV", "t_ref_ms", "w_in")
+        return self.specialize and all(np.all(self.neuron[k] == self.neuron[k][0]) for k in keys)
+
     def replica_pool_model(self, b: int, t_index: int = -1) -> PoolModel:
         """Mean field of replica ``b`` with its own drive at stimulus sample ``t_index``."""
         m = self.mapping
@@ -108,6 +133,8 @@ class SpikingPlan:
             "version": PLAN_VERSION, "n": self.n, "batch": self.batch, "n_E": int(self.is_E.sum()),
             "synapse_kind": s.synapse.kind, "delta_e": s.synapse.tau_e_ms == 0,
             "delta_i": s.synapse.tau_i_ms == 0, "noise": self.has_noise, "method": s.method,
+            "dc": self.has_dc, "shared_params": self.shared_params, "uniform_input": self.uniform_input,
+            "shared_w": [self.shared_weight(p) for p in ("E", "I")],
             "input": None if self.input_values is None else [s.input.mode, list(self.input_values.shape),
                                                                self.stim_dt_ms],
             "delay_ms": s.synapse.delay_ms, "dt_ms": self.dt_ms, "duration_ms": self.duration_ms,
@@ -219,7 +246,7 @@ def _initial_potentials(sspec: SpikingSpec, is_E: np.ndarray, batch: int, rng: n
 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
-               seed: int | None = None) -> SpikingPlan:
+               seed: int | None = None, specialize: bool = True) -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking_map`).
 
     Parameters
@@ -231,6 +258,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     u_operating : (n_inputs,) operating input for the gain scaling (default: the
         stimulus at the end of the run, averaged over the batch)
     seed : seed of the synapse graph and initial potentials (default: the spec's)
+    specialize : generate lean code for special values (shared parameters and weights,
+        uniform input); False for the standalone cache, whose code must not depend on values
 
     Raises
     ------
@@ -301,5 +330,5 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=synapses, input_values=input_values,
         stim_dt_ms=stim_dt, u=u, v0_mV=_initial_potentials(sspec, is_E, batch, rng),
         trace_neurons=traces.astype(np.int64), mapping=mapping, pool_model=model, drive_mV=drive,
-        info={"stimulus": stim_desc, "seed": seed, "mapping": mapping.info})
+        info={"stimulus": stim_desc, "seed": seed, "mapping": mapping.info}, specialize=specialize)
     return plan

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SimulationError
-from .spiking_brian import RawRun, construct, run_values
+from .spiking_brian import RawRun, construct, run_values, trace_every
 from .spiking_build import SpikingPlan
 
 __all__ = ["cache_root", "StandaloneEngine", "MANIFEST", "SEED_ENV"]
@@ -77,7 +77,8 @@ def _build(plan: SpikingPlan, target: Path) -> dict[str, Any]:
                 v = objs[obj].variables[var]
                 args[key] = {"size": int(v.size), "dtype": str(np.dtype(v.dtype))}
         for pop in ("E", "I"):
-            if f"syn_{pop}" in objs:  # dynamic arrays have no size before the run: the graph gives it
+            if f"syn_{pop}" in objs and not plan.shared_weight(pop):
+                # dynamic arrays have no size before the run: the graph gives it
                 args[f"syn_{pop}.w"]["size"] = int(plan.batch * plan.synapses[pop][0].size)
         res = {}
         sp = objs["spikes"]
@@ -132,6 +133,7 @@ class StandaloneEngine:
                     shutil.rmtree(tmp, ignore_errors=True)
         self.compile_s = time.perf_counter() - t0
         self.manifest = json.loads((self.folder / MANIFEST).read_text())
+        self.last_run_s = 0.0
 
     def run(self, recurrent: bool = True, seed: int = 0) -> RawRun:
         """Run the binary with this plan's values (``recurrent=False``: synaptic weights 0)."""
@@ -157,8 +159,10 @@ class StandaloneEngine:
             results = rundir / "results"
             results.mkdir()
             env = dict(os.environ, **{SEED_ENV: str(int(seed) % (2**32))})
+            t0 = time.perf_counter()
             proc = subprocess.run([str(self.folder / "main"), "--results_dir", str(results) + os.sep] + args,
                                   cwd=self.folder, env=env, capture_output=True, text=True)
+            self.last_run_s = time.perf_counter() - t0
             if proc.returncode or "Error" in proc.stderr or "Cannot set" in proc.stderr:
                 raise SimulationError(f"standalone run failed (exit {proc.returncode}): "
                                       f"{(proc.stderr or proc.stdout)[-800:]}")
@@ -167,8 +171,9 @@ class StandaloneEngine:
             spike_i = read("spike_i").astype(np.int64)
             spike_t = read("spike_t") * 1e3
             if "trace_v" in man["results"]:
-                tt = read("trace_t") * 1e3
-                tv = read("trace_v").reshape(-1, man["results"]["trace_v"]["columns"]) * 1e3
+                step = trace_every(self.plan)
+                tt = read("trace_t")[::step] * 1e3
+                tv = read("trace_v").reshape(-1, man["results"]["trace_v"]["columns"])[::step] * 1e3
             else:
                 tt, tv = np.zeros(0), np.zeros((0, 0))
             return RawRun(spike_i, spike_t, tt, tv)

@@ -125,7 +125,8 @@ class SpikingModel:
                 n_real = part.shape[0]
                 if standalone and n_real < batch_size:  # same structure for every chunk: pad
                     part = np.concatenate([part, np.repeat(part[-1:], batch_size - n_real, 0)])
-                plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed)
+                plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed,
+                                  specialize=not standalone)
                 engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
                 raw = engine.run(True, seed + k)
                 sel = (raw.spike_t_ms >= t0) & (raw.spike_t_ms < t1)

@@ -18,12 +18,12 @@ from cortex_resnet.spiking_map import operating_rates
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
-def _plan(name, duration=100.0, stimulus=None, **changes):
+def _plan(name, duration=100.0, stimulus=None, specialize=True, **changes):
     spec = load_spec(MODELS / name)
     if changes:
         spec = spec.replace(**changes)
     c = build_circuit(spec)
-    return build_plan(c, stimulus or spec.simulation.stimulus, duration)
+    return build_plan(c, stimulus or spec.simulation.stimulus, duration, specialize=specialize)
 
 
 def test_coba_conductance_jumps_are_6_and_67_nS_for_a_10_nS_leak():
@@ -56,16 +56,29 @@ def test_brunel_fixed_in_degree_and_weights():
     np.testing.assert_allclose(plan.input_values, 20000.0)
 
 
+@pytest.mark.filterwarnings("ignore:population")
 def test_structure_hash_ignores_values_and_tracks_structure():
-    base = _plan("lif_ei.toml", **{"spiking.pool_size": 20})
-    other_values = _plan("lif_ei.toml", stimulus="step:amp=15,onset_ms=20",
-                         **{"spiking.pool_size": 20, "connectivity.J_EE": 0.7, "spiking.populations.E.t_ref_ms": 3.0})
+    """Values (weights, neuron parameters, stimulus) are run-time arguments of the standalone
+    build (``specialize=False``); sizes, the graph and delays are structure."""
+    plan = lambda **ch: _plan("lif_ei.toml", specialize=False, **{"spiking.pool_size": 20, **ch})  # noqa: E731
+    base = plan()
+    other_values = _plan("lif_ei.toml", stimulus="step:amp=15,onset_ms=20", specialize=False,
+                         **{"spiking.pool_size": 20, "connectivity.J_EE": 0.7, "connectivity.J_EI": 1.3,
+                            "spiking.populations.E.t_ref_ms": 3.0})
     assert other_values.structure_hash() == base.structure_hash()
     assert not np.allclose(other_values.synapses["E"][2], base.synapses["E"][2])
-    assert _plan("lif_ei.toml", **{"spiking.pool_size": 21}).structure_hash() != base.structure_hash()
-    assert _plan("lif_ei.toml", **{"spiking.pool_size": 20, "seed": 1}).structure_hash() != base.structure_hash()
-    assert _plan("lif_ei.toml", **{"spiking.pool_size": 20, "spiking.synapse.delay_ms": 1.0}
-                 ).structure_hash() != base.structure_hash()
+    assert plan(**{"spiking.pool_size": 21}).structure_hash() != base.structure_hash()
+    assert plan(seed=1).structure_hash() != base.structure_hash()
+    assert plan(**{"spiking.synapse.delay_ms": 1.0}).structure_hash() != base.structure_hash()
+
+
+def test_specialised_code_for_shared_values():
+    """Runtime mode generates constants where values are shared (as a hand-written script would)."""
+    plan = _plan("vogels_abbott_coba.toml")
+    assert plan.shared_params and plan.shared_weight("E") and plan.shared_weight("I") and plan.uniform_input
+    assert not plan.has_dc
+    general = _plan("vogels_abbott_coba.toml", specialize=False)
+    assert not (general.shared_params or general.shared_weight("E") or general.uniform_input)
 
 
 def test_a_network_too_large_for_the_memory_budget_is_refused_before_allocating(monkeypatch):
