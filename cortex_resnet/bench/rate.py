@@ -10,7 +10,7 @@ tau_E = 20 ms, tau_I = 10 ms, heterogeneous weights), B = 256 constant stimuli
     a chunked run equals the full run bit for bit) interleaved with GEMM blocks of the
     same size, so both see the same load; the value is the median of the paired ratios.
 (b) ``accuracy_matched_vs_scipy``: time per stimulus to reach a relative error <= 1e-4
-    at t = 100 ms against a float64 reference (SciPy DOP853, rtol 1e-10): ours (the
+    at t = 100 ms against a float64 reference (RK4, dt 0.1 ms, checked with SciPy DOP853): ours (the
     fastest of RK4 / dopri5 candidates that reaches it, batched) vs
     ``scipy.integrate.solve_ivp`` RK45 per stimulus at the loosest tolerance reaching it.
 (c) ``euler_vs_brian2`` (NeuronGroup + summed synaptic variable, the issue's form) and
@@ -166,24 +166,26 @@ def _euler_vs_gemm(circuit: Circuit, u: np.ndarray, s: Sizes) -> tuple[BenchResu
 # ------------------------------------------------------------------------- (b) accuracy-matched
 
 def _reference(circuit: Circuit, u: np.ndarray, s: Sizes, blas: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """float64 reference for the first n_ref stimuli: SciPy's DOP853 (8th order, rtol 1e-10),
-    independent of our integrators; its own accuracy is checked by rerunning stimulus 0 at
-    rtol 1e-12 (the difference bounds the reference error, ~1e-10 << the 1e-4 target)."""
+    """float64 reference for the first n_ref stimuli: RK4 at dt = 0.1 ms (batched), its error
+    bounded two ways: against RK4 at dt = 0.2 ms (self-convergence) and against an independent
+    solver, SciPy's DOP853 (rtol 1e-7), on stimulus 0. Both are <= ~1e-6 << the 1e-4 target.
+    (Tighter adaptive references cost ~1000 s here: every ReLU threshold crossing of the
+    2000 units forces their step size down.)"""
     from scipy.integrate import solve_ivp
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
-
-    def solve(b: int, rtol: float) -> np.ndarray:
-        sol = solve_ivp(_scipy_rhs(circuit, u[b]), (0.0, s.duration_ms), np.zeros(circuit.n_units),
-                        method="DOP853", rtol=rtol, atol=rtol * 1e-2)
-        return sol.y[:, -1]
-
+    sys64 = RateSystem(circuit, torch.float64, "cpu")
+    stim = _stimulus(u, s.duration_ms, torch.float64)
+    fine, coarse = (integrate(sys64, stim, s.duration_ms, dt, method="rk4",
+                              record_stride=int(round(s.duration_ms / dt))).r[-1].numpy() for dt in (0.1, 0.2))
     with threadpool_limits(blas, user_api="blas"):
-        ref = np.stack([solve(b, 1e-10) for b in range(u.shape[0])])
-        check = _rel_error(solve(0, 1e-12)[None], ref[:1])
-    return ref, {"method": "scipy DOP853 float64, rtol 1e-10, atol 1e-12",
-                 "self_convergence_rel_diff_rtol_1e-12": check, "seconds": time.perf_counter() - t0}
+        sol = solve_ivp(_scipy_rhs(circuit, u[0]), (0.0, s.duration_ms), np.zeros(circuit.n_units),
+                        method="DOP853", rtol=1e-7, atol=1e-9)
+    return fine, {"method": "float64 RK4, dt 0.1 ms (cortex_resnet)",
+                  "rel_diff_vs_rk4_dt_0.2": _rel_error(coarse, fine),
+                  "rel_diff_vs_scipy_DOP853_rtol_1e-7": _rel_error(sol.y[:, -1][None], fine[:1]),
+                  "seconds": time.perf_counter() - t0}
 
 
 def _best_blas_threads(circuit: Circuit) -> tuple[int | None, dict[str, float]]:
@@ -218,9 +220,10 @@ def _scipy_rhs(circuit: Circuit, u: np.ndarray):
     return f
 
 
-OUR_CANDIDATES = [("rk4", {"dt_ms": 10.0}), ("rk4", {"dt_ms": 5.0}), ("rk4", {"dt_ms": 4.0}), ("rk4", {"dt_ms": 2.5}),
+OUR_CANDIDATES = [("rk4", {"dt_ms": 10.0}), ("rk4", {"dt_ms": 6.25}), ("rk4", {"dt_ms": 5.0}), ("rk4", {"dt_ms": 4.0}), ("rk4", {"dt_ms": 2.5}),
                   ("rk4", {"dt_ms": 2.0}), ("rk4", {"dt_ms": 1.0}),
-                  ("dopri5", {"rtol": 1e-3, "atol": 1e-5}), ("dopri5", {"rtol": 1e-4, "atol": 1e-6}), ("dopri5", {"rtol": 1e-5, "atol": 1e-7}),
+                  ("dopri5", {"rtol": 1e-3, "atol": 1e-5}), ("dopri5", {"rtol": 3e-4, "atol": 3e-6}),
+                  ("dopri5", {"rtol": 1e-4, "atol": 1e-6}), ("dopri5", {"rtol": 1e-5, "atol": 1e-7}),
                   ("dopri5", {"rtol": 1e-6, "atol": 1e-8})]
 
 
@@ -257,7 +260,7 @@ def _accuracy_matched(circuit: Circuit, u: np.ndarray, s: Sizes, blas: int | Non
         if cand["rel_error"] <= TARGET_REL_ERROR and (best is None or secs < best["full_batch_seconds"]):
             best = cand
     scipy_runs, chosen = [], None
-    for rtol in (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8):  # loosest first: scipy's best at this accuracy
+    for rtol in (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 1e-6, 1e-7):  # loosest first: scipy's best at this accuracy
         t0 = time.perf_counter()
         finals, nfev = [], 0
         with threadpool_limits(blas, user_api="blas"):
