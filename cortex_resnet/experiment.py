@@ -37,13 +37,13 @@ that names the field, the value and what is allowed. The file is data only.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .tomlio import toml_value
 from .errors import SpecError
 from .spec import CircuitSpec, parse_spec, read_toml, validation_to_spec_error
 
@@ -278,22 +278,6 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     return spec
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        if isinstance(v, float) and not math.isfinite(v):
-            raise SpecError("value", v, "a finite number")
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise SpecError("value", repr(v), "a TOML-representable value")
-
-
 def dump_experiment(spec: ExperimentSpec, *, inline_circuit: bool = True) -> str:
     """TOML text that :func:`parse_experiment` reads back to the same spec.
 
@@ -310,12 +294,12 @@ def dump_experiment(spec: ExperimentSpec, *, inline_circuit: bool = True) -> str
     lines = []
     for k, v in data.items():
         if not isinstance(v, dict):
-            lines.append(f"{k} = {_toml_value(v)}")
+            lines.append(f"{k} = {toml_value(v, allow_nonfinite=False)}")
     for k, v in data.items():
         if isinstance(v, dict):
             lines.append(f"\n[{k}]")
             for kk, vv in v.items():
-                lines.append(f"{kk} = {_toml_value(vv)}")
+                lines.append(f"{kk} = {toml_value(vv, allow_nonfinite=False)}")
     return "\n".join(lines) + "\n"
 
 

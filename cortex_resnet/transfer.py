@@ -13,7 +13,7 @@ integrate-and-fire neuron driven by white noise).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
 import numpy as np

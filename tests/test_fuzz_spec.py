@@ -14,7 +14,6 @@ The number of examples is bounded for ``make test`` and raised by
 from __future__ import annotations
 
 import copy
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from cortex_resnet.cli import app
 from cortex_resnet.errors import ConvergenceError, SpecError, UnstableCircuitError
 from cortex_resnet.rate import simulate
 from cortex_resnet.spec import parse_spec
+from cortex_resnet.tomlio import toml_value
 from cortex_resnet.transfer import known_transfers
 
 from .conftest import FUZZ_COUNTS
@@ -42,31 +42,11 @@ runner = CliRunner()
 
 
 # ------------------------------------------------------------------ TOML writer
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     """Minimal TOML writer for the nested dicts of a spec (tables for dicts of dicts)."""
     scalars = {k: v for k, v in data.items() if not (isinstance(v, dict) and k != "transfer")}
     tables = {k: v for k, v in data.items() if isinstance(v, dict) and k != "transfer"}
-    lines = [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+    lines = [f"{k} = {toml_value(v)}" for k, v in scalars.items()]
     for k, v in tables.items():
         name = f"{prefix}{k}"
         lines.append(f"\n[{name}]")

@@ -8,7 +8,6 @@ real process (kill -9, Ctrl-C); the rest use typer's in-process runner.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from ..circuit import Circuit, build_circuit
+from ..tomlio import toml_key, toml_value
 from ..errors import SpecError
 from ..results import atomic_path, atomic_write_text
 from ..spec import CircuitSpec, parse_spec, read_toml
@@ -83,30 +82,6 @@ def circuit_of(net: UnrolledCircuit) -> Circuit:
 
 # ------------------------------------------------------------------------------ TOML (data only)
 
-def _toml_key(k: str) -> str:
-    return k if k and all(ch.isalnum() or ch in "_-" for ch in k) else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a TOML basic string: JSON escapes are valid TOML escapes
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + " }"
-    raise SpecError("spec", type(v).__name__, "numbers, strings, lists and tables only")
-
-
 def spec_to_toml(spec: CircuitSpec, header: str = "") -> str:
     """A spec as TOML text (``None`` fields are left out, so their defaults apply)."""
     data = spec.model_dump(mode="json")
@@ -115,12 +90,12 @@ def spec_to_toml(spec: CircuitSpec, header: str = "") -> str:
     def emit(prefix: str, table: dict[str, Any]) -> None:
         for k, v in table.items():
             if v is not None and not isinstance(v, dict):
-                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+                lines.append(f"{toml_key(k)} = {toml_value(v)}")
         for k, v in table.items():
             if isinstance(v, dict):
-                name = f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k)
+                name = f"{prefix}.{toml_key(k)}" if prefix else toml_key(k)
                 if k == "transfer":
-                    lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+                    lines.append(f"{toml_key(k)} = {toml_value(v)}")
                     continue
                 if any(x is not None and not isinstance(x, dict) for x in v.values()):
                     lines.extend(["", f"[{name}]"])
