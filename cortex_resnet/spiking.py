@@ -95,7 +95,6 @@ def _binned_rates(plan: SpikingPlan, raw: RawRun, n_bins: int, bin_ms: float) ->
 def spiking_dataset(plan: SpikingPlan, raw: RawRun, raw_x: RawRun | None, *, attrs: dict) -> xr.Dataset:
     """The standard result Dataset (``r``, ``x``, ``Fx``, ``u``) plus spikes and membrane traces."""
     from .results import trajectory_dataset
-    from .stimulus import make_stimulus
 
     bin_ms = plan.sspec.monitor.rate_bin_ms
     n_bins = max(1, int(np.floor(plan.duration_ms / bin_ms + 1e-9)))
@@ -123,6 +122,20 @@ def spiking_dataset(plan: SpikingPlan, raw: RawRun, raw_x: RawRun | None, *, att
     return ds
 
 
+def _ticker(bar: Any):
+    """A ``progress(fraction)`` callback advancing a tqdm bar by percent (None without a bar)."""
+    if bar is None:
+        return None
+    state = {"done": 0}
+
+    def tick(fraction: float) -> None:
+        pct = int(round(100 * min(max(fraction, 0.0), 1.0)))
+        if pct > state["done"]:
+            bar.update(pct - state["done"])
+            state["done"] = pct
+    return tick
+
+
 def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray | None = None, *,
                      duration_ms: float | None = None, dt_ms: float | None = None, seed: int | None = None,
                      decompose: bool = True, standalone: bool = False, cache_dir: Any = None,
@@ -137,7 +150,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
         inputs, or None for the model file's default
     duration_ms : run length (ms, default the model file's)
     dt_ms : integration step (ms, default ``spiking.dt_ms``)
-    seed : seed of the run (graph, initial potentials, input spikes, noise); default the spec's
+    seed : seed of the run (initial potentials, input spikes, noise); default the spec's. The synapse
+        graph belongs to the circuit: drawn from ``circuit.spec.seed``
     decompose : also run with recurrent synapses off (same input spikes) for ``x`` and ``Fx``
     standalone : Brian2 C++ standalone, cached per structure (:mod:`cortex_resnet.spiking_cache`)
     cache_dir : standalone cache folder (default ``$CORTEX_RESNET_CACHE_DIR`` or ``~/.cache/cortex_resnet``)
@@ -156,15 +170,29 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     duration_ms = sim.duration_ms if duration_ms is None else float(duration_ms)
     seed = circuit.spec.seed if seed is None else int(seed)
     stim = sim.stimulus if stimulus is None else stimulus
-    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed,
-                      specialize=not standalone)
-    engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-    raw = engine.run(True, seed)
-    runtime = engine.last_run_s
-    raw_x = None
-    if decompose:
-        raw_x = engine.run(False, seed)
-        runtime += engine.last_run_s
+    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed)
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        if standalone:
+            print("spiking: C++ standalone (the first run of a structure compiles it, about a minute)",
+                  file=sys.stderr)
+        bar = tqdm(total=(2 if decompose else 1) * 100, desc="spiking", unit="%", leave=False)
+    try:
+        engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+        tick = _ticker(bar)
+        raw = engine.run(True, seed, progress=tick)
+        runtime = engine.last_run_s
+        raw_x = None
+        if decompose:
+            raw_x = engine.run(False, seed, progress=_ticker(bar))
+            runtime += engine.last_run_s
+    finally:
+        if bar is not None:
+            bar.close()
     stats = spike_statistics(plan, raw)
     mf = None
     try:
@@ -175,7 +203,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     except Exception:  # a mean field without a fixed point (oscillating, runaway): report none
         mf = None
     attrs = {
-        "device": _device_name(engine), "seed": seed, "dt_ms": plan.dt_ms, "duration_ms": duration_ms,
+        "device": _device_name(engine), "seed": seed, "graph_seed": int(circuit.spec.seed),
+        "dt_ms": plan.dt_ms, "duration_ms": duration_ms,
         "pool_size": plan.sspec.pool_size, "n_neurons": plan.n_total, "n_synapses": plan.n_synapses,
         "rate_bin_ms": plan.sspec.monitor.rate_bin_ms, "stimulus": plan.info["stimulus"],
         "structure_hash": plan.structure_hash(), "mapping": plan.mapping.info,

@@ -231,9 +231,10 @@ class RuntimeEngine:
         self.last_run_s = 0.0
         self.runs = 0
 
-    def run(self, recurrent: bool = True, seed: int = 0) -> RawRun:
+    def run(self, recurrent: bool = True, seed: int = 0, progress=None) -> RawRun:
         """Run from the initial state; ``recurrent=False`` switches the synapses off
-        (the same input spike trains: the random stream is consumed identically)."""
+        (the same input spike trains: the random stream is consumed identically).
+        ``progress``: optional callback with the completed fraction (every ~0.5 s)."""
         b2 = self.b2
         b2.prefs.codegen.target = self.target
         if self.runs:
@@ -243,9 +244,17 @@ class RuntimeEngine:
                 self.objs[key].active = recurrent
         b2.seed(int(seed) % (2**32))
         marks: list[float] = []
+
+        def report(elapsed, completed, start, duration):
+            marks.append(time.perf_counter())
+            if progress is not None:
+                progress(float(completed))
+
         t0 = time.perf_counter()
-        self.net.run(self.plan.duration_ms * b2.ms, namespace={}, report_period=1e9 * b2.second,
-                     report=lambda *a: marks.append(time.perf_counter()))
+        self.net.run(self.plan.duration_ms * b2.ms, namespace={}, report=report,
+                     report_period=(0.5 if progress is not None else 1e9) * b2.second)
+        if progress is not None:
+            progress(1.0)
         t1 = time.perf_counter()
         started = marks[0] if marks else t0
         if self.runs == 0:

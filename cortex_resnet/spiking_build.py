@@ -97,8 +97,9 @@ class SpikingPlan:
         return bool(np.any(self.neuron["sigma_mV"] > 0))
 
     # Special cases of the values that allow leaner code, as a hand-written script would
-    # have (constants instead of arrays). ``specialize=False`` (the standalone cache) turns
-    # them off, so that the structure -- and the compiled code -- does not depend on values.
+    # have (one shared value instead of an array). Which values are shared is part of the
+    # structure (a sweep that keeps the pattern reuses the build); ``specialize=False``
+    # generates the general code for every network.
     @property
     def has_dc(self) -> bool:
         return not self.specialize or bool(np.any(self.neuron["mu_dc_mV"] != 0))
@@ -127,7 +128,9 @@ class SpikingPlan:
                           self.drive_mV[t_index, b], m.sigma_white_unit, self.dt_ms)
 
     def structure(self) -> dict:
-        """What determines the generated code (see :meth:`structure_hash`)."""
+        """What determines the generated code (see :meth:`structure_hash`): sizes, equations, which
+        values are shared (E and I parameters, a pathway's weights, every pool's input), the
+        synapse graph (hashed separately), delays, duration and time step."""
         s = self.sspec
         return {
             "version": PLAN_VERSION, "n": self.n, "batch": self.batch, "n_E": int(self.is_E.sum()),
@@ -257,9 +260,10 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     dt_ms : integration step (default ``spec.spiking.dt_ms``)
     u_operating : (n_inputs,) operating input for the gain scaling (default: the
         stimulus at the end of the run, averaged over the batch)
-    seed : seed of the synapse graph and initial potentials (default: the spec's)
+    seed : seed of the initial potentials (default: the spec's); the synapse graph is part of
+        the circuit and always drawn from ``circuit.spec.seed``
     specialize : generate lean code for special values (shared parameters and weights,
-        uniform input); False for the standalone cache, whose code must not depend on values
+        uniform input); False: general code only
 
     Raises
     ------
@@ -284,7 +288,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
                  f"{batch * sspec.pool_size * pool_connectivity(circuit, sspec).sum():.3g} synapses; "
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")
     seed = circuit.spec.seed if seed is None else int(seed)
-    rng = np.random.default_rng([seed, 0x5EED])
+    graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
+    rng = np.random.default_rng([seed, 0x1417])
     u_op = u[-1].mean(axis=0) if u_operating is None else np.asarray(u_operating, np.float64).reshape(-1)
     if u_op.shape != (circuit.n_inputs,):
         raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},)")
@@ -307,7 +312,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         increments = increments * scale
         if syn.tau_e_ms > 0:
             w_in = w_in * tau_m_unit / syn.tau_e_ms
-    synapses = draw_synapses(circuit, sspec, rng, increments)
+    synapses = draw_synapses(circuit, sspec, graph_rng, increments)
     if sspec.input.mode == "poisson":
         if np.any(drive < 0):
             warnings.warn("negative feedforward drive cannot be Poisson-coded and is clipped at 0 "
@@ -330,5 +335,6 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=synapses, input_values=input_values,
         stim_dt_ms=stim_dt, u=u, v0_mV=_initial_potentials(sspec, is_E, batch, rng),
         trace_neurons=traces.astype(np.int64), mapping=mapping, pool_model=model, drive_mV=drive,
-        info={"stimulus": stim_desc, "seed": seed, "mapping": mapping.info}, specialize=specialize)
+        info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info},
+        specialize=specialize)
     return plan

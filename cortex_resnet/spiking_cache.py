@@ -134,9 +134,11 @@ class StandaloneEngine:
         self.compile_s = time.perf_counter() - t0
         self.manifest = json.loads((self.folder / MANIFEST).read_text())
         self.last_run_s = 0.0
+        self.last_sim_s = float("nan")
 
-    def run(self, recurrent: bool = True, seed: int = 0) -> RawRun:
-        """Run the binary with this plan's values (``recurrent=False``: synaptic weights 0)."""
+    def run(self, recurrent: bool = True, seed: int = 0, progress=None) -> RawRun:
+        """Run the binary with this plan's values (``recurrent=False``: synaptic weights 0).
+        ``progress`` (a callback with the completed fraction) is told 1.0 at the end."""
         man = self.manifest
         (self.folder / "runs").mkdir(exist_ok=True)
         rundir = Path(tempfile.mkdtemp(prefix="run-", dir=self.folder / "runs"))
@@ -163,6 +165,10 @@ class StandaloneEngine:
             proc = subprocess.run([str(self.folder / "main"), "--results_dir", str(results) + os.sep] + args,
                                   cwd=self.folder, env=env, capture_output=True, text=True)
             self.last_run_s = time.perf_counter() - t0
+            info = results / "last_run_info.txt"  # Brian2: simulated loop's time, completed fraction
+            self.last_sim_s = float(info.read_text().split()[0]) if info.is_file() else float("nan")
+            if progress is not None:
+                progress(1.0)
             if proc.returncode or "Error" in proc.stderr or "Cannot set" in proc.stderr:
                 raise SimulationError(f"standalone run failed (exit {proc.returncode}): "
                                       f"{(proc.stderr or proc.stdout)[-800:]}")

@@ -89,8 +89,8 @@ class SpikingModel:
         u : (batch, n_inputs) constant inputs, one network replica each
         duration_ms : run length per input (ms)
         window_ms : counting window ``(t0, t1)`` in ms; default the last two thirds
-        seed : seed of graph, initial potentials, input spikes and noise (chunk ``k`` uses ``seed + k``
-            for its spikes and noise; the graph is the same for all)
+        seed : seed of initial potentials, input spikes and noise (chunk ``k`` uses ``seed + k`` for
+            its spikes and noise); the graph is the circuit's (``circuit.spec.seed``)
         standalone : C++ standalone (cached per structure; all chunks have the same size)
         batch_size : replicas per simulation (default: what fits half the memory budget, at most 256)
         """
@@ -125,8 +125,7 @@ class SpikingModel:
                 n_real = part.shape[0]
                 if standalone and n_real < batch_size:  # same structure for every chunk: pad
                     part = np.concatenate([part, np.repeat(part[-1:], batch_size - n_real, 0)])
-                plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed,
-                                  specialize=not standalone)
+                plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed)
                 engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
                 raw = engine.run(True, seed + k)
                 sel = (raw.spike_t_ms >= t0) & (raw.spike_t_ms < t1)

@@ -58,18 +58,20 @@ def test_brunel_fixed_in_degree_and_weights():
 
 @pytest.mark.filterwarnings("ignore:population")
 def test_structure_hash_ignores_values_and_tracks_structure():
-    """Values (weights, neuron parameters, stimulus) are run-time arguments of the standalone
-    build (``specialize=False``); sizes, the graph and delays are structure."""
-    plan = lambda **ch: _plan("lif_ei.toml", specialize=False, **{"spiking.pool_size": 20, **ch})  # noqa: E731
+    """Values (weights, neuron parameters, stimulus, run seed) are run-time arguments of the
+    standalone build; sizes, the graph (the circuit's seed), delays and which values are
+    shared (E and I parameters, a pathway's weights) are structure."""
+    plan = lambda stim=None, **ch: _plan("lif_ei.toml", stimulus=stim, **{"spiking.pool_size": 20, **ch})  # noqa: E731
     base = plan()
-    other_values = _plan("lif_ei.toml", stimulus="step:amp=15,onset_ms=20", specialize=False,
-                         **{"spiking.pool_size": 20, "connectivity.J_EE": 0.7, "connectivity.J_EI": 1.3,
-                            "spiking.populations.E.t_ref_ms": 3.0})
+    # J_EI = J_II: the I pathway keeps one shared weight
+    other_values = plan("step:amp=15,onset_ms=20", **{
+        "connectivity.J_EE": 0.7, "connectivity.J_EI": 1.3, "connectivity.J_II": 1.3})
     assert other_values.structure_hash() == base.structure_hash()
     assert not np.allclose(other_values.synapses["E"][2], base.synapses["E"][2])
-    assert plan(**{"spiking.pool_size": 21}).structure_hash() != base.structure_hash()
-    assert plan(seed=1).structure_hash() != base.structure_hash()
-    assert plan(**{"spiking.synapse.delay_ms": 1.0}).structure_hash() != base.structure_hash()
+    assert build_plan(base.circuit, "constant:amp=25", 100.0, seed=7).structure_hash() == base.structure_hash()
+    for change in ({"spiking.pool_size": 21}, {"seed": 1}, {"spiking.synapse.delay_ms": 1.0},
+                   {"spiking.populations.E.t_ref_ms": 3.0}, {"connectivity.J_EI": 1.3}):
+        assert plan(**change).structure_hash() != base.structure_hash(), change
 
 
 def test_specialised_code_for_shared_values():
@@ -79,6 +81,7 @@ def test_specialised_code_for_shared_values():
     assert not plan.has_dc
     general = _plan("vogels_abbott_coba.toml", specialize=False)
     assert not (general.shared_params or general.shared_weight("E") or general.uniform_input)
+    assert general.structure_hash() != plan.structure_hash()
 
 
 def test_a_network_too_large_for_the_memory_budget_is_refused_before_allocating(monkeypatch):

@@ -56,7 +56,7 @@ def test_first_run_compiles_once_into_the_structure_folder(first_run, cache_dir)
 def test_other_weights_and_stimulus_rerun_the_binary_without_compiling(first_run, cache_dir):
     folder = cache_root(cache_dir) / first_run.attrs["structure_hash"]
     before = _build_files(folder)
-    ds = simulate_spiking(_circuit(**{"connectivity.J_EE": 0.8, "connectivity.J_EI": 1.4}),
+    ds = simulate_spiking(_circuit(**{"connectivity.J_EE": 0.8, "connectivity.J_EI": 1.4, "connectivity.J_II": 1.4}),
                           "step:amp=30,onset_ms=20", duration_ms=100.0, seed=2, standalone=True,
                           cache_dir=cache_dir)
     assert ds.attrs["structure_hash"] == first_run.attrs["structure_hash"]
