@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from cortex_resnet.cli import app
@@ -77,9 +76,9 @@ def test_same_seed_gives_byte_identical_files_with_versions(tmp_path: Path) -> N
     assert other.read_bytes() != paths[0].read_bytes()
 
 
-def _start(out: Path, duration: str = "4000") -> subprocess.Popen:
+def _start(out: Path, duration: str = "4000", stride: str = "10") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "cortex_resnet.cli", "simulate", str(MODEL), "--duration", duration,
-           "--out", str(out), "--no-progress", "--record-stride", "10"]
+           "--out", str(out), "--no-progress", "--record-stride", stride]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -88,20 +87,46 @@ def _wait_until_started(proc: subprocess.Popen, seconds: float) -> None:
     assert proc.poll() is None, proc.communicate()
 
 
-@pytest.mark.parametrize("delay_s", [4.0, 6.5])
-def test_kill_9_never_leaves_a_corrupt_result(tmp_path: Path, delay_s: float) -> None:
-    """kill -9 at any moment: the target is absent or complete; the next run cleans up and succeeds."""
-    out = tmp_path / "run.nc"
-    proc = _start(out, duration="3000")
-    _wait_until_started(proc, delay_s)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    if out.exists():  # the rename happened before the kill: then it must be whole
+def _wait_for(predicate, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        assert proc.poll() is None, ("the run ended before the moment to kill it", proc.communicate())
+        assert time.monotonic() < end, "timed out waiting for the moment to kill the run"
+        time.sleep(0.005)
+
+
+def _check_after_kill(out: Path, tmp_path: Path) -> None:
+    if out.exists():  # only if the rename happened before the kill: then it must be whole
         assert "r" in load_dataset(out)
     rerun = _cli("simulate", str(MODEL), "--duration", "50", "--out", str(out), "--no-progress")
     assert rerun.exit_code == 0, rerun.output
     assert load_dataset(out).sizes["time"] == 501
     assert not list(tmp_path.glob(".run.nc.*.tmp")), "stale temporaries of the killed writer remain"
+
+
+def test_kill_9_during_the_simulation(tmp_path: Path) -> None:
+    """A long run (20 s of dynamics, tens of seconds of work) killed mid-way leaves nothing."""
+    out = tmp_path / "run.nc"
+    proc = _start(out, duration="20000")
+    _wait_until_started(proc, 4.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists()
+    _check_after_kill(out, tmp_path)
+
+
+def test_kill_9_during_the_file_write(tmp_path: Path) -> None:
+    """Killed while the netCDF file is being written (a ~480 MB result): the target never appears
+    half-written; the next write to the same path removes the dead writer's temporary."""
+    out = tmp_path / "run.nc"
+    proc = _start(out, duration="4000", stride="1")
+    _wait_for(lambda: any(tmp_path.glob(".run.nc.*.tmp")), proc)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists(), "the result appeared although the writer was killed mid-write"
+    assert list(tmp_path.glob(".run.nc.*.tmp")), "the killed writer's temporary should still be there"
+    _check_after_kill(out, tmp_path)
 
 
 def test_ctrl_c_exits_130_with_a_message_and_no_output(tmp_path: Path) -> None:
