@@ -33,7 +33,7 @@ _LAZY = {
     "steady_state": "fixedpoint", "analyze": "analysis",
     "train": "train", "load_experiment": "experiment", "compare_run": "compare",
     "get_dataset": "data", "known_datasets": "data", "UnrolledCircuit": "bridge",
-    "run_hypothesis": "hypotheses.runner", "load_dataset": "results", "save_dataset": "results",
+    "run_hypothesis": "hypotheses.runner", "list_hypotheses": "hypotheses", "load_dataset": "results", "save_dataset": "results",
 }
 
 __all__ = [
