@@ -104,6 +104,39 @@ def _amplification(out_dir: Path, full: bool) -> list[Path]:
     return _both(plot_amplification, ds, out_dir, "amplification")
 
 
+# ------------------------------------------------------------------ spiking figures
+@register_figure("rate_vs_spiking",
+                 "The canonical microcircuit as a rate model and as a spiking network (LIF pools, Brian2): "
+                 "the same decomposition r = x + F(x) side by side.", order=12)
+def _rate_vs_spiking(out_dir: Path, full: bool) -> list[Path]:
+    from . import load_model, simulate
+    from .plots_circuit import plot_rate_vs_spiking
+    from .spiking import simulate_spiking
+
+    circuit = load_model(MODELS / "canonical_microcircuit.toml")
+    duration = 500 if full else 300
+    rate = simulate(circuit, "step:amp=1.0,onset_ms=50", duration_ms=duration, dt_ms=0.1, record_stride=10,
+                    device="cpu")
+    spk = simulate_spiking(circuit, "step:amp=1.0,onset_ms=50", duration_ms=duration, seed=0)
+    save_dataset(spk, out_dir / "data" / "canonical_spiking.nc")
+    return [plot_rate_vs_spiking(rate, spk, out_dir / f"rate_vs_spiking.{ext}") for ext in ("png", "svg")]
+
+
+@register_figure("raster_coba",
+                 "Vogels & Abbott (2005) COBA network, 4000 conductance-based LIF neurons: raster of a sample "
+                 "of neurons with E and I population rates beneath (self-sustained asynchronous irregular activity).",
+                 order=14)
+def _raster_coba(out_dir: Path, full: bool) -> list[Path]:
+    from . import load_model
+    from .plots import plot_raster
+    from .spiking import simulate_spiking
+
+    ds = simulate_spiking(load_model(MODELS / "vogels_abbott_coba.toml"), duration_ms=1000 if full else 500,
+                          seed=0, decompose=False)
+    save_dataset(ds, out_dir / "data" / "raster_coba.nc")
+    return _both(plot_raster, ds, out_dir, "raster_coba")
+
+
 # ------------------------------------------------------------------ bridge and learning
 @register_figure("unroll_check",
                  "The unrolled residual network equals the simulator: canonical microcircuit, 50 blocks of 1 ms, "

@@ -130,3 +130,35 @@ def plot_amplification(result: xr.Dataset | str | Path, path: str | Path) -> Pat
     ax.set_title(f"x/r for E = {np.nanmean(e_ratio):.2f} (cat V1: 0.46; mouse L4: ~1/3)", loc="left")
     ax.legend(loc="best", fontsize=6)
     return save_figure(fig, path)
+
+
+def plot_rate_vs_spiking(rate: xr.Dataset | str | Path, spiking: xr.Dataset | str | Path, path: str | Path,
+                         *, batch: int = 0) -> Path:
+    """The decomposition ``r = x + F(x)`` of the same circuit, rate model (left) and spiking (right).
+
+    Rows: E and I population means; solid ``r``, dashed ``x``, dotted ``F(x)``.
+    """
+    panels = [("rate model", _as_dataset(rate)), ("spiking network (LIF pools)", _as_dataset(spiking))]
+    for _, ds in panels:
+        require_vars(ds, ["r", "x", "Fx"], "the rate vs spiking decomposition plot")
+    style()
+    fig, axes = plt.subplots(2, 2, figsize=(2 * COLUMN_WIDTH_IN, 3.6), sharex="col")
+    for col, (title, ds) in enumerate(panels):
+        t = ds["time"].values
+        units = ds.attrs.get("rate_units", "a.u.")
+        for row, pop in enumerate(("E", "I")):
+            ax = axes[row, col]
+            sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
+            c = POP_COLORS[pop]
+            ax.plot(t, sel["r"].mean("unit"), color=c, label="r = x + F(x)")
+            ax.plot(t, sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (recurrence off)")
+            ax.plot(t, sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x)")
+            ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+            ax.set_ylabel(f"{pop} rate ({units})")
+            if row == 0:
+                ax.set_title(title, loc="left")
+            if row == 1:
+                ax.set_xlabel("time (ms)")
+    axes[0, 0].legend(loc="best", fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -12,7 +12,8 @@ import xarray as xr
 from cortex_resnet import load_model, simulate
 from cortex_resnet.errors import SpecError
 from cortex_resnet.plots import plot_decomposition, plot_raster
-from cortex_resnet.plots_circuit import plot_amplification, plot_isn_paradox, plot_weights_spectrum
+from cortex_resnet.plots_circuit import (plot_amplification, plot_isn_paradox, plot_rate_vs_spiking,
+                                         plot_weights_spectrum)
 from cortex_resnet.plots_learning import (plot_anytime_accuracy, plot_compare, plot_training_curves,
                                           plot_unroll_check, unroll_check_dataset)
 from cortex_resnet.results import save_dataset
@@ -71,6 +72,10 @@ def test_decomposition_in_every_format(rate_file: Path, tmp_path: Path, suffix: 
 @pytest.mark.parametrize("plot", [plot_weights_spectrum, plot_isn_paradox, plot_amplification])
 def test_circuit_plots_render_from_a_saved_file(rate_file: Path, tmp_path: Path, plot) -> None:
     assert _nonempty(plot(rate_file, tmp_path / "f.png"))
+
+
+def test_rate_vs_spiking_side_by_side(rate_file: Path, spiking_like: Path, tmp_path: Path) -> None:
+    assert _nonempty(plot_rate_vs_spiking(rate_file, spiking_like, tmp_path / "rs.png"))
 
 
 def test_raster_renders_from_a_spiking_layout(spiking_like: Path, tmp_path: Path) -> None:
