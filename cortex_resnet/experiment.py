@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .tomlio import toml_value
 from .errors import SpecError
-from .spec import CircuitSpec, parse_spec, read_toml, validation_to_spec_error
+from .spec import SAFE_NAME, CircuitSpec, parse_spec, read_toml, validation_to_spec_error
 
 __all__ = ["DataSpec", "CircuitModelSpec", "BaselineModelSpec", "OptimSpec", "ScheduleSpec",
            "TrainSpec", "ExperimentSpec", "load_experiment", "parse_experiment", "dump_experiment",
@@ -182,7 +182,7 @@ class TrainSpec(_Frozen):
 class ExperimentSpec(_Frozen):
     """A whole training experiment (see the module docstring)."""
 
-    name: str = Field(default="experiment", max_length=200)
+    name: str = Field(default="experiment", max_length=200, pattern=SAFE_NAME)
     description: str = ""
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     device: str = "auto"

@@ -31,6 +31,8 @@ __all__ = [
     "parse_stimulus", "validation_to_spec_error", "MAX_UNITS",
 ]
 
+# names become parts of output paths (runs/<name>, reports): no separators, no leading dot
+SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 MAX_UNITS = 200_000  # per population; memory is checked separately before allocating
 
 
@@ -169,7 +171,7 @@ class CircuitSpec(_Frozen):
     Load such a file with :func:`cortex_resnet.bridge.load_circuit`.
     """
 
-    name: str = Field(default="circuit", max_length=200)
+    name: str = Field(default="circuit", max_length=200, pattern=SAFE_NAME)
     description: str = ""
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     populations: Populations
@@ -234,6 +236,8 @@ def validation_to_spec_error(err: ValidationError, source: str | None = None) ->
     msg = first["msg"]
     if first["type"] == "missing":
         msg = "this required field is missing"
+    elif first["type"] == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == SAFE_NAME:
+        msg = "letters, digits, '_', '.', '-' only, not starting with '.' (names become parts of output paths)"
     elif first["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling against the documented spec)"
     ctx_err = (first.get("ctx") or {}).get("error")

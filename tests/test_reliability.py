@@ -139,3 +139,18 @@ def test_ctrl_c_exits_130_with_a_message_and_no_output(tmp_path: Path) -> None:
     assert "interrupted" in stderr and "rerun" in stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".run.nc.*"))
+
+
+def test_names_in_specs_cannot_escape_the_output_folder(tmp_path: Path) -> None:
+    """A model or experiment name becomes part of output paths (runs/<name>): separators are refused."""
+    model = tmp_path / "evil.toml"
+    model.write_text(MODEL.read_text().replace('name = "canonical_microcircuit"', 'name = "../../evil"'))
+    res = _cli("simulate", str(model), "--no-progress")
+    assert res.exit_code == 2 and "name" in res.output
+    exp = tmp_path / "exp.toml"
+    exp.write_text((ROOT / "experiments" / "digits_tied.toml").read_text()
+                   .replace('name = "digits_tied"', 'name = "../escape"')
+                   .replace('circuit = "circuits/', f'circuit = "{ROOT}/experiments/circuits/'))
+    res = _cli("train", str(exp), "--no-progress")
+    assert res.exit_code == 2 and "name" in res.output, res.output
+    assert not (tmp_path.parent / "escape").exists() and not (ROOT / "escape").exists()
