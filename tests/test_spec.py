@@ -121,9 +121,9 @@ def test_missing_file_is_a_spec_error(tmp_path):
 
 
 def test_model_file_is_data_only(tmp_path):
-    """A string that looks like code stays a string: the name is never evaluated."""
-    data = _with("name", "__import__('os').system('false')")
-    assert parse_spec(data).name == "__import__('os').system('false')"
+    """A string that looks like code stays a string: the description is never evaluated."""
+    data = _with("description", "__import__('os').system('false')")
+    assert parse_spec(data).description == "__import__('os').system('false')"
 
 
 def test_replace_changes_dotted_fields_and_revalidates():
