@@ -154,3 +154,17 @@ def test_names_in_specs_cannot_escape_the_output_folder(tmp_path: Path) -> None:
     res = _cli("train", str(exp), "--no-progress")
     assert res.exit_code == 2 and "name" in res.output, res.output
     assert not (tmp_path.parent / "escape").exists() and not (ROOT / "escape").exists()
+
+
+def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_how_to_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cortex_resnet.cli", "train", str(ROOT / "experiments" / "digits_tied.toml"),
+           "--out", str(run), "--no-progress", "--epochs", "200", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    _wait_for(lambda: (run / "checkpoint.pt").exists(), proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint.pt" in stderr and "--resume" in stderr
+    assert not list(run.glob(".*.tmp")), "a half-written file was left behind"

@@ -62,9 +62,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ..hypotheses import run_hypothesis
 
-        summary = run_hypothesis(name, quick=quick, seeds=seeds, seed=seed, scheduler=scheduler,
-                                 workers=workers, out=out, spec=spec, progress=progress and not json_out,
-                                 connect_timeout_s=connect_timeout, cache=cache)
+        try:
+            summary = run_hypothesis(name, quick=quick, seeds=seeds, seed=seed, scheduler=scheduler,
+                                     workers=workers, out=out, spec=spec, progress=progress and not json_out,
+                                     connect_timeout_s=connect_timeout, cache=cache)
+        except KeyboardInterrupt:
+            from ..hypotheses.runner import default_out
+
+            folder = out or default_out(name, quick)
+            typer.echo(f"\ninterrupted: finished tasks are kept in {folder}/.cache; rerun the same "
+                       f"command (same --out) to resume without redoing them.", err=True)
+            raise typer.Exit(130) from None
         _print(summary, json_out)
 
     @hyp.command("report", help="Re-analyse a finished run folder (results.nc) and rewrite report.md, "

@@ -78,8 +78,16 @@ def register(app: typer.Typer) -> None:
         if changes:
             spec = spec.replace(**changes)
         out = out if out is not None else Path("runs") / spec.name
-        summary = run_train(spec, out, resume=resume, device=device, data_dir=data_dir,
-                            progress=progress)
+        try:
+            summary = run_train(spec, out, resume=resume, device=device, data_dir=data_dir,
+                                progress=progress)
+        except KeyboardInterrupt:
+            ckpt = out / "checkpoint.pt"
+            where = (f"the last finished epoch is in {ckpt}" if ckpt.exists()
+                     else f"no epoch finished yet; {out} holds no checkpoint")
+            typer.echo(f"\ninterrupted: {where} (metrics in {out / 'metrics.csv'}).\nresume with: "
+                       f"cortex-resnet train {experiment} --out {out} --resume", err=True)
+            raise typer.Exit(130) from None
         import os
 
         if os.environ.get("RANK", "0") != "0":
