@@ -15,6 +15,8 @@ function theorem). Training at equilibrium so costs O(1) memory in depth.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -242,6 +244,19 @@ def solve_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tenso
         residual=out.residual, iterations=out.iterations)
 
 
+MAX_BACKWARD_CONDITION = 1e10  # beyond this, float64 implicit gradients lose most digits
+
+
+def _ill_conditioned(J: torch.Tensor, cond: float) -> ConvergenceError:
+    rho = float(torch.linalg.eigvals(J).abs().max())
+    return ConvergenceError(
+        f"implicit backward is ill-conditioned: cond(I - J^T) = {cond:.3g} (limit {MAX_BACKWARD_CONDITION:.0e}), "
+        f"spectral radius of J = dg/dr at the equilibrium = {rho:.6g}"
+        + (" (>= 1: the equilibrium is not an attractor, its gradient is undefined)" if rho >= 1 - 1e-9 else "")
+        + ". Shrink the weights' spectral radius (balanced init, weight decay), or train with BPTT (unroll).",
+        residual=cond)
+
+
 def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, tol: float = 1e-10,
                          max_iter: int = 500, m: int = 5, backward_tol: float | None = None,
                          backward_max_iter: int | None = None,
@@ -295,7 +310,14 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
             with torch.no_grad():
                 J = jacobian(r_star)
                 eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
-                return torch.linalg.solve(eye - J.transpose(-1, -2), grad.unsqueeze(-1)).squeeze(-1)
+                A = eye - J.transpose(-1, -2)
+                cond = float(torch.linalg.cond(A).max())
+                if not math.isfinite(cond) or cond > MAX_BACKWARD_CONDITION:
+                    raise _ill_conditioned(J, cond)
+                v = torch.linalg.solve(A, grad.unsqueeze(-1)).squeeze(-1)
+                if not bool(torch.isfinite(v).all()):
+                    raise _ill_conditioned(J, cond)
+                return v
     else:
         z0 = r_star.clone().requires_grad_(True)
         with torch.enable_grad():
@@ -312,6 +334,10 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
             sol = solve_fixed_point(lin, grad.detach(), tol=btol, max_iter=biter, m=m, fallback=fallback,
                                     raise_on_fail=raise_on_fail,
                                     what="implicit gradient (I - J^T) v = dL/dr*: linear solve")
+            if not bool(torch.isfinite(sol.r).all()):
+                raise ConvergenceError("implicit backward produced NaN/inf: (I - J^T) is singular or nearly so "
+                                       "at the equilibrium (J has an eigenvalue near 1); pass jacobian= for a "
+                                       "diagnosis, shrink the weights' spectral radius, or train with BPTT (unroll)")
             return sol.r
     out.register_hook(hook)
     return out

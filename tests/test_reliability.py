@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cortex_resnet.cli import app
@@ -168,3 +169,19 @@ def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_how_to_resume(t
     assert proc.returncode == 130, stderr
     assert "checkpoint.pt" in stderr and "--resume" in stderr
     assert not list(run.glob(".*.tmp")), "a half-written file was left behind"
+
+
+def test_ill_conditioned_implicit_backward_is_reported_not_returned() -> None:
+    """An equilibrium where J = dg/dr has an eigenvalue 1: the forward solve succeeds, the gradient does not exist."""
+    import torch
+
+    from cortex_resnet.errors import ConvergenceError
+    from cortex_resnet.fixedpoint import implicit_fixed_point
+
+    A = torch.diag(torch.tensor([1.0, 0.5], dtype=torch.float64))
+    b = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    r = implicit_fixed_point(lambda r: r @ A.T + b, torch.zeros(1, 2, dtype=torch.float64),
+                             jacobian=lambda r: A.expand(r.shape[0], 2, 2))
+    torch.testing.assert_close(r.detach(), torch.tensor([[0.0, 2.0]], dtype=torch.float64))
+    with pytest.raises(ConvergenceError, match=r"ill-conditioned.*spectral radius .* = 1"):
+        r.sum().backward()
