@@ -40,6 +40,7 @@ from torch import nn
 from .baselines import build_baseline, param_count
 from .data import Dataset, get_dataset
 from .errors import SimulationError, SpecError
+from .resources import check_memory
 from .experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate
 from .train_checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .train_ddp import DistContext, setup_distributed, shard, teardown_distributed
@@ -70,6 +71,26 @@ def load_data(spec: ExperimentSpec, data_dir: str | Path | None = None) -> Datas
     d = spec.data
     return get_dataset(d.name, seed=d.seed, data_dir=data_dir or d.data_dir, params=d.params,
                        n_train=d.n_train, n_test=d.n_test)
+
+
+def check_training_memory(spec: ExperimentSpec, model: nn.Module) -> None:
+    """Refuse a run whose parameters (with gradients and two optimiser moments) and one batch's
+    activations exceed the memory budget, before the first step allocates them.
+
+    Activations of an unrolled circuit: the state of every unit at every step, kept for
+    backprop, with ~6 tensors of that size per step (drive, pre-activation, phi, its
+    derivative, the update and the readout input).
+    """
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    act_bytes = 0
+    what = f"parameters ({param_bytes / 2**20:.1f} MiB) with gradients and optimiser state"
+    if isinstance(spec.model, CircuitModelSpec):
+        n = spec.circuit_spec().n_units
+        k = spec.model.steps
+        act_bytes = 6 * (k + 1) * spec.train.batch_size * n * 4
+        what += f" + activations of {k + 1} steps x batch {spec.train.batch_size} x {n} units"
+    check_memory(4 * param_bytes + act_bytes, "training memory",
+                 f"{what}; lower train.batch_size, model.steps or the circuit size")
 
 
 def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]]:
@@ -188,6 +209,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         raise SpecError("data.augment", "crop_flip", f"image data (C, H, W); {dataset.name} has "
                         f"shape {dataset.in_shape}")
     model, info = build_model(spec, dataset)
+    check_training_memory(spec, model)
     model.to(dev)
     opt = _optimizer(spec, model)
     text = dump_experiment(spec)

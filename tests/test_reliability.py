@@ -185,3 +185,19 @@ def test_ill_conditioned_implicit_backward_is_reported_not_returned() -> None:
     torch.testing.assert_close(r.detach(), torch.tensor([[0.0, 2.0]], dtype=torch.float64))
     with pytest.raises(ConvergenceError, match=r"ill-conditioned.*spectral radius .* = 1"):
         r.sum().backward()
+
+
+def test_training_and_unroll_memory_are_refused_before_allocating(tmp_path: Path, monkeypatch) -> None:
+    """A budget of 1 MiB: an untied unroll of the canonical microcircuit and a training run are refused."""
+    from cortex_resnet import load_model, unroll
+    from cortex_resnet.errors import ResourceError
+
+    circuit = load_model(MODEL)  # 500 units: built within the default budget
+    monkeypatch.setenv("CORTEX_RESNET_MEMORY_BUDGET_GB", str(1 / 1024))
+    with pytest.raises(ResourceError, match="unrolled network parameters"):
+        unroll(circuit, 50, 0.5, variant="untied")
+    run = tmp_path / "run"
+    res = _cli("train", str(ROOT / "experiments" / "digits_tied.toml"), "--out", str(run), "--no-progress",
+               env={"CORTEX_RESNET_MEMORY_BUDGET_GB": str(1 / 1024)})
+    assert res.exit_code == 2 and "training memory" in res.output and "batch_size" in res.output, res.output
+    assert not (run / "checkpoint.pt").exists()

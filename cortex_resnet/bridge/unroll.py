@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..circuit import Circuit
+from ..resources import check_memory
 from ..errors import SpecError, UnknownNameError
 from ..fixedpoint import implicit_fixed_point
 from ..rate import euler_step, resolve_device, resolve_dtype
@@ -327,5 +328,18 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
     opts = UnrollOptions(steps=steps, dt_ms=dt_ms, variant=variant, input_mode=input_mode, tied=tied,
                          norm=norm, state_gate=state_gate, dale=dale, init=init, init_radius=init_radius,
                          recurrence=recurrence)
-    return UnrolledCircuit(circuit, opts, resolve_dtype(dtype), resolve_device(device), learnable, seed)
+    dt = resolve_dtype(dtype)
+    _check_parameter_memory(circuit, opts, dt)
+    return UnrolledCircuit(circuit, opts, dt, resolve_device(device), learnable, seed)
+
+
+def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.dtype) -> None:
+    """Refuse before allocating: weight matrices (one, or one per step when untied) with their
+    gradients and two optimiser moments, plus the gate/projection matrices of those variants."""
+    n = circuit.n_units
+    tied = opts.tied if opts.tied is not None else opts.variant != "untied"
+    mats = (1 if tied else opts.steps) * (2 if opts.variant in ("projection", "gated") else 1)
+    check_memory(mats * n * n * dtype.itemsize * 4 + 3 * n * n * 8, "unrolled network parameters",
+                 f"{mats} matrices of {n} x {n} units with gradients and optimiser state; "
+                 "use tied weights, fewer steps or fewer units")
 
