@@ -255,7 +255,8 @@ def test_long_fuzz_campaign() -> None:
     import sys
 
     env = dict(os.environ, CORTEX_FUZZ_EXAMPLES="400")
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+    experiments = str(Path(__file__).with_name("test_fuzz_experiment.py"))
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, experiments,
                           "-m", "not slow"], env=env, capture_output=True, text=True, timeout=3000)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "fuzz cases tried" in res.stdout
