@@ -19,7 +19,7 @@ from ..errors import SpecError
 from ..spec import load_spec, parse_spec
 from .base import Params
 
-__all__ = ["CircuitParams", "resolve_file", "prepare_circuit", "circuit_for_seed", "pop_mean",
+__all__ = ["CircuitParams", "resolve_file", "prepare_circuit", "circuit_for_seed", "spiking_circuit_for_seed", "pop_mean",
            "linear_response", "population_prediction"]
 
 
@@ -108,3 +108,11 @@ def population_prediction(J_EE: float, J_EI: float, J_IE: float, J_II: float) ->
     D = (1 - J_EE) * (1 + J_II) + J_EI * J_IE
     return {"D": D, "dE_dgE": (1 + J_II) / D, "dI_dgE": J_IE / D, "dE_dgI": -J_EI / D,
             "dI_dgI": (1 - J_EE) / D}
+
+
+def spiking_circuit_for_seed(prepared: dict[str, Any], seed: int, J_EE: float) -> Circuit:
+    """The seed's circuit with ``J_EE`` set and the spiking pool size of the hypothesis (if given)."""
+    changes: dict[str, Any] = {"connectivity.J_EE": J_EE}
+    if prepared.get("spiking_pool_size") is not None:
+        changes["spiking.pool_size"] = prepared["spiking_pool_size"]
+    return circuit_for_seed(prepared, seed, **changes)

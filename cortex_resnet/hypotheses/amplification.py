@@ -29,7 +29,8 @@ from ..errors import ConvergenceError
 from ..fixedpoint import steady_state
 from ..stats import compare
 from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from ._circuits import CircuitParams, circuit_for_seed, pop_mean, population_prediction, prepare_circuit
+from ._circuits import (CircuitParams, circuit_for_seed, pop_mean, population_prediction, prepare_circuit,
+                        spiking_circuit_for_seed)
 
 __all__ = ["HYPOTHESIS", "AmplificationParams"]
 
@@ -84,10 +85,7 @@ def _design(params: AmplificationParams) -> list[dict[str, Any]]:
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     from ._spiking import run_spiking, window_means
 
-    changes: dict[str, Any] = {"connectivity.J_EE": condition["J_EE"]}
-    if prepared["spiking_pool_size"] is not None:
-        changes["spiking.pool_size"] = prepared["spiking_pool_size"]
-    c = circuit_for_seed(prepared, seed, **changes)
+    c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     dur = prepared["spiking_duration_ms"]
     ds = run_spiking(c, f"constant:amp={prepared['input_amp']}", dur, seed, decompose=True)
     r, x = window_means(ds, "r", dur / 2, dur), window_means(ds, "x", dur / 2, dur)

@@ -29,7 +29,7 @@ from ..fixedpoint import steady_state
 from ..stats import compare
 from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
 from ._circuits import (CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
-                        prepare_circuit)
+                        prepare_circuit, spiking_circuit_for_seed)
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
 
@@ -79,10 +79,7 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     from ._spiking import run_spiking, window_means
 
-    changes: dict[str, Any] = {"connectivity.J_EE": condition["J_EE"]}
-    if prepared["spiking_pool_size"] is not None:
-        changes["spiking.pool_size"] = prepared["spiking_pool_size"]
-    c = circuit_for_seed(prepared, seed, **changes)
+    c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
     ds = run_spiking(c, f"step:amp={prepared['extra_drive']},onset_ms={on},channels=[1]", dur, seed,
                      decompose=False)
