@@ -38,6 +38,21 @@ __all__ = ["simulate_spiking", "make_engine", "spiking_dataset", "spike_statisti
            "cli_run", "to_spiking", "SpikingModel", "SpikeCounts"]
 
 
+def check_finite(raw: RawRun, circuit: Circuit, what: str) -> None:
+    """Stop with an explanation when a membrane potential became NaN/inf (numerical blow-up)."""
+    v = raw.trace_v_mV
+    if v.size and not np.all(np.isfinite(v)):
+        t_bad, col = np.argwhere(~np.isfinite(v))[0]
+        from .errors import UnstableCircuitError
+
+        t_ms = float(raw.trace_t_ms[t_bad]) if raw.trace_t_ms.size > t_bad else float("nan")
+        raise UnstableCircuitError(
+            f"spiking {what}: a membrane potential became NaN/inf at t = {t_ms:.2f} ms (trace {int(col)}): "
+            "the integration blew up. Lower the synaptic weights or the input, or reduce spiking.dt_ms; "
+            f"the rate model of {circuit.spec.name!r} (cortex-resnet simulate --backend rate) reports max Re(eig).",
+            time_ms=t_ms)
+
+
 def make_engine(plan: SpikingPlan, *, standalone: bool = False, cache_dir: Any = None,
                 target: str = "cython"):
     """Runtime engine (Cython/NumPy) or a cached C++ standalone build for ``plan``."""
@@ -185,10 +200,12 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
         engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
         tick = _ticker(bar)
         raw = engine.run(True, seed, progress=tick)
+        check_finite(raw, circuit, "recurrent run")
         runtime = engine.last_run_s
         raw_x = None
         if decompose:
             raw_x = engine.run(False, seed, progress=_ticker(bar))
+            check_finite(raw_x, circuit, "run without recurrence")
             runtime += engine.last_run_s
     finally:
         if bar is not None:

@@ -201,3 +201,20 @@ def test_training_and_unroll_memory_are_refused_before_allocating(tmp_path: Path
                env={"CORTEX_RESNET_MEMORY_BUDGET_GB": str(1 / 1024)})
     assert res.exit_code == 2 and "training memory" in res.output and "batch_size" in res.output, res.output
     assert not (run / "checkpoint.pt").exists()
+
+
+def test_spiking_nan_is_detected_and_explained() -> None:
+    """NaN in the spiking backend (a blown-up membrane trace) stops the run with an explanation."""
+    import numpy as np
+
+    from cortex_resnet import load_model
+    from cortex_resnet.errors import UnstableCircuitError
+    from cortex_resnet.spiking import check_finite
+    from cortex_resnet.spiking_brian import RawRun
+
+    circuit = load_model(ROOT / "models" / "lif_ei.toml")
+    v = np.zeros((5, 2))
+    check_finite(RawRun(np.zeros(0, int), np.zeros(0), np.arange(5.0), v), circuit, "run")  # finite: silent
+    v[3, 1] = np.nan
+    with pytest.raises(UnstableCircuitError, match=r"NaN/inf at t = 3.00 ms"):
+        check_finite(RawRun(np.zeros(0, int), np.zeros(0), np.arange(5.0), v), circuit, "run")
