@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "unroll",
     "hypothesis",
     "demo",
+    "sweep",
 ]
 
 for _name in COMMAND_MODULES:
