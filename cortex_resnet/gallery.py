@@ -184,7 +184,7 @@ def _training_curves(out_dir: Path, full: bool) -> list[Path]:
     from .plots_learning import plot_training_curves
 
     runs = _train_runs(out_dir, full)
-    return [plot_training_curves(runs, out_dir / f"training_curves.{ext}") for ext in ("png", "svg")]
+    return _both(plot_training_curves, runs, out_dir, "training_curves")
 
 
 @register_figure("anytime_accuracy",
@@ -194,7 +194,7 @@ def _anytime(out_dir: Path, full: bool) -> list[Path]:
     from .plots_learning import plot_anytime_accuracy
 
     runs = _train_runs(out_dir, full)
-    return [plot_anytime_accuracy(runs, out_dir / f"anytime_accuracy.{ext}") for ext in ("png", "svg")]
+    return _both(plot_anytime_accuracy, runs, out_dir, "anytime_accuracy")
 
 
 @register_figure("compare",
@@ -206,7 +206,7 @@ def _compare(out_dir: Path, full: bool) -> list[Path]:
 
     run = _train_runs(out_dir, full)[0]
     summary = compare_run(run, spiking_examples=200 if full else 40, seed=0)
-    return [plot_compare(summary, out_dir / f"compare.{ext}") for ext in ("png", "svg")]
+    return _both(plot_compare, summary, out_dir, "compare")
 
 
 HYPOTHESES = ("isn-paradox", "amplification", "inhibition-silencing", "depth-latency", "degradation",

@@ -19,7 +19,7 @@ import xarray as xr  # noqa: E402
 
 from .results import atomic_path, load_dataset, require_vars  # noqa: E402
 
-__all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "plot_decomposition", "plot_raster"]
+__all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "decomposition_panel", "plot_decomposition", "plot_raster"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73", "orange": "#E69F00",
@@ -51,6 +51,18 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+def decomposition_panel(ax: plt.Axes, ds: xr.Dataset, pop: str, *, batch: int = 0) -> None:
+    """One population's mean ``r`` (solid), ``x`` (dashed) and ``F(x)`` (dotted) on ``ax``."""
+    sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
+    t = ds["time"].values
+    c = POP_COLORS[pop]
+    ax.plot(t, sel["r"].mean("unit"), color=c, label="r = x + F(x)")
+    ax.plot(t, sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (feedforward)")
+    ax.plot(t, sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x) (recurrent)")
+    ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+    ax.set_ylabel(f"{pop} rate ({ds.attrs.get('rate_units', 'a.u.')})")
+
+
 def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0) -> Path:
     """``r(t)``, ``x(t)`` and ``F(x)(t)``, population means for E and I, one stimulus.
 
@@ -60,16 +72,8 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
     require_vars(ds, ["r", "x", "Fx"], "the decomposition plot")
     style()
     fig, axes = plt.subplots(2, 1, figsize=(COLUMN_WIDTH_IN, 3.6), sharex=True)
-    t = ds["time"].values
-    units = ds.attrs.get("rate_units", "a.u.")
     for ax, pop in zip(axes, ("E", "I")):
-        sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
-        c = POP_COLORS[pop]
-        ax.plot(t, sel["r"].mean("unit"), color=c, label="r = x + F(x)")
-        ax.plot(t, sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (feedforward)")
-        ax.plot(t, sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x) (recurrent)")
-        ax.axhline(0, color="0.8", lw=0.6, zorder=0)
-        ax.set_ylabel(f"{pop} rate ({units})")
+        decomposition_panel(ax, ds, pop, batch=batch)
         ax.set_title(f"{'pyramidal (E)' if pop == 'E' else 'inhibitory (I)'} — "
                      f"{ds.attrs.get('backend', '')} {ds.attrs.get('circuit', '')}", loc="left")
     axes[0].legend(loc="best")

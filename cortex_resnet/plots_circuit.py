@@ -24,7 +24,7 @@ from matplotlib.colors import TwoSlopeNorm
 
 from .analysis import analyze
 from .circuit import Circuit, build_circuit
-from .plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, save_figure, style
+from .plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, decomposition_panel, save_figure, style
 from .results import require_vars
 from .spec import parse_spec
 
@@ -144,17 +144,9 @@ def plot_rate_vs_spiking(rate: xr.Dataset | str | Path, spiking: xr.Dataset | st
     style()
     fig, axes = plt.subplots(2, 2, figsize=(2 * COLUMN_WIDTH_IN, 3.6), sharex="col")
     for col, (title, ds) in enumerate(panels):
-        t = ds["time"].values
-        units = ds.attrs.get("rate_units", "a.u.")
         for row, pop in enumerate(("E", "I")):
             ax = axes[row, col]
-            sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
-            c = POP_COLORS[pop]
-            ax.plot(t, sel["r"].mean("unit"), color=c, label="r = x + F(x)")
-            ax.plot(t, sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (recurrence off)")
-            ax.plot(t, sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x)")
-            ax.axhline(0, color="0.8", lw=0.6, zorder=0)
-            ax.set_ylabel(f"{pop} rate ({units})")
+            decomposition_panel(ax, ds, pop, batch=batch)
             if row == 0:
                 ax.set_title(title, loc="left")
             if row == 1:

@@ -13,6 +13,7 @@ integrate-and-fire neuron driven by white noise).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
@@ -66,13 +67,14 @@ def _positive(obj: Any, *names: str) -> None:
 
 
 @dataclass(frozen=True)
-class Transfer:
-    """Base class: a pointwise, monotone input -> rate map."""
+class Transfer(ABC):
+    """Base class: a pointwise, monotone input -> rate map (subclasses define ``__call__``)."""
 
     name: ClassVar[str] = "base"
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """``phi(z)`` elementwise, differentiable, on any dtype/device."""
 
     def numpy(self, z: np.ndarray) -> np.ndarray:
         """Evaluate on a NumPy array (float64)."""

@@ -34,6 +34,8 @@ def test_demo_writes_summary_and_figures(demo_out) -> None:
     # the demo's own numbers keep the project's contracts
     assert summary["unroll"]["within_tolerance"]
     assert summary["compare"]["rate_accuracy"] == summary["compare"]["network_accuracy"]
+    # steady state: x_E/r_E = 0.40 (the model file's calibration); the quick demo reads it at 200 ms,
+    # before r_E has fully risen (slowest mode ~68 ms), which gives 0.44: hence the 0.05 above 1/2
     assert 1 / 3 < summary["rate"]["x_over_r_E"] < 1 / 2 + 0.05
     assert set(summary["hypotheses"]) == {"isn-paradox", "amplification"}
     assert all(h["verdict"] in ("supported", "not supported", "inconclusive") for h in summary["hypotheses"].values())
