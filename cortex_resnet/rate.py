@@ -13,6 +13,7 @@ the bridge calls the very same function.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,6 +30,7 @@ from .stimulus import Stimulus, make_stimulus
 __all__ = [
     "euler_step", "RateSystem", "RateState", "RateRun", "integrate", "simulate",
     "known_integrators", "resolve_device", "resolve_dtype", "FIXED_STEP", "ADAPTIVE",
+    "input_drive", "check_step", "StepSizeWarning", "STEP_LIMITS",
 ]
 
 FIXED_STEP = ("euler", "expeuler", "rk4")
@@ -70,6 +72,17 @@ def euler_step(r: torch.Tensor, drive: torch.Tensor,
     if isinstance(alpha, torch.Tensor) and alpha.dtype != out.dtype:
         return r + alpha * (-r + out)  # mixed precision: keep torch's type promotion
     return torch.lerp(r, out, alpha)
+
+
+def input_drive(u: torch.Tensor, BT: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The feedforward drive ``B u + b``, shared by the simulator and the unrolled net.
+
+    One ``addmm`` on ``(batch, n_inputs)`` with ``B^T`` (n_inputs, N) in contiguous layout
+    (the same kernel, hence the same bits, in both callers); ``u`` with more axes
+    (..., n_inputs) goes through a batched product instead.
+    """
+    BT = BT.contiguous()
+    return torch.addmm(b, u, BT) if u.ndim == 2 else u @ BT + b
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -140,7 +153,7 @@ class RateSystem:
 
     def drive(self, u: torch.Tensor, eta: torch.Tensor | None) -> torch.Tensor:
         """``B u + b (+ eta)``, (batch, N)."""
-        d = torch.addmm(self.b, u, self.BT) if u.ndim == 2 else u @ self.BT + self.b
+        d = input_drive(u, self.BT, self.b)
         return d if eta is None else d + eta
 
     def rhs(self, r: torch.Tensor, drive: torch.Tensor, k: int = 0) -> torch.Tensor:
@@ -184,49 +197,290 @@ def _noise_init(system: RateSystem, batch: int, seed: int) -> tuple[torch.Tensor
     return eta, gen
 
 
-def _diagnose(system: RateSystem, r: torch.Tensor, drive: torch.Tensor, step: int, t_ms: float,
-              bad: torch.Tensor, max_rate: float) -> UnstableCircuitError:
+# ----------------------------------------------------------------- step-size check
+
+#: ``dt / tau_min`` limits per fixed-step method: (warn above, refuse at or above); see :func:`check_step`.
+STEP_LIMITS: dict[str, tuple[float, float]] = {
+    "euler": (0.1, 2.0),
+    "rk4": (1.0, 2.785293563405282),  # end of RK4's stability interval on the negative real axis
+    "expeuler": (1.0, math.inf),
+}
+_STEP_WHY = {
+    "euler": "forward Euler multiplies the leak by 1 - dt/tau per step: unstable (growing, sign-alternating) "
+             "for dt >= 2 tau, and already 5 % off exp(-t/tau) at t = tau for dt = 0.1 tau",
+    "rk4": "RK4 is unstable on the leak for dt >= 2.785 tau and 2 % off exp(-t/tau) at t = tau for dt = tau",
+    "expeuler": "exponential Euler integrates the leak exactly but holds the recurrent input fixed over a step, "
+                "so the recurrent loop (time scale <= tau) is not resolved for dt > tau",
+}
+
+
+class StepSizeWarning(UserWarning):
+    """``dt_ms`` is large for the circuit's time constants: the run is inaccurate (not unstable)."""
+
+
+def check_step(circuit: Circuit, dt_ms: float, method: str) -> str | None:
+    """Refuse a fixed step the integrator cannot take stably; describe an inaccurate one.
+
+    The leak ``dr/dt = -r / tau`` alone sets the limits on ``a = dt_ms / tau_min``
+    (:data:`STEP_LIMITS`): ``euler`` is refused at ``a >= 2`` (unstable) and warned about above
+    ``a = 0.1`` (5 % error on ``exp(-t/tau)`` at ``t = tau``); ``rk4`` refused at ``a >= 2.785``,
+    warned above 1 (2 %); ``expeuler`` (exact on the leak, stable for any step) warned above 1.
+    Adaptive methods choose their own steps (``dt_ms`` only spaces the records): not checked.
+
+    Returns
+    -------
+    str or None
+        A warning text (dt_ms, tau, the cause and the fix) when ``a`` is above the warning limit.
+
+    Raises
+    ------
+    SpecError
+        ``dt_ms`` at or above the stability limit, naming tau, the limit and the fix.
+    """
+    if method not in STEP_LIMITS:
+        return None
+    unit = int(np.argmin(circuit.tau_ms))
+    tau, pop = float(circuit.tau_ms[unit]), str(circuit.population[unit])
+    a = dt_ms / tau
+    warn_at, refuse_at = STEP_LIMITS[method]
+    where = (f"dt_ms / tau = {a:.3g} with tau = {tau:g} ms, the shortest time constant (population {pop}); "
+             f"{_STEP_WHY[method]}")
+    if a >= refuse_at:
+        raise SpecError("dt_ms", dt_ms, f"a step below {refuse_at:.4g} tau = {refuse_at * tau:.4g} ms for method "
+                        f"'{method}' ({where}). Use dt_ms <= {warn_at * tau:.3g} ms, or method = 'expeuler' "
+                        "(stable for any step) or 'dopri5' (adaptive)")
+    if a > warn_at:
+        return (f"dt_ms = {dt_ms:g} ms is large for method '{method}': {where}. The run is inaccurate (the "
+                "leak alone stays stable; should the coupled circuit diverge, that is diagnosed); use dt_ms <= {warn_at * tau:.3g} ms for an accurate time course")
+    return None
+
+
+# ----------------------------------------------------------------- fixed-step loop
+
+def _stimulus_key(stimulus: Stimulus, t_ms: float) -> tuple:
+    """A host-side value that changes whenever ``stimulus(t_ms)`` can change (no device sync):
+    the held sample's index for arrays, else the envelope and baseline that ``u`` is made of."""
+    arr = stimulus._array  # package-internal: the zero-order-hold samples of npy/array stimuli
+    if arr is not None:
+        k = min(int(math.floor(t_ms / stimulus.spec.dt_ms + 1e-9)), arr.shape[0] - 1)
+        return ("sample", max(k, 0))
+    s = stimulus.spec
+    base = s.baseline if s.kind == "sinusoid" and t_ms >= s.onset_ms else 0.0
+    return ("envelope", stimulus.envelope(t_ms), base)
+
+
+class _Stepper:
+    """Step ``i`` (1-based, from ``t0 + (i - 1) dt``) of a fixed-step run; the run and the replay
+    that locates a failure call the same object, so both compute the same numbers."""
+
+    def __init__(self, system: RateSystem, stimulus: Stimulus, method: str, dt_ms: float, t0: float, k0: int):
+        self.system, self.stimulus, self.method, self.dt_ms = system, stimulus, method, dt_ms
+        self.t0, self.k0 = t0, k0
+        ns = system.circuit.spec.noise
+        self.decay = math.exp(-dt_ms / ns.tau_ms)
+        self.kick = ns.sigma * math.sqrt(1 - self.decay**2)
+        self.alpha = -torch.expm1(-dt_ms / system.tau) if method == "expeuler" else dt_ms / system.tau
+        self._key: tuple | None = None
+        self._base: torch.Tensor | None = None
+
+    def base_drive(self, t_ms: float) -> torch.Tensor:
+        """``B u(t) + b``, recomputed only when the stimulus can have changed (decided on the host)."""
+        key = _stimulus_key(self.stimulus, t_ms)
+        if self._base is None or key != self._key:
+            self._base, self._key = self.system.drive(self.stimulus(t_ms), None), key
+        return self._base
+
+    def __call__(self, i: int, r: torch.Tensor, eta: torch.Tensor | None,
+                 gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        system, dt = self.system, self.dt_ms
+        k, t = self.k0 + i - 1, self.t0 + (i - 1) * dt
+        base = self.base_drive(t)
+        drive = base if eta is None else base + eta
+        if self.method == "rk4":
+            rhs = system.rhs
+            dm = system.drive(self.stimulus(t + 0.5 * dt), eta)
+            d1 = system.drive(self.stimulus(t + dt), eta)
+            k1 = rhs(r, drive, k)
+            k2 = rhs(r + 0.5 * dt * k1, dm, k)
+            k3 = rhs(r + 0.5 * dt * k2, dm, k)
+            k4 = rhs(r + dt * k3, d1, k)
+            r = r + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        else:
+            r = euler_step(r, drive, system.recurrent_weights(k), self.alpha, system.phi)
+        if eta is not None:
+            eta = self.decay * eta + self.kick * torch.randn(eta.shape, generator=gen, dtype=eta.dtype,
+                                                             device=eta.device)
+        return r, eta, drive
+
+
+def _run_fixed(step: _Stepper, state: RateState, n_steps: int, R: torch.Tensor, U: torch.Tensor,
+               record_stride: int, max_rate: float, check_every: int, sync_every: int,
+               progress: Callable[[int], None] | None) -> RateState:
+    """The fixed-step loop: no host-device sync inside a chunk of ``sync_every`` steps.
+
+    Every ``check_every`` steps ``max |r|`` is folded into a device-side running peak (NaN
+    propagates through it); the host reads the peak once per chunk. When it is bad, the chunk
+    is replayed from its saved start (rates, noise, generator state) to find the first bad step.
+    """
+    r, eta, gen = state.r, state.eta, state.generator
+    t0, dt = step.t0, step.dt_ms
+    peak = torch.zeros((), dtype=r.dtype, device=r.device)
+    mark = (1, r, eta, gen.get_state() if gen is not None else None)
+    for i in range(1, n_steps + 1):
+        r, eta, _ = step(i, r, eta, gen)
+        chunk_end = i % sync_every == 0 or i == n_steps
+        if chunk_end or i % check_every == 0:
+            peak = torch.maximum(peak, r.abs().amax())
+        if i % record_stride == 0:
+            R[i // record_stride] = r
+            U[i // record_stride] = step.stimulus(t0 + i * dt)
+        if chunk_end:
+            if not float(peak) <= max_rate:  # the one sync per chunk (NaN fails the comparison)
+                raise _locate_failure(step, mark, i, gen, max_rate)
+            mark = (i + 1, r, eta, gen.get_state() if gen is not None else None)
+        if progress and i % 100 == 0:
+            progress(100)
+    return RateState(t0 + n_steps * dt, step.k0 + n_steps, r, eta, gen)
+
+
+def _locate_failure(step: _Stepper, mark: tuple, i_end: int, gen: torch.Generator | None,
+                    max_rate: float) -> UnstableCircuitError:
+    """Replay steps ``mark[0]..i_end`` checking every state; diagnose at the first bad one."""
+    i0, r, eta, gen_state = mark
+    if gen is not None:
+        gen.set_state(gen_state)
+    step._base = None
+    for i in range(i0, i_end + 1):
+        u = step.stimulus(step.t0 + (i - 1) * step.dt_ms)
+        prev, eta_prev = r, eta
+        r, eta, drive = step(i, r, eta, gen)
+        bad = ~torch.isfinite(r) | (r.abs() > max_rate)
+        if bool(bad.any()):
+            break
+    return _diagnose(step.system, step.method, step.dt_ms, prev, r, drive, u, eta_prev, bad,
+                     step.k0 + i, step.t0 + i * step.dt_ms, max_rate)
+
+
+# ----------------------------------------------------------------- diagnosis
+
+def _nonfinite_source(system: RateSystem, drive: torch.Tensor, u: torch.Tensor,
+                      eta: torch.Tensor | None) -> str | None:
+    """What made the step's inputs non-finite, or None when they are all finite."""
+    if bool(torch.isfinite(drive).all()) and bool(torch.isfinite(system.W).all()):
+        return None
+    for name, x in (("the input u(t) (the stimulus)", u), ("the input projection B (input.gain_E/gain_I)", system.B),
+                    ("the bias b (bias.E/bias.I)", system.b), ("the recurrent weights W", system.W),
+                    ("the input noise eta (noise.sigma)", eta)):
+        if x is not None and not bool(torch.isfinite(x).all()):
+            return name
+    return "the feedforward drive B u + b"
+
+
+def _linearise(system: RateSystem, method: str, dt_ms: float, r: torch.Tensor, drive: torch.Tensor,
+               k: int) -> tuple[float, float, float]:
+    """At the finite state ``r`` (N,): max Re(eig) of the circuit's Jacobian (1/ms), the spectral
+    radius of one fixed step's map (NaN for adaptive methods) and Euler's largest stable dt_ms."""
     c = system.circuit
-    finite = torch.isfinite(r)
-    nan = bool((~finite).any())
-    unit = int(bad.nonzero()[0, -1]) if bad.any() else 0
+    if c.n_units > 4000:
+        return math.nan, math.nan, math.nan
+    W = (system.step_WT[min(k, len(system.step_WT) - 1)].T if system.step_WT is not None else system.W)
+    W = W.detach().cpu().double().numpy()
+    z = torch.as_tensor(W @ r.detach().cpu().double().numpy() + drive.detach().cpu().double().numpy())
+    d = c.phi_derivative(z).numpy()
+    J = (-np.eye(c.n_units) + d[:, None] * W) / c.tau_ms[:, None]
+    mu = np.linalg.eigvals(J)
+    max_re = float(np.max(mu.real))
+    if method in ("euler", "expeuler"):
+        a = (dt_ms / c.tau_ms) if method == "euler" else -np.expm1(-dt_ms / c.tau_ms)
+        M = np.eye(c.n_units) + a[:, None] * (J * c.tau_ms[:, None])
+    elif method == "rk4":
+        Z = dt_ms * J
+        M = np.eye(c.n_units) + Z @ (np.eye(c.n_units) + Z @ (np.eye(c.n_units) / 2 + Z @ (
+            np.eye(c.n_units) / 6 + Z / 24)))
+    else:
+        return max_re, math.nan, math.nan
+    rho = float(np.max(np.abs(np.linalg.eigvals(M))))
+    neg = mu[mu.real < 0]
+    dt_max = float(np.min(-2 * neg.real / np.abs(neg) ** 2)) if neg.size else math.inf
+    return max_re, rho, dt_max
+
+
+def _diagnose(system: RateSystem, method: str, dt_ms: float, last_good: torch.Tensor, first_bad: torch.Tensor,
+              drive: torch.Tensor, u: torch.Tensor, eta: torch.Tensor | None, bad: torch.Tensor, step: int,
+              t_ms: float, max_rate: float) -> UnstableCircuitError:
+    """Explain the first bad state ``first_bad`` (reached at ``t_ms``) from the step that produced it."""
+    c = system.circuit
+    b_i, unit = (int(x) for x in bad.nonzero()[0]) if bad.ndim == 2 else (0, int(bad.nonzero()[0, 0]))
     pop = str(c.population[unit])
-    rr = torch.nan_to_num(r[0], nan=0.0, posinf=max_rate, neginf=-max_rate)
-    z = rr @ system.WT + drive[0] if system.recurrence else drive[0]
-    d = c.phi_derivative(torch.nan_to_num(z, nan=0.0)).detach().cpu().double().numpy()
-    J = (-np.eye(c.n_units) + d[:, None] * c.W) / c.tau_ms[:, None]
-    max_re = float(np.max(np.linalg.eigvals(J).real)) if c.n_units <= 4000 else float("nan")
-    rho = c.spectral_radius() if c.n_units <= 4000 else float("nan")
-    what = "became NaN/inf" if nan else f"exceeded {max_rate:g} (runaway)"
-    return UnstableCircuitError(
-        f"rates {what} at t = {t_ms:.3f} ms (step {step}) in population {pop} (unit {unit}). "
-        f"Linearised at the last state the circuit has max Re(eig) = {max_re:+.4g} /ms "
-        f"({'unstable' if max_re > 0 else 'stable'}); spectral radius of W = {rho:.4g}. "
-        "Runaway excitation: lower J_EE, raise J_EI/J_IE, lower the input, or use a saturating "
-        "transfer function; for NaN with a stable circuit reduce dt_ms.",
-        step=step, time_ms=t_ms, population=pop, max_eig_real=max_re)
+    value = float(first_bad.reshape(-1, c.n_units)[b_i, unit])
+    what = "became NaN/inf" if not math.isfinite(value) else f"exceeded max_rate = {max_rate:g}"
+    head = f"rates {what} at t = {t_ms:.3f} ms (step {step}) in population {pop} (unit {unit}, stimulus {b_i}). "
+    lg = last_good.reshape(-1, c.n_units)[b_i]
+    source = _nonfinite_source(system, drive, u, eta)
+    if source is None and not bool(torch.isfinite(lg).all()):
+        source = "the initial state r0"
+    if source is not None:
+        err = UnstableCircuitError(
+            head + f"Cause: {source} is NaN/inf, not the circuit's dynamics (max Re(eig) not computed): "
+            "give finite values there.", step=step, time_ms=t_ms, population=pop, max_eig_real=None)
+        err.cause = "nonfinite-input"
+        return err
+    max_re, rho, dt_max = _linearise(system, method, dt_ms, lg, drive.reshape(-1, c.n_units)[b_i],
+                                     step - 1)
+    lin = (f"Linearised at the last finite state (t = {t_ms - dt_ms:.3f} ms) the circuit has max Re(eig) = "
+           f"{max_re:+.4g} /ms ({'unstable' if max_re > 0 else 'stable'})")
+    if math.isfinite(rho) and rho > 1 and not max_re > 0:
+        cause = "integrator"
+        bound = f" below {0.9 * dt_max:.3g} ms" if method == "euler" and math.isfinite(dt_max) else ""
+        text = (f"{lin}, but one '{method}' step of dt_ms = {dt_ms:g} ms amplifies it by {rho:.4g} > 1: the "
+                f"step size, not the circuit, diverges (dt_ms / tau_min = {dt_ms / float(c.tau_ms.min()):.3g}). "
+                f"Reduce dt_ms{bound}, or use method = 'expeuler' or 'dopri5'.")
+    elif max_re > 0:
+        cause = "runaway"
+        text = (f"{lin}: runaway growth (time constant {1 / max_re:.3g} ms). Lower J_EE, raise J_EI/J_IE, "
+                "lower the input, or use a saturating transfer function.")
+    else:
+        cause = "nonlinear" if math.isfinite(max_re) else "unknown"
+        text = (f"{lin}{f' and the step map is stable (spectral radius {rho:.4g})' if math.isfinite(rho) else ''}"
+                ": the growth is nonlinear (an expansive transfer function driven hard), beyond the "
+                "linearisation. Lower the input or the gains, or raise max_rate if such rates are meant.")
+    err = UnstableCircuitError(head + text, step=step, time_ms=t_ms, population=pop,
+                               max_eig_real=max_re if math.isfinite(max_re) else None)
+    err.cause = cause
+    return err
 
 
 def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms: float, *,
               method: str = "euler", record_stride: int = 1, state: RateState | None = None,
               seed: int = 0, rtol: float = 1e-7, atol: float = 1e-9, max_rate: float = 1e4,
-              check_every: int = 10, progress: Callable[[int], None] | None = None) -> RateRun:
+              check_every: int = 10, sync_every: int = 500,
+              progress: Callable[[int], None] | None = None) -> RateRun:
     """Integrate from ``state`` (or ``r = 0`` at t = 0) for ``duration_ms``.
 
     Fixed-step methods take ``n = duration_ms / dt_ms`` steps (must be an
     integer) and record every ``record_stride``-th state, the initial one
-    included. Adaptive methods report at the same record times, choosing their
-    own internal steps (``rtol``, ``atol``; torchdiffeq controls the RMS norm of
-    each step's error over the whole batch, and record times come from its
-    quartic interpolation: dopri5 stays within ~10 rtol of the exact solution,
-    bosh3 and dopri8 only within ~100 rtol because their long steps make the
-    interpolation error dominate). Returning ``state`` lets a later
-    call continue exactly (chunked run = full run).
+    included; ``dt_ms`` is checked against the shortest time constant first
+    (:func:`check_step`: refused where the method is unstable, a
+    :class:`StepSizeWarning` where it is inaccurate). Adaptive methods report at
+    the same record times, choosing their own internal steps (``rtol``, ``atol``;
+    torchdiffeq controls the RMS norm of each step's error over the whole batch,
+    and record times come from its quartic interpolation: dopri5 stays within
+    ~10 rtol of the exact solution, bosh3 and dopri8 only within ~100 rtol
+    because their long steps make the interpolation error dominate). Returning
+    ``state`` lets a later call continue exactly (chunked run = full run).
+
+    The loop does not synchronise host and device per step: stimulus changes are
+    decided on the host, and ``max |r|`` (every ``check_every`` steps) goes into a
+    device-side peak read once every ``sync_every`` steps.
 
     Raises
     ------
+    SpecError
+        Bad arguments, or a fixed step at or above the method's stability limit.
     UnstableCircuitError
-        Rates above ``max_rate`` or NaN/inf, with the eigen-diagnosis.
+        Rates above ``max_rate`` or NaN/inf, diagnosed at the first bad state: non-finite
+        inputs, an unstable step (integrator), runaway (circuit) or nonlinear growth, with the
+        linearisation at the last finite state; ``err.cause`` names which.
     """
     if method not in FIXED_STEP + ADAPTIVE:
         raise UnknownNameError("integrator", method, known_integrators(), field="method")
@@ -234,18 +488,20 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
         raise SpecError("dt_ms", dt_ms, "a finite step > 0 ms")
     if not (duration_ms > 0 and math.isfinite(duration_ms)):
         raise SpecError("duration_ms", duration_ms, "a finite duration > 0 ms")
-    if record_stride < 1:
-        raise SpecError("record_stride", record_stride, "an integer >= 1")
+    for name, val in (("record_stride", record_stride), ("check_every", check_every), ("sync_every", sync_every)):
+        if val < 1:
+            raise SpecError(name, val, "an integer >= 1")
     n_steps = int(round(duration_ms / dt_ms))
     if n_steps < 1 or abs(n_steps * dt_ms - duration_ms) > 1e-6 * max(duration_ms, 1.0):
         raise SpecError("dt_ms", dt_ms, f"a step that divides duration_ms = {duration_ms} into whole steps")
     c = system.circuit
     if method in ADAPTIVE and c.spec.noise.sigma > 0:
         raise SpecError("method", method, f"a fixed-step method ({', '.join(FIXED_STEP)}) when noise.sigma > 0")
-    if method in ADAPTIVE and c.step_weights is not None:
-        raise SpecError("method", method, "'euler' for a circuit with step-dependent weights")
     if method != "euler" and c.step_weights is not None:
         raise SpecError("method", method, "'euler' for a circuit with step-dependent weights")
+    note = check_step(c, dt_ms, method)
+    if note is not None:
+        warnings.warn(note, StepSizeWarning, stacklevel=2)
     batch = stimulus.batch
     if state is None:
         r0 = torch.zeros(batch, c.n_units, dtype=system.dtype, device=system.device)
@@ -268,50 +524,11 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
         if progress:
             progress(n_steps)
         return RateRun(times, R, U, new_state)
-    r, eta, gen = state.r, state.eta, state.generator
-    ns = c.spec.noise
-    decay = math.exp(-dt_ms / ns.tau_ms)
-    kick = ns.sigma * math.sqrt(1 - decay**2)
-    if method == "expeuler":
-        alpha = -torch.expm1(-dt_ms / system.tau)
-    else:
-        alpha = dt_ms / system.tau
-    last_good = r
-    u_prev, drive = None, None
-    for i in range(1, n_steps + 1):
-        k = k0 + i - 1
-        t = t0 + (i - 1) * dt_ms
-        u = stimulus(t)
-        if eta is not None or u_prev is None or not torch.equal(u, u_prev):
-            drive = system.drive(u, eta)  # else: same input, same drive (piecewise-constant stimuli)
-            u_prev = u
-        if method == "rk4":
-            rec = system.rhs
-            dm = system.drive(stimulus(t + 0.5 * dt_ms), eta)
-            d1 = system.drive(stimulus(t + dt_ms), eta)
-            k1 = rec(r, drive, k)
-            k2 = rec(r + 0.5 * dt_ms * k1, dm, k)
-            k3 = rec(r + 0.5 * dt_ms * k2, dm, k)
-            k4 = rec(r + dt_ms * k3, d1, k)
-            r = r + dt_ms / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        else:
-            r = euler_step(r, drive, system.recurrent_weights(k), alpha, system.phi)
-        if eta is not None:
-            eta = decay * eta + kick * torch.randn(eta.shape, generator=gen, dtype=eta.dtype, device=eta.device)
-        if i % check_every == 0 or i == n_steps:
-            # one reduction and one device sync per check; NaN propagates through amax
-            if not float(r.abs().amax()) <= max_rate:
-                bad = ~torch.isfinite(r) | (r.abs() > max_rate)
-                raise _diagnose(system, last_good, drive, k0 + i, t0 + i * dt_ms, bad, max_rate)
-            last_good = r
-        if i % record_stride == 0:
-            R[i // record_stride] = r
-            U[i // record_stride] = stimulus(t0 + i * dt_ms)
-        if progress and i % 100 == 0:
-            progress(100)
+    step = _Stepper(system, stimulus, method, dt_ms, t0, k0)
+    new_state = _run_fixed(step, state, n_steps, R, U, record_stride, max_rate, check_every, sync_every, progress)
     if progress:
         progress(n_steps % 100)
-    return RateRun(times, R, U, RateState(t0 + n_steps * dt_ms, k0 + n_steps, r, eta, gen))
+    return RateRun(times, R, U, new_state)
 
 
 def _integrate_adaptive(system: RateSystem, stimulus: Stimulus, state: RateState, times: np.ndarray,
@@ -335,10 +552,14 @@ def _integrate_adaptive(system: RateSystem, stimulus: Stimulus, state: RateState
     R[:] = sol
     for i, ti in enumerate(times):
         U[i] = stimulus(float(ti))
-    bad = ~torch.isfinite(sol[-1]) | (sol[-1].abs() > max_rate)
-    if bool(bad.any()) or not bool(torch.isfinite(sol).all()):
-        raise _diagnose(system, sol[0], system.drive(U[-1], None), len(times) - 1, float(times[-1]),
-                        bad, max_rate)
+    ok = (torch.isfinite(sol) & (sol.abs() <= max_rate)).flatten(1).all(dim=1)  # per record
+    if not bool(ok.all()):
+        j = int((~ok).nonzero()[0, 0])  # the first bad record; linearise at the one before it
+        g = max(j - 1, 0)
+        bad = ~torch.isfinite(sol[j]) | (sol[j].abs() > max_rate)
+        dt_rec = float(times[1] - times[0]) if len(times) > 1 else 0.0
+        raise _diagnose(system, method, dt_rec, sol[g], sol[j], system.drive(U[g], None), U[g], None, bad,
+                        j, float(times[j]), max_rate)
     return sol[-1]
 
 
