@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -13,6 +15,8 @@ from cortex_resnet.rate import RateSystem, integrate, simulate
 from cortex_resnet.stimulus import make_stimulus
 
 from . import problems as P
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 U = np.ones(2)  # "constant:amp=1" on the two input channels of problems.linear_spec()
@@ -267,3 +271,139 @@ def test_unknown_integrator_lists_known_names(lin):
 def test_bad_step_or_duration_is_a_spec_error(lin, dt_ms, duration_ms):
     with pytest.raises(SpecError):
         _run(lin, "euler", dt_ms, duration_ms)
+
+
+# ------------------------------------------------------------------ step size (issue 11 section 3)
+
+def _leak_factor(method: str, a: float) -> float:
+    """One step's factor on dr/dt = -r / tau with a = dt / tau: the textbook amplification factors."""
+    if method == "euler":
+        return 1.0 - a
+    if method == "rk4":
+        z = -a
+        return 1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24
+    return float(np.exp(-a))  # expeuler: exact on the leak
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4", "expeuler"])
+def test_step_limits_are_the_leak_stability_limits(method):
+    """The refusal limit is where the leak's one-step factor reaches |1|; below it the leak decays."""
+    from cortex_resnet.rate import STEP_LIMITS
+
+    warn, refuse = STEP_LIMITS[method]
+    if np.isfinite(refuse):
+        assert abs(_leak_factor(method, refuse)) == pytest.approx(1.0, abs=1e-9)
+        assert abs(_leak_factor(method, refuse * (1 - 1e-6))) < 1
+    else:
+        assert all(abs(_leak_factor(method, a)) < 1 for a in (1.0, 10.0, 1e3))
+    # the warning limit keeps the leak's decay over one tau within 5 % of exp(-1)
+    err = abs(_leak_factor(method, warn) ** (1 / warn) - np.exp(-1)) / np.exp(-1)
+    assert err <= 0.053
+
+
+def test_euler_step_beyond_two_tau_is_refused_naming_dt_tau_and_fix():
+    """Issue 11: --dt 50 with tau 10-20 ms was diagnosed as a runaway circuit."""
+    from cortex_resnet.spec import load_spec
+
+    c = build_circuit(load_spec(ROOT / "models" / "isn.toml"))
+    with pytest.raises(SpecError) as info:
+        simulate(c, duration_ms=300.0, dt_ms=50.0, device="cpu", decompose=False)
+    err = info.value
+    assert err.field == "dt_ms" and err.value == 50.0
+    msg = str(err)
+    assert "tau = 10 ms" in msg and "population I" in msg and "expeuler" in msg and "dt_ms <= 1 ms" in msg
+
+
+def test_large_step_warns_and_expeuler_takes_it(lin):
+    from cortex_resnet.rate import StepSizeWarning
+
+    with pytest.warns(StepSizeWarning, match=r"dt_ms = 50 ms .*expeuler|dt_ms = 50 ms"):
+        run = _run(lin, "expeuler", 50.0, 500.0)
+    assert torch.isfinite(run.r).all()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepSizeWarning)
+        _run(lin, "euler", 0.1, 1.0)  # small steps: silent
+
+
+def test_unstable_step_of_a_stable_circuit_is_blamed_on_the_step():
+    """Linear circuit with J_II = 3: stable (max Re < 0) but its fastest mode mu ~ -0.39 /ms makes
+    Euler diverge for dt > 2 / |mu| ~ 5.2 ms, below the leak's limit 2 tau_I = 20 ms."""
+    from cortex_resnet.analysis import analyze
+    from cortex_resnet.rate import StepSizeWarning
+    from cortex_resnet.spec import load_spec
+
+    c = build_circuit(load_spec(ROOT / "models" / "linear.toml").replace(**{"connectivity.J_II": 3.0}))
+    mu = analyze(c, 1.0).eigenvalues
+    limit = float(np.min(-2 * mu.real / np.abs(mu) ** 2))  # |1 + dt mu| < 1 for every mode
+    assert 5.0 < limit < 6.0
+    with pytest.warns(StepSizeWarning), pytest.raises(UnstableCircuitError) as info:
+        simulate(c, duration_ms=600.0, dt_ms=6.0, device="cpu", decompose=False)
+    err = info.value
+    assert err.cause == "integrator" and err.max_eig_real < 0
+    assert "not the circuit" in str(err) and f"below {0.9 * limit:.3g} ms" in str(err)
+    with pytest.warns(StepSizeWarning):
+        simulate(c, duration_ms=600.0, dt_ms=5.0, device="cpu", decompose=False)  # below the limit: runs
+
+
+# ------------------------------------------------------------------ diagnosis at the first bad state
+
+def test_nonfinite_bias_is_named_as_the_cause_at_the_first_step():
+    c = build_circuit(P.runaway_spec())
+    c = c.with_weights(b=np.where(np.arange(c.n_units) == 3, np.nan, c.b))
+    with pytest.raises(UnstableCircuitError) as info:
+        simulate(c, "constant:amp=1.0", duration_ms=10.0, dt_ms=0.1, device="cpu", decompose=False)
+    err = info.value
+    assert err.cause == "nonfinite-input" and err.step == 1 and "bias" in str(err) and "unit 3" in str(err)
+    assert "runaway" not in str(err)
+
+
+@pytest.mark.parametrize("sync_every", [1, 7, 500])
+def test_runaway_is_reported_at_the_first_state_above_max_rate(sync_every):
+    """The reported step is the first whose state exceeds max_rate, whatever the chunk length;
+    checked against the same trajectory recorded without a limit."""
+    c = build_circuit(P.runaway_spec())
+    with pytest.raises(UnstableCircuitError) as info:
+        _run(c, "euler", 0.1, 300.0, sync_every=sync_every)
+    err = info.value
+    assert err.cause == "runaway" and err.max_eig_real == pytest.approx(0.1, rel=1e-6)
+    free = _run(c, "euler", 0.1, 150.0, max_rate=1e300).r.abs().amax(dim=(1, 2)).numpy()
+    first = int(np.argmax(free > 1e4))
+    assert err.step == first and err.time_ms == pytest.approx(first * 0.1)
+
+
+def test_adaptive_blow_up_is_linearised_at_the_last_finite_state():
+    """E units start below threshold (stable there: max Re = -1/20 /ms at r = 0) and run away once the
+    step input arrives: the diagnosis must use the late state (max Re = (3 - 1) / 20 = +0.1 /ms)."""
+    c = build_circuit(P.runaway_spec().replace(**{"bias.E": -0.5}))
+    stim = make_stimulus("step:amp=1.5,onset_ms=20", c.n_inputs)
+    with pytest.raises(UnstableCircuitError) as info:
+        integrate(RateSystem(c), stim, 300.0, 1.0, method="dopri5")
+    err = info.value
+    assert err.max_eig_real == pytest.approx(0.1, rel=1e-6) and err.cause == "runaway"
+    assert 20.0 < err.time_ms < 200.0
+
+
+# ------------------------------------------------------------------ no host-device sync per step
+
+def test_fixed_step_loop_syncs_once_per_chunk(monkeypatch, lin):
+    """Issue 12: no torch.equal / float() per step; one read of the device-side peak per chunk."""
+    calls = {"sync": 0}
+    for name in ("__float__", "__bool__", "item", "tolist", "__int__"):
+        orig = getattr(torch.Tensor, name)
+
+        def counting(self, *a, _orig=orig, **kw):
+            calls["sync"] += 1
+            return _orig(self, *a, **kw)
+        monkeypatch.setattr(torch.Tensor, name, counting)
+
+    def no_equal(*a, **kw):
+        raise AssertionError("torch.equal called in the step loop")
+
+    monkeypatch.setattr(torch, "equal", no_equal)
+    stim = make_stimulus("step:amp=[0.5,1.0],onset_ms=5,offset_ms=15", lin.n_inputs)
+    system = RateSystem(lin)
+    calls["sync"] = 0
+    integrate(system, stim, 200.0, 0.1, sync_every=500)  # 2000 steps
+    assert calls["sync"] == 4
