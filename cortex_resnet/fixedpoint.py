@@ -52,6 +52,12 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
     m : history length
     tol : stop when ``max |g(r) - r| <= tol * (1 + max |r|)``
     beta : mixing (1 = undamped); the solver halves it on a residual blow-up
+
+    Returns
+    -------
+    FixedPointResult
+        The converged iterate, or, without convergence, the iterate with the lowest residual
+        ``max |g(r) - r|`` seen (that value in ``residual``), not the last one.
     """
     bsz, n = r0.shape
     mm = max(2, m)  # (a history of 1 would be a plain iteration; m > n is fine: the ridge regularises)
@@ -60,13 +66,18 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
     X[:, 0], F[:, 0] = r0, g(r0)
     res = float((F[:, 0] - X[:, 0]).abs().max())
     if res <= tol * (1 + float(r0.abs().max())):
-        return FixedPointResult(F[:, 0], 1, res, True)
+        return FixedPointResult(F[:, 0].clone(), 1, res, True)
     X[:, 1], F[:, 1] = F[:, 0], g(F[:, 0])
     H = torch.zeros(bsz, mm + 1, mm + 1, dtype=r0.dtype, device=r0.device)
     H[:, 0, 1:] = H[:, 1:, 0] = 1
     y = torch.zeros(bsz, mm + 1, 1, dtype=r0.dtype, device=r0.device)
     y[:, 0] = 1
-    best = (float("inf"), r0)
+    # the lowest-residual iterate so far and its residual |g(x) - x|, as a copy: X is a ring
+    # buffer whose slots are overwritten later
+    best = (res, r0.clone()) if np.isfinite(res) else (float("inf"), r0)
+    res1 = float((F[:, 1] - X[:, 1]).abs().max())
+    if res1 < best[0]:
+        best = (res1, X[:, 1].clone())
     k = 2
     for k in range(2, max_iter + 2):
         nk = min(k, mm)
@@ -87,9 +98,9 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
         if not np.isfinite(res):
             break
         if res < best[0]:
-            best = (res, F[:, k % mm])
+            best = (res, new.clone())
         if res <= tol * (1 + float(new.abs().max())):
-            return FixedPointResult(F[:, k % mm], k, res, True)
+            return FixedPointResult(F[:, k % mm].clone(), k, res, True)  # a copy: not the whole buffer
     return FixedPointResult(best[1], k, best[0], False)
 
 

@@ -89,3 +89,26 @@ def test_input_shapes(u_shape):
     r = steady_state(circuit, np.ones(u_shape))
     assert r.shape == (1, circuit.n_units)
     np.testing.assert_allclose(r[0].numpy(), P.linear_steady_state(circuit, np.ones(2)), rtol=1e-10)
+
+
+def test_anderson_without_convergence_returns_its_lowest_residual_iterate():
+    """Issue 12: r = r + 1 + 0.5 sin(r) has no fixed point (residual 1 + 0.5 sin r >= 0.5), so Anderson
+    cannot converge; it must return the iterate with the lowest residual among those it evaluated
+    (recorded here independently of the solver), with that residual, not a later iterate."""
+    seen: list[tuple[float, torch.Tensor]] = []
+
+    def g(r: torch.Tensor) -> torch.Tensor:
+        out = r + 1.0 + 0.5 * torch.sin(r)
+        seen.append((float((out - r).abs().max()), r.clone()))
+        return out
+
+    out = anderson(g, torch.zeros(1, 3, dtype=torch.float64), m=3, max_iter=40)
+    assert not out.converged
+    residuals = [s[0] for s in seen]
+    k = int(np.argmin(residuals))
+    assert k < len(seen) - 1, "the test needs a best iterate that is not the last one"
+    assert residuals[k] < residuals[-1]
+    assert out.residual == residuals[k]
+    assert torch.equal(out.r, seen[k][1])
+    # the reported residual is the returned iterate's own residual
+    assert float((out.r + 1.0 + 0.5 * torch.sin(out.r) - out.r).abs().max()) == pytest.approx(out.residual, rel=1e-12)
