@@ -82,7 +82,7 @@ def input_drive(u: torch.Tensor, BT: torch.Tensor, b: torch.Tensor) -> torch.Ten
     (..., n_inputs) goes through a batched product instead.
     """
     BT = BT.contiguous()
-    return torch.addmm(b, u, BT) if u.ndim == 2 else u @ BT + b
+    return torch.addmm(b, u.contiguous(), BT) if u.ndim == 2 else u @ BT + b
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -243,3 +243,30 @@ def test_conv_recurrence_equals_simulator(dtype):
         got = unroll(c, K, DT_MS, recurrence="conv", dtype=dtype)(u)
     abs_err, rel_err = _step_errors(got, _simulator(c, u, K, "sustained"))
     assert abs_err <= 1e-10 if dtype == torch.float64 else rel_err <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["dense_relu", "sparse_relu"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_relu_dale_parametrisation_is_bit_exact_with_simulate(case, dtype):
+    """Issue 12: with dale="relu" the net's weights are |W| x sign exactly, and the net and the
+    simulator share euler_step and the drive function input_drive: the trajectories are equal
+    bit for bit (torch.equal), not only within 1e-10."""
+    c = case_circuit(case)
+    tdt = getattr(torch, dtype)
+    net = unroll(c, K, DT_MS, dale="relu", dtype=tdt)
+    u = torch.tensor([0.5, 1.0, 2.0], dtype=tdt)[:, None].expand(-1, c.n_inputs)
+    with torch.no_grad():
+        got = net(u)
+    ds = simulate(c, "constant:amp=[0.5,1,2]", duration_ms=K * DT_MS, dt_ms=DT_MS, method="euler",
+                  dtype=dtype, device="cpu", decompose=False)
+    assert torch.equal(got, torch.as_tensor(ds["r"].values))
+
+
+def test_relu_dale_per_step_input_is_bit_exact_with_array_stimulus():
+    c = case_circuit("dense_relu")
+    u = torch.as_tensor(np.random.default_rng(1).uniform(0, 2, size=(2, K, c.n_inputs)))
+    net = unroll(c, K, DT_MS, dale="relu")
+    with torch.no_grad():
+        got = net(u)
+    ref = integrate(RateSystem(c), Stimulus.from_array(u.transpose(0, 1), DT_MS), K * DT_MS, DT_MS).r
+    assert torch.equal(got, ref)

@@ -40,7 +40,7 @@ from ..circuit import Circuit
 from ..resources import check_memory
 from ..errors import SpecError, UnknownNameError
 from ..fixedpoint import implicit_fixed_point
-from ..rate import euler_step, resolve_device, resolve_dtype
+from ..rate import euler_step, input_drive, resolve_device, resolve_dtype
 from .dale import DaleConv, DaleMatrix, balanced_weights
 from .options import INITS, INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions, check_alpha
 
@@ -153,8 +153,12 @@ class UnrolledCircuit(nn.Module):
         return self.B * self.B_mask
 
     def drive(self, u: torch.Tensor) -> torch.Tensor:
-        """``B u + b``: (batch, n_inputs) -> (batch, N), or (batch, K, n_inputs) -> (batch, K, N)."""
-        return u @ self.input_projection().T + self.b
+        """``B u + b``: (batch, n_inputs) -> (batch, N), or (batch, K, n_inputs) -> (batch, K, N).
+
+        The simulator's function (:func:`~cortex_resnet.rate.input_drive`), so both compute the
+        same bits from the same ``B``, ``b`` and ``u``.
+        """
+        return input_drive(u, self.input_projection().T, self.b)
 
     def step_alpha(self, r: torch.Tensor) -> torch.Tensor:
         """``alpha`` for the state ``r``: (N,) or, state-gated, (batch, N)."""
@@ -221,9 +225,8 @@ class UnrolledCircuit(nn.Module):
             drives = [self.b.expand(u.shape[0], -1)] * self.steps
         elif u.ndim == 2:
             drives = [self.drive(u)] * self.steps
-        else:
-            d = self.drive(u)
-            drives = [d[:, k] for k in range(self.steps)]
+        else:  # per step, as the simulator computes it (one addmm per input vector: the same bits)
+            drives = [self.drive(u[:, k]) for k in range(self.steps)]
         WTs = self.W.transposed().unbind(0)  # unbind: one stacked gradient, not K full-size ones
         states = [r]
         for k in range(self.steps):
