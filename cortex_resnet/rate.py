@@ -30,7 +30,8 @@ from .stimulus import Stimulus, make_stimulus
 __all__ = [
     "euler_step", "RateSystem", "RateState", "RateRun", "integrate", "simulate",
     "known_integrators", "resolve_device", "resolve_dtype", "FIXED_STEP", "ADAPTIVE",
-    "input_drive", "check_step", "StepSizeWarning", "STEP_LIMITS",
+    "input_drive", "check_step", "StepSizeWarning", "STEP_LIMITS", "UnstableStateWarning",
+    "final_state_stability",
 ]
 
 FIXED_STEP = ("euler", "expeuler", "rk4")
@@ -563,6 +564,43 @@ def _integrate_adaptive(system: RateSystem, stimulus: Stimulus, state: RateState
     return sol[-1]
 
 
+class UnstableStateWarning(UserWarning):
+    """The run ended at a state where the circuit is linearly unstable (it has not diverged yet)."""
+
+
+def final_state_stability(circuit: Circuit, r: torch.Tensor, u: torch.Tensor, *, max_units: int = 1000,
+                          max_stimuli: int = 8) -> float | None:
+    """Largest real part (1/ms) of the Jacobian ``T^-1 (-I + D W)`` at the final states.
+
+    Parameters
+    ----------
+    r : (batch, N) final rates; u : (batch, n_inputs) final inputs
+    max_units : above this N (or for step-dependent weights) nothing is computed (None)
+    max_stimuli : at most this many stimuli, evenly spread over the batch, are linearised
+
+    Returns
+    -------
+    float or None
+        The maximum over the checked stimuli; > 0 means a perturbation of the final state grows:
+        the run stopped before an unstable circuit diverged (or on an unstable point), so the
+        final state is not a steady state.
+    """
+    if circuit.n_units > max_units or circuit.step_weights is not None:
+        return None
+    rr = r.detach().cpu().double().numpy()
+    uu = u.detach().cpu().double().numpy()
+    if not np.all(np.isfinite(rr)):
+        return None
+    pick = np.unique(np.linspace(0, rr.shape[0] - 1, min(max_stimuli, rr.shape[0])).round().astype(int))
+    worst = -math.inf
+    for i in pick:
+        z = circuit.W @ rr[i] + circuit.B @ uu[i] + circuit.b
+        d = circuit.phi_derivative(torch.as_tensor(z)).numpy()
+        J = (-np.eye(circuit.n_units) + d[:, None] * circuit.W) / circuit.tau_ms[:, None]
+        worst = max(worst, float(np.max(np.linalg.eigvals(J).real)))
+    return worst
+
+
 def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
              duration_ms: float | None = None, dt_ms: float | None = None, method: str | None = None,
              dtype: str | torch.dtype = "float64", device: str | torch.device = "auto",
@@ -587,7 +625,9 @@ def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
     -------
     xarray.Dataset
         Variables ``r``, ``x``, ``Fx`` (time, batch, unit) and ``u`` (time, batch, input);
-        see :mod:`cortex_resnet.results`.
+        see :mod:`cortex_resnet.results`. Attr ``unstable``: 1 when the circuit is linearly unstable
+        at the final state (it has not diverged yet; also an :class:`UnstableStateWarning`), 0 when
+        stable, -1 when not checked (N > 1000); ``final_max_eig_real_per_ms`` the value (1/ms).
     """
     from . import results
 
@@ -621,11 +661,21 @@ def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
         if bar is not None:
             bar.close()
     runtime = _time.perf_counter() - start
+    final_re = final_state_stability(circuit, run.state.r, stim(run.state.t_ms))
+    if final_re is not None and final_re > 0:
+        warnings.warn(f"the run ended at t = {run.state.t_ms:g} ms in a linearly unstable state (max Re(eig) = "
+                      f"{final_re:+.4g} /ms, growth time {1 / final_re:.3g} ms): the circuit has not diverged "
+                      "yet; its final rates are not a steady state (dataset attr 'unstable' = 1). Run longer "
+                      "to see where it goes, or stabilise the circuit (lower J_EE, raise inhibition)",
+                      UnstableStateWarning, stacklevel=2)
     ds = results.trajectory_dataset(
         circuit, run.times_ms, run.r, x, run.u, backend="rate",
         attrs={"method": method, "dt_ms": dt_ms, "duration_ms": duration_ms, "seed": seed,
                "dtype": str(dt).removeprefix("torch."), "device": str(dev),
-               "record_stride": record_stride, "stimulus": stim.spec.model_dump_json()})
+               "record_stride": record_stride, "stimulus": stim.spec.model_dump_json(),
+               # 1: linearly unstable at the final state; -1: not checked (N > 1000)
+               "unstable": -1 if final_re is None else int(final_re > 0),
+               "final_max_eig_real_per_ms": math.nan if final_re is None else final_re})
     # wall time is not stored in the file (same seed -> byte-identical files); callers read it here
     ds.encoding["runtime_s"] = runtime
     return ds

@@ -407,3 +407,41 @@ def test_fixed_step_loop_syncs_once_per_chunk(monkeypatch, lin):
     calls["sync"] = 0
     integrate(system, stim, 200.0, 0.1, sync_every=500)  # 2000 steps
     assert calls["sync"] == 4
+
+
+# ------------------------------------------------------------------ unstable end state (issue 11)
+
+def test_run_ending_near_an_unstable_fixed_point_is_flagged(tmp_path):
+    """linear.toml with J_EE = 3: the population matrix [[3, -1], [1, -0.5]] minus I has trace +0.5,
+    so the unique fixed point (I - W)^-1 h is a saddle/unstable node; 20 ms is too short to diverge.
+    The run exits 0 but flags it: dataset attr, warning, JSON "unstable" and steady_state.unstable."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cortex_resnet.analysis import analyze
+    from cortex_resnet.cli import app
+    from cortex_resnet.rate import UnstableStateWarning
+    from cortex_resnet.results import load_dataset
+    from cortex_resnet.spec import load_spec
+
+    text = (ROOT / "models" / "linear.toml").read_text().replace("J_EE = 0.5", "J_EE = 3.0")
+    model = tmp_path / "unstable.toml"
+    model.write_text(text)
+    c = build_circuit(load_spec(model))
+    expected = analyze(c, 1.0).max_eig_real  # linear: the same Jacobian everywhere
+    assert expected > 0
+    with pytest.warns(UnstableStateWarning, match="not a steady state"):
+        ds = simulate(c, duration_ms=20.0, device="cpu", decompose=False)
+    assert ds.attrs["unstable"] == 1
+    assert ds.attrs["final_max_eig_real_per_ms"] == pytest.approx(expected, rel=1e-9)
+    out = tmp_path / "run.nc"
+    res = CliRunner().invoke(app, ["simulate", str(model), "--duration", "20", "--json", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["unstable"] is True and summary["steady_state"]["unstable"] is True
+    assert "unstable" in res.stderr
+    assert int(load_dataset(out).attrs["unstable"]) == 1
+    stable = simulate(build_circuit(load_spec(ROOT / "models" / "linear.toml")), duration_ms=20.0, device="cpu",
+                      decompose=False)
+    assert stable.attrs["unstable"] == 0

@@ -20,7 +20,8 @@ EXAMPLE = ("Example:\n\n  cortex-resnet simulate models/canonical_microcircuit.t
 
 def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     """The ``--json`` summary of a rate run (contract: out, backend, mean_rate_hz,
-    max_eig_real, inhibition_stabilized, runtime_s; plus steady-state values)."""
+    max_eig_real, inhibition_stabilized, runtime_s; plus steady-state values). ``unstable`` is true
+    when the steady state found is linearly unstable or the run ended in an unstable state."""
     from ..analysis import analyze
     from ..errors import ConvergenceError
     from ..results import population_mean
@@ -40,7 +41,14 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
             max_re, isn, ee_gain = lin.max_eig_real, lin.inhibition_stabilized, lin.ee_loop_gain
     except ConvergenceError as err:
         ss["error"] = str(err)
+    # never report an unstable fixed point (a saddle the run has not left yet) as the steady state silently
+    ss["unstable"] = None if max_re is None else bool(max_re > 0)
+    unstable = bool(ss["unstable"]) or int(ds.attrs.get("unstable", 0)) == 1
+    if ss["unstable"]:
+        typer.echo(f"warning: the steady state found is unstable (max Re(eig) = {max_re:+.4g} /ms): the dynamics "
+                   "move away from it; the run ended before the circuit diverged", err=True)
     return {
+        "unstable": unstable,
         "out": str(out) if out else None,
         "backend": "rate",
         "mean_rate_hz": population_mean(ds, "r"),
