@@ -9,7 +9,13 @@ plus ``seed``:
 
 * ``rate_E``, ``rate_I``: population mean rates over the last half of the run;
 * ``max_eig_real`` (1/ms), ``inhibition_stabilized`` (0/1), ``ee_loop_gain`` at the final input;
-* ``unstable``: 1 where the run stopped with runaway/NaN (the rates are then NaN).
+* ``unstable``: 1 where the run stopped with runaway/NaN (the rates are then NaN);
+* ``status``: why a grid point's numbers are missing or special (CF flags, :data:`STATUS`):
+  ``ok``; ``marginal`` (max Re(eig) = 0 to rounding: neither stable nor unstable);
+  ``singular`` (``I - D W`` singular: no unique steady state, so ``max_eig_real``,
+  ``ee_loop_gain`` and ``inhibition_stabilized`` are NaN); ``no_steady_state`` (the solver
+  found none: the same three NaN); ``runaway`` (the run diverged: rates NaN); ``unstable_end``
+  (the run ended in a linearly unstable state before diverging: its rates are no steady state).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +34,10 @@ from .results import library_versions, save_dataset
 from .spec import load_spec, parse_spec, parse_stimulus
 from .sweep import Task, run_tasks, to_dataset
 
-__all__ = ["sweep_model", "parse_param", "sweep_task"]
+__all__ = ["sweep_model", "parse_param", "sweep_task", "STATUS"]
+
+#: ``status`` codes of a grid point (module docstring)
+STATUS = {"ok": 0, "marginal": 1, "singular": 2, "no_steady_state": 3, "runaway": 4, "unstable_end": 5}
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
@@ -52,26 +62,47 @@ def sweep_task(spec_json: str, changes: dict[str, Any], seed: int, stimulus: str
     """One grid point and seed: simulate (Euler, float64, CPU) and summarise."""
     from .analysis import analyze
     from .circuit import build_circuit
-    from .rate import simulate
+    from .rate import UnstableStateWarning, simulate
     from .results import population_mean
 
     spec = parse_spec(json.loads(spec_json)).replace(**changes, seed=seed)
     circuit = build_circuit(spec)
-    out: dict[str, Any] = {"unstable": 0.0}
+    out: dict[str, Any] = {"unstable": 0.0, "status": STATUS["ok"]}
     try:
-        ds = simulate(circuit, stimulus, duration_ms=duration_ms, dt_ms=dt_ms, device="cpu",
-                      record_stride=max(1, int(round(1.0 / dt_ms))), seed=seed)
+        with warnings.catch_warnings():  # recorded in ``status`` instead
+            warnings.simplefilter("ignore", UnstableStateWarning)
+            ds = simulate(circuit, stimulus, duration_ms=duration_ms, dt_ms=dt_ms, device="cpu",
+                          record_stride=max(1, int(round(1.0 / dt_ms))), seed=seed)
     except UnstableCircuitError:
-        return {"rate_E": math.nan, "rate_I": math.nan, "unstable": 1.0}
+        return {"rate_E": math.nan, "rate_I": math.nan, "unstable": 1.0, "status": STATUS["runaway"]}
     rates = population_mean(ds, "r")
     out.update({"rate_E": rates["E"], "rate_I": rates["I"]})
+    ended_unstable = int(ds.attrs.get("unstable", 0)) == 1
     try:
         lin = analyze(circuit, ds["u"].isel(time=-1, batch=0).values)
-        out.update({"max_eig_real": lin.max_eig_real, "ee_loop_gain": lin.ee_loop_gain,
-                    "inhibition_stabilized": float(lin.inhibition_stabilized)})
     except ConvergenceError:
-        pass
+        out["status"] = STATUS["no_steady_state"]
+        return out
+    if lin.condition == "singular":  # no unique steady state: its spectrum is no result
+        out["status"] = STATUS["singular"]
+        return out
+    out["status"] = STATUS["unstable_end" if ended_unstable else "marginal" if lin.condition == "marginal" else "ok"]
+    out.update({"max_eig_real": lin.max_eig_real, "ee_loop_gain": lin.ee_loop_gain,
+                "inhibition_stabilized": float(lin.inhibition_stabilized)})
     return out
+
+
+def _mark_status(ds: xr.Dataset) -> xr.Dataset:
+    """CF flag attributes on ``status`` and a one-line count of the grid points that are not ok."""
+    if "status" not in ds:
+        return ds
+    ds["status"].attrs.update({"long_name": "grid point status", "flag_values": list(STATUS.values()),
+                               "flag_meanings": " ".join(STATUS)})
+    counts = {name: int((ds["status"] == code).sum()) for name, code in STATUS.items() if code}
+    bad = {k: v for k, v in counts.items() if v}
+    ds.attrs["status_summary"] = ("all grid points ok" if not bad else
+                                  ", ".join(f"{v} {k}" for k, v in bad.items()) + " (see status.flag_meanings)")
+    return ds
 
 
 def sweep_model(model: str | Path, params: dict[str, Sequence[Any]], *, seeds: int = 1, seed: int = 0,
@@ -114,6 +145,7 @@ def sweep_model(model: str | Path, params: dict[str, Sequence[Any]], *, seeds: i
     ds = to_dataset(tasks, results, names + ["seed"], attrs={
         "model": str(model), "spec": spec_json, "params": json.dumps(params), "stimulus": stimulus,
         "duration_ms": duration_ms, "dt_ms": dt_ms, "versions": json.dumps(library_versions())})
+    ds = _mark_status(ds)
     if out is not None:
         save_dataset(ds.rename({n: n.replace(".", "__") for n in names if n in ds.dims}), Path(out) / "sweep.nc")
     return ds

@@ -581,10 +581,13 @@ def final_state_stability(circuit: Circuit, r: torch.Tensor, u: torch.Tensor, *,
     Returns
     -------
     float or None
-        The maximum over the checked stimuli; > 0 means a perturbation of the final state grows:
+        The maximum over the checked stimuli (0 where zero to rounding, as in
+        :func:`~cortex_resnet.analysis.analyze`); > 0 means a perturbation of the final state grows:
         the run stopped before an unstable circuit diverged (or on an unstable point), so the
         final state is not a steady state.
     """
+    from .analysis import MARGINAL_TOL
+
     if circuit.n_units > max_units or circuit.step_weights is not None:
         return None
     rr = r.detach().cpu().double().numpy()
@@ -597,7 +600,9 @@ def final_state_stability(circuit: Circuit, r: torch.Tensor, u: torch.Tensor, *,
         z = circuit.W @ rr[i] + circuit.B @ uu[i] + circuit.b
         d = circuit.phi_derivative(torch.as_tensor(z)).numpy()
         J = (-np.eye(circuit.n_units) + d[:, None] * circuit.W) / circuit.tau_ms[:, None]
-        worst = max(worst, float(np.max(np.linalg.eigvals(J).real)))
+        mu = np.linalg.eigvals(J)
+        re = float(np.max(mu.real))
+        worst = max(worst, 0.0 if abs(re) <= MARGINAL_TOL * float(np.max(np.abs(mu))) else re)
     return worst
 
 

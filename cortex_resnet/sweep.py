@@ -139,12 +139,38 @@ def _call(fn: Callable[..., dict[str, Any]], args: tuple, threads: int = 1) -> d
         torch.set_num_threads(max(1, int(threads)))
     try:
         out = fn(*args)
+    except SpecError:
+        raise
+    except Exception as err:  # reported by the client in one line (no worker traceback in the log)
+        return {_ERROR_KEY: _describe_failure(err)}
     finally:
         if torch is not None and old is not None:
             torch.set_num_threads(old)
     if not isinstance(out, dict):
         raise TypeError(f"task function {fn.__name__} returned {type(out).__name__}, not a dict")
     return _normalise(out)
+
+
+_ERROR_KEY = "__task_error__"
+
+
+def _deterministic(err: BaseException) -> bool:
+    """Failures that the same inputs reproduce: numerical and model errors (not I/O, memory, a lost worker)."""
+    from .errors import CortexError
+
+    return (isinstance(err, (CortexError, ArithmeticError, np.linalg.LinAlgError))
+            or type(err).__name__.endswith("LinAlgError"))  # torch.linalg.LinAlgError
+
+
+def _describe_failure(err: BaseException) -> dict[str, Any]:
+    """A task's exception as plain data: type, message (one line), where it was raised, deterministic."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+    message = " ".join(str(err).split()) or "(no message)"
+    return {"type": type(err).__name__, "message": message[:600], "where": where,
+            "deterministic": _deterministic(err)}
 
 
 class _PreImport(WorkerPlugin):
@@ -229,7 +255,9 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
     SpecError
         Bad scheduler address, or a scheduler that does not answer in time.
     SimulationError
-        A task failed; the message names it. Results already finished stay cached.
+        A task failed: one line names it (its grid point or condition and seed), the cause and
+        where it was raised; numerical and model errors are called deterministic (a rerun fails
+        the same way), others say that a rerun resumes. Results already finished stay cached.
     """
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
@@ -266,11 +294,12 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
         if todo and scheduler is None and workers == 0:
             for i in todo:
                 try:
-                    finish(i, _call(tasks[i].fn, tasks[i].args, threads_per_task))
+                    res = _call(tasks[i].fn, tasks[i].args, threads_per_task)
                 except SpecError:
                     raise
                 except Exception as err:
-                    raise _task_failed(tasks[i], err) from err
+                    raise _task_failed(tasks[i], _describe_failure(err)) from None
+                _finish_or_fail(tasks[i], i, res, finish)
         elif todo:
             _run_distributed(tasks, todo, finish, scheduler, max(1, min(workers, len(todo))),
                              connect_timeout_s, threads_per_task, tuple(preload))
@@ -279,9 +308,22 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
     return [r for r in results if r is not None]
 
 
-def _task_failed(task: Task, err: BaseException) -> SimulationError:
-    return SimulationError(f"task {task.label} failed: {type(err).__name__}: {err} "
+def _task_failed(task: Task, info: dict[str, Any]) -> SimulationError:
+    """One line naming the task (its grid point/condition and seed), the cause, and whether a rerun helps."""
+    cause = f"{info['type']}: {info['message']} (raised at {info['where']})"
+    if info.get("deterministic"):
+        return SimulationError(f"task {task.label} failed: {cause}. This failure is deterministic: the same "
+                               "inputs fail the same way, so rerunning will not help; change or leave out this "
+                               "point (finished tasks are cached)")
+    return SimulationError(f"task {task.label} failed: {cause} "
                            "(finished tasks are cached; rerun the same command to resume)")
+
+
+def _finish_or_fail(task: Task, i: int, res: dict[str, Any], finish: Callable[[int, dict], None]) -> None:
+    """Store a result, or raise the one-line failure that :func:`_call` reported in its place."""
+    if _ERROR_KEY in res:
+        raise _task_failed(task, res[_ERROR_KEY])
+    finish(i, res)
 
 
 def _run_distributed(tasks: Sequence[Task], todo: list[int], finish: Callable[[int, dict], None],
@@ -309,9 +351,9 @@ def _run_distributed(tasks: Sequence[Task], todo: list[int], finish: Callable[[i
                     "memory than a worker has. Finished tasks are cached; rerun to resume") from None
             except SpecError:
                 raise
-            except Exception as err:
-                raise _task_failed(tasks[i], err) from err
-            finish(i, res)
+            except Exception as err:  # outside the task function (e.g. unpicklable arguments)
+                raise _task_failed(tasks[i], _describe_failure(err)) from None
+            _finish_or_fail(tasks[i], i, res, finish)
     finally:
         client.close()
         if cluster is not None:

@@ -117,3 +117,38 @@ def test_canonical_microcircuit_keeps_40_percent_without_recurrence():
     x = steady_state(circuit.without_recurrence(), 1.0).numpy()[0]
     e = circuit.is_E
     assert x[e].mean() / r[e].mean() == pytest.approx(0.40, abs=0.02)
+
+
+# ------------------------------------------------------------------ degenerate circuits (issue 11)
+
+def _linear(**changes: float):
+    return build_circuit(load_spec(MODELS / "linear.toml").replace(**{f"connectivity.{k}": v for k, v in changes.items()}))
+
+
+def test_singular_circuit_is_classified_not_reported_as_stable():
+    """Linear, population matrix [[2, -1], [2, -1]]: det(I - J) = (1 - 2)(1 + 1) + 1 * 2 = 0, so the steady
+    state is not unique (Newton still "converges" to some huge vector); the analysis says singular."""
+    c = _linear(J_EE=2.0, J_EI=1.0, J_IE=2.0, J_II=1.0)
+    lin = analyze(c, 1.0)
+    assert lin.condition == "singular" and lin.condition_number > 1e12
+    assert not lin.stable and not lin.inhibition_stabilized
+
+
+def test_marginal_circuit_is_classified():
+    """Equal tau (20 ms), population matrix [[2.5, -2], [2, -0.5]]: W - I has trace 0 and det 1.75, so the
+    spectrum has the pair +-i sqrt(1.75) / 20 /ms (the other N - 2 eigenvalues are -1/20): marginal,
+    but I - W is regular (det 1.75)."""
+    spec = load_spec(MODELS / "linear.toml").replace(**{
+        "populations.I.tau_ms": 20.0, "connectivity.J_EE": 2.5, "connectivity.J_EI": 2.0,
+        "connectivity.J_IE": 2.0, "connectivity.J_II": 0.5})
+    lin = analyze(build_circuit(spec), 1.0)
+    top = lin.eigenvalues[np.argsort(-np.abs(lin.eigenvalues.imag))[:2]]
+    np.testing.assert_allclose(sorted(top.imag), [-np.sqrt(1.75) / 20, np.sqrt(1.75) / 20], rtol=1e-9)
+    assert lin.condition == "marginal" and lin.condition_number < 1e3
+    assert not lin.stable
+
+
+@pytest.mark.parametrize("model", ["linear", "isn", "ssn"])
+def test_regular_models_are_stable(model):
+    lin = analyze(build_circuit(load_spec(MODELS / f"{model}.toml")), 1.0)
+    assert lin.condition == "stable" and lin.stable

@@ -62,3 +62,24 @@ def test_unknown_field_fails_before_running(tmp_path: Path) -> None:
                                    "--out", str(tmp_path / "s"), "--no-progress"])
     assert res.exit_code == 2 and "J_XX" in res.output
     assert not (tmp_path / "s" / "sweep.nc").exists()
+
+
+def test_singular_grid_point_is_marked_with_nan_and_reason(tmp_path: Path) -> None:
+    """Linear circuit, J_EI = 1, J_IE = 2, J_II = 1: det(I - J) = 2 (1 - J_EE) + 2 vanishes at J_EE = 2.
+    That grid point has no unique steady state: status 'singular', spectrum NaN; J_EE = 0.5 is ok."""
+    from cortex_resnet.param_sweep import STATUS
+
+    text = (ROOT / "models" / "linear.toml").read_text()
+    for old, new in (("J_EI = 1.0", "J_EI = 1.0"), ("J_IE = 1.0", "J_IE = 2.0"), ("J_II = 0.5", "J_II = 1.0")):
+        assert old in text
+        text = text.replace(old, new)
+    model = tmp_path / "singular.toml"
+    model.write_text(text)
+    ds = sweep_model(model, {"connectivity.J_EE": [0.5, 2.0]}, duration_ms=20, dt_ms=0.5, workers=0,
+                     out=tmp_path / "s")
+    bad, good = ds.sel({"connectivity.J_EE": 2.0, "seed": 0}), ds.sel({"connectivity.J_EE": 0.5, "seed": 0})
+    assert int(bad["status"]) == STATUS["singular"] and np.isnan(float(bad["max_eig_real"]))
+    assert int(good["status"]) == STATUS["ok"] and np.isfinite(float(good["max_eig_real"]))
+    assert np.isfinite(float(bad["rate_E"]))  # the simulation itself is fine
+    saved = load_dataset(tmp_path / "s" / "sweep.nc")
+    assert "singular" in saved["status"].attrs["flag_meanings"] and "1 singular" in saved.attrs["status_summary"]

@@ -168,3 +168,29 @@ def test_workers_preload_modules_that_need_the_main_thread(tmp_path):
     tasks = _tasks(_killed_once, [0, 1, 2, 3], str(tmp_path), 1, True, conds=("a",))
     res = run_tasks(tasks, workers=2, progress=False, preload=("brian2",))
     assert res == run_tasks(tasks, workers=0, progress=False)
+
+
+def _singular_task(seed: int) -> dict:
+    if seed == 1:
+        np.linalg.solve(np.zeros((2, 2)), np.ones(2))  # LinAlgError: Singular matrix
+    return _work(seed, 1.0)
+
+
+def test_deterministic_failure_is_one_line_naming_point_and_cause(tmp_path):
+    """A numerical error fails again on a rerun: say so (no 'rerun to resume'), in one line."""
+    tasks = _tasks(_singular_task, [0, 1], conds=("J_EE=2.0",))
+    with pytest.raises(SimulationError) as info:
+        run_tasks(tasks, workers=0, cache_dir=tmp_path / "cache", progress=False)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("task J_EE=2.0/1 failed: LinAlgError: Singular matrix")
+    assert "deterministic" in msg and "rerunning will not help" in msg and "rerun the same command" not in msg
+    assert "(raised at " in msg and msg.count("task ") == 1
+
+
+def test_failure_on_a_dask_worker_prints_no_traceback(tmp_path, capfd):
+    tasks = _tasks(_singular_task, [0, 1], conds=("J_EE=2.0",))
+    with pytest.raises(SimulationError, match=r"task J_EE=2.0/1 failed: LinAlgError.*deterministic"):
+        run_tasks(tasks, workers=1, cache_dir=tmp_path / "cache", progress=False)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Compute Failed" not in err, err
+    assert TaskCache(tmp_path / "cache").get(tasks[0]) is not None  # the good task is kept
