@@ -252,7 +252,8 @@ def check_step(circuit: Circuit, dt_ms: float, method: str) -> str | None:
                         "(stable for any step) or 'dopri5' (adaptive)")
     if a > warn_at:
         return (f"dt_ms = {dt_ms:g} ms is large for method '{method}': {where}. The run is inaccurate (the "
-                "leak alone stays stable; should the coupled circuit diverge, that is diagnosed); use dt_ms <= {warn_at * tau:.3g} ms for an accurate time course")
+                "leak alone stays stable; should the coupled circuit diverge, that is diagnosed); use "
+                f"dt_ms <= {warn_at * tau:.3g} ms for an accurate time course")
     return None
 
 
@@ -461,8 +462,8 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
     Fixed-step methods take ``n = duration_ms / dt_ms`` steps (must be an
     integer) and record every ``record_stride``-th state, the initial one
     included; ``dt_ms`` is checked against the shortest time constant first
-    (:func:`check_step`: refused where the method is unstable, a
-    :class:`StepSizeWarning` where it is inaccurate). Adaptive methods report at
+    (:func:`check_step`: refused where the method is unstable; :func:`simulate`
+    also warns where it is inaccurate). Adaptive methods report at
     the same record times, choosing their own internal steps (``rtol``, ``atol``;
     torchdiffeq controls the RMS norm of each step's error over the whole batch,
     and record times come from its quartic interpolation: dopri5 stays within
@@ -500,9 +501,7 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
         raise SpecError("method", method, f"a fixed-step method ({', '.join(FIXED_STEP)}) when noise.sigma > 0")
     if method != "euler" and c.step_weights is not None:
         raise SpecError("method", method, "'euler' for a circuit with step-dependent weights")
-    note = check_step(c, dt_ms, method)
-    if note is not None:
-        warnings.warn(note, StepSizeWarning, stacklevel=2)
+    check_step(c, dt_ms, method)  # refuses unstable steps; simulate() also warns about inaccurate ones
     batch = stimulus.batch
     if state is None:
         r0 = torch.zeros(batch, c.n_units, dtype=system.dtype, device=system.device)
@@ -644,6 +643,9 @@ def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
     dt = resolve_dtype(dtype)
     dev = resolve_device(device)
     stim = make_stimulus(sim.stimulus if stimulus is None else stimulus, circuit.n_inputs, dt, dev)
+    note = check_step(circuit, dt_ms, method) if dt_ms > 0 and method in STEP_LIMITS else None
+    if note is not None:
+        warnings.warn(note, StepSizeWarning, stacklevel=2)
     n_steps = int(round(duration_ms / dt_ms)) if dt_ms > 0 else 0
     bar = None
     total = n_steps * (2 if decompose else 1)

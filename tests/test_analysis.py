@@ -122,7 +122,8 @@ def test_canonical_microcircuit_keeps_40_percent_without_recurrence():
 # ------------------------------------------------------------------ degenerate circuits (issue 11)
 
 def _linear(**changes: float):
-    return build_circuit(load_spec(MODELS / "linear.toml").replace(**{f"connectivity.{k}": v for k, v in changes.items()}))
+    spec = load_spec(MODELS / "linear.toml")
+    return build_circuit(spec.replace(**{f"connectivity.{k}": v for k, v in changes.items()}))
 
 
 def test_singular_circuit_is_classified_not_reported_as_stable():
