@@ -429,8 +429,9 @@ def _diagnose(system: RateSystem, method: str, dt_ms: float, last_good: torch.Te
         return err
     max_re, rho, dt_max = _linearise(system, method, dt_ms, lg, drive.reshape(-1, c.n_units)[b_i],
                                      step - 1)
+    rho_w = c.spectral_radius() if c.n_units <= 4000 else math.nan
     lin = (f"Linearised at the last finite state (t = {t_ms - dt_ms:.3f} ms) the circuit has max Re(eig) = "
-           f"{max_re:+.4g} /ms ({'unstable' if max_re > 0 else 'stable'})")
+           f"{max_re:+.4g} /ms ({'unstable' if max_re > 0 else 'stable'}; spectral radius of W = {rho_w:.4g})")
     if math.isfinite(rho) and rho > 1 and not max_re > 0:
         cause = "integrator"
         bound = f" below {0.9 * dt_max:.3g} ms" if method == "euler" and math.isfinite(dt_max) else ""
@@ -575,7 +576,8 @@ def final_state_stability(circuit: Circuit, r: torch.Tensor, u: torch.Tensor, *,
     ----------
     r : (batch, N) final rates; u : (batch, n_inputs) final inputs
     max_units : above this N (or for step-dependent weights) nothing is computed (None)
-    max_stimuli : at most this many stimuli, evenly spread over the batch, are linearised
+    max_stimuli : at most this many stimuli, evenly spread over the batch, are linearised (fewer
+        for large N, down to one at N = 1000)
 
     Returns
     -------
@@ -593,7 +595,9 @@ def final_state_stability(circuit: Circuit, r: torch.Tensor, u: torch.Tensor, *,
     uu = u.detach().cpu().double().numpy()
     if not np.all(np.isfinite(rr)):
         return None
-    pick = np.unique(np.linspace(0, rr.shape[0] - 1, min(max_stimuli, rr.shape[0])).round().astype(int))
+    # eig costs ~N^3: about 2e8 flops' worth of stimuli (8 at N = 300, 1 at N = 1000)
+    n_check = max(1, min(max_stimuli, rr.shape[0], int(2e8 / circuit.n_units**3)))
+    pick = np.unique(np.linspace(0, rr.shape[0] - 1, n_check).round().astype(int))
     worst = -math.inf
     for i in pick:
         z = circuit.W @ rr[i] + circuit.B @ uu[i] + circuit.b
