@@ -296,6 +296,13 @@ def parse_spec(data: dict[str, Any], source: str | None = None) -> CircuitSpec:
         raise validation_to_spec_error(err, source, CircuitSpec) from None
 
 
+def _deepest_key(text: str) -> str:
+    """The key of the line with the most opening brackets (to name it after a RecursionError)."""
+    line = max(text.splitlines() or [""], key=lambda ln: ln.count("{") + ln.count("["))
+    key = line.partition("=")[0].strip().strip("[]").strip()
+    return key[:60] if key and len(key) < len(line) else "<toml>"
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file as data; any problem is a :class:`SpecError` naming the file."""
     path = Path(path)
@@ -311,7 +318,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise SpecError("<toml>", str(err), "valid TOML", source=str(path)) from None
     except RecursionError:  # inline tables/arrays nested hundreds of levels deep
-        raise SpecError("<toml>", "inline tables or arrays nested hundreds of levels deep",
+        raise SpecError(_deepest_key(text), "inline tables or arrays nested hundreds of levels deep",
                         f"tables and arrays nested at most {MAX_DEPTH} levels", source=str(path)) from None
     check_depth(data, str(path))
     return data
