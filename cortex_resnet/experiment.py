@@ -202,6 +202,17 @@ class ExperimentSpec(_Frozen):
                             "epochs >= 1 at which the learning rate is multiplied by gamma")
         return self
 
+    def __repr__(self) -> str:
+        """One line: data, model, optimiser, schedule, loop; ``dump_experiment`` has every field."""
+        m = self.model
+        model = (f"{m.name} (steps={m.steps}, dt_ms={m.dt_ms:g}, {m.circuit or 'inline spec'})"
+                 if isinstance(m, CircuitModelSpec) else m.name)
+        return (f"ExperimentSpec({self.name!r}: data={self.data.name}, model={model}, "
+                f"optim={self.optim.name} lr={self.optim.lr:g}, schedule={self.schedule.kind}, "
+                f"epochs={self.train.epochs}, batch_size={self.train.batch_size})")
+
+    __str__ = __repr__
+
     @property
     def model_name(self) -> str:
         """``circuit_tied``, ``cnn``, ...: what the report calls the model."""

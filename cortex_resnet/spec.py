@@ -219,6 +219,17 @@ class CircuitSpec(_Frozen):
     def n_units(self) -> int:
         return self.populations.E.n + self.populations.I.n
 
+    def __repr__(self) -> str:
+        """One line: name, populations, couplings, input; ``spec.to_json()`` has every field."""
+        p, c = self.populations, self.connectivity
+        pops = ", ".join(f"{k} n={getattr(p, k).n} tau={getattr(p, k).tau_ms:g} ms {getattr(p, k).transfer.name}"
+                         for k in ("E", "I"))
+        js = " ".join(f"{k}={getattr(c, k):g}" for k in ("J_EE", "J_EI", "J_IE", "J_II"))
+        return (f"CircuitSpec({self.name!r}: {pops}; {c.kind} {js}; n_inputs={self.input.n_inputs}, "
+                f"seed={self.seed})")
+
+    __str__ = __repr__
+
     def to_json(self) -> str:
         """The full spec as a JSON string (stored in every result file)."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
