@@ -55,9 +55,14 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Install the handler (idempotent); a no-op outside the main thread."""
+    """Install the handler in place of Python's default one (idempotent).
+
+    A SIGINT that the parent set to be ignored (a background job of a script,
+    ``nohup``) stays ignored; outside the main thread nothing is changed.
+    """
     try:
-        signal.signal(signal.SIGINT, _on_sigint)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread: leave the handler to the embedding program
         pass
 
