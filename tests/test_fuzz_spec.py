@@ -390,7 +390,8 @@ def test_tiny_dt_names_dt_ms_with_readable_sizes(tmp_path_factory: pytest.TempPa
     res = runner.invoke(app, ["simulate", str(model), "--no-progress", "--out", str(out), "--dt", repr(dt),
                               "--duration", "100"])
     _assert_refused(res.exit_code, res.output, "dt_ms", [out])
-    assert "steps" in res.output and not re.search(r"\d{16}", res.output), res.output
+    sizes = res.output.replace(repr(dt), "<dt>")  # the value given is echoed as given
+    assert "steps" in sizes and not re.search(r"\d{10}", sizes), res.output
 
 
 @HARD
