@@ -15,6 +15,8 @@ first use, so ``import cortex_resnet`` stays fast.
 
 from __future__ import annotations
 
+from . import _startup  # noqa: F401  first, before torch: Ctrl-C at start-up exits 130 (CLI only)
+
 from pathlib import Path
 
 from .circuit import Circuit, build_circuit

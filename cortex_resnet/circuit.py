@@ -47,7 +47,7 @@ def check_dale(W: np.ndarray, population: np.ndarray, *, atol: float = 0.0) -> N
                         f"{bad_i.size} I column(s) have positive entries")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Circuit:
     """A built circuit (NumPy float64 arrays; the simulators convert them).
 
@@ -94,6 +94,18 @@ class Circuit:
                     check_dale(Wk, self.population)
                 except SpecError as err:
                     raise SpecError(f"step_weights[{k}]", err.value, err.allowed) from None
+
+    def __repr__(self) -> str:
+        """One line: name, sizes, time constants, transfers, connectivity (not the arrays)."""
+        sp = self.spec
+        n_conn = int(np.count_nonzero(self.mask))
+        taus = "/".join(_span(self.tau_ms[self.population == pop]) for pop in ("E", "I"))
+        steps = "" if self.step_weights is None else f", step_weights {tuple(self.step_weights.shape)}"
+        return (f"Circuit({sp.name!r}: N={self.n_units} (E {self.n_E}, I {self.n_I}), n_inputs={self.n_inputs}, "
+                f"tau_ms E/I={taus}, phi E/I={sp.populations.E.transfer.name}/{sp.populations.I.transfer.name}, "
+                f"{sp.connectivity.kind} W {self.W.shape[0]}x{self.W.shape[1]} ({n_conn:,} connections){steps})")
+
+    __str__ = __repr__
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -171,6 +183,14 @@ class Circuit:
     def spectral_radius(self) -> float:
         """Largest ``|eig(W)|``."""
         return float(np.max(np.abs(np.linalg.eigvals(self.W)))) if self.n_units else 0.0
+
+
+def _span(values: np.ndarray) -> str:
+    """``20`` when all equal, ``12-31`` for a spread, ``-`` for none."""
+    if values.size == 0:
+        return "-"
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"
 
 
 # ------------------------------------------------------------------ building

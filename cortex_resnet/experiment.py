@@ -46,14 +46,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .tomlio import toml_value
 from .errors import SpecError
 from .spec import SAFE_NAME, CircuitSpec, parse_spec, read_toml, validation_to_spec_error
+from .specbase import MAX_LIST, MAX_TEXT, Frozen, check_depth
 
 __all__ = ["DataSpec", "CircuitModelSpec", "BaselineModelSpec", "OptimSpec", "ScheduleSpec",
            "TrainSpec", "ExperimentSpec", "load_experiment", "parse_experiment", "dump_experiment",
            "learning_rate"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Frozen = Frozen  # immutable, no unknown keys, finite strict numbers, bounded text (specbase)
 
 
 class DataSpec(_Frozen):
@@ -183,15 +183,15 @@ class ExperimentSpec(_Frozen):
     """A whole training experiment (see the module docstring)."""
 
     name: str = Field(default="experiment", max_length=200, pattern=SAFE_NAME)
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_TEXT)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
-    device: str = "auto"
+    device: str = Field(default="auto", max_length=100)
     data: DataSpec
     model: ModelSpec
     optim: OptimSpec = OptimSpec()
     schedule: ScheduleSpec = ScheduleSpec()
     train: TrainSpec = TrainSpec()
-    references: list[str] = []
+    references: list[str] = Field(default=[], max_length=MAX_LIST)
     source_dir: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -201,6 +201,17 @@ class ExperimentSpec(_Frozen):
             raise SpecError("schedule.milestones", self.schedule.milestones,
                             "epochs >= 1 at which the learning rate is multiplied by gamma")
         return self
+
+    def __repr__(self) -> str:
+        """One line: data, model, optimiser, schedule, loop; ``dump_experiment`` has every field."""
+        m = self.model
+        model = (f"{m.name} (steps={m.steps}, dt_ms={m.dt_ms:g}, {m.circuit or 'inline spec'})"
+                 if isinstance(m, CircuitModelSpec) else m.name)
+        return (f"ExperimentSpec({self.name!r}: data={self.data.name}, model={model}, "
+                f"optim={self.optim.name} lr={self.optim.lr:g}, schedule={self.schedule.kind}, "
+                f"epochs={self.train.epochs}, batch_size={self.train.batch_size})")
+
+    __str__ = __repr__
 
     @property
     def model_name(self) -> str:
@@ -259,11 +270,16 @@ def parse_experiment(data: dict[str, Any], source: str | None = None,
     """Validate a dict (parsed TOML) into an :class:`ExperimentSpec`."""
     if not isinstance(data, dict):
         raise SpecError("<file>", type(data).__name__, "a table of fields", source=source)
+    check_depth(data, source)
+    if "populations" in data and not {"data", "model"} & data.keys():
+        raise SpecError("<file>", "a circuit model file (it has [populations])",
+                        "an experiment file (with [data] and [model] tables, see experiments/); "
+                        "circuit model files go to `cortex-resnet simulate`", source=source)
     data = {**data, "source_dir": str(source_dir) if source_dir is not None else None}
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as err:
-        raise validation_to_spec_error(err, source) from None
+        raise validation_to_spec_error(err, source, ExperimentSpec) from None
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:

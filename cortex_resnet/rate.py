@@ -24,7 +24,7 @@ import xarray as xr
 from .circuit import Circuit
 from .errors import SpecError, UnknownNameError, UnstableCircuitError
 from .resources import check_memory
-from .spec import StimulusSpec
+from .spec import MAX_STEPS, StimulusSpec
 from .stimulus import Stimulus, make_stimulus
 
 __all__ = [
@@ -494,6 +494,9 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
     for name, val in (("record_stride", record_stride), ("check_every", check_every), ("sync_every", sync_every)):
         if val < 1:
             raise SpecError(name, val, "an integer >= 1")
+    if duration_ms / dt_ms > MAX_STEPS:  # before any size is computed from it
+        raise SpecError("dt_ms", dt_ms, f"a step giving at most {MAX_STEPS:.0e} steps over duration_ms = "
+                        f"{duration_ms:g} ms (this one gives {duration_ms / dt_ms:.2g} steps)")
     n_steps = int(round(duration_ms / dt_ms))
     if n_steps < 1 or abs(n_steps * dt_ms - duration_ms) > 1e-6 * max(duration_ms, 1.0):
         raise SpecError("dt_ms", dt_ms, f"a step that divides duration_ms = {duration_ms} into whole steps")

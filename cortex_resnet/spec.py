@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
+from .specbase import MAX_DEPTH, MAX_LIST, MAX_TEXT, Frozen, check_depth, strip_tags, unknown_key_message
 from .spiking_spec import SpikingSpec
 from .transfer import get_transfer
 
@@ -36,22 +37,22 @@ SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 MAX_UNITS = 200_000  # per population; memory is checked separately before allocating
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Frozen = Frozen  # immutable, no unknown keys, finite strict numbers, bounded text (specbase)
+MAX_STEPS = 10**9  # time steps of one run (duration_ms / dt_ms)
 
 
 class TransferSpec(BaseModel):
     """``name`` plus the transfer function's own parameters, e.g. ``{name="relu", gain=1}``."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=200)
     name: str = "relu"
 
     @model_validator(mode="after")
     def _check(self) -> "TransferSpec":
         params = dict(self.model_extra or {})
         for k, v in params.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"parameter {k} = {v!r} must be a number")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SpecError(k, v, f"a finite number (a parameter of transfer '{self.name}')")
         get_transfer(self.name, **params)  # raises SpecError listing names / params
         return self
 
@@ -152,8 +153,16 @@ class SimulationDefaults(_Frozen):
 
     duration_ms: float = Field(default=300.0, gt=0.0)
     dt_ms: float = Field(default=0.1, gt=0.0)
-    method: str = "euler"
+    method: str = Field(default="euler", max_length=100)
     stimulus: str = "step:amp=1.0"
+
+    @model_validator(mode="after")
+    def _steps(self) -> "SimulationDefaults":
+        steps = self.duration_ms / self.dt_ms
+        if steps > MAX_STEPS:
+            raise SpecError("dt_ms", self.dt_ms, f"a step giving at most {MAX_STEPS:.0e} steps over "
+                            f"duration_ms = {self.duration_ms:g} ms (this one gives {steps:.2g} steps)")
+        return self
 
 
 class Populations(_Frozen):
@@ -172,7 +181,7 @@ class CircuitSpec(_Frozen):
     """
 
     name: str = Field(default="circuit", max_length=200, pattern=SAFE_NAME)
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_TEXT)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     populations: Populations
     connectivity: ConnectivitySpec = ConnectivitySpec()
@@ -180,7 +189,7 @@ class CircuitSpec(_Frozen):
     bias: BiasSpec = BiasSpec()
     noise: NoiseSpec = NoiseSpec()
     simulation: SimulationDefaults = SimulationDefaults()
-    references: list[str] = []
+    references: list[str] = Field(default=[], max_length=MAX_LIST)
     spiking: SpikingSpec = SpikingSpec()
     weights: str | None = Field(default=None, max_length=1000)
 
@@ -210,6 +219,17 @@ class CircuitSpec(_Frozen):
     def n_units(self) -> int:
         return self.populations.E.n + self.populations.I.n
 
+    def __repr__(self) -> str:
+        """One line: name, populations, couplings, input; ``spec.to_json()`` has every field."""
+        p, c = self.populations, self.connectivity
+        pops = ", ".join(f"{k} n={getattr(p, k).n} tau={getattr(p, k).tau_ms:g} ms {getattr(p, k).transfer.name}"
+                         for k in ("E", "I"))
+        js = " ".join(f"{k}={getattr(c, k):g}" for k in ("J_EE", "J_EI", "J_IE", "J_II"))
+        return (f"CircuitSpec({self.name!r}: {pops}; {c.kind} {js}; n_inputs={self.input.n_inputs}, "
+                f"seed={self.seed})")
+
+    __str__ = __repr__
+
     def to_json(self) -> str:
         """The full spec as a JSON string (stored in every result file)."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -229,37 +249,69 @@ class CircuitSpec(_Frozen):
         return parse_spec(data)
 
 
-def validation_to_spec_error(err: ValidationError, source: str | None = None) -> SpecError:
-    """Turn pydantic's error into a :class:`SpecError` naming the first bad field."""
+_MESSAGES = {
+    "finite_number": "a finite number (nan and inf are not allowed)",
+    "string_too_long": "text of at most {max_length} characters",
+    "too_long": "at most {max_length} entries",
+}
+
+
+def validation_to_spec_error(err: ValidationError, source: str | None = None,
+                             model: type[BaseModel] | None = None) -> SpecError:
+    """Turn pydantic's error into a :class:`SpecError` naming the first bad field.
+
+    ``model``: the validated class, used to list the valid keys next to an unknown one.
+    """
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<file>"
-    msg = first["msg"]
-    if first["type"] == "missing":
+    raw = [str(p) for p in first["loc"]]
+    parts = strip_tags(model, raw)
+    loc = ".".join(parts) or "<file>"
+    msg, kind, ctx = first["msg"], first["type"], first.get("ctx") or {}
+    if kind == "missing":
         msg = "this required field is missing"
-    elif first["type"] == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == SAFE_NAME:
+    elif kind == "string_pattern_mismatch" and ctx.get("pattern") == SAFE_NAME:
         msg = "letters, digits, '_', '.', '-' only, not starting with '.' (names become parts of output paths)"
-    elif first["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling against the documented spec)"
-    ctx_err = (first.get("ctx") or {}).get("error")
+    elif kind == "extra_forbidden":
+        msg = unknown_key_message(model, raw)
+    elif kind in _MESSAGES:
+        msg = _MESSAGES[kind].format(**ctx)
+    ctx_err = ctx.get("error")
     if isinstance(ctx_err, SpecError):
         inner = ctx_err.field.split(".")
-        parts = [str(p) for p in first["loc"]]
         if parts and inner[0] == parts[-1]:
             parts = parts[:-1]
         return SpecError(".".join(parts + inner), ctx_err.value, ctx_err.allowed, source=source)
-    value = first.get("input", None) if first["type"] != "missing" else None
+    if kind == "finite_number" and parts and parts[-1] in ("float", "int"):  # union member tags
+        loc = ".".join(parts[:-1])
+    value = first.get("input", None) if kind != "missing" else None
     msg = msg.removeprefix("Value error, ")
     return SpecError(loc, value, msg, source=source)
+
+
+EXPERIMENT_KEYS = {"data", "model", "optim", "schedule", "train"}
 
 
 def parse_spec(data: dict[str, Any], source: str | None = None) -> CircuitSpec:
     """Validate a dict (e.g. parsed TOML) into a :class:`CircuitSpec`."""
     if not isinstance(data, dict):
         raise SpecError("<file>", type(data).__name__, "a table of fields", source=source)
+    check_depth(data, source)
+    if "populations" not in data and EXPERIMENT_KEYS & data.keys():
+        raise SpecError("<file>", "an experiment file (it has " + ", ".join(
+            f"[{k}]" for k in sorted(EXPERIMENT_KEYS & data.keys())) + ")",
+            "a circuit model file (with a [populations] table, see models/); "
+            "experiment files go to `cortex-resnet train`", source=source)
     try:
         return CircuitSpec.model_validate(data)
     except ValidationError as err:
-        raise validation_to_spec_error(err, source) from None
+        raise validation_to_spec_error(err, source, CircuitSpec) from None
+
+
+def _deepest_key(text: str) -> str:
+    """The key of the line with the most opening brackets (to name it after a RecursionError)."""
+    line = max(text.splitlines() or [""], key=lambda ln: ln.count("{") + ln.count("["))
+    key = line.partition("=")[0].strip().strip("[]").strip()
+    return key[:60] if key and len(key) < len(line) else "<toml>"
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -273,9 +325,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise SpecError("<file>", f"byte {err.start}", "UTF-8 text", source=str(path)) from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError("<toml>", str(err), "valid TOML", source=str(path)) from None
+    except RecursionError:  # inline tables/arrays nested hundreds of levels deep
+        raise SpecError(_deepest_key(text), "inline tables or arrays nested hundreds of levels deep",
+                        f"tables and arrays nested at most {MAX_DEPTH} levels", source=str(path)) from None
+    check_depth(data, str(path))
+    return data
 
 
 def load_spec(path: str | Path) -> CircuitSpec:
@@ -376,5 +433,5 @@ def parse_stimulus(text: str) -> StimulusSpec:
     try:
         return StimulusSpec.model_validate(data)
     except ValidationError as err:
-        e = validation_to_spec_error(err)
+        e = validation_to_spec_error(err, model=StimulusSpec)
         raise SpecError(f"stimulus.{e.field}", e.value, e.allowed) from None

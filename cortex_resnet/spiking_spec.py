@@ -33,7 +33,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from .specbase import Frozen
 
 __all__ = ["LIFSpec", "SpikingPopulations", "SynapseSpec", "InputEncodingSpec", "MonitorSpec",
            "SpikingSpec", "MAX_POOL_SIZE"]
@@ -41,8 +43,7 @@ __all__ = ["LIFSpec", "SpikingPopulations", "SynapseSpec", "InputEncodingSpec", 
 MAX_POOL_SIZE = 1_000_000
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Frozen = Frozen  # immutable, no unknown keys, finite strict numbers, bounded text (specbase)
 
 
 class LIFSpec(_Frozen):
@@ -187,7 +188,7 @@ class SpikingSpec(_Frozen):
     rate_unit_hz: float = Field(default=10.0, gt=0.0, le=1e4)
     background_noise: Literal["match", "none"] = "match"
     sigma_mV: float = Field(default=5.0, gt=0.0, le=1e3)
-    dt_ms: float = Field(default=0.1, gt=0.0, le=10.0)
+    dt_ms: float = Field(default=0.1, ge=1e-4, le=10.0)  # below 0.1 us: no LIF run needs it
     method: Literal["euler", "exponential_euler"] = "euler"
     v_init: Literal["uniform", "normal"] = "uniform"
     v_init_sd_mV: float = Field(default=5.0, ge=0.0, le=1e3)

@@ -184,3 +184,34 @@ def test_circuit_refuses_bad_arrays(field, bad):
     with pytest.raises(SpecError) as info:
         c.with_weights(**{field: bad})
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("name", ["canonical_microcircuit", "lif_ei", "spatial_ring"])
+def test_reprs_are_short_and_informative(name):
+    """``print(circuit)`` once dumped 17,601 characters; the circuit, its spec and the unrolled
+    net now fit in one line each (< 400 characters), with name, sizes and key parameters."""
+    from pathlib import Path
+
+    from cortex_resnet import load_model, unroll
+
+    circuit = load_model(Path(__file__).resolve().parents[1] / "models" / f"{name}.toml")
+    net = unroll(circuit, 3, variant="untied")
+    for obj in (circuit, circuit.spec, net):
+        text = str(obj)
+        assert len(text) < 400 and repr(obj) == text, text
+        assert name in text and (f"N={circuit.n_units}" in text or f"E n={circuit.n_E}" in text), text
+    assert "tau_ms E/I=" in str(circuit) and "connections" in str(circuit)
+    assert "J_EE=" in repr(circuit.spec)
+    assert f"parameters={sum(p.numel() for p in net.parameters()):,}" in repr(net)
+
+
+def test_experiment_repr_is_short():
+    from pathlib import Path
+
+    from cortex_resnet.experiment import load_experiment
+
+    spec = load_experiment(Path(__file__).resolve().parents[1] / "experiments" / "digits_tied.toml")
+    text = repr(spec)
+    assert len(text) < 400 and text == str(spec)
+    for part in ("digits_tied", "data=digits", "steps=10", "lr=0.003", "epochs=30"):
+        assert part in text, text

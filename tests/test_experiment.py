@@ -74,7 +74,7 @@ def test_learning_rate_schedule(schedule, epoch, expected):
     ({"schedule": {"kind": "step", "milestones": [0, 12]}}, "schedule.milestones"),
     ({"model": {"kind": "circuit", "circuit": "x.toml", "kernel_size": 4}}, "model.kernel_size"),
     ({"model": {"kind": "circuit"}}, "model.circuit"),
-    ({"model": {"kind": "circuit", "circuit": "x.toml", "variant": "deep"}}, "model.circuit.variant"),
+    ({"model": {"kind": "circuit", "circuit": "x.toml", "variant": "deep"}}, "model.variant"),
     ({"model": {"kind": "transformer"}}, "model"),
     ({"data": {"name": "digits", "augment": "mixup"}}, "data.augment"),
     ({"colour": "blue"}, "colour"),
@@ -117,3 +117,31 @@ def test_replace_validates():
     assert spec.replace(**{"train.epochs": 3}).train.epochs == 3
     with pytest.raises(SpecError, match="train.batch_size"):
         spec.replace(**{"train.batch_size": 0})
+
+
+# ------------------------------------------------------------------ hardened inputs (issue 11 §4)
+@pytest.mark.parametrize("changes, field", [
+    ({"optim": {"betas": [float("nan"), 0.999]}}, "optim.betas.0"),
+    ({"schedule": {"warmup_epochs": float("inf")}}, "schedule.warmup_epochs"),
+    ({"optim": {"lr": "0.01"}}, "optim.lr"),
+    ({"train": {"epochs": True}}, "train.epochs"),
+    ({"description": "x" * 1_000_000}, "description"),
+    ({"data": {"name": "digits", "params": {"noise": float("nan")}}}, "data.params.noise"),
+])
+def test_hardened_fields_are_named(changes, field):
+    with pytest.raises(SpecError) as err:
+        parse_experiment({**BASE, **changes})
+    assert err.value.field == field, str(err.value)
+
+
+def test_unknown_experiment_key_is_suggested_without_the_union_tag():
+    model = {"kind": "circuit", "circuit": "x.toml", "stepz": 3}
+    with pytest.raises(SpecError, match="did you mean 'steps'.*valid keys of \\[model\\]") as err:
+        parse_experiment({**BASE, "model": model})
+    assert err.value.field == "model.stepz"
+
+
+def test_a_model_file_is_not_an_experiment_file():
+    with pytest.raises(SpecError, match="circuit model file.*`cortex-resnet simulate`") as err:
+        load_experiment(ROOT / "models" / "canonical_microcircuit.toml")
+    assert err.value.field == "<file>"

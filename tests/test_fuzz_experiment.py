@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from cortex_resnet.cli import app
 
 from .conftest import FUZZ_COUNTS
-from .test_fuzz_spec import _delete, _set, to_toml
+from .test_fuzz_spec import (HARD_EXAMPLES, SPEC_CLASSES, _assert_refused, _delete, _set, hardened_cases,
+                             to_toml)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("CORTEX_FUZZ_EXAMPLES", "40"))
@@ -79,3 +80,61 @@ def test_invalid_experiments_exit_2_naming_the_field(tmp_path_factory: pytest.Te
     assert "Traceback" not in res.output
     assert "error:" in res.output and field in res.output, res.output
     assert not (run / "checkpoint.pt").exists()
+
+
+# ------------------------------------------------------------------ hardened inputs (issue 11 §4)
+EXP_FLOATS = ["optim.betas", "schedule.warmup_epochs", "optim.lr", "optim.momentum", "schedule.gamma",
+              "model.dt_ms", "model.init_radius", "optim.grad_clip", "data.params.noise"]
+EXP_NUMBERS = ["train.epochs", "train.batch_size", "optim.lr", "model.steps", "model.dt_ms", "seed", "data.seed",
+               "schedule.warmup_epochs"]
+EXP_KEYS = [("train", "epochs"), ("train", "batch_size"), ("optim", "weight_decay"), ("model", "steps"),
+            ("model", "variant"), ("schedule", "warmup_epochs"), ("data", "seed"), ("", "description")]
+HARD = settings(max_examples=HARD_EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def _train(tmp: Path, exp: Path) -> tuple[int, str, Path]:
+    run = tmp / "run"
+    res = CliRunner().invoke(app, ["train", str(exp), "--out", str(run), "--no-progress"])
+    return res.exit_code, res.output, run
+
+
+@pytest.mark.parametrize("kind", SPEC_CLASSES)
+@HARD
+@given(data=st.data())
+def test_hardened_experiment_files_exit_2_naming_the_field(tmp_path_factory: pytest.TempPathFactory, kind: str,
+                                                          data: st.DataObject) -> None:
+    FUZZ_COUNTS[f"experiment: {kind}"] += 1
+    text, field = data.draw(hardened_cases(kind, BASE, EXP_FLOATS, EXP_NUMBERS, EXP_KEYS))
+    tmp = tmp_path_factory.mktemp("hardexp")
+    exp = tmp / "e.toml"
+    exp.write_text(text)
+    code, output, run = _train(tmp, exp)
+    _assert_refused(code, output, field.split(".")[-1], [run])
+    if kind == "unknown key":
+        assert "did you mean" in output and "valid keys" in output, output
+
+
+@HARD
+@given(depth=st.integers(33, 1000), form=st.sampled_from(["inline", "header"]))
+def test_deeply_nested_experiment_files_exit_2(tmp_path_factory: pytest.TempPathFactory, depth: int,
+                                               form: str) -> None:
+    FUZZ_COUNTS["experiment: deep nesting"] += 1
+    base = to_toml(BASE)
+    text = ("deep = " + "{a = " * depth + "1" + "}" * depth + "\n" + base if form == "inline"
+            else base + "\n[" + ".".join(["deep"] * depth) + "]\nx = 1\n")
+    tmp = tmp_path_factory.mktemp("deepexp")
+    exp = tmp / "e.toml"
+    exp.write_text(text)
+    code, output, run = _train(tmp, exp)
+    _assert_refused(code, output, "deep", [run])
+
+
+@HARD
+@given(name=st.sampled_from(sorted(p.name for p in (ROOT / "models").glob("*.toml"))))
+def test_model_file_given_to_train_says_which_kind(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
+    FUZZ_COUNTS["experiment: wrong kind of file"] += 1
+    tmp = tmp_path_factory.mktemp("kindexp")
+    code, output, run = _train(tmp, ROOT / "models" / name)
+    _assert_refused(code, output, "<file>", [run])
+    assert "experiment file" in output and "circuit model file" in output, output

@@ -6,6 +6,11 @@
   unknown names, huge sizes, non-UTF-8 bytes, truncated TOML) always give exit
   code 2 through the CLI, a one-line message naming the field, no traceback and
   no output file.
+* The hardened classes of issue 11 (each counted on its own in the summary line
+  "fuzz cases tried"): non-finite numbers, booleans/numeric strings for numbers,
+  free text over 10 000 characters, unknown keys (with "did you mean"), tables
+  nested 33-1000 levels, ``dt_ms`` giving over 1e9 steps, an experiment file given
+  to ``simulate``, malformed ``--stimulus`` strings.
 
 The number of examples is bounded for ``make test`` and raised by
 ``CORTEX_FUZZ_EXAMPLES`` (the slow campaign in ``make validate``).
@@ -14,6 +19,7 @@ The number of examples is bounded for ``make test`` and raised by
 from __future__ import annotations
 
 import copy
+import re
 import os
 from pathlib import Path
 from typing import Any
@@ -260,3 +266,162 @@ def test_long_fuzz_campaign() -> None:
                           "-m", "not slow"], env=env, capture_output=True, text=True, timeout=3000)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "fuzz cases tried" in res.stdout
+
+
+# ------------------------------------------------------------------ hardened inputs (issue 11 §4)
+# Each class is its own parametrised property test, so every class is tried and counted
+# ("fuzz cases tried: ... model: non-finite: N, ..."). Every case must exit 2, name the
+# field, print no traceback and write nothing.
+HARD_EXAMPLES = max(EXAMPLES // 4, 3)
+HARD = settings(
+    max_examples=HARD_EXAMPLES, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+FLOAT_FIELDS = ["bias.E", "bias.I", "input.gain_E", "input.gain_I", "noise.sigma", "noise.tau_ms",
+                "populations.E.tau_ms", "populations.I.tau_ms", "connectivity.J_EE", "connectivity.J_II",
+                "connectivity.weight_cv", "simulation.duration_ms", "simulation.dt_ms",
+                "spiking.dt_ms", "spiking.synapse.tau_e_ms", "spiking.populations.E.v_th_mV",
+                "populations.E.transfer.gain"]
+NUMBER_FIELDS = FLOAT_FIELDS[:-1] + ["populations.E.n", "input.n_inputs", "seed", "spiking.pool_size"]
+NON_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])
+NOT_A_NUMBER = st.booleans() | st.floats(-1e6, 1e6, allow_nan=False).map(repr) | st.integers(1, 99).map(str)
+# (table, key) pairs whose typos must get a suggestion: keys of 3+ characters
+TYPO_KEYS = [("", "seed"), ("", "name"), ("connectivity", "J_EE"), ("connectivity", "weight_cv"),
+             ("populations.E", "tau_ms"), ("noise", "sigma"), ("simulation", "dt_ms"), ("input", "gain_E"),
+             ("spiking.synapse", "p_connect"), ("spiking.populations.E", "tau_m_ms")]
+
+
+@st.composite
+def typos(draw: st.DrawFn, key: str) -> str:
+    """One edit of ``key``: a character dropped, doubled, or an 'x' inserted."""
+    i = draw(st.integers(0, len(key) - 1))
+    edit = draw(st.sampled_from(["drop", "double", "insert"]))
+    if edit == "drop":
+        return key[:i] + key[i + 1:]
+    if edit == "double":
+        return key[:i] + key[i] + key[i:]
+    return key[:i] + "x" + key[i:]
+
+
+def deep_toml(draw: st.DrawFn) -> tuple[str, str]:
+    """A valid base file plus a key nested 33..1000 levels deep: inline, header or array form."""
+    depth = draw(st.integers(33, 1000))
+    form = draw(st.sampled_from(["inline", "header", "array"]))
+    base = to_toml(BASE)
+    if form == "inline":
+        return "deep = " + "{a = " * depth + "1" + "}" * depth + "\n" + base, "deep"
+    if form == "array":
+        return "deep = " + "[" * depth + "1" + "]" * depth + "\n" + base, "deep"
+    return base + "\n[" + ".".join(["deep"] * depth) + "]\nx = 1\n", "deep"
+
+
+@st.composite
+def hardened_cases(draw: st.DrawFn, kind: str, base: dict[str, Any], floats: list[str],
+                   numbers: list[str], keys: list[tuple[str, str]]) -> tuple[str, str]:
+    """(file text, the field the message must name) for one class of malformed file."""
+    if kind == "non-finite":
+        field, value = draw(st.sampled_from(floats)), draw(NON_FINITE)
+        if field.endswith("betas"):  # a pair: `betas = [nan, 0.999]`
+            value = [value, 0.999]
+        return to_toml(_set(base, field, value)), field
+    if kind == "bool or numeric string":
+        field = draw(st.sampled_from(numbers))
+        return to_toml(_set(base, field, draw(NOT_A_NUMBER))), field
+    if kind == "long text":
+        return to_toml(_set(base, "description", "x" * draw(st.integers(10_001, 1_000_000)))), "description"
+    if kind == "unknown key":
+        table, key = draw(st.sampled_from(keys))
+        typo = draw(typos(key).filter(lambda t: t != key and t))
+        return to_toml(_set(base, f"{table}.{typo}" if table else typo, 1.0)), typo
+    raise AssertionError(kind)
+
+
+def _assert_refused(code: int, output: str, field: str, written: list[Path]) -> None:
+    assert code == 2, output
+    assert "Traceback" not in output, output
+    assert "error:" in output and field in output, (field, output)
+    for p in written:
+        assert not p.exists(), f"{p} was written although the input was refused"
+
+
+SPEC_CLASSES = ["non-finite", "bool or numeric string", "long text", "unknown key"]
+
+
+@pytest.mark.parametrize("kind", SPEC_CLASSES)
+@HARD
+@given(data=st.data())
+def test_hardened_model_files_exit_2_naming_the_field(tmp_path_factory: pytest.TempPathFactory, kind: str,
+                                                     data: st.DataObject) -> None:
+    FUZZ_COUNTS[f"model: {kind}"] += 1
+    text, field = data.draw(hardened_cases(kind, BASE, FLOAT_FIELDS, NUMBER_FIELDS, TYPO_KEYS))
+    tmp = tmp_path_factory.mktemp("hard")
+    model = tmp / "m.toml"
+    model.write_text(text)
+    code, output, out = _run_cli(tmp, model)
+    _assert_refused(code, output, field.split(".")[-1], [out])
+    if kind == "unknown key":
+        assert "did you mean" in output and "valid keys" in output, output
+
+
+@HARD
+@given(data=st.data())
+def test_deeply_nested_model_files_exit_2(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    FUZZ_COUNTS["model: deep nesting"] += 1
+    text, field = deep_toml(data.draw)
+    tmp = tmp_path_factory.mktemp("deep")
+    model = tmp / "m.toml"
+    model.write_text(text)
+    code, output, out = _run_cli(tmp, model)
+    _assert_refused(code, output, field, [out])
+    assert "nested" in output
+
+
+@HARD
+@given(dt=st.floats(1e-300, 1e-10))
+def test_tiny_dt_names_dt_ms_with_readable_sizes(tmp_path_factory: pytest.TempPathFactory, dt: float) -> None:
+    """``simulation.dt_ms = 1e-300`` (file) and ``--dt 1e-300`` (option): dt_ms named, sizes like 3e+302."""
+    FUZZ_COUNTS["model: tiny dt_ms"] += 1
+    tmp = tmp_path_factory.mktemp("dt")
+    model = tmp / "m.toml"
+    model.write_text(to_toml(_set(BASE, "simulation.dt_ms", dt)))
+    code, output, out = _run_cli(tmp, model)
+    _assert_refused(code, output, "dt_ms", [out])
+    model.write_text(to_toml(BASE))
+    res = runner.invoke(app, ["simulate", str(model), "--no-progress", "--out", str(out), "--dt", repr(dt),
+                              "--duration", "100"])
+    _assert_refused(res.exit_code, res.output, "dt_ms", [out])
+    sizes = res.output.replace(repr(dt), "<dt>")  # the value given is echoed as given
+    assert "steps" in sizes and not re.search(r"\d{10}", sizes), res.output
+
+
+@HARD
+@given(name=st.sampled_from(sorted(p.name for p in Path("experiments").glob("*.toml"))))
+def test_experiment_file_given_to_simulate_says_which_kind(tmp_path_factory: pytest.TempPathFactory,
+                                                           name: str) -> None:
+    FUZZ_COUNTS["model: wrong kind of file"] += 1
+    tmp = tmp_path_factory.mktemp("kind")
+    code, output, out = _run_cli(tmp, Path("experiments") / name)
+    _assert_refused(code, output, "<file>", [out])
+    assert "experiment file" in output and "circuit model file" in output, output
+
+
+STIMULUS_BAD = [("amp", "nan"), ("amp", "inf"), ("onset_ms", "inf"), ("width_ms", "-inf"), ("freq_hz", "nan"),
+                ("onset_ms", "true"), ("amp", "false"), ("freq", "10"), ("onset", "5"), ("widht_ms", "3"),
+                ("phase", "1"), ("amps", "[1,2]")]
+
+
+@HARD
+@given(kind=st.sampled_from(["step", "pulse", "sinusoid", "ramp"]), bad=st.sampled_from(STIMULUS_BAD))
+def test_malformed_stimulus_strings_exit_2(tmp_path_factory: pytest.TempPathFactory, kind: str,
+                                           bad: tuple[str, str]) -> None:
+    FUZZ_COUNTS["stimulus strings"] += 1
+    tmp = tmp_path_factory.mktemp("stim")
+    model = tmp / "m.toml"
+    model.write_text(to_toml(BASE))
+    out = tmp / "out.nc"
+    key, value = bad
+    res = runner.invoke(app, ["simulate", str(model), "--no-progress", "--out", str(out),
+                              "--stimulus", f"{kind}:{key}={value}"])
+    _assert_refused(res.exit_code, res.output, f"stimulus.{key}", [out])
+    if key in ("freq", "onset", "widht_ms", "phase", "amps"):
+        assert "did you mean" in res.output, res.output

@@ -176,3 +176,69 @@ def test_unknown_name_error_lists_sorted_names():
     err = UnknownNameError("integrator", "leapfrog", ["rk4", "euler"], field="method")
     assert err.known == ["euler", "rk4"]
     assert "known: euler, rk4" in str(err)
+
+
+# ------------------------------------------------------------------ hardened inputs (issue 11 §4)
+@pytest.mark.parametrize("field, value", [
+    ("bias.E", float("nan")), ("input.gain_E", float("inf")), ("noise.sigma", float("nan")),
+    ("simulation.duration_ms", float("inf")), ("populations.E.transfer", {"name": "relu", "gain": float("nan")}),
+    ("spiking.synapse.tau_e_ms", float("-inf")),
+])
+def test_non_finite_numbers_are_refused_naming_the_field(field, value):
+    with pytest.raises(SpecError, match="finite") as err:
+        parse_spec(_with(field, value))
+    assert err.value.field.startswith(field)
+
+
+@pytest.mark.parametrize("value", [True, False, "20.0", "20"])
+def test_numbers_are_numbers_not_booleans_or_strings(value):
+    with pytest.raises(SpecError, match="a number") as err:
+        parse_spec(_with("populations.E.tau_ms", value))
+    assert err.value.field == "populations.E.tau_ms"
+    assert parse_spec(_with("populations.E.tau_ms", 20)).populations.E.tau_ms == 20.0  # ints still are
+
+
+def test_unknown_key_gets_a_suggestion_and_the_valid_keys():
+    with pytest.raises(SpecError) as err:
+        parse_spec(_with("connectivity.J_EEE", 1.0))
+    assert err.value.field == "connectivity.J_EEE"
+    assert "did you mean 'J_EE'?" in str(err.value) and "J_IE, J_II" in str(err.value)
+
+
+def test_free_text_is_bounded():
+    assert parse_spec(_with("description", "x" * 10_000)).description
+    with pytest.raises(SpecError, match="at most 10000 characters") as err:
+        parse_spec(_with("description", "x" * 1_000_000))
+    assert err.value.field == "description" and len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("form", ["inline", "array", "header"])
+def test_deep_nesting_is_refused_without_recursion_error(tmp_path, form):
+    body = {"inline": "deep = " + "{a = " * 1000 + "1" + "}" * 1000,
+            "array": "deep = " + "[" * 1000 + "1" + "]" * 1000,
+            "header": "[" + ".".join(["deep"] * 1000) + "]\nx = 1"}[form]
+    path = tmp_path / "m.toml"
+    path.write_text(body + "\n")
+    with pytest.raises(SpecError, match="nested at most 32 levels") as err:
+        load_spec(path)
+    assert err.value.field.startswith("deep")
+
+
+def test_tiny_dt_names_dt_ms_with_a_readable_step_count():
+    with pytest.raises(SpecError) as err:
+        parse_spec(_with("simulation.dt_ms", 1e-300))
+    assert err.value.field == "simulation.dt_ms" and "3e+302 steps" in str(err.value)
+
+
+def test_an_experiment_file_is_not_a_model_file():
+    with pytest.raises(SpecError, match="experiment file.*circuit model file"):
+        load_spec(Path(__file__).resolve().parents[1] / "experiments" / "digits_tied.toml")
+
+
+def test_unknown_stimulus_key_gets_a_suggestion():
+    with pytest.raises(SpecError, match="did you mean 'freq_hz'") as err:
+        parse_stimulus("sinusoid:freq=10")
+    assert err.value.field == "stimulus.freq"
+    for text in ("step:amp=nan", "step:onset_ms=inf"):
+        with pytest.raises(SpecError, match="finite"):
+            parse_stimulus(text)

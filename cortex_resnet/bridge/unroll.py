@@ -282,8 +282,10 @@ class UnrolledCircuit(nn.Module):
 
     def extra_repr(self) -> str:
         o = self.options
-        return (f"N={self.n_units} (E {self.n_E}), n_inputs={self.n_inputs}, steps={o.steps}, dt_ms={o.dt_ms}, "
-                f"variant={o.variant}, tied={o.tied}, input_mode={o.input_mode}, norm={o.norm}, dale={o.dale}")
+        n_params = sum(p.numel() for p in self.parameters())
+        return (f"{self.circuit.spec.name!r}: N={self.n_units} (E {self.n_E}), n_inputs={self.n_inputs}, "
+                f"steps={o.steps}, dt_ms={o.dt_ms}, variant={o.variant}, tied={o.tied}, "
+                f"input_mode={o.input_mode}, norm={o.norm}, dale={o.dale}, parameters={n_params:,}")
 
 
 def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant: str = "tied",

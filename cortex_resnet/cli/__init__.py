@@ -7,8 +7,15 @@ on :data:`app`; the modules are listed in :data:`COMMAND_MODULES`.
 from __future__ import annotations
 
 import importlib
+import sys
 
-import typer
+from .. import _startup
+
+try:
+    import typer
+except KeyboardInterrupt:  # only if a library replaced our SIGINT handler (cortex_resnet._startup)
+    _startup.exit_if_cli()
+    raise
 
 __all__ = ["app", "main", "COMMAND_MODULES"]
 
@@ -42,10 +49,19 @@ COMMAND_MODULES = [
     "sweep",
 ]
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_name}").register(app)
+try:
+    for _name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{_name}").register(app)
+except KeyboardInterrupt:  # as above: a library's handler raised it during the imports
+    _startup.exit_if_cli()
+    raise
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: Ctrl-C at any moment exits 130 without a traceback."""
+    _startup.install()  # already done at package import when run as the command; idempotent
+    try:
+        app()
+    except KeyboardInterrupt:  # raised outside a command (a handler installed by a library)
+        sys.stderr.write(_startup.MESSAGE)
+        raise SystemExit(_startup.EXIT_INTERRUPTED) from None
