@@ -221,7 +221,8 @@ def claim_folder(folder: str | Path, command: str, *, option: str = "--out", for
         _ACTIVE.remove(claim)
         if claim.path.is_dir():
             claim.owned |= _files(claim.path, claim.owned_dirs) - claim.foreign
-            claim.save()
+            if claim.owned or (claim.path / MANIFEST).exists():  # nothing written: nothing added
+                claim.save()
 
 
 def guard_write(target: Path) -> None:

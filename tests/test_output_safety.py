@@ -67,6 +67,21 @@ def test_new_and_empty_folders_are_used_and_get_a_manifest(tmp_path: Path) -> No
         assert manifest["commands"] == ["demo"] and manifest["files"] == ["a.txt"]
 
 
+def test_a_claim_that_writes_nothing_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(SpecError):
+        with claim_folder(tmp_path, "sweep"):
+            raise SpecError("--param", "x", "a failure after the claim, before any output")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_repository_gallery_is_a_figures_folder() -> None:
+    from cortex_resnet.outdir import _plan
+
+    claim = _plan(ROOT / "figures", "figures", option="--out", force=False, accept=(), adopt=False,
+                  owned_dirs=("data",), force_ok=True)
+    assert claim.foreign == set() and "README.md" in claim.owned
+
+
 def test_foreign_folder_is_refused_naming_the_folder_and_the_fix(precious: Path) -> None:
     before = _snapshot(precious)
     with pytest.raises(SpecError) as err:
