@@ -55,8 +55,9 @@ def register(app: typer.Typer) -> None:
         folder = out if out is not None else run_dir
         if out is not None and not out.is_dir():
             raise SpecError("--out", str(out), "an existing folder for compare.json and compare.png")
-        check_out_path(folder / "compare.json", "--out", force=force)
-        check_out_path(folder / "compare.png", "--out", force=force)
+        if folder.is_dir():  # (a missing run folder is reported by compare_run, naming it)
+            check_out_path(folder / "compare.json", "--out", force=force)
+            check_out_path(folder / "compare.png", "--out", force=force)
         if threads is not None:
             if threads < 1:
                 raise SpecError("--threads", threads, "an integer >= 1")
