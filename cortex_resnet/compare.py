@@ -221,7 +221,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
     out["figure"] = str(plot_compare(out, keep, circuit, fig_path, spiking=spk))
     from .results import atomic_write_text
 
-    atomic_write_text(folder / "compare.json", json.dumps(out, indent=2, default=float) + "\n")
+    atomic_write_text(folder / "compare.json",  # written_by: recognised as ours when replaced
+                      json.dumps({"written_by": "cortex-resnet compare", **out}, indent=2, default=float) + "\n")
     return out
 
 

@@ -16,16 +16,21 @@ suite runs it); the full demo takes a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .outdir import OutputFolder, claim_folder
 from .results import atomic_write_text, save_dataset
 
-__all__ = ["run_demo", "ROOT"]
+__all__ = ["run_demo", "ROOT", "DEMO_FILES"]
+
+# what the demo writes at the top of OUT/ (checked against foreign files before any work)
+DEMO_FILES = ("rate.nc", "decomposition_rate.png", "spiking.nc", "decomposition_spiking.png",
+              "raster_spiking.png", "train_tied", "train_untied", "compare.png", "hypotheses",
+              "summary.json", "summary.md")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,16 +61,31 @@ class _Steps:
 
 
 def run_demo(out: str | Path = "demo_out", *, quick: bool = False, seed: int = 0,
-             echo: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+             echo: Callable[[str], None] = print, progress: bool = True,
+             force: bool = False) -> dict[str, Any]:
     """Run the whole demo; return the summary (also written to ``OUT/summary.json``).
 
     Parameters
     ----------
-    out : output folder (created; an earlier demo there is replaced)
+    out : output folder: new, empty, or one an earlier demo wrote (only the files it
+        wrote are replaced); a folder holding other files is refused
     quick : tiny settings (seconds instead of minutes)
     seed : seed of every random step
     echo : where progress lines go
+    force : write into a folder beside files the demo did not write (never touching them)
+
+    Raises
+    ------
+    SpecError
+        ``out`` holds files the demo did not write (without ``force``), or one where the
+        demo writes.
     """
+    with claim_folder(out, "demo", force=force, expected=DEMO_FILES) as folder:
+        return _run_demo(folder, quick=quick, seed=seed, echo=echo, progress=progress)
+
+
+def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[str], None],
+              progress: bool) -> dict[str, Any]:
     from . import load_model
     from .bridge.check import check_unroll
     from .compare import compare_run
@@ -76,10 +96,10 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, seed: int = 0
     from .spiking import simulate_spiking
     from .train import train
 
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = folder.path
+    for sub in ("train_tied", "train_untied", "hypotheses"):
+        folder.remove_own(sub)  # an earlier demo's runs (train refuses a folder holding a run)
+    out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(7, echo)
     summary: dict[str, Any] = {"out": str(out), "quick": quick, "seed": seed}
     circuit = load_model(ROOT / "models" / "canonical_microcircuit.toml", seed=seed)

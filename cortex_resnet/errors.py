@@ -1,8 +1,9 @@
 """Exception types shared by every layer.
 
 Every error a user can cause names the field, the value and what is allowed;
-the CLI maps :class:`SpecError` (and other ``ValueError``/``TypeError``
-subclasses from here) to exit code 2 and :class:`SimulationError` to exit 1.
+the CLI maps :class:`SpecError` (and every other :class:`CortexError` that is
+not a :class:`SimulationError`) to exit code 2 and :class:`SimulationError` to
+exit 1; any other exception is reported as an internal error (exit 1).
 """
 
 from __future__ import annotations

@@ -168,10 +168,10 @@ def _train_runs(out_dir: Path, full: bool) -> list[Path]:
             spec = load_experiment(ROOT / "experiments" / "mnist1d_tied.toml")
             spec = spec.replace(**{"model.variant": variant, "device": "cpu",
                                    "train.epochs": 30 if full else 8})
-            if run.exists():
-                import shutil
+            if run.exists():  # an unfinished run of an earlier gallery: only its own files go
+                from .outdir import remove_written
 
-                shutil.rmtree(run)
+                remove_written(run)
             train(spec, run, progress=False)
         runs.append(run)
     return runs
@@ -244,14 +244,25 @@ def known_figures() -> list[str]:
 
 
 def make_gallery(out_dir: str | Path = ROOT / "figures", *, full: bool = False,
-                 only: list[str] | None = None, progress: bool = False) -> dict[str, list[Path]]:
-    """Regenerate figures (all, or ``only``) and rewrite ``out_dir/README.md``."""
-    out_dir = Path(out_dir)
-    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+                 only: list[str] | None = None, progress: bool = False,
+                 force: bool = False) -> dict[str, list[Path]]:
+    """Regenerate figures (all, or ``only``) and rewrite ``out_dir/README.md``.
+
+    ``out_dir`` must be new, empty or a gallery folder (its manifest lists what the
+    gallery wrote, and only that is replaced); ``force`` writes beside other files.
+    """
+    from .outdir import claim_folder
+
     names = known_figures() if not only else only
     for n in names:
         if n not in GALLERY:
             raise UnknownNameError("figure", n, known_figures(), field="figure")
+    with claim_folder(out_dir, "figures", force=force, expected=("README.md",), owned_dirs=("data",)):
+        return _make(Path(out_dir), names, full, progress)
+
+
+def _make(out_dir: Path, names: list[str], full: bool, progress: bool) -> dict[str, list[Path]]:
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
     made: dict[str, list[Path]] = {}
     it = names
     if progress:

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from .outdir import SIGNATURE  # noqa: E402
 from .results import atomic_path, load_dataset, require_vars  # noqa: E402
 
 __all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "decomposition_panel", "plot_decomposition", "plot_raster"]
@@ -46,7 +47,8 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     """Save atomically in the format given by the suffix (.png, .svg, .pdf)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight",
+                    metadata={"Creator": f"{SIGNATURE} (matplotlib)"})  # recognised as ours
     plt.close(fig)
     return path
 

@@ -13,7 +13,9 @@ Layout of a trajectory result (both backends):
   byte-identical file.
 
 Files are written to a temporary file beside the target and renamed, so a
-killed run never leaves a half-written result.
+killed run never leaves a half-written result; they get the permissions of the
+user's umask and never replace a file a command did not write
+(:mod:`cortex_resnet.outdir`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import xarray as xr
 
 from .circuit import Circuit
 from .errors import SpecError
+from .outdir import file_mode, guard_write, record_write
 
 __all__ = ["library_versions", "trajectory_dataset", "save_dataset", "load_dataset",
            "atomic_path", "atomic_write_text", "require_vars"]
@@ -121,7 +124,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The temporary is named ``.NAME.PID.XXXX.tmp``; one left by a killed writer
-    (``kill -9``) is removed by the next write to the same path.
+    (``kill -9``) is removed by the next write to the same path. The file gets the
+    permissions of the user's umask (0644 under umask 022). Inside a folder claimed
+    with :func:`cortex_resnet.outdir.claim_folder`, a file that was there before and
+    not written by the command is never replaced, and each written file is added to
+    the folder's manifest.
     """
     path = Path(path)
     if path.exists() and path.is_dir():
@@ -129,13 +136,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise SpecError("out", str(path), f"a path in an existing directory ({parent} does not exist)")
+    guard_write(path)
     _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())  # mkstemp makes 0600; a result follows the umask
         os.replace(tmp_path, path)
+        record_write(path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -1,4 +1,9 @@
-"""``cortex-resnet demo --quick`` runs end to end and writes its summary and figures."""
+"""``cortex-resnet demo --quick`` runs end to end and writes its summary and figures.
+
+It runs once (minutes), into a folder holding a user's file with ``--force``: the
+file survives and the manifest lists what the demo wrote. Refusals and reruns are
+tested cheaply in ``test_output_safety.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cortex_resnet.cli import app
+from cortex_resnet.outdir import MANIFEST
 
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("demo") / "demo_out"
-    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress"])
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")  # --force: the demo writes beside it, never over it
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-progress", "--force"])
     return out, res
 
 
@@ -22,6 +30,16 @@ def test_demo_quick_succeeds(demo_out) -> None:
     out, res = demo_out
     assert res.exit_code == 0, res.output
     assert "summary" in res.output
+
+
+def test_demo_keeps_the_users_file_and_lists_what_it_wrote(demo_out) -> None:
+    out, _ = demo_out
+    assert (out / "notes.txt").read_text() == "the user's"
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["commands"] == ["demo"] and "notes.txt" not in manifest["files"]
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == written - {"notes.txt", MANIFEST}
+    assert "summary.md" in written and "train_tied/checkpoint.pt" in written
 
 
 def test_demo_writes_summary_and_figures(demo_out) -> None:

@@ -1,15 +1,19 @@
 """Shared CLI plumbing: exit codes, error reporting, JSON output, progress.
 
-Exit codes: 0 success, 1 failure at run time, 2 bad input (a spec field, an
-option, a file). Errors print one line ``error: ...`` on stderr naming the
-field, the value and what is allowed; no traceback for user errors.
+Exit codes: 0 success, 1 failure at run time (or a bug: "internal error", with
+its traceback in a log file, or on stderr with ``CORTEX_RESNET_DEBUG=1``),
+2 bad input (a spec field, an option, a file); exit 2 means nothing was
+written. Errors print one line ``error: ...`` on stderr naming the field, the
+value and what is allowed; no traceback for user errors.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -17,10 +21,10 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import typer
 
-from ..errors import SimulationError, SpecError
+from ..errors import CortexError, SimulationError, SpecError
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "handle_errors", "emit_json", "to_jsonable",
-           "check_out_path"]
+           "check_out_path", "FORCE_HELP", "DEBUG_ENV"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,11 +35,49 @@ def _fail(code: int, message: str) -> None:
     raise typer.Exit(code)
 
 
+DEBUG_ENV = "CORTEX_RESNET_DEBUG"
+
+
+def _internal_error(err: BaseException) -> None:
+    """An unexpected exception (a bug): say so, and keep its traceback for the report."""
+    text = "".join(traceback.format_exception(err))
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        sys.stderr.write(text)
+        where = "traceback above"
+    else:
+        log = Path(tempfile.gettempdir()) / f"cortex-resnet-error-{os.getpid()}.log"
+        try:
+            log.write_text(" ".join(sys.argv) + "\n" + text, encoding="utf-8")
+            where = f"traceback in {log}"
+        except OSError:
+            sys.stderr.write(text)
+            where = "traceback above"
+    _fail(EXIT_FAILURE, f"internal error: {type(err).__name__}: {err} ({where}; rerun with "
+          f"{DEBUG_ENV}=1 to print it); please report it")
+
+
+def _os_error(err: OSError) -> None:
+    """A file or folder the user named could not be read or written."""
+    if err.filename is None:
+        _internal_error(err)
+    what = err.strerror or type(err).__name__
+    _fail(EXIT_BAD_INPUT, f"{err.filename}: {what}")
+
+
 def handle_errors(fn: F) -> F:
-    """Map exceptions to exit codes and one-line messages (tracebacks only for bugs)."""
+    """Map exceptions to exit codes and one-line messages.
+
+    Bad input (our :class:`SpecError` family, pydantic's ``ValidationError``, a path that
+    cannot be read or written) exits 2 with one line; a run-time failure
+    (:class:`SimulationError`) exits 1 with one line; anything else is a bug: exit 1 with
+    "internal error" and the traceback written to a log file (or shown on stderr with
+    ``CORTEX_RESNET_DEBUG=1``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -44,21 +86,23 @@ def handle_errors(fn: F) -> F:
             _fail(EXIT_BAD_INPUT, str(err))
         except SimulationError as err:
             _fail(EXIT_FAILURE, str(err))
+        except CortexError as err:
+            _fail(EXIT_BAD_INPUT, str(err))
+        except ValidationError as err:
+            _fail(EXIT_BAD_INPUT, str(err).replace("\n", "; "))
         except KeyboardInterrupt:
             typer.echo("\ninterrupted: no partial output was written (results are written "
                        "atomically); rerun the same command to start again, or with --resume "
                        "where the command has it.", err=True)
             raise typer.Exit(130)
-        except (ValueError, TypeError) as err:
-            # our own code raises SpecError for user input; anything else of this kind
-            # is still most likely bad input reaching a library.
-            _fail(EXIT_BAD_INPUT, f"{type(err).__name__}: {err}")
         except MemoryError:
             _fail(EXIT_FAILURE, "out of memory: reduce the batch, the recorded steps "
                   "(--record-stride) or the circuit size")
-        except Exception as err:  # a bug: show it
-            traceback.print_exc()
-            _fail(EXIT_FAILURE, f"internal error ({type(err).__name__}: {err}); please report it")
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+                FileExistsError) as err:
+            _os_error(err)
+        except Exception as err:  # a bug
+            _internal_error(err)
 
     return wrapper  # type: ignore[return-value]
 
@@ -91,13 +135,13 @@ def emit_json(summary: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def check_out_path(path: Path | None, option: str = "--out") -> Path | None:
-    """Validate an output file path before any work is done."""
-    if path is None:
-        return None
-    if path.is_dir():
-        raise SpecError(option, str(path), "a file path, not a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SpecError(option, str(path), f"a path in an existing directory ({parent} does not exist)")
-    return path
+def check_out_path(path: Path | None, option: str = "--out", *, suffixes: tuple[str, ...] = (),
+                   force: bool = False) -> Path | None:
+    """Validate an output file path before any work is done (see :func:`outdir.check_out_file`)."""
+    from ..outdir import check_out_file
+
+    return check_out_file(path, option, suffixes=suffixes, force=force)
+
+
+FORCE_HELP = ("Replace an existing output file that cortex-resnet did not write / write into a "
+              "folder beside files it did not write (never replacing or deleting them).")

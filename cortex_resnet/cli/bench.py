@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._common import check_out_path, emit_json, handle_errors
+from ._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
     def bench(
         name: str = typer.Argument(..., help="Benchmark name, or 'all'."),
         quick: bool = typer.Option(False, help="Smaller sizes (a smoke test, not the published numbers)."),
-        out: Optional[Path] = typer.Option(None, help="Also write the JSON here (atomically)."),
+        out: Optional[Path] = typer.Option(None, help="Also write the JSON here (.json, atomically; an existing "
+                                                      "file is replaced only if cortex-resnet wrote it, else --force)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
         seed: int = typer.Option(0, help="Seed for the random inputs and weights."),
     ) -> None:
@@ -29,13 +31,15 @@ def register(app: typer.Typer) -> None:
         from ..bench import known_benches, run_bench
         from ..results import atomic_write_text
 
-        check_out_path(out)
+        check_out_path(out, suffixes=(".json",), force=force)
         torch.manual_seed(seed)  # benches draw their inputs from explicit generators; this is a backstop
         names = known_benches() if name == "all" else [name]
         reports = [run_bench(n, quick=quick) for n in names]
         payload = reports[0] if len(reports) == 1 else {"benches": reports}
         if out is not None:
-            atomic_write_text(out, json.dumps(payload, indent=2))
+            from ..outdir import SIGNATURE
+
+            atomic_write_text(out, json.dumps({"written_by": f"{SIGNATURE} bench", **payload}, indent=2))
         if json_out:
             emit_json(payload)
             return

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import SpecError
-from ._common import emit_json, handle_errors
+from ._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
         pool_size: Optional[int] = typer.Option(None, help="LIF neurons per rate unit "
                                                            "(default: the circuit's spiking.pool_size)."),
         out: Optional[Path] = typer.Option(None, help="Folder for compare.json and compare.png "
-                                                      "(default: the run folder)."),
+                                                      "(default: the run folder). Existing ones are "
+                                                      "replaced only if cortex-resnet wrote them (else --force)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder (mnist, cifar10)."),
         seed: int = typer.Option(0, help="Seed of the spiking subsample and network."),
         threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -50,6 +52,12 @@ def register(app: typer.Typer) -> None:
             raise SpecError("--seed", seed, "an integer >= 0")
         if spiking_duration is not None and not spiking_duration > 0:
             raise SpecError("--spiking-duration", spiking_duration, "a duration > 0 ms")
+        folder = out if out is not None else run_dir
+        if out is not None and not out.is_dir():
+            raise SpecError("--out", str(out), "an existing folder for compare.json and compare.png")
+        if folder.is_dir():  # (a missing run folder is reported by compare_run, naming it)
+            check_out_path(folder / "compare.json", "--out", force=force)
+            check_out_path(folder / "compare.png", "--out", force=force)
         if threads is not None:
             if threads < 1:
                 raise SpecError("--threads", threads, "an integer >= 1")

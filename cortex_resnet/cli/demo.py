@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import emit_json, handle_errors
+from ._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -17,7 +17,10 @@ def register(app: typer.Typer) -> None:
                       "figures and summary.md into --out.\n\nExample:\n\n  cortex-resnet demo --out demo_out")
     @handle_errors
     def demo(
-        out: Path = typer.Option(Path("demo_out"), help="Output folder (replaced if it exists)."),
+        out: Path = typer.Option(Path("demo_out"), help="Output folder: new, empty, or one an earlier demo "
+                                 "wrote (only the files it wrote are replaced; a folder holding other "
+                                 "files is refused)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         quick: bool = typer.Option(False, help="Tiny settings: seconds instead of minutes."),
         seed: int = typer.Option(0, help="Seed for every random step."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -26,7 +29,8 @@ def register(app: typer.Typer) -> None:
         from ..demo import run_demo
 
         echo = (lambda s: typer.echo(s, err=True)) if json_out else typer.echo
-        summary = run_demo(out, quick=quick, seed=seed, echo=echo, progress=progress and not json_out)
+        summary = run_demo(out, quick=quick, seed=seed, echo=echo, progress=progress and not json_out,
+                           force=force)
         if json_out:
             emit_json(summary)
         else:

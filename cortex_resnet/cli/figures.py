@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import emit_json, handle_errors
+from ._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
     def figures(
         name: str = typer.Argument("all", help="A figure name, or 'all'."),
         full: bool = typer.Option(False, help="Publication settings (slower) instead of quick ones."),
-        out: Optional[Path] = typer.Option(None, help="Output folder (default: the repository's figures/)."),
+        out: Optional[Path] = typer.Option(None, help="Output folder (default: the repository's figures/): new, "
+                                           "empty, or a gallery folder (only files the gallery wrote are "
+                                           "replaced; a folder holding other files is refused)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         seed: int = typer.Option(0, help="Seed (the figures' models carry their own seeds; kept for the CLI contract)."),
         json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -27,7 +30,7 @@ def register(app: typer.Typer) -> None:
         from ..gallery import ROOT, make_gallery
 
         made = make_gallery(out or ROOT / "figures", full=full, only=None if name == "all" else [name],
-                            progress=progress and not json_out)
+                            progress=progress and not json_out, force=force)
         if json_out:
             emit_json({"out": str(out or ROOT / "figures"), "figures": made, "full": full, "seed": seed})
         else:

@@ -8,9 +8,12 @@ from typing import Optional
 import typer
 
 from ..sweep import DEFAULT_CONNECT_TIMEOUT_S
-from ._common import emit_json, handle_errors
+from ._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
+
+# what a run writes at the top of its folder (a foreign file there is refused before any work)
+HYPOTHESIS_FILES = ("results.nc", "report.md", "report.json", "figures", ".cache")
 
 RUN_EXAMPLE = ("Examples:\n\n  cortex-resnet hypothesis run isn-paradox --quick --json\n\n"
                "  cortex-resnet hypothesis run amplification --seeds 10 --out runs/amp\n\n"
@@ -53,7 +56,10 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(2, help="LocalCluster worker processes; 0 runs the tasks serially here."),
         connect_timeout: float = typer.Option(DEFAULT_CONNECT_TIMEOUT_S,
                                               help="Seconds to wait for --scheduler to answer."),
-        out: Optional[Path] = typer.Option(None, help="Output folder (default runs/hypotheses/NAME[-quick])."),
+        out: Optional[Path] = typer.Option(None, help="Output folder (default runs/hypotheses/NAME[-quick]): new, "
+                                           "empty, or one `hypothesis run` wrote (it resumes); a folder "
+                                           "holding other files is refused."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         spec: Optional[Path] = typer.Option(None, help="Experiment spec (TOML) instead of "
                                                        "experiments/hypotheses/NAME.toml."),
         cache: bool = typer.Option(True, help="Reuse finished tasks from OUT/.cache."),
@@ -61,15 +67,18 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="Show a progress bar over tasks on stderr."),
     ) -> None:
         from ..hypotheses import run_hypothesis
+        from ..hypotheses.runner import default_out
+        from ..outdir import claim_folder
 
+        folder = out or default_out(name, quick)
         try:
-            summary = run_hypothesis(name, quick=quick, seeds=seeds, seed=seed, scheduler=scheduler,
-                                     workers=workers, out=out, spec=spec, progress=progress and not json_out,
-                                     connect_timeout_s=connect_timeout, cache=cache)
+            with claim_folder(folder, "hypothesis run", force=force, owned_dirs=(".cache",),
+                              expected=HYPOTHESIS_FILES):
+                summary = run_hypothesis(name, quick=quick, seeds=seeds, seed=seed, scheduler=scheduler,
+                                         workers=workers, out=folder, spec=spec,
+                                         progress=progress and not json_out,
+                                         connect_timeout_s=connect_timeout, cache=cache)
         except KeyboardInterrupt:
-            from ..hypotheses.runner import default_out
-
-            folder = out or default_out(name, quick)
             typer.echo(f"\ninterrupted: finished tasks are kept in {folder}/.cache; rerun the same "
                        f"command (same --out) to resume without redoing them.", err=True)
             raise typer.Exit(130) from None
@@ -84,8 +93,13 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     ) -> None:
         from ..hypotheses import rebuild_report
+        from ..outdir import claim_folder, written_by_us
 
-        _print(rebuild_report(directory), json_out)
+        legacy = (directory / "results.nc").is_file() and written_by_us(directory / "results.nc")
+        with claim_folder(directory, "hypothesis report", option="DIR", accept=("hypothesis run",),
+                          adopt=legacy, owned_dirs=(".cache",), force_ok=False):
+            summary = rebuild_report(directory)
+        _print(summary, json_out)
 
 
 def _print(summary: dict, json_out: bool) -> None:

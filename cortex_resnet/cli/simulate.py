@@ -10,9 +10,11 @@ import numpy as np
 import typer
 
 from ..errors import SpecError
-from ._common import check_out_path, emit_json, handle_errors
+from ._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
-__all__ = ["register", "BACKENDS", "simulate_rate_summary"]
+__all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 EXAMPLE = ("Example:\n\n  cortex-resnet simulate models/canonical_microcircuit.toml --backend rate "
            "--duration 300 --dt 0.1 --stimulus step:amp=1.0,onset_ms=50 --out run.nc --plot run.png --json")
@@ -101,8 +103,11 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
         record_stride: int = typer.Option(1, help="Record every n-th step (memory bound)."),
         seed: Optional[int] = typer.Option(None, help="Seed for weights and noise (default: the model's)."),
-        out: Optional[Path] = typer.Option(None, help="Write the result (netCDF) here, atomically."),
-        plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf)."),
+        out: Optional[Path] = typer.Option(None, help="Write the result (netCDF, .nc) here, atomically. An "
+                                           "existing file is replaced only if cortex-resnet wrote it (else --force)."),
+        plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf; "
+                                            "the same rule for an existing file)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
         standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
@@ -116,8 +121,10 @@ def register(app: typer.Typer) -> None:
 
         if backend not in BACKENDS:
             raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
-        check_out_path(out)
-        check_out_path(plot, "--plot")
+        check_out_path(out, suffixes=(".nc",), force=force)
+        check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
+        if out is not None and plot is not None and out.absolute() == plot.absolute():
+            raise SpecError("--plot", str(plot), "a different file from --out")
         spec = load_spec(model)
         changes: dict[str, Any] = {}
         if seed is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._common import emit_json, handle_errors
+from ._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -29,18 +29,26 @@ def register(app: typer.Typer) -> None:
         dt: Optional[float] = typer.Option(None, help="Euler step in ms (default: the model file's)."),
         workers: int = typer.Option(2, help="LocalCluster worker processes (0 = serially in this process)."),
         scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (tcp://host:8786)."),
-        out: Optional[Path] = typer.Option(None, help="Output folder (sweep.nc, task cache for resuming)."),
+        out: Optional[Path] = typer.Option(None, help="Output folder: sweep.nc and the task cache (.cache) that a "
+                                           "rerun resumes from (default: runs/sweep_<model name>). New, empty, "
+                                           "or one `sweep` wrote; a folder holding other files is refused."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Progress bar over tasks."),
     ) -> None:
+        from ..outdir import claim_folder
         from ..param_sweep import parse_param, sweep_model
+        from ..spec import load_spec
 
         params = dict(parse_param(p) for p in param)
+        if out is None:
+            out = Path("runs") / f"sweep_{load_spec(model).name}"
         t0 = time.perf_counter()
-        ds = sweep_model(model, params, seeds=seeds, seed=seed, stimulus=stimulus, duration_ms=duration,
-                         dt_ms=dt, out=out, workers=workers, scheduler=scheduler,
-                         progress=progress and not json_out)
-        summary = {"out": str(out / "sweep.nc") if out else None, "params": params, "seeds": seeds,
+        with claim_folder(out, "sweep", force=force, owned_dirs=(".cache",), expected=("sweep.nc", ".cache")):
+            ds = sweep_model(model, params, seeds=seeds, seed=seed, stimulus=stimulus, duration_ms=duration,
+                             dt_ms=dt, out=out, workers=workers, scheduler=scheduler,
+                             progress=progress and not json_out)
+        summary = {"out": str(out / "sweep.nc"), "params": params, "seeds": seeds,
                    "tasks": int(ds["rate_E"].size), "unstable": int(ds["unstable"].sum()),
                    "runtime_s": time.perf_counter() - t0,
                    "rate_E": ds["rate_E"].mean("seed").values.tolist(),
@@ -51,5 +59,5 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
         else:
             typer.echo(ds[["rate_E", "rate_I"]].mean("seed").to_dataframe().to_string())
-            if out:
-                typer.echo(f"wrote {out / 'sweep.nc'}")
+            typer.echo(f"wrote {out / 'sweep.nc'} (task cache {out / '.cache'}: rerun the same command "
+                       "to resume)")

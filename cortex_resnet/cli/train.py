@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import SpecError
-from ._common import emit_json, handle_errors
+from ._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -19,6 +19,10 @@ EXAMPLE = ("Examples:\n\n  cortex-resnet train experiments/mnist1d_tied.toml --d
            "experiments/cifar10_resnet20.toml --data-dir ~/data/cifar10 --out runs/r20\n\n"
            "Run folder: config.toml, metrics.csv (per epoch), checkpoint.pt (every epoch), "
            "model.pt, report.json and report.md (beside the published baselines).")
+
+
+# what a run writes into its folder (a foreign file there is refused before any work)
+TRAIN_FILES = ("config.toml", "metrics.csv", "checkpoint.pt", "model.pt", "report.json", "report.md")
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -42,7 +46,10 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train(
         experiment: Path = typer.Argument(..., help="Experiment file, e.g. experiments/mnist1d_tied.toml."),
-        out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<experiment name>)."),
+        out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<experiment name>): new, empty, "
+                                           "or a train run folder (with --resume); a folder holding other "
+                                           "files is refused."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu, cuda, cuda:N "
                                                         "(default: the experiment's)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last "
@@ -78,9 +85,13 @@ def register(app: typer.Typer) -> None:
         if changes:
             spec = spec.replace(**changes)
         out = out if out is not None else Path("runs") / spec.name
+        from ..outdir import claim_folder
+
         try:
-            summary = run_train(spec, out, resume=resume, device=device, data_dir=data_dir,
-                                progress=progress)
+            with claim_folder(out, "train", force=force, adopt=resume and (out / "checkpoint.pt").is_file(),
+                              expected=TRAIN_FILES):
+                summary = run_train(spec, out, resume=resume, device=device, data_dir=data_dir,
+                                    progress=progress)
         except KeyboardInterrupt:
             ckpt = out / "checkpoint.pt"
             where = (f"the last finished epoch is in {ckpt}" if ckpt.exists()
@@ -109,7 +120,9 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train_report(
         runs: list[Path] = typer.Argument(..., help="Run folders of `cortex-resnet train`."),
-        out: Optional[Path] = typer.Option(None, help="Also write the Markdown table here (atomically)."),
+        out: Optional[Path] = typer.Option(None, help="Also write the Markdown table here (.md, atomically; an "
+                                           "existing file is replaced only if cortex-resnet wrote it, else --force)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the runs' summaries as JSON."),
     ) -> None:
         import json
@@ -118,14 +131,16 @@ def register(app: typer.Typer) -> None:
         from ..train_report import runs_table
         from ._common import check_out_path
 
-        check_out_path(out)
+        check_out_path(out, suffixes=(".md",), force=force)
         missing = [str(r) for r in runs if not (r / "report.json").is_file()]
         if missing:
             raise SpecError("runs", missing[0], "run folders with report.json (finished or "
                             "diverged `cortex-resnet train` runs)")
         table = runs_table(runs)
         if out is not None:
-            atomic_write_text(out, table)
+            from ..outdir import SIGNATURE
+
+            atomic_write_text(out, f"<!-- {SIGNATURE} train-report -->\n" + table)
         if json_out:
             reps = [json.loads((r / "report.json").read_text()) for r in runs]
             emit_json({"runs": [{k: rep.get(k) for k in ("out", "experiment", "dataset", "model",

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import SpecError
-from ._common import EXIT_FAILURE, check_out_path, emit_json, handle_errors
+from ._common import EXIT_FAILURE, FORCE_HELP, check_out_path, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("float64", help="dtype of the module written by --out."),
         seed: Optional[int] = typer.Option(None, help="Seed of the circuit's weights (default: the model's)."),
         out: Optional[Path] = typer.Option(None, help="Write the unrolled module's state dict here "
-                                                      "(torch.save, atomically; load with weights_only=True)."),
+                                                      "(.pt; torch.save, atomically; load with weights_only=True). "
+                                                      "An existing file is not replaced without --force."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     ) -> None:
         import numpy as np
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from ..bridge import unroll as do_unroll
         from ..bridge.check import check_unroll
 
-        check_out_path(out)
+        check_out_path(out, suffixes=(".pt", ".pth"), force=force)
         start = time.perf_counter()
         if seed is not None and seed < 0:
             raise SpecError("--seed", seed, "an integer >= 0")
