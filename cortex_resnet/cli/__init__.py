@@ -48,4 +48,6 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point."""
+    import matplotlib  # the command line only writes figure files: no GUI backend (library
+    matplotlib.use("Agg")  # users keep theirs; cortex_resnet.plots never chooses one)
     app()
