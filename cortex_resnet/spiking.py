@@ -32,7 +32,7 @@ import xarray as xr
 from .circuit import Circuit
 from .errors import ConvergenceError
 from .spec import StimulusSpec
-from .spiking_analysis import classify_regime, cv_isi, mean_rate_hz, oscillation_power, synchrony
+from .spiking_analysis import mean_rate_hz, population_state
 from .spiking_brian import RawRun, RuntimeEngine, brian2_global_state
 from .stimulus import StimulusWarning, stimulus_warnings
 from .spiking_build import SpikingPlan, build_plan
@@ -74,9 +74,11 @@ def _device_name(engine: Any) -> str:
 
 
 def spike_statistics(plan: SpikingPlan, raw: RawRun, *, window: tuple[float, float] | None = None) -> dict:
-    """Rates (Hz), CV of ISIs and oscillation power per population, first stimulus of the batch.
+    """Rates (Hz), CV of ISIs, synchrony and oscillation power per population, first stimulus of the
+    batch, and the state (:func:`~cortex_resnet.spiking_analysis.classify_regime`).
 
-    ``window``: ``(t0, t1)`` ms; default the last half of the run.
+    ``window``: ``(t0, t1)`` ms; default the last half of the run (the first half, with the
+    start-up transient, is left out of every summary).
     """
     t0, t1 = window if window is not None else (0.5 * plan.duration_ms, plan.duration_ms)
     first = raw.spike_i < plan.n
@@ -84,17 +86,11 @@ def spike_statistics(plan: SpikingPlan, raw: RawRun, *, window: tuple[float, flo
     out: dict[str, Any] = {"window_ms": [t0, t1]}
     for pop, mask in (("E", plan.is_E), ("I", ~plan.is_E)):
         sel = mask[i]
-        osc = oscillation_power(t[sel], t0, t1)
-        out[pop] = {"rate_hz": mean_rate_hz(t[sel], int(mask.sum()), t0, t1),
-                    "cv_isi": cv_isi(i[sel], t[sel], t0, t1), "oscillation_power": osc["power"],
-                    "spectral_peak": osc["peak"], "oscillation_hz": osc["frequency_hz"],
-                    "synchrony": synchrony(i[sel], t[sel], np.where(mask)[0], t0, t1)}
+        out[pop] = population_state(i[sel], t[sel], np.where(mask)[0], t0, t1, plan.sspec.lif(pop).t_ref_ms)
     rates_all = [mean_rate_hz(raw.spike_t_ms[(raw.spike_i // plan.n == b) & plan.is_E[raw.spike_i % plan.n]],
                               int(plan.is_E.sum()), t0, t1) for b in range(plan.batch)]
     out["E"]["rate_hz_batch"] = rates_all
-    e = out["E"]
-    out["regime"] = classify_regime(e["rate_hz"], e["cv_isi"], e["synchrony"],
-                                    plan.sspec.populations.E.t_ref_ms)
+    out["regime"] = out["E"]["state"]
     return out
 
 
