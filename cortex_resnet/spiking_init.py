@@ -15,10 +15,11 @@ vanishes at the threshold, so the network does not start with the volley
 that a uniform or narrow start produces (neurons near threshold all crossing
 at once). The fraction ``nu t_ref`` that would be refractory starts at the reset.
 
-Where the density is not defined -- no mean-field fixed point (an oscillating
-or runaway network) or almost no noise (``sigma < MIN_SIGMA_MV``) -- the pools
-concerned start ``uniform`` between reset and threshold; the plan's
-``info["v_init"]`` says which pools got which.
+Almost without noise (``sigma < MIN_SIGMA_MV``) a subthreshold pool starts at its
+mean ``mu`` (the fixed point). Where the density is not defined -- no mean-field
+fixed point (an oscillating or runaway network), or a suprathreshold mean without
+noise (periodic firing) -- the pools concerned start ``uniform`` between reset
+and threshold; the plan's ``info["v_init"]`` says so.
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ def initial_potentials(plan_args: dict, rng: np.random.Generator) -> tuple[np.nd
         for a in range(mu.size):
             cols = np.where(unit_of == a)[0]
             if sigma[a] < MIN_SIGMA_MV:
-                fallback.add(f"noise below {MIN_SIGMA_MV} mV")
+                if mu[a] < model.theta_mV[a]:  # noiseless and subthreshold: the fixed point itself
+                    v[b, cols] = rest[cols] + mu[a]
+                else:
+                    fallback.add(f"noise below {MIN_SIGMA_MV} mV with a suprathreshold mean")
                 continue
             v[b, cols] = rest[cols] + stationary_sample(
                 mu[a], sigma[a], model.theta_mV[a] + shift[a], model.v_reset_mV[a] + shift[a], cols.size, rng,

@@ -10,7 +10,6 @@ import numpy as np
 import typer
 
 from ..errors import SpecError
-from ..stimulus import report_warnings
 from ._common import check_out_path, emit_json, handle_errors
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary"]
@@ -189,4 +188,6 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
         else:
             typer.echo(summary_line(spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
+        from ..stimulus import report_warnings
+
         report_warnings(summary.get("warnings", []))
