@@ -157,6 +157,15 @@ class Circuit:
         names = {self.transfer_E.name, self.transfer_I.name}
         return "Hz" if names == {"lif"} else "a.u."
 
+    @property
+    def hz_per_unit(self) -> dict[str, float]:
+        """Hz per unit of ``r``, per population: 1 for the ``lif`` transfer (rates in Hz); otherwise
+        the convention of the ``[spiking]`` table, which realises a rate of 1 as
+        ``spiking.rate_unit_hz`` Hz (1 with ``weight_scaling = "identity"``)."""
+        s = self.spec.spiking
+        return {p: 1.0 if t.name == "lif" or s.weight_scaling == "identity" else float(s.rate_unit_hz)
+                for p, t in (("E", self.transfer_E), ("I", self.transfer_I))}
+
     # --------------------------------------------------------------- copies
     def with_weights(self, W: np.ndarray | None = None, B: np.ndarray | None = None,
                      b: np.ndarray | None = None, tau_ms: np.ndarray | None = None,

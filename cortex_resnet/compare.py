@@ -243,8 +243,9 @@ def _spiking_logits(circuit, u: torch.Tensor, clf, *, duration_ms: float,
         ds = model.simulate(u_np[:n_plot], duration_ms=duration_ms, seed=seed, decompose=True)
         e = ds["population"].values == "E"
         out["time_ms"] = ds["time"].values
-        out["rates_E_time"] = ds["r"].values[:, :, e].mean(-1)
-        out["x_E_time"] = ds["x"].values[:, :, e].mean(-1)
+        hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here
+        out["rates_E_time"] = ds["r"].values[:, :, e].mean(-1) / hz
+        out["x_E_time"] = ds["x"].values[:, :, e].mean(-1) / hz
     return out
 
 
@@ -299,5 +300,5 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
         a.axhline(0, color="0.85", lw=0.6, zorder=0)
     if n_ex:
         axes[1].legend(loc="best")
-        axes[1].set_ylabel("rate (a.u.)")
+        axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {circuit.hz_per_unit['E']:g})")
     return save_figure(fig, path)

@@ -4,23 +4,32 @@ One style project-wide: labelled axes with units, the colour-blind-safe
 Okabe-Ito palette, E and I colours fixed (E = blue, I = vermillion), sized for
 a journal column. Every function takes a result (or its path) and an output
 path; PNG plus SVG/PDF by the suffix given.
+
+Importing this module changes no global matplotlib state: the style applies
+inside each plotting function (``matplotlib.rc_context``), and the backend is
+the user's (the command line chooses Agg for itself). Rate axes carry the
+result's units: Hz for spiking results, the model's units otherwise, with the
+Hz-per-unit factor where the units are not Hz.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
+from typing import Any, Callable
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+from .results import atomic_path, load_dataset, require_vars
 
-from .outdir import SIGNATURE  # noqa: E402
-from .results import atomic_path, load_dataset, require_vars  # noqa: E402
+from .outdir import SIGNATURE
 
-__all__ = ["POP_COLORS", "PALETTE", "style", "save_figure", "decomposition_panel", "plot_decomposition", "plot_raster"]
+__all__ = ["POP_COLORS", "PALETTE", "STYLE", "style", "styled", "rate_label", "save_figure", "decomposition_panel",
+           "plot_decomposition", "plot_raster"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73", "orange": "#E69F00",
@@ -29,14 +38,40 @@ POP_COLORS = {"E": PALETTE["blue"], "I": PALETTE["vermillion"]}
 COLUMN_WIDTH_IN = 3.5
 
 
+STYLE: dict[str, Any] = {
+    "figure.dpi": 150, "savefig.dpi": 200, "font.size": 8, "axes.titlesize": 8,
+    "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.2,
+    "legend.frameon": False, "svg.fonttype": "none",
+}
+
+
 def style() -> None:
-    """Apply the project's matplotlib style."""
-    plt.rcParams.update({
-        "figure.dpi": 150, "savefig.dpi": 200, "font.size": 8, "axes.titlesize": 8,
-        "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
-        "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.2,
-        "legend.frameon": False, "svg.fonttype": "none",
-    })
+    """Apply the project's style to the global rcParams (for a script composing its own figures;
+    the functions of this package use :func:`styled` and leave the global state alone)."""
+    matplotlib.rcParams.update(STYLE)
+
+
+def styled(func: Callable) -> Callable:
+    """Run a plotting function inside ``matplotlib.rc_context(STYLE)``."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context(STYLE):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def rate_label(ds: xr.Dataset) -> str:
+    """Units of a result's rates for an axis label: ``Hz``, or e.g. ``a.u.; 1 a.u. = 10 Hz``."""
+    units = ds.attrs.get("rate_units", "a.u.")
+    if units == "Hz":
+        return "Hz"
+    hz = json.loads(ds.attrs["hz_per_unit"]) if isinstance(ds.attrs.get("hz_per_unit"), str) else None
+    if not hz:
+        return units
+    if hz.get("E") == hz.get("I"):
+        return f"{units}; 1 {units} = {hz['E']:g} Hz"
+    return f"{units}; 1 {units} = {hz['E']:g} Hz (E), {hz['I']:g} Hz (I)"
 
 
 def _as_dataset(result: xr.Dataset | str | Path) -> xr.Dataset:
@@ -53,18 +88,21 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def decomposition_panel(ax: plt.Axes, ds: xr.Dataset, pop: str, *, batch: int = 0) -> None:
-    """One population's mean ``r`` (solid), ``x`` (dashed) and ``F(x)`` (dotted) on ``ax``."""
+def decomposition_panel(ax: plt.Axes, ds: xr.Dataset, pop: str, *, batch: int = 0, scale: float = 1.0,
+                        units: str | None = None) -> None:
+    """One population's mean ``r`` (solid), ``x`` (dashed) and ``F(x)`` (dotted) on ``ax``,
+    multiplied by ``scale`` and labelled in ``units`` (default: the result's, :func:`rate_label`)."""
     sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
     t = ds["time"].values
     c = POP_COLORS[pop]
-    ax.plot(t, sel["r"].mean("unit"), color=c, label="r = x + F(x)")
-    ax.plot(t, sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (feedforward)")
-    ax.plot(t, sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x) (recurrent)")
+    ax.plot(t, scale * sel["r"].mean("unit"), color=c, label="r = x + F(x)")
+    ax.plot(t, scale * sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (feedforward)")
+    ax.plot(t, scale * sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x) (recurrent)")
     ax.axhline(0, color="0.8", lw=0.6, zorder=0)
-    ax.set_ylabel(f"{pop} rate ({ds.attrs.get('rate_units', 'a.u.')})")
+    ax.set_ylabel(f"{pop} rate ({units or rate_label(ds)})")
 
 
+@styled
 def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0) -> Path:
     """``r(t)``, ``x(t)`` and ``F(x)(t)``, population means for E and I, one stimulus.
 
@@ -72,7 +110,6 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
     """
     ds = _as_dataset(result)
     require_vars(ds, ["r", "x", "Fx"], "the decomposition plot")
-    style()
     fig, axes = plt.subplots(2, 1, figsize=(COLUMN_WIDTH_IN, 3.6), sharex=True)
     for ax, pop in zip(axes, ("E", "I")):
         decomposition_panel(ax, ds, pop, batch=batch)
@@ -84,6 +121,7 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
     return save_figure(fig, path)
 
 
+@styled
 def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0,
                 n_per_population: int = 100, seed: int = 0) -> Path:
     """Spiking result: raster of a sample of neurons, population rates beneath, and the
@@ -98,7 +136,6 @@ def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int
     """
     ds = _as_dataset(result)
     require_vars(ds, ["spike_time_ms", "spike_neuron", "spike_unit", "spike_batch", "r"], "the raster plot")
-    style()
     split = "x" in ds and "Fx" in ds
     fig, axes = plt.subplots(3 if split else 2, 1, figsize=(COLUMN_WIDTH_IN * 1.6, 5.2 if split else 3.8),
                              sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1] if split else [2.2, 1]})
@@ -127,7 +164,7 @@ def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int
     ax.set_ylim(-1, max(row0, 1))
     ax.set_title(f"spiking {ds.attrs.get('circuit', '')} — raster", loc="left")
     ax.legend(loc="upper right", markerscale=8)
-    units_label = ds.attrs.get("rate_units", "Hz")
+    units_label = rate_label(ds)
     tt = ds["time"].values
     for p in ("E", "I"):
         sub = ds.isel(batch=batch).where(ds["population"] == p, drop=True)

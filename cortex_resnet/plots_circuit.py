@@ -24,7 +24,8 @@ from matplotlib.colors import TwoSlopeNorm
 
 from .analysis import analyze
 from .circuit import Circuit, build_circuit
-from .plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, decomposition_panel, save_figure, style
+from .plots import (COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, decomposition_panel, rate_label, save_figure,
+                    styled)
 from .results import require_vars
 from .spec import parse_spec
 
@@ -41,6 +42,7 @@ def circuit_from_result(result: xr.Dataset | str | Path) -> Circuit:
     return build_circuit(parse_spec(json.loads(ds.attrs["spec"])))
 
 
+@styled
 def plot_weights_spectrum(result: xr.Dataset | str | Path | Circuit, path: str | Path,
                           *, u: float | None = None) -> Path:
     """Weight matrix (post x pre, E/I blocks) and the Jacobian spectrum at the operating point.
@@ -55,7 +57,6 @@ def plot_weights_spectrum(result: xr.Dataset | str | Path | Circuit, path: str |
         u0 = ds["u"].isel(time=-1, batch=0).values if "u" in ds else 0.0
     u_op = u0 if u is None else u
     lin = analyze(circuit, u_op)
-    style()
     fig, (ax_w, ax_e) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.9),
                                      gridspec_kw={"width_ratios": [1.1, 1]})
     W = circuit.W
@@ -86,11 +87,11 @@ def _pop_mean(ds: xr.Dataset, var: str, pop: str) -> np.ndarray:
     return ds[var].where(ds["population"] == pop, drop=True).mean("unit").values  # (time, batch)
 
 
+@styled
 def plot_isn_paradox(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0) -> Path:
     """E and I population rates around a step of extra drive onto I (ISN paradox)."""
     ds = _as_dataset(result)
     require_vars(ds, ["r", "u"], "the ISN paradox plot")
-    style()
     fig, (ax_u, ax_r) = plt.subplots(2, 1, figsize=(COLUMN_WIDTH_IN, 3.2), sharex=True,
                                      gridspec_kw={"height_ratios": [1, 2.5]})
     t = ds["time"].values
@@ -101,7 +102,7 @@ def plot_isn_paradox(result: xr.Dataset | str | Path, path: str | Path, *, batch
     for pop in ("E", "I"):
         ax_r.plot(t, _pop_mean(ds, "r", pop)[:, batch], color=POP_COLORS[pop], label=pop)
     ax_r.set_xlabel("time (ms)")
-    ax_r.set_ylabel(f"rate ({ds.attrs.get('rate_units', 'a.u.')})")
+    ax_r.set_ylabel(f"rate ({rate_label(ds)})")
     rI = _pop_mean(ds, "r", "I")[:, batch]
     onset = int(np.argmax(np.abs(np.diff(u.sum(axis=1)))) )
     before, after = rI[max(onset - 1, 0)], rI[-1]
@@ -112,11 +113,11 @@ def plot_isn_paradox(result: xr.Dataset | str | Path, path: str | Path, *, batch
     return save_figure(fig, path)
 
 
+@styled
 def plot_amplification(result: xr.Dataset | str | Path, path: str | Path) -> Path:
     """Steady response ``r`` vs feedforward part ``x`` per population and stimulus amplitude."""
     ds = _as_dataset(result)
     require_vars(ds, ["r", "x"], "the amplification plot")
-    style()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
     amp = ds["u"].isel(time=-1).max("input").values
     for pop in ("E", "I"):
@@ -126,12 +127,13 @@ def plot_amplification(result: xr.Dataset | str | Path, path: str | Path) -> Pat
         ax.plot(amp, x, "s--", color=POP_COLORS[pop], alpha=0.6, label=f"{pop}: x (recurrence removed)")
     e_ratio = _pop_mean(ds, "x", "E")[-1] / np.where(_pop_mean(ds, "r", "E")[-1] == 0, np.nan, _pop_mean(ds, "r", "E")[-1])
     ax.set_xlabel("stimulus amplitude u")
-    ax.set_ylabel(f"steady rate ({ds.attrs.get('rate_units', 'a.u.')})")
+    ax.set_ylabel(f"steady rate ({rate_label(ds)})")
     ax.set_title(f"x/r for E = {np.nanmean(e_ratio):.2f} (cat V1: 0.46; mouse L4: ~1/3)", loc="left")
     ax.legend(loc="best", fontsize=6)
     return save_figure(fig, path)
 
 
+@styled
 def plot_rate_vs_spiking(rate: xr.Dataset | str | Path, spiking: xr.Dataset | str | Path, path: str | Path,
                          *, batch: int = 0) -> Path:
     """The decomposition ``r = x + F(x)`` of the same circuit, rate model (left) and spiking (right).
@@ -141,12 +143,15 @@ def plot_rate_vs_spiking(rate: xr.Dataset | str | Path, spiking: xr.Dataset | st
     panels = [("rate model", _as_dataset(rate)), ("spiking network (LIF pools)", _as_dataset(spiking))]
     for _, ds in panels:
         require_vars(ds, ["r", "x", "Fx"], "the rate vs spiking decomposition plot")
-    style()
     fig, axes = plt.subplots(2, 2, figsize=(2 * COLUMN_WIDTH_IN, 3.6), sharex="col")
+    hz = json.loads(panels[1][1].attrs.get("hz_per_unit", "null")) or {}
     for col, (title, ds) in enumerate(panels):
         for row, pop in enumerate(("E", "I")):
             ax = axes[row, col]
-            decomposition_panel(ax, ds, pop, batch=batch)
+            # both columns in Hz: the rate model's units times the Hz per unit the spiking run used
+            to_hz = col == 0 and ds.attrs.get("rate_units") != "Hz" and pop in hz
+            decomposition_panel(ax, ds, pop, batch=batch, scale=hz[pop] if to_hz else 1.0,
+                                units=f"Hz; rate model x {hz[pop]:g} Hz per unit" if to_hz else None)
             if row == 0:
                 ax.set_title(title, loc="left")
             if row == 1:

@@ -23,7 +23,7 @@ import xarray as xr
 
 from .circuit import Circuit
 from .errors import SpecError
-from .plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, save_figure, style
+from .plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, rate_label, save_figure, styled
 from .results import require_vars
 
 __all__ = ["unroll_check_dataset", "plot_unroll_check", "plot_training_curves", "plot_anytime_accuracy",
@@ -58,14 +58,15 @@ def unroll_check_dataset(circuit: Circuit, steps: int, dt_ms: float, u: np.ndarr
         coords={"dtype": ["float64", "float32"], "step": np.arange(steps + 1),
                 "time": ("step", dt_ms * np.arange(steps + 1), {"units": "ms"}),
                 "population": ("unit", circuit.population.astype(str))},
-        attrs={"circuit": circuit.spec.name, "dt_ms": dt_ms, "steps": steps})
+        attrs={"circuit": circuit.spec.name, "dt_ms": dt_ms, "steps": steps, "rate_units": circuit.rate_units,
+               "hz_per_unit": json.dumps(circuit.hz_per_unit)})
 
 
+@styled
 def plot_unroll_check(result: xr.Dataset | str | Path, path: str | Path) -> Path:
     """Overlay of simulator and unrolled net (population means) and the per-step deviation (log)."""
     ds = _as_dataset(result)
     require_vars(ds, ["r_sim", "r_net", "abs_error"], "the unroll check plot")
-    style()
     fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.5))
     t = ds["time"].values
     d64 = ds.sel(dtype="float64")
@@ -76,7 +77,7 @@ def plot_unroll_check(result: xr.Dataset | str | Path, path: str | Path) -> Path
         ax_t.plot(t, d64["r_net"].where(sel).mean("unit"), color=POP_COLORS[pop], ls="--", lw=1,
                   label=f"{pop}: unrolled residual net")
     ax_t.set_xlabel("time (ms) = step x dt")
-    ax_t.set_ylabel("mean rate (a.u.)")
+    ax_t.set_ylabel(f"mean rate ({rate_label(ds)})")
     ax_t.set_title(f"{ds.attrs.get('circuit', '')}: {int(ds.attrs.get('steps', len(t) - 1))} blocks",
                    loc="left")
     ax_t.legend(fontsize=6)
@@ -108,9 +109,9 @@ def _metrics(run: Path) -> list[dict[str, float]]:
     return read_metrics(run / "metrics.csv")
 
 
+@styled
 def plot_training_curves(runs: Sequence[str | Path], path: str | Path) -> Path:
     """Train/test loss and test accuracy per epoch for each run folder."""
-    style()
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4))
     for i, run in enumerate(map(Path, runs)):
         label, _ = _run_label(run)
@@ -130,9 +131,9 @@ def plot_training_curves(runs: Sequence[str | Path], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+@styled
 def plot_anytime_accuracy(runs: Sequence[str | Path], path: str | Path) -> Path:
     """Test accuracy of the readout at each time step (final epoch), per run."""
-    style()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.5))
     chance = None
     for i, run in enumerate(map(Path, runs)):
@@ -165,12 +166,12 @@ def _dt_from_config(run: Path) -> float:
     return 1.0
 
 
+@styled
 def plot_compare(result: str | Path | dict, path: str | Path) -> Path:
     """Accuracy per step of the same weights as network, rate circuit and spiking circuit."""
     data = result if isinstance(result, dict) else json.loads(Path(result).read_text())
     if "accuracy_per_step" not in data:
         raise SpecError("compare", str(result), "a compare.json written by `cortex-resnet compare`")
-    style()
     fig, (ax_s, ax_b) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4),
                                      gridspec_kw={"width_ratios": [1.6, 1]})
     colors = {"network": PALETTE["black"], "rate": PALETTE["blue"], "spiking": PALETTE["vermillion"]}

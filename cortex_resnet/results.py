@@ -87,6 +87,7 @@ def trajectory_dataset(circuit: Circuit, times_ms: np.ndarray, r: torch.Tensor |
         "seed": int(circuit.spec.seed),
         "versions": json.dumps(library_versions(), sort_keys=True),
         "rate_units": units,
+        "hz_per_unit": json.dumps(circuit.hz_per_unit),  # r * hz_per_unit[population] is in Hz
     }
     for k, v in (attrs or {}).items():
         base[k] = v if isinstance(v, (str, int, float, np.integer, np.floating)) else json.dumps(v)

@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from .circuit import Circuit
+from .errors import ConvergenceError
 from .spec import StimulusSpec
-from .spiking_analysis import classify_regime, cv_isi, mean_rate_hz, oscillation_power, synchrony
-from .spiking_brian import RawRun, RuntimeEngine
+from .spiking_analysis import mean_rate_hz, population_state
+from .spiking_brian import RawRun, RuntimeEngine, brian2_global_state
+from .stimulus import StimulusWarning, stimulus_warnings
 from .spiking_build import SpikingPlan, build_plan
 
 __all__ = ["simulate_spiking", "make_engine", "spiking_dataset", "spike_statistics", "spiking_summary",
@@ -71,9 +74,11 @@ def _device_name(engine: Any) -> str:
 
 
 def spike_statistics(plan: SpikingPlan, raw: RawRun, *, window: tuple[float, float] | None = None) -> dict:
-    """Rates (Hz), CV of ISIs and oscillation power per population, first stimulus of the batch.
+    """Rates (Hz), CV of ISIs, synchrony and oscillation power per population, first stimulus of the
+    batch, and the state (:func:`~cortex_resnet.spiking_analysis.classify_regime`).
 
-    ``window``: ``(t0, t1)`` ms; default the last half of the run.
+    ``window``: ``(t0, t1)`` ms; default the last half of the run (the first half, with the
+    start-up transient, is left out of every summary).
     """
     t0, t1 = window if window is not None else (0.5 * plan.duration_ms, plan.duration_ms)
     first = raw.spike_i < plan.n
@@ -81,30 +86,23 @@ def spike_statistics(plan: SpikingPlan, raw: RawRun, *, window: tuple[float, flo
     out: dict[str, Any] = {"window_ms": [t0, t1]}
     for pop, mask in (("E", plan.is_E), ("I", ~plan.is_E)):
         sel = mask[i]
-        osc = oscillation_power(t[sel], t0, t1)
-        out[pop] = {"rate_hz": mean_rate_hz(t[sel], int(mask.sum()), t0, t1),
-                    "cv_isi": cv_isi(i[sel], t[sel], t0, t1), "oscillation_power": osc["power"],
-                    "spectral_peak": osc["peak"], "oscillation_hz": osc["frequency_hz"],
-                    "synchrony": synchrony(i[sel], t[sel], np.where(mask)[0], t0, t1)}
+        out[pop] = population_state(i[sel], t[sel], np.where(mask)[0], t0, t1, plan.sspec.lif(pop).t_ref_ms)
     rates_all = [mean_rate_hz(raw.spike_t_ms[(raw.spike_i // plan.n == b) & plan.is_E[raw.spike_i % plan.n]],
                               int(plan.is_E.sum()), t0, t1) for b in range(plan.batch)]
     out["E"]["rate_hz_batch"] = rates_all
-    e = out["E"]
-    out["regime"] = classify_regime(e["rate_hz"], e["cv_isi"], e["synchrony"],
-                                    plan.sspec.populations.E.t_ref_ms)
+    out["regime"] = out["E"]["state"]
     return out
 
 
 def _binned_rates(plan: SpikingPlan, raw: RawRun, n_bins: int, bin_ms: float) -> np.ndarray:
-    """Pool rates (n_bins, batch, n_units) in the rate model's units (Hz / R)."""
+    """Pool rates (n_bins, batch, n_units) in Hz."""
     U, B = plan.circuit.n_units, plan.batch
     k = np.floor(raw.spike_t_ms / bin_ms).astype(np.int64)
     ok = (k >= 0) & (k < n_bins)
     g = raw.spike_i[ok]
     flat = (k[ok] * B + g // plan.n) * U + plan.unit_of[g % plan.n]
     counts = np.bincount(flat, minlength=n_bins * B * U).reshape(n_bins, B, U)
-    hz = counts / (plan.sspec.pool_size * bin_ms * 1e-3)
-    return hz / plan.mapping.R_unit
+    return counts / (plan.sspec.pool_size * bin_ms * 1e-3)
 
 
 def spiking_dataset(plan: SpikingPlan, raw: RawRun, raw_x: RawRun | None, *, attrs: dict) -> xr.Dataset:
@@ -133,8 +131,19 @@ def spiking_dataset(plan: SpikingPlan, raw: RawRun, raw_x: RawRun | None, *, att
                               trace_population=("trace", np.where(plan.is_E[tr], "E", "I")))
         ds["v_trace"] = (("trace_time", "trace"), raw.trace_v_mV,
                          {"units": "mV", "long_name": "membrane potential (first stimulus)"})
-    ds.attrs["rate_units"] = plan.circuit.rate_units
+    for var in ("r", "x", "Fx"):
+        if var in ds:
+            ds[var].attrs["units"] = "Hz"
+    # spiking results are in Hz; r / hz_per_unit[population] is in the rate model's units
+    ds.attrs.update(rate_units="Hz", model_rate_units=plan.circuit.rate_units,
+                    hz_per_unit=json.dumps(hz_per_unit(plan)))
     return ds
+
+
+def hz_per_unit(plan: SpikingPlan) -> dict[str, float]:
+    """Hz per unit of the rate model, per population, as the mapping realised it."""
+    R, e = plan.mapping.R_unit, plan.circuit.is_E
+    return {p: float(R[m][0]) if m.any() else plan.circuit.hz_per_unit[p] for p, m in (("E", e), ("I", ~e))}
 
 
 def _ticker(bar: Any):
@@ -186,6 +195,9 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     seed = circuit.spec.seed if seed is None else int(seed)
     stim = sim.stimulus if stimulus is None else stimulus
     plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed)
+    notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms)
+    for msg in notes:
+        warnings.warn(msg, StimulusWarning, stacklevel=2)
     bar = None
     if progress:
         import sys
@@ -197,16 +209,16 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
                   file=sys.stderr)
         bar = tqdm(total=(2 if decompose else 1) * 100, desc="spiking", unit="%", leave=False)
     try:
-        engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-        tick = _ticker(bar)
-        raw = engine.run(True, seed, progress=tick)
-        check_finite(raw, circuit, "recurrent run")
-        runtime = engine.last_run_s
-        raw_x = None
-        if decompose:
-            raw_x = engine.run(False, seed, progress=_ticker(bar))
-            check_finite(raw_x, circuit, "run without recurrence")
-            runtime += engine.last_run_s
+        with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
+            engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+            raw = engine.run(True, seed, progress=_ticker(bar))
+            check_finite(raw, circuit, "recurrent run")
+            runtime = engine.last_run_s
+            raw_x = None
+            if decompose:
+                raw_x = engine.run(False, seed, progress=_ticker(bar))
+                check_finite(raw_x, circuit, "run without recurrence")
+                runtime += engine.last_run_s
     finally:
         if bar is not None:
             bar.close()
@@ -217,7 +229,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
 
         mf = solve(plan.pool_model).rates_hz
         mf = {p: float(mf[m].mean()) for p, m in (("E", circuit.is_E), ("I", ~circuit.is_E)) if m.any()}
-    except Exception:  # a mean field without a fixed point (oscillating, runaway): report none
+    except ConvergenceError:  # a mean field without a fixed point (oscillating, runaway): report none
         mf = None
     attrs = {
         "device": _device_name(engine), "seed": seed, "graph_seed": int(circuit.spec.seed),
@@ -225,7 +237,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
         "pool_size": plan.sspec.pool_size, "n_neurons": plan.n_total, "n_synapses": plan.n_synapses,
         "rate_bin_ms": plan.sspec.monitor.rate_bin_ms, "stimulus": plan.info["stimulus"],
         "structure_hash": plan.structure_hash(), "mapping": plan.mapping.info,
-        "spike_stats": stats, "mean_field_rate_hz": mf,
+        "spike_stats": stats, "mean_field_rate_hz": mf, "v_init": plan.info["v_init"],
+        "warnings": notes,
     }
     ds = spiking_dataset(plan, raw, raw_x, attrs=attrs)
     # wall times are not stored in the file (same seed -> same file); callers read them here
@@ -236,8 +249,9 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
 
 
 def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any]:
-    """The ``--json`` summary of a spiking run (contract: out, backend, mean_rate_hz {E, I}, cv_isi,
-    max_eig_real, inhibition_stabilized, runtime_s; plus compile_s, regime and more)."""
+    """The ``--json`` summary of a spiking run (contract: out, backend, mean_rate {E, I} in
+    ``rate_units`` = Hz, cv_isi, max_eig_real, inhibition_stabilized, runtime_s, hz_per_unit,
+    warnings; plus compile_s, regime and more). ``mean_rate_hz`` is a deprecated alias of ``mean_rate``."""
     stats = json.loads(ds.attrs["spike_stats"])
     max_re = isn = ee = None
     if circuit.n_units <= 4000:
@@ -246,13 +260,15 @@ def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any
 
             lin = analyze(circuit, ds["u"].isel(time=-1, batch=0).values)
             max_re, isn, ee = lin.max_eig_real, lin.inhibition_stabilized, lin.ee_loop_gain
-        except Exception:  # no steady state of the rate model: the analysis has nothing to say
+        except (ConvergenceError, np.linalg.LinAlgError):  # no steady state of the rate model
             pass
     mf = ds.attrs.get("mean_field_rate_hz")
+    rates = {p: stats[p]["rate_hz"] for p in ("E", "I")}
     return {
         "out": str(out) if out else None,
         "backend": "spiking",
-        "mean_rate_hz": {p: stats[p]["rate_hz"] for p in ("E", "I")},
+        "mean_rate": rates,  # in rate_units (Hz), over analysis_window_ms
+        "mean_rate_hz": rates,  # deprecated alias of mean_rate (always Hz); removed in the next release
         "cv_isi": stats["E"]["cv_isi"],
         "cv_isi_by_population": {p: stats[p]["cv_isi"] for p in ("E", "I")},
         "oscillation_power": {p: stats[p]["oscillation_power"] for p in ("E", "I")},
@@ -270,16 +286,22 @@ def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any
         "device": ds.attrs["device"],
         "n_neurons": int(ds.attrs["n_neurons"]),
         "n_synapses": int(ds.attrs["n_synapses"]),
-        "rate_units": ds.attrs.get("rate_units"),
+        "rate_units": "Hz",
+        "hz_per_unit": json.loads(ds.attrs["hz_per_unit"]),
+        "model_rate_units": ds.attrs.get("model_rate_units"),
+        "warnings": list(json.loads(ds.attrs.get("warnings", "[]"))),
         "seed": int(ds.attrs["seed"]),
     }
 
 
 def cli_run(circuit: Circuit, opts: dict[str, Any]):
     """Runner for ``cortex-resnet simulate --backend spiking`` (see ``cli/simulate.py``)."""
-    ds = simulate_spiking(circuit, opts.get("stimulus"), duration_ms=opts.get("duration"), dt_ms=opts.get("dt"),
-                          seed=opts.get("seed"), standalone=bool(opts.get("standalone", False)),
-                          progress=bool(opts.get("progress", False)))
+    with warnings.catch_warnings():  # the CLI prints the summary's "warnings" on stderr itself
+        warnings.simplefilter("ignore", StimulusWarning)
+        ds = simulate_spiking(circuit, opts.get("stimulus"), duration_ms=opts.get("duration"),
+                              dt_ms=opts.get("dt"), seed=opts.get("seed"),
+                              standalone=bool(opts.get("standalone", False)),
+                              progress=bool(opts.get("progress", False)))
     return ds, lambda out: spiking_summary(circuit, ds, out)
 
 

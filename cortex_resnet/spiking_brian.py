@@ -21,6 +21,9 @@ spikes move ``v`` directly, and not while the neuron is refractory).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,7 +33,34 @@ import numpy as np
 
 from .spiking_build import SpikingPlan
 
-__all__ = ["RawRun", "equations", "construct", "RuntimeEngine", "runtime_target", "run_values"]
+__all__ = ["RawRun", "equations", "construct", "RuntimeEngine", "runtime_target", "run_values",
+           "brian2_global_state"]
+
+
+@contextlib.contextmanager
+def brian2_global_state():
+    """Undo, on exit, what importing and running Brian2 changes outside Brian2.
+
+    ``import brian2`` installs ``sys.excepthook`` (every later uncaught error of the
+    user's script would be reported as a possible Brian 2 bug), routes Python
+    warnings into logging (``logging.captureWarnings(True)``) and adds its console
+    handler to the ``py.warnings`` logger. All three are restored to what they were.
+    """
+    hook = sys.excepthook
+    showwarning = warnings.showwarning
+    pyw = logging.getLogger("py.warnings")
+    handlers, propagate = list(pyw.handlers), pyw.propagate
+    try:
+        yield
+    finally:
+        sys.excepthook = hook
+        if warnings.showwarning is not showwarning:
+            logging.captureWarnings(False)  # resets logging's own record of the hook
+            warnings.showwarning = showwarning
+        for h in list(pyw.handlers):
+            if h not in handlers:
+                pyw.removeHandler(h)
+        pyw.propagate = propagate
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .errors import SpecError
 from .meanfield import PoolModel
 from .resources import check_memory
 from .spec import StimulusSpec
+from .spiking_init import initial_potentials
 from .spiking_map import Mapping, map_circuit, pool_connectivity, pool_model
 from .spiking_spec import SpikingSpec
 from .stimulus import make_stimulus
@@ -239,14 +240,6 @@ def sample_drive(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, du
     return u, u @ circuit.B.T + circuit.b, desc
 
 
-def _initial_potentials(sspec: SpikingSpec, is_E: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
-    lo = np.where(is_E, sspec.populations.E.v_reset_mV, sspec.populations.I.v_reset_mV)
-    hi = np.where(is_E, sspec.populations.E.v_th_mV, sspec.populations.I.v_th_mV)
-    if sspec.v_init == "uniform":
-        return lo + (hi - lo) * rng.random((batch, is_E.size))
-    return 0.5 * (lo + hi) + sspec.v_init_sd_mV * rng.standard_normal((batch, is_E.size))
-
-
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
                seed: int | None = None, specialize: bool = True) -> SpikingPlan:
@@ -333,8 +326,11 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
         unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=synapses, input_values=input_values,
-        stim_dt_ms=stim_dt, u=u, v0_mV=_initial_potentials(sspec, is_E, batch, rng),
+        stim_dt_ms=stim_dt, u=u, v0_mV=np.zeros((batch, unit_of.size)),
         trace_neurons=traces.astype(np.int64), mapping=mapping, pool_model=model, drive_mV=drive,
         info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info},
         specialize=specialize)
+    models = [plan.replica_pool_model(b, 0) for b in range(batch)] if sspec.v_init == "stationary" else []
+    plan.v0_mV, plan.info["v_init"] = initial_potentials(
+        {"sspec": sspec, "is_E": is_E, "unit_of": unit_of, "batch": batch, "models": models}, rng)
     return plan

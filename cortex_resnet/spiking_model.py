@@ -95,6 +95,7 @@ class SpikingModel:
         batch_size : replicas per simulation (default: what fits half the memory budget, at most 256)
         """
         from .spiking import make_engine
+        from .spiking_brian import brian2_global_state
         from .spiking_build import build_plan, estimate_bytes
 
         u = np.asarray(u, dtype=np.float64)
@@ -126,8 +127,9 @@ class SpikingModel:
                 if standalone and n_real < batch_size:  # same structure for every chunk: pad
                     part = np.concatenate([part, np.repeat(part[-1:], batch_size - n_real, 0)])
                 plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed)
-                engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-                raw = engine.run(True, seed + k)
+                with brian2_global_state():  # Brian2's excepthook/warning capture end with the run
+                    engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+                    raw = engine.run(True, seed + k)
                 sel = (raw.spike_t_ms >= t0) & (raw.spike_t_ms < t1)
                 g = raw.spike_i[sel]
                 flat = (g // plan.n) * c.n_units + plan.unit_of[g % plan.n]

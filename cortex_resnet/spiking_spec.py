@@ -175,8 +175,10 @@ class SpikingSpec(_Frozen):
     ``sigma_mV`` here (other transfers); ``"none"``: only synaptic shot noise.
     ``dt_ms``: integration step; ``method``: Brian2 integrator (``euler``, or
     ``exponential_euler`` where there is no white noise).
-    ``v_init``: initial potentials, ``uniform`` between reset and threshold or
-    ``normal`` around their midpoint with ``v_init_sd_mV``.
+    ``v_init``: initial potentials: ``stationary`` (default) drawn from the LIF
+    stationary density at the mean-field fixed point of the initial drive (no
+    start-up volley; see :mod:`cortex_resnet.spiking_init`), ``uniform`` between
+    reset and threshold, or ``normal`` around their midpoint with ``v_init_sd_mV``.
     """
 
     pool_size: int = Field(default=10, ge=1, le=MAX_POOL_SIZE)
@@ -190,7 +192,7 @@ class SpikingSpec(_Frozen):
     sigma_mV: float = Field(default=5.0, gt=0.0, le=1e3)
     dt_ms: float = Field(default=0.1, ge=1e-4, le=10.0)  # below 0.1 us: no LIF run needs it
     method: Literal["euler", "exponential_euler"] = "euler"
-    v_init: Literal["uniform", "normal"] = "uniform"
+    v_init: Literal["stationary", "uniform", "normal"] = "stationary"
     v_init_sd_mV: float = Field(default=5.0, ge=0.0, le=1e3)
 
     def lif(self, population: str) -> LIFSpec:

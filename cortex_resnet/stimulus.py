@@ -16,7 +16,11 @@ import torch
 from .errors import SpecError
 from .spec import StimulusSpec, parse_stimulus
 
-__all__ = ["Stimulus", "make_stimulus"]
+__all__ = ["Stimulus", "make_stimulus", "stimulus_warnings", "report_warnings", "StimulusWarning"]
+
+
+class StimulusWarning(UserWarning):
+    """A stimulus that the run cannot see (it starts after the end, or is zero throughout)."""
 
 
 class Stimulus:
@@ -127,3 +131,38 @@ def make_stimulus(stim: StimulusSpec | str, n_inputs: int, dtype: torch.dtype = 
     """Compile a stimulus spec (or its CLI string ``KIND:key=value,...``)."""
     spec = parse_stimulus(stim) if isinstance(stim, str) else stim
     return Stimulus(spec, n_inputs, dtype=dtype, device=device)
+
+
+def stimulus_warnings(stimulus: StimulusSpec | str | None, u: np.ndarray | torch.Tensor,
+                      duration_ms: float) -> list[str]:
+    """Why a run's stimulus may not do what was meant: one sentence each (empty list: nothing to say).
+
+    * the stimulus starts (``onset_ms``) at or after the end of the run;
+    * the sampled input ``u`` (any shape, all samples of the run) is zero throughout.
+
+    Parameters
+    ----------
+    stimulus : the stimulus spec (or its CLI string; None or an array: only ``u`` is checked)
+    u : the input the run saw (the samples its simulator used)
+    duration_ms : run length (ms)
+    """
+    out: list[str] = []
+    spec = parse_stimulus(stimulus) if isinstance(stimulus, str) else stimulus
+    onset = getattr(spec, "onset_ms", 0.0) if isinstance(spec, StimulusSpec) and spec.kind != "constant" else 0.0
+    if isinstance(spec, StimulusSpec) and spec.kind != "npy" and onset >= duration_ms:
+        out.append(f"the stimulus starts at onset_ms = {onset:g} ms, at or after the end of the run "
+                   f"(duration_ms = {duration_ms:g} ms): the run sees no stimulus; lengthen the run "
+                   "(--duration) or move the onset")
+    arr = u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)
+    if not out and arr.size and not np.any(arr):
+        out.append(f"the stimulus u(t) is zero for the whole run (0 to {duration_ms:g} ms): the circuit sees "
+                   "only its bias b; give a stimulus with a non-zero amplitude")
+    return out
+
+
+def report_warnings(messages: list[str]) -> None:
+    """Print each message on stderr as ``warning: ...`` (the JSON summary carries them too)."""
+    import sys
+
+    for msg in messages:
+        print(f"warning: {msg}", file=sys.stderr)

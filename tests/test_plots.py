@@ -117,3 +117,33 @@ def test_raster_refuses_a_rate_result(rate_file: Path, tmp_path: Path) -> None:
 def test_run_folder_without_report_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="training run folder"):
         plot_training_curves([tmp_path], tmp_path / "t.png")
+
+
+def test_importing_and_plotting_leave_matplotlib_global_state_alone(rate_file: Path, tmp_path: Path) -> None:
+    """No backend switch and no rcParams change on import (a notebook keeps its backend and style);
+    a plot applies the project style only inside itself, yet the figure has it (8 pt labels)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "rc = dict(matplotlib.rcParams)\n"
+        "import cortex_resnet.plots, cortex_resnet.plots_circuit, cortex_resnet.plots_learning\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+        "assert dict(matplotlib.rcParams) == rc, 'import changed rcParams'\n"
+        f"cortex_resnet.plots.plot_decomposition({str(rate_file)!r}, {str(tmp_path / 'd.svg')!r})\n"
+        "assert dict(matplotlib.rcParams) == rc, 'plotting changed rcParams'\n")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert 'font-size="8' in (tmp_path / "d.svg").read_text().replace("font-size: 8", 'font-size="8')
+
+
+def test_rate_axes_state_units_and_the_hz_factor(rate_file: Path) -> None:
+    from cortex_resnet.plots import rate_label
+    from cortex_resnet.results import load_dataset
+
+    ds = load_dataset(rate_file)  # isn: relu, a.u., 10 Hz per unit (the [spiking] default)
+    assert rate_label(ds) == "a.u.; 1 a.u. = 10 Hz"
+    ds.attrs["rate_units"] = "Hz"
+    assert rate_label(ds) == "Hz"

@@ -72,7 +72,7 @@ def circuit_of(net: UnrolledCircuit) -> Circuit:
     src = net.circuit
     sim = src.spec.simulation.model_copy(update={"dt_ms": o.dt_ms, "duration_ms": o.steps * o.dt_ms,
                                                  "method": "euler"})
-    spec = src.spec.model_copy(update={"simulation": sim, "weights": None})
+    spec = runnable_simulation(src.spec.model_copy(update={"simulation": sim, "weights": None}))
     step_weights = None if o.tied else mats
     meta = {"source": "bridge.to_circuit", "variant": o.variant, "steps": o.steps, "dt_ms": o.dt_ms,
             "input_mode": o.input_mode}
@@ -112,12 +112,35 @@ def _stem(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix in (".toml", ".npz") else p
 
 
+def runnable_simulation(spec: CircuitSpec) -> CircuitSpec:
+    """The spec with its default stimulus moved to start at t = 0 when it would start after the run.
+
+    A circuit from :func:`to_circuit` runs ``K dt`` ms (the net's steps); the source model's
+    stimulus (e.g. a step at 50 ms) would start after that, and the file would simulate the
+    bias alone. The unrolled net sees its input from step 0, so the stimulus starts at 0 instead
+    (``offset_ms`` moves with it).
+    """
+    import re
+
+    from ..spec import parse_stimulus
+
+    sim = spec.simulation
+    stim = parse_stimulus(sim.stimulus)
+    if stim.kind in ("constant", "npy") or stim.onset_ms < sim.duration_ms:
+        return spec
+    text = re.sub(r"onset_ms\s*=\s*[^,\]]+", "onset_ms=0", sim.stimulus)
+    if stim.offset_ms is not None:
+        text = re.sub(r"offset_ms\s*=\s*[^,\]]+", f"offset_ms={stim.offset_ms - stim.onset_ms:g}", text)
+    return spec.model_copy(update={"simulation": sim.model_copy(update={"stimulus": text})})
+
+
 def save_circuit(circuit: Circuit, path: str | Path) -> Path:
     """Write ``PATH.toml`` (spec, data only) and ``PATH.npz`` (weights); returns the TOML path.
 
     The ``.npz`` holds ``W, B, b, tau_ms, mask, population`` (and ``step_weights``
     for a chain circuit) as plain arrays, readable with ``allow_pickle=False``.
-    Both files are written atomically (the weights first).
+    Both files are written atomically (the weights first). A default stimulus that would
+    start after the run ends is moved to t = 0 (:func:`runnable_simulation`).
     """
     stem = _stem(path)
     toml_path, npz_path = stem.with_suffix(".toml"), stem.with_suffix(".npz")
@@ -128,7 +151,7 @@ def save_circuit(circuit: Circuit, path: str | Path) -> Path:
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-    spec = circuit.spec.model_copy(update={"weights": npz_path.name})
+    spec = runnable_simulation(circuit.spec).model_copy(update={"weights": npz_path.name})
     meta = ", ".join(f"{k} = {v}" for k, v in circuit.meta.items())
     header = (f"Circuit '{spec.name}' with weights from {npz_path.name}" + (f" ({meta})" if meta else "")
               + ".\nLoad with cortex_resnet.bridge.load_circuit; connectivity/input describe the initialisation.")

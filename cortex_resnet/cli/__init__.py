@@ -60,6 +60,9 @@ except KeyboardInterrupt:  # as above: a library's handler raised it during the 
 def main() -> None:
     """Console-script entry point: Ctrl-C at any moment exits 130 without a traceback."""
     _startup.install()  # already done at package import when run as the command; idempotent
+    import matplotlib  # the command line only writes figure files: no GUI backend (library
+
+    matplotlib.use("Agg")  # users keep theirs; cortex_resnet.plots never chooses one)
     try:
         app()
     except KeyboardInterrupt:  # raised outside a command (a handler installed by a library)

@@ -49,11 +49,16 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     if ss["unstable"]:
         typer.echo(f"warning: the steady state found is unstable (max Re(eig) = {max_re:+.4g} /ms): the dynamics "
                    "move away from it; the run ended before the circuit diverged", err=True)
+    from ..stimulus import stimulus_warnings
+
+    mean = population_mean(ds, "r")
+    hz = circuit.hz_per_unit
     return {
         "unstable": unstable,
         "out": str(out) if out else None,
         "backend": "rate",
-        "mean_rate_hz": population_mean(ds, "r"),
+        "mean_rate": mean,  # in rate_units; mean_rate[p] * hz_per_unit[p] is in Hz
+        "mean_rate_hz": {p: mean[p] * hz[p] for p in mean},  # deprecated: use mean_rate, rate_units
         "final_rate": {p: ds["r"].isel(time=-1).where(ds["population"] == p, drop=True).mean("unit").values.tolist()
                        for p in ("E", "I")},
         "steady_state": ss,
@@ -61,9 +66,29 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
         "ee_loop_gain": ee_gain,
         "inhibition_stabilized": isn,
         "rate_units": circuit.rate_units,
+        "hz_per_unit": hz,
+        "warnings": stimulus_warnings(ds.attrs.get("stimulus") and _stim(ds.attrs["stimulus"]), ds["u"].values,
+                                      float(ds.attrs.get("duration_ms", ds["time"].values[-1]))),
         "runtime_s": float(ds.encoding.get("runtime_s", ds.attrs.get("runtime_s", float("nan")))),
         "seed": int(ds.attrs["seed"]),
     }
+
+
+def _stim(text: str):
+    from ..spec import StimulusSpec
+
+    return StimulusSpec.model_validate_json(text)
+
+
+def summary_line(name: str, backend: str, summary: dict[str, Any]) -> str:
+    """The text summary: mean rates in the run's units, with the Hz-per-unit factor where not Hz."""
+    rates, units = summary["mean_rate"], summary["rate_units"]
+    hz = summary.get("hz_per_unit") or {}
+    factor = "" if units == "Hz" or not hz else (
+        f" (1 {units} = {hz['E']:g} Hz)" if hz["E"] == hz["I"] else
+        f" (1 {units} = {hz['E']:g} Hz for E, {hz['I']:g} Hz for I)")
+    return (f"{name} ({backend}): mean rate E {rates['E']:.4g}, I {rates['I']:.4g} {units}{factor}; "
+            f"runtime {summary['runtime_s']:.2f} s")
 
 
 def _run_rate(circuit, opts: dict[str, Any]):
@@ -177,7 +202,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(summary)
         else:
-            rates = summary["mean_rate_hz"]
-            typer.echo(f"{spec.name} ({backend}): mean rate E {rates['E']:.4g}, I {rates['I']:.4g} "
-                       f"{summary.get('rate_units', 'Hz')}; runtime {summary['runtime_s']:.2f} s"
-                       + (f"; wrote {out}" if out else ""))
+            typer.echo(summary_line(spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
+        from ..stimulus import report_warnings
+
+        report_warnings(summary.get("warnings", []))
