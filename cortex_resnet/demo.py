@@ -74,7 +74,7 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, seed: int = 0
     from .plots import plot_decomposition
     from .rate import simulate
     from .spiking import simulate_spiking
-    from .train import train
+    from .training import train
 
     out = Path(out)
     if out.exists():

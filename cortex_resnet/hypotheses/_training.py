@@ -6,7 +6,7 @@ anytime readout) on a registered dataset (:mod:`cortex_resnet.data`) with Adam,
 on the CPU, in float32, without writing files: a hypothesis runs tens of such
 trainings side by side. Everything random comes from the task seed (circuit
 weights, initial parameters, batch order); the dataset is fixed by
-``data_seed``. Test accuracy per step uses :func:`cortex_resnet.train.evaluate`.
+``data_seed``. Test accuracy per step uses :func:`cortex_resnet.training.evaluate`.
 
 Time scale: a residual net of depth ``K`` integrates a fixed time
 ``total_ms`` with ``dt = total_ms / K`` (deeper = a finer discretisation of the
@@ -128,7 +128,7 @@ def train_classifier(prepared: dict[str, Any], seed: int, *, variant: str, steps
     input_mode : ``pulse`` or ``sustained``; default ``prepared["input_mode"]``
     """
     from ..bridge import CircuitClassifier, unroll
-    from ..train import evaluate
+    from ..training import evaluate
 
     ds = dataset_for(prepared["dataset"], prepared["data_seed"], prepared["n_train"], prepared["n_test"])
     spec = parse_spec(prepared["circuit_spec"]).replace(seed=int(seed))
