@@ -72,13 +72,14 @@ def load_data(spec: ExperimentSpec, data_dir: str | Path | None = None) -> Datas
                        n_train=d.n_train, n_test=d.n_test)
 
 
-def check_training_memory(spec: ExperimentSpec, model: nn.Module) -> None:
+def check_training_memory(spec: ExperimentSpec, model: nn.Module, device: torch.device | str = "cpu") -> None:
     """Refuse a run whose parameters (with gradients and two optimiser moments) and one batch's
     activations exceed the memory budget, before the first step allocates them.
 
     Activations of an unrolled circuit: the state of every unit at every step, kept for
     backprop, with ~6 tensors of that size per step (drive, pre-activation, phi, its
-    derivative, the update and the readout input).
+    derivative, the update and the readout input). Checked against the training device's
+    memory (a GPU's free memory, :func:`~cortex_resnet.resources.memory_budget_bytes`).
     """
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     act_bytes = 0
@@ -89,7 +90,7 @@ def check_training_memory(spec: ExperimentSpec, model: nn.Module) -> None:
         act_bytes = 6 * (k + 1) * spec.train.batch_size * n * 4
         what += f" + activations of {k + 1} steps x batch {spec.train.batch_size} x {n} units"
     check_memory(4 * param_bytes + act_bytes, "training memory",
-                 f"{what}; lower train.batch_size, model.steps or the circuit size")
+                 f"{what}; lower train.batch_size, model.steps or the circuit size", device=device)
 
 
 def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]]:
@@ -212,7 +213,7 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         raise SpecError("data.augment", "crop_flip", f"image data (C, H, W); {dataset.name} has "
                         f"shape {dataset.in_shape}")
     model, info = build_model(spec, dataset)
-    check_training_memory(spec, model)
+    check_training_memory(spec, model, dev)
     channels_last = dev.type == "cuda" and uses_conv2d(model)
     model.to(dev, memory_format=torch.channels_last) if channels_last else model.to(dev)
     opt = _optimizer(spec, model)

@@ -351,11 +351,13 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
                          norm=norm, state_gate=state_gate, dale=dale, init=init, init_radius=init_radius,
                          recurrence=recurrence)
     dt = torch.get_default_dtype() if dtype is None else resolve_dtype(dtype)
-    _check_parameter_memory(circuit, opts, dt)
-    return UnrolledCircuit(circuit, opts, dt, resolve_device(device), learnable, seed)
+    dev = resolve_device(device)
+    _check_parameter_memory(circuit, opts, dt, dev)
+    return UnrolledCircuit(circuit, opts, dt, dev, learnable, seed)
 
 
-def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.dtype) -> None:
+def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.dtype,
+                            device: torch.device) -> None:
     """Refuse before allocating: weight matrices (one, or one per step when untied) with their
     gradients and two optimiser moments, plus the gate/projection matrices of those variants."""
     n = circuit.n_units
@@ -363,5 +365,5 @@ def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.
     mats = (1 if tied else opts.steps) * (2 if opts.variant in ("projection", "gated") else 1)
     check_memory(mats * n * n * dtype.itemsize * 4 + 3 * n * n * 8, "unrolled network parameters",
                  f"{mats} matrices of {n} x {n} units with gradients and optimiser state; "
-                 "use tied weights, fewer steps or fewer units")
+                 "use tied weights, fewer steps or fewer units", device=device)
 
