@@ -38,7 +38,7 @@ figures: $(STAMP)
 # Everything that needs a GPU, once (<= 10 min on an H100/H200): gpu-marked tests, rate
 # simulator CPU/GPU parity and speed, bf16 training, a ResNet-20 epoch, a 1-process NCCL
 # DDP step; one JSON on stdout and in gpu_check.json. Without a GPU: the CPU parts only.
-GPU_CHECK_OUT ?= gpu_check.json
+GPU_CHECK_OUT ?= gpu_check_$(shell date +%Y%m%d_%H%M%S).json
 gpu-check: $(STAMP)
 	$(PY) -m cortex_resnet.bench.gpu_check --out $(GPU_CHECK_OUT)
 
