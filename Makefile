@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.cortex-resnet-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test validate demo bench figures clean
+.PHONY: install test validate demo bench figures gpu-check clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench: $(STAMP)
 
 figures: $(STAMP)
 	$(VENV)/bin/cortex-resnet figures all
+
+# Everything that needs a GPU, once (<= 10 min on an H100/H200): gpu-marked tests, rate
+# simulator CPU/GPU parity and speed, bf16 training, a ResNet-20 epoch, a 1-process NCCL
+# DDP step; one JSON on stdout and in gpu_check.json. Without a GPU: the CPU parts only.
+GPU_CHECK_OUT ?= gpu_check_$(shell date +%Y%m%d_%H%M%S).json
+gpu-check: $(STAMP)
+	$(PY) -m cortex_resnet.bench.gpu_check --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache build *.egg-info

@@ -33,7 +33,7 @@ _LAZY = {
     "unroll": "bridge", "to_circuit": "bridge", "save_circuit": "bridge", "load_circuit": "bridge",
     "CircuitClassifier": "bridge",
     "steady_state": "fixedpoint", "analyze": "analysis",
-    "train": "train", "load_experiment": "experiment", "compare_run": "compare",
+    "train": "training", "load_experiment": "experiment", "compare_run": "compare",
     "get_dataset": "data", "known_datasets": "data", "UnrolledCircuit": "bridge",
     "run_hypothesis": "hypotheses.runner", "list_hypotheses": "hypotheses", "load_dataset": "results", "save_dataset": "results",
 }

@@ -36,8 +36,16 @@ from torch import nn
 
 from .errors import SpecError, UnknownNameError
 
-__all__ = ["BASELINES", "PUBLISHED", "Published", "known_baselines", "build_baseline",
+__all__ = ["uses_conv2d", "BASELINES", "PUBLISHED", "Published", "known_baselines", "build_baseline",
            "param_count", "published_for"]
+
+
+def uses_conv2d(model: nn.Module) -> bool:
+    """Whether a model convolves images (2-D): on CUDA it then trains in ``channels_last``
+    (NHWC, the layout of cuDNN's fast bf16 kernels) with ``cudnn.benchmark``."""
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return True
+    return getattr(model, "input_projection", None) == "conv" and len(getattr(model, "map_shape", ())) == 2
 
 
 def param_count(model: nn.Module) -> int:

@@ -57,7 +57,7 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedR
     SpecError
         Not a finished run folder, or not a circuit model.
     """
-    from .train import build_model, load_data
+    from .training import build_model, load_data
 
     run_dir = Path(run_dir)
     cfg, weights = run_dir / "config.toml", run_dir / "model.pt"

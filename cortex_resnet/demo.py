@@ -94,7 +94,7 @@ def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[s
     from .plots import plot_decomposition
     from .rate import simulate
     from .spiking import simulate_spiking
-    from .train import train
+    from .training import train
 
     out = folder.path
     for sub in ("train_tied", "train_untied", "hypotheses"):

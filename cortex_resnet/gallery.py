@@ -159,7 +159,7 @@ TRAIN_VARIANTS = ("tied", "untied", "plain")
 def _train_runs(out_dir: Path, full: bool) -> list[Path]:
     """MNIST-1D runs of the tied, untied and plain circuit (reused by several figures)."""
     from .experiment import load_experiment
-    from .train import train
+    from .training import train
 
     runs = []
     for variant in TRAIN_VARIANTS:

@@ -516,7 +516,7 @@ def integrate(system: RateSystem, stimulus: Stimulus, duration_ms: float, dt_ms:
     n_rec = n_steps // record_stride + 1
     check_memory(n_rec * batch * (c.n_units + c.n_inputs) * system.dtype.itemsize,
                  "recorded trajectory", f"{n_rec} records x {batch} stimuli x {c.n_units} units; "
-                 f"raise the record stride (now {record_stride}) or shorten the run")
+                 f"raise the record stride (now {record_stride}) or shorten the run", device=system.device)
     t0, k0 = state.t_ms, state.step
     times = t0 + dt_ms * record_stride * np.arange(n_rec)
     R = torch.empty(n_rec, batch, c.n_units, dtype=system.dtype, device=system.device)

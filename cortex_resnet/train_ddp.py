@@ -23,7 +23,7 @@ import torch.distributed as dist
 from .errors import SpecError
 from .rate import resolve_device
 
-__all__ = ["DistContext", "setup_distributed", "teardown_distributed", "shard"]
+__all__ = ["DistContext", "rank_device", "setup_distributed", "teardown_distributed", "shard"]
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,29 @@ def _env_int(name: str, default: int) -> int:
         raise SpecError(name, raw, "an integer (set by torchrun)") from None
 
 
-def setup_distributed(device: str = "auto") -> DistContext:
-    """Initialise the process group when launched by ``torchrun`` and pick this rank's device.
+def rank_device(device: str | torch.device, world: int, local_rank: int) -> torch.device:
+    """This process's device.
 
-    ``device="auto"`` picks ``cuda:LOCAL_RANK`` when CUDA is present, else CPU.
+    One process: ``auto``/``cuda`` is ``cuda:0``, ``cuda:N`` is itself. Under
+    ``torchrun`` (``world > 1``) every CUDA choice, ``cuda:N`` included, becomes
+    ``cuda:LOCAL_RANK`` (modulo the visible devices): one GPU per rank, never all
+    ranks on the named one (choose the cards with ``CUDA_VISIBLE_DEVICES``).
     """
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        return dev
+    if world > 1 or dev.index is None:
+        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return dev
+
+
+def setup_distributed(device: str = "auto") -> DistContext:
+    """Initialise the process group when launched by ``torchrun`` and pick this rank's device
+    (:func:`rank_device`)."""
     world = _env_int("WORLD_SIZE", 1)
     rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    dev = resolve_device(device)
+    dev = rank_device(device, world, local)
     if dev.type == "cuda":
-        if dev.index is None:
-            dev = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"

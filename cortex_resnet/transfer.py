@@ -224,6 +224,9 @@ class LIF(Transfer):
                             f"below the threshold theta_mV = {self.theta_mV}")
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        if z.is_floating_point() and z.dtype.itemsize < 4:
+            z = z.float()  # bf16/f16 (autocast): erfcx has no such kernel, and 8 bits of mantissa
+            # would not resolve the integral; the rate comes back in float32
         dtype = z.dtype if z.is_floating_point() else torch.float64
         nodes = torch.as_tensor(_gl_nodes, dtype=dtype, device=z.device)
         weights = torch.as_tensor(_gl_weights, dtype=dtype, device=z.device)

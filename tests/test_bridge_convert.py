@@ -36,9 +36,9 @@ def _perturb(net, seed: int = 0) -> None:
 
 @pytest.mark.parametrize("case", ["dense_relu", "sparse_relu", "spatial_relu", "dense_powerlaw"])
 def test_simulate_to_circuit_of_unroll_equals_simulate(case):
-    """The contract: simulate(to_circuit(unroll(c))) == simulate(c)."""
+    """The contract: simulate(to_circuit(unroll(c, dtype=torch.float64))) == simulate(c)."""
     c = case_circuit(case)
-    back = to_circuit(unroll(c, K, DT_MS))
+    back = to_circuit(unroll(c, K, DT_MS, dtype=torch.float64))
     kw = dict(duration_ms=K * DT_MS, dt_ms=DT_MS, method="euler", device="cpu", decompose=False)
     a = simulate(back, "constant:amp=[0.5,1.0]", **kw)["r"].values
     b = simulate(c, "constant:amp=[0.5,1.0]", **kw)["r"].values
@@ -49,7 +49,7 @@ def test_simulate_to_circuit_of_unroll_equals_simulate(case):
 @pytest.mark.parametrize("variant", ["tied", "untied", "plain", "gated"])
 def test_trained_net_and_its_circuit_agree(variant):
     c = case_circuit("dense_relu", **{"connectivity.J_EE": 0.8}) if variant == "plain" else case_circuit("dense_relu")
-    net = unroll(c, K, DT_MS, variant=variant, dale="relu")
+    net = unroll(c, K, DT_MS, variant=variant, dale="relu", dtype=torch.float64)
     _perturb(net)
     if variant == "gated":
         with torch.no_grad():
@@ -67,13 +67,13 @@ def test_trained_net_and_its_circuit_agree(variant):
                                             ("tied", {"norm": "layer"})])
 def test_variants_without_a_circuit_are_refused(variant, kwargs):
     with pytest.raises(SpecError):
-        to_circuit(unroll(case_circuit("dense_relu"), 3, DT_MS, variant=variant, **kwargs))
+        to_circuit(unroll(case_circuit("dense_relu"), 3, DT_MS, variant=variant, **kwargs, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("variant", ["tied", "untied"])
 def test_saved_files_round_trip_exactly(tmp_path, variant):
     c = case_circuit("spatial_relu")
-    net = unroll(c, K, DT_MS, variant=variant)
+    net = unroll(c, K, DT_MS, variant=variant, dtype=torch.float64)
     _perturb(net, seed=1)
     circ = to_circuit(net)
     toml_path = save_circuit(circ, tmp_path / "trained")
@@ -98,7 +98,7 @@ def test_spec_to_toml_round_trip(tmp_path, model):
 
 
 def test_model_file_is_data_only(tmp_path):
-    path = save_circuit(to_circuit(unroll(case_circuit("dense_relu"), 3, DT_MS)), tmp_path / "m")
+    path = save_circuit(to_circuit(unroll(case_circuit("dense_relu"), 3, DT_MS, dtype=torch.float64)), tmp_path / "m")
     data = tomllib.loads(path.read_text())
     assert data["weights"] == "m.npz" and data["populations"]["E"]["n"] == 24
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
@@ -112,7 +112,7 @@ def test_load_circuit_without_weights_builds_the_model():
 
 
 def test_build_circuit_refuses_a_spec_with_weights(tmp_path):
-    path = save_circuit(to_circuit(unroll(case_circuit("dense_relu"), 3, DT_MS)), tmp_path / "m")
+    path = save_circuit(to_circuit(unroll(case_circuit("dense_relu"), 3, DT_MS, dtype=torch.float64)), tmp_path / "m")
     with pytest.raises(SpecError, match="load_circuit"):
         build_circuit(load_spec(path))
 
@@ -165,11 +165,11 @@ def test_missing_weight_file(tmp_path):
 
 def test_state_dict_round_trip_with_weights_only(tmp_path):
     c = case_circuit("dense_relu")
-    net = unroll(c, 5, DT_MS, variant="untied")
+    net = unroll(c, 5, DT_MS, variant="untied", dtype=torch.float64)
     _perturb(net)
     save_state(net, tmp_path / "s.pt")
     assert set(torch.load(tmp_path / "s.pt", weights_only=True)) == set(net.state_dict())
-    fresh = load_state(unroll(c, 5, DT_MS, variant="untied"), tmp_path / "s.pt")
+    fresh = load_state(unroll(c, 5, DT_MS, variant="untied", dtype=torch.float64), tmp_path / "s.pt")
     u = case_input("dense_relu")
     with torch.no_grad():
         assert torch.equal(fresh(u), net(u))
@@ -177,6 +177,6 @@ def test_state_dict_round_trip_with_weights_only(tmp_path):
 
 def test_state_dict_of_another_shape_is_refused(tmp_path):
     c = case_circuit("dense_relu")
-    save_state(unroll(c, 5, DT_MS, variant="untied"), tmp_path / "s.pt")
+    save_state(unroll(c, 5, DT_MS, variant="untied", dtype=torch.float64), tmp_path / "s.pt")
     with pytest.raises(SpecError, match="shape"):
-        load_state(unroll(c, 4, DT_MS, variant="untied"), tmp_path / "s.pt")
+        load_state(unroll(c, 4, DT_MS, variant="untied", dtype=torch.float64), tmp_path / "s.pt")

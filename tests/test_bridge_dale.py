@@ -53,7 +53,7 @@ def test_dale_and_masks_hold_after_100_large_steps(case, variant, dale):
     """Adam at lr 1 with a loss that pulls every weight across zero: signs and masks survive."""
     c = case_circuit(case)
     W_before, B_before = c.W.copy(), c.B.copy()
-    net = unroll(c, 8, DT_MS, variant=variant, dale=dale)
+    net = unroll(c, 8, DT_MS, variant=variant, dale=dale, dtype=torch.float64)
     u = case_input(case)
     gen = torch.Generator().manual_seed(3)
     target = torch.rand(u.shape[0], c.n_units, generator=gen, dtype=torch.float64)
@@ -110,11 +110,11 @@ def test_balancing_needs_inhibitory_inputs():
 
 def test_unroll_balanced_init_draws_each_untied_step():
     c = case_circuit("dense_relu")
-    net = unroll(c, 3, DT_MS, variant="untied", init="balanced", init_radius=0.5, seed=4)
+    net = unroll(c, 3, DT_MS, variant="untied", init="balanced", init_radius=0.5, seed=4, dtype=torch.float64)
     W = net.W().detach().numpy()
     assert not np.allclose(W[0], W[1])
     np.testing.assert_allclose(W.sum(axis=2), 0.0, atol=1e-12)
-    again = unroll(c, 3, DT_MS, variant="untied", init="balanced", init_radius=0.5, seed=4).W().detach().numpy()
+    again = unroll(c, 3, DT_MS, variant="untied", init="balanced", init_radius=0.5, seed=4, dtype=torch.float64).W().detach().numpy()
     np.testing.assert_array_equal(W, again)  # seeded
 
 
@@ -128,7 +128,7 @@ def _shift(n: int, sites: int) -> np.ndarray:
 
 def test_conv_recurrence_stays_a_convolution_after_training():
     c = case_circuit("spatial_relu")  # weight_cv 0, p 1: translation invariant
-    net = unroll(c, 8, DT_MS, recurrence="conv")
+    net = unroll(c, 8, DT_MS, recurrence="conv", dtype=torch.float64)
     u = case_input("spatial_relu")
     opt = torch.optim.Adam(net.parameters(), lr=0.5)
     for _ in range(100):
@@ -149,5 +149,5 @@ def test_conv_recurrence_stays_a_convolution_after_training():
 @pytest.mark.parametrize("case,match", [("spatial2d_relu", "translation-invariant"), ("dense_relu", "spatial")])
 def test_conv_recurrence_needs_a_translation_invariant_map(case, match):
     with pytest.raises(SpecError, match=match) as err:
-        unroll(case_circuit(case), 3, DT_MS, recurrence="conv")
+        unroll(case_circuit(case), 3, DT_MS, recurrence="conv", dtype=torch.float64)
     assert err.value.field == "recurrence"

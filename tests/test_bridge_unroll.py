@@ -67,7 +67,7 @@ def test_tied_equals_public_simulate():
     """The contract form: simulate(c, constant u, method="euler", dt, duration K dt)."""
     c = case_circuit("dense_relu")
     amps = [0.5, 1.0, 2.0]
-    net = unroll(c, K, DT_MS)
+    net = unroll(c, K, DT_MS, dtype=torch.float64)
     u = torch.tensor(amps, dtype=torch.float64)[:, None].expand(-1, c.n_inputs)
     with torch.no_grad():
         got = net(u).numpy()
@@ -80,7 +80,7 @@ def test_per_step_input_equals_simulator_with_array_stimulus():
     c = case_circuit("dense_relu")
     rng = np.random.default_rng(1)
     u = torch.as_tensor(rng.uniform(0, 2, size=(2, K, c.n_inputs)))
-    net = unroll(c, K, DT_MS)
+    net = unroll(c, K, DT_MS, dtype=torch.float64)
     with torch.no_grad():
         got = net(u)
     ref = integrate(RateSystem(c), Stimulus.from_array(u.transpose(0, 1), DT_MS), K * DT_MS, DT_MS).r
@@ -91,7 +91,7 @@ def test_per_step_input_equals_simulator_with_array_stimulus():
 def test_plain_iterates_phi(mode):
     c = case_circuit("dense_relu", **{"connectivity.J_EE": 0.5, "connectivity.J_IE": 0.5})
     u = case_input("dense_relu")
-    net = unroll(c, 15, DT_MS, variant="plain", input_mode=mode)
+    net = unroll(c, 15, DT_MS, variant="plain", input_mode=mode, dtype=torch.float64)
     W, B, b = (torch.as_tensor(a) for a in (c.W, c.B, c.b))
     r = torch.relu(u @ B.T + b) if mode == "pulse" else torch.zeros(u.shape[0], c.n_units, dtype=torch.float64)
     drive = b if mode == "pulse" else u @ B.T + b
@@ -109,14 +109,14 @@ def test_variants_equal_tied_at_initialisation(variant, kwargs):
     c = case_circuit("sparse_relu")
     u = case_input("sparse_relu")
     with torch.no_grad():
-        tied = unroll(c, K, DT_MS)(u)
-        other = unroll(c, K, DT_MS, variant=variant, **kwargs)(u)
+        tied = unroll(c, K, DT_MS, dtype=torch.float64)(u)
+        other = unroll(c, K, DT_MS, variant=variant, **kwargs, dtype=torch.float64)(u)
     assert torch.allclose(other, tied, rtol=0, atol=1e-12)
 
 
 def test_untied_has_one_matrix_per_step_each_with_its_own_gradient():
     c = case_circuit("dense_relu")
-    net = unroll(c, 5, DT_MS, variant="untied")
+    net = unroll(c, 5, DT_MS, variant="untied", dtype=torch.float64)
     assert len(net.W) == 5
     net(case_input("dense_relu"))[-1].sum().backward()
     g = net.W.theta_T.grad
@@ -129,7 +129,7 @@ def test_untied_has_one_matrix_per_step_each_with_its_own_gradient():
 @pytest.mark.parametrize("norm", ["layer", "batch"])
 def test_per_step_normalisation_is_untied_and_weights_stay_tied(norm):
     c = case_circuit("dense_relu")
-    net = unroll(c, 6, DT_MS, norm=norm)
+    net = unroll(c, 6, DT_MS, norm=norm, dtype=torch.float64)
     assert len(net.norms) == 6 and len(net.W) == 1
     out = net(case_input("dense_relu", batch=4))
     assert out.shape == (7, 4, c.n_units) and torch.isfinite(out).all()
@@ -140,10 +140,10 @@ def test_per_step_normalisation_is_untied_and_weights_stay_tied(norm):
 def test_param_count_counts_connections_inside_masks():
     c = case_circuit("sparse_relu")
     n, n_in = c.n_units, c.n_inputs
-    assert unroll(c, 4, DT_MS).param_count() == int(c.mask.sum()) + int((c.B != 0).sum()) + n
-    assert unroll(c, 4, DT_MS, variant="untied").param_count() == 4 * int(c.mask.sum()) + int((c.B != 0).sum()) + n
-    assert unroll(c, 4, DT_MS).param_count(effective=False) == n * n + n * n_in + n
-    assert unroll(c, 4, DT_MS, learnable=False).param_count() == 0
+    assert unroll(c, 4, DT_MS, dtype=torch.float64).param_count() == int(c.mask.sum()) + int((c.B != 0).sum()) + n
+    assert unroll(c, 4, DT_MS, variant="untied", dtype=torch.float64).param_count() == 4 * int(c.mask.sum()) + int((c.B != 0).sum()) + n
+    assert unroll(c, 4, DT_MS, dtype=torch.float64).param_count(effective=False) == n * n + n * n_in + n
+    assert unroll(c, 4, DT_MS, learnable=False, dtype=torch.float64).param_count() == 0
 
 
 def test_gradcheck_small_unrolled_net():
@@ -151,7 +151,7 @@ def test_gradcheck_small_unrolled_net():
     c = case_circuit("dense_relu", **{"populations.E.n": 4, "populations.I.n": 2,
                                       "populations.E.transfer": {"name": "tanh"},
                                       "populations.I.transfer": {"name": "tanh"}})
-    net = unroll(c, 6, DT_MS, variant="gated", state_gate=True)
+    net = unroll(c, 6, DT_MS, variant="gated", state_gate=True, dtype=torch.float64)
     u = case_input("dense_relu", batch=2).requires_grad_(True)
     params = dict(net.named_parameters())
 
@@ -169,18 +169,18 @@ def test_gradcheck_small_unrolled_net():
 @pytest.mark.parametrize("steps", [0, -3, 2.5, True])
 def test_bad_steps(steps):
     with pytest.raises(SpecError, match="steps"):
-        unroll(case_circuit("dense_relu"), steps, DT_MS)
+        unroll(case_circuit("dense_relu"), steps, DT_MS, dtype=torch.float64)
 
 
 def test_dt_above_tau_says_the_euler_step_overshoots():
     with pytest.raises(SpecError) as err:
-        unroll(case_circuit("dense_relu"), 10, 12.0)  # tau_I = 10 ms
+        unroll(case_circuit("dense_relu"), 10, 12.0, dtype=torch.float64)  # tau_I = 10 ms
     msg = str(err.value)
     assert err.value.field == "dt_ms" and "overshoot" in msg and "alpha" in msg and "dt_ms <= 10" in msg
 
 
 def test_plain_ignores_tau():
-    net = unroll(case_circuit("dense_relu"), 3, 12.0, variant="plain")
+    net = unroll(case_circuit("dense_relu"), 3, 12.0, variant="plain", dtype=torch.float64)
     assert torch.all(net.alpha == 1)
 
 
@@ -197,20 +197,33 @@ def test_bad_options(field, kwargs):
 
 def test_unknown_variant_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="gated.*plain.*projection.*tied.*untied"):
-        unroll(case_circuit("dense_relu"), 3, 0.5, variant="resnet")
+        unroll(case_circuit("dense_relu"), 3, 0.5, variant="resnet", dtype=torch.float64)
 
 
 @pytest.mark.parametrize("shape,mode", [((3, 5), "sustained"), ((3, 7, 3), "sustained"), ((3, K, 3), "pulse")])
 def test_bad_input_shapes(shape, mode):
-    net = unroll(case_circuit("dense_relu"), K, DT_MS, input_mode=mode)
+    net = unroll(case_circuit("dense_relu"), K, DT_MS, input_mode=mode, dtype=torch.float64)
     with pytest.raises(SpecError, match="u"):
         net(torch.zeros(shape, dtype=torch.float64))
 
 
 def test_wrong_input_dtype():
-    net = unroll(case_circuit("dense_relu"), 3, DT_MS)
+    net = unroll(case_circuit("dense_relu"), 3, DT_MS, dtype=torch.float64)
     with pytest.raises(SpecError, match="dtype"):
         net(torch.zeros(2, 3, dtype=torch.float32))
+
+
+def test_default_dtype_follows_torch():
+    """Like any torch module: ``unroll`` builds in torch's default dtype and takes its tensors."""
+    c = case_circuit("dense_relu")
+    assert unroll(c, 3, DT_MS).dtype == torch.float32
+    assert unroll(c, 3, DT_MS)(torch.zeros(2, 3)).dtype == torch.float32
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert unroll(c, 3, DT_MS).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(before)
 
 
 # ------------------------------------------------------------------------------ the checker itself
@@ -225,7 +238,7 @@ def test_check_unroll_reports_within_tolerance():
 def test_checker_detects_a_wrong_net():
     """A net whose weights were changed after unrolling no longer matches the source circuit."""
     c = case_circuit("dense_relu")
-    net = unroll(c, 20, DT_MS)
+    net = unroll(c, 20, DT_MS, dtype=torch.float64)
     with torch.no_grad():
         net.b += 1e-6
     from cortex_resnet.bridge.check import source_reference

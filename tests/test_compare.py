@@ -12,7 +12,7 @@ from cortex_resnet.cli import app
 from cortex_resnet.compare import compare_run, load_run, rate_logits
 from cortex_resnet.errors import SpecError
 from cortex_resnet.experiment import parse_experiment
-from cortex_resnet.train import train
+from cortex_resnet.training import train
 
 CIRCUIT = {"name": "tiny", "populations": {
     "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},

@@ -83,7 +83,7 @@ def test_gradcheck_steady_state_layer_of_a_net(backward):
     c = case_circuit("dense_relu", **{"populations.E.n": 5, "populations.I.n": 3,
                                       "populations.E.transfer": {"name": "tanh"},
                                       "populations.I.transfer": {"name": "tanh"}})
-    layer = _Steady(unroll(c, 4, DT_MS), backward)
+    layer = _Steady(unroll(c, 4, DT_MS, dtype=torch.float64), backward)
 
     def f(theta, b, u):
         return torch.func.functional_call(layer, {"net.W.theta_T": theta, "net.b": b}, (u,), strict=False)
@@ -100,7 +100,7 @@ def test_implicit_gradient_equals_backprop_through_a_long_unroll(backward):
     c = case_circuit("dense_relu")
     u = case_input("dense_relu")
     w = torch.linspace(-1, 1, c.n_units, dtype=torch.float64)
-    net = unroll(c, 1500, 1.0)
+    net = unroll(c, 1500, 1.0, dtype=torch.float64)
     ((net(u)[-1] * w).sum()).backward()
     bptt = {k: p.grad.clone() for k, p in net.named_parameters()}
     net.zero_grad()
@@ -116,7 +116,7 @@ def test_memory_is_flat_in_the_number_of_iterations():
     """Saved-for-backward bytes: constant for the equilibrium layer, linear in K for BPTT."""
     c = case_circuit("dense_relu")
     u = case_input("dense_relu")
-    net = unroll(c, 10, DT_MS)
+    net = unroll(c, 10, DT_MS, dtype=torch.float64)
 
     def steady(k):
         return lambda: net.steady_state(u, tol=0.0, max_iter=k, raise_on_fail=False, fallback=False)
@@ -124,13 +124,13 @@ def test_memory_is_flat_in_the_number_of_iterations():
     few, _ = saved_tensor_bytes(steady(10))
     many, _ = saved_tensor_bytes(steady(200))
     assert few == many
-    b10, _ = saved_tensor_bytes(lambda: unroll(c, 10, DT_MS)(u))
-    b200, _ = saved_tensor_bytes(lambda: unroll(c, 200, DT_MS)(u))
+    b10, _ = saved_tensor_bytes(lambda: unroll(c, 10, DT_MS, dtype=torch.float64)(u))
+    b200, _ = saved_tensor_bytes(lambda: unroll(c, 200, DT_MS, dtype=torch.float64)(u))
     assert b200 > 10 * b10 / 2 and many < b200 / 10
 
 
 def test_no_graph_without_grad():
-    net = unroll(case_circuit("dense_relu"), 3, DT_MS)
+    net = unroll(case_circuit("dense_relu"), 3, DT_MS, dtype=torch.float64)
     with torch.no_grad():
         r = net.steady_state(case_input("dense_relu"))
     assert r.grad_fn is None
@@ -138,7 +138,7 @@ def test_no_graph_without_grad():
 
 def test_pulse_mode_equilibrium_is_the_free_circuit():
     c = case_circuit("dense_relu")
-    net = unroll(c, 3, DT_MS, input_mode="pulse")
+    net = unroll(c, 3, DT_MS, input_mode="pulse", dtype=torch.float64)
     with torch.no_grad():
         r = net.steady_state(case_input("dense_relu"))
     np.testing.assert_allclose(r.numpy(), steady_state(c, np.zeros((3, c.n_inputs))).numpy(), atol=1e-9)
@@ -146,6 +146,6 @@ def test_pulse_mode_equilibrium_is_the_free_circuit():
 
 @pytest.mark.parametrize("kwargs", [{"variant": "untied"}, {"norm": "layer"}])
 def test_steady_state_needs_a_tied_net(kwargs):
-    net = unroll(case_circuit("dense_relu"), 3, DT_MS, **kwargs)
+    net = unroll(case_circuit("dense_relu"), 3, DT_MS, **kwargs, dtype=torch.float64)
     with pytest.raises(SpecError, match="tied"):
         net.steady_state(case_input("dense_relu"))

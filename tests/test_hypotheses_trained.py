@@ -114,3 +114,49 @@ def test_spiking_half_runs(name, tmp_path):
         assert spiking[0]["estimate"] < 0
     else:
         assert spiking[0]["estimate"] > 1
+
+
+@pytest.mark.parametrize("loss_steps", ["last", "all"])
+def test_trained_hypotheses_use_the_training_loop_with_the_same_numbers(loss_steps, monkeypatch):
+    """train_classifier trains through train_epoch.fit_epoch (the one loop) and gives bit for bit
+    the numbers of the plain loop it replaced (same seed, same batches, mean loss, Adam)."""
+    import torch.nn.functional as F
+
+    from cortex_resnet import train_epoch
+    from cortex_resnet.bridge import CircuitClassifier, unroll
+    from cortex_resnet.circuit import build_circuit
+    from cortex_resnet.hypotheses._training import dataset_for, step_dt
+    from cortex_resnet.spec import parse_spec
+
+    calls = []
+    real = train_epoch.fit_epoch
+    monkeypatch.setattr(train_epoch, "fit_epoch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    prepared = prepare_training(RefinementParams.model_validate(
+        {"dataset": "digits", "n_train": 150, "n_test": 60, "n_E": 8, "n_I": 2, "n_inputs": 4, "epochs": 2,
+         "batch_size": 40, "loss_steps": loss_steps}), None)
+    got = train_classifier(prepared, 5, variant="untied", steps=3)
+    assert len(calls) == 2
+    # the loop it replaced
+    ds = dataset_for("digits", prepared["data_seed"], 150, 60)
+    circuit = build_circuit(parse_spec(prepared["circuit_spec"]).replace(seed=5), np.random.default_rng([5, 7]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        net = unroll(circuit, 3, step_dt(prepared, 3, "untied"), variant="untied",
+                     input_mode=prepared["input_mode"], dtype=torch.float32, init=prepared["init"],
+                     init_radius=prepared["init_radius"], seed=5)
+        model = CircuitClassifier(net, ds.in_shape, ds.n_classes, seed=5)
+    opt = torch.optim.Adam(model.parameters(), lr=prepared["lr"])
+    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(2):
+        perm = torch.randperm(150, generator=gen)
+        for a in range(0, 150, 40):
+            logits = model(x[perm[a:a + 40]])
+            yb = y[perm[a:a + 40]]
+            loss = (F.cross_entropy(logits[-1], yb) if loss_steps == "last"
+                    else F.cross_entropy(logits.flatten(0, 1), yb.repeat(3)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for (k, p), q in zip(model.state_dict().items(), got.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=k)

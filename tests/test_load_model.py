@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from typer.testing import CliRunner
 
 from cortex_resnet import load_model, save_circuit, simulate, to_circuit, unroll
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_saved_circuit_loads_with_its_weights_and_simulates_identically(tmp_path: Path) -> None:
     original = load_model(ROOT / "models" / "linear.toml")
-    trained = to_circuit(unroll(original, 10, 0.5))
+    trained = to_circuit(unroll(original, 10, 0.5, dtype=torch.float64))
     toml = save_circuit(trained, tmp_path / "trained")
     loaded = load_model(toml)
     # softplus(softplus^-1(w)) returns w to within one rounding (relative 2e-16), hence rtol 1e-15
@@ -27,7 +28,7 @@ def test_saved_circuit_loads_with_its_weights_and_simulates_identically(tmp_path
 
 
 def test_simulate_cli_runs_a_saved_circuit_and_refuses_overrides(tmp_path: Path) -> None:
-    toml = save_circuit(to_circuit(unroll(load_model(ROOT / "models" / "linear.toml"), 10, 0.5)),
+    toml = save_circuit(to_circuit(unroll(load_model(ROOT / "models" / "linear.toml"), 10, 0.5, dtype=torch.float64)),
                         tmp_path / "trained")
     runner = CliRunner()
     ok = runner.invoke(app, ["simulate", str(toml), "--duration", "5", "--no-progress"])

@@ -10,7 +10,7 @@ import torch
 
 from cortex_resnet.errors import SpecError
 from cortex_resnet.experiment import parse_experiment
-from cortex_resnet.train import TrainingDivergedError, train
+from cortex_resnet.training import TrainingDivergedError, train
 from cortex_resnet.train_checkpoint import load_checkpoint
 from cortex_resnet.train_report import read_metrics, runs_table, summary_keys
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from cortex_resnet.experiment import dump_experiment, parse_experiment
-from cortex_resnet.train import train
+from cortex_resnet.training import train
 from cortex_resnet.train_ddp import DistContext, shard
 
 SPEC = {"name": "ddp_test", "seed": 1, "data": {"name": "digits", "n_train": 400, "n_test": 200},

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from cortex_resnet.experiment import dump_experiment, parse_experiment
-from cortex_resnet.train import FAULT_ENV, train
+from cortex_resnet.training import FAULT_ENV, train
 
 SPEC = {"name": "resume_test", "seed": 3,
         "data": {"name": "digits"},

@@ -1,6 +1,6 @@
 """``cortex-resnet bench train``: training throughput of unrolled circuits against hand-written torch.
 
-Ours: :func:`cortex_resnet.train.train` -- the whole training loop (per-step
+Ours: :func:`cortex_resnet.training.train` -- the whole training loop (per-step
 learning rate, NaN guard, accuracy bookkeeping, Dale-parametrised weights,
 anytime readout at every step) -- on MNIST-1D (4000 examples, length 40) with
 a tied and an untied E/I circuit (128 E + 32 I, 32 input channels, K = 10
@@ -104,7 +104,7 @@ def _reference_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
 def _measure(variant: str, device: str, epochs: int, n_train: int | None) -> dict[str, float]:
     from ..circuit import build_circuit
     from ..spec import parse_spec
-    from ..train import load_data, train
+    from ..training import load_data, train
 
     spec = bench_spec(variant, device, n_train)
     dev = torch.device(device)

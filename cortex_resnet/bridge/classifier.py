@@ -97,14 +97,22 @@ class CircuitClassifier(nn.Module):
         return x.to(self.net.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Data (batch, *in_shape) -> circuit input ``u`` (batch, n_inputs)."""
+        """Data (batch, *in_shape) -> circuit input ``u`` (batch, n_inputs), in the net's dtype.
+
+        Under autocast the projection runs in the autocast dtype (bf16) and its
+        result is cast back: the circuit's state stays in the net's dtype.
+        """
         x = self._check_x(x)
         if self.input_projection == "dense":
-            return F.linear(x.flatten(1), self.encoder_weight, self.encoder_bias)
-        conv = F.conv1d if len(self.map_shape) == 1 else F.conv2d
-        h = conv(x, self.encoder_weight, self.encoder_bias, padding=self.kernel_size // 2)
-        pool = F.adaptive_avg_pool1d if len(self.map_shape) == 1 else F.adaptive_avg_pool2d
-        return pool(h, self.map_shape).flatten(1)
+            u = F.linear(x.flatten(1), self.encoder_weight, self.encoder_bias)
+        else:
+            if x.ndim == 4 and x.is_cuda:  # NHWC: the layout cuDNN's bf16/tf32 kernels prefer
+                x = x.contiguous(memory_format=torch.channels_last)
+            conv = F.conv1d if len(self.map_shape) == 1 else F.conv2d
+            h = conv(x, self.encoder_weight, self.encoder_bias, padding=self.kernel_size // 2)
+            pool = F.adaptive_avg_pool1d if len(self.map_shape) == 1 else F.adaptive_avg_pool2d
+            u = pool(h, self.map_shape).flatten(1)
+        return u.to(self.net.dtype)
 
     def readout(self, r_E: torch.Tensor) -> torch.Tensor:
         """E rates (..., N_E) -> logits (..., n_classes)."""

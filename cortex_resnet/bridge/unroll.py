@@ -47,6 +47,19 @@ from .options import INITS, INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOpt
 __all__ = ["VARIANTS", "INPUT_MODES", "NORMS", "INITS", "RECURRENCES", "UnrollOptions", "UnrolledCircuit",
            "unroll"]
 
+def _autocast_dtype(u: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast computes products in on ``u``'s device, or ``None`` when it is off."""
+    kind = u.device.type
+    if not torch.amp.is_autocast_available(kind) or not torch.is_autocast_enabled(kind):
+        return None
+    return torch.get_autocast_dtype(kind)
+
+
+def _autocast_hint(u: torch.Tensor) -> str:
+    on = _autocast_dtype(u)
+    return f" or, under autocast, {on}" if on is not None else ""
+
+
 class UnrolledCircuit(nn.Module):
     """A circuit unrolled into ``K`` residual blocks (build it with :func:`unroll`).
 
@@ -203,7 +216,10 @@ class UnrolledCircuit(nn.Module):
             if u.shape[1] != self.steps:
                 raise SpecError("u", f"shape {tuple(u.shape)}", f"K = {self.steps} input vectors per stimulus")
         if u.dtype != self.dtype:
-            raise SpecError("u.dtype", str(u.dtype), f"{self.dtype} (the network's dtype)")
+            if not _autocast_dtype(u) == u.dtype:
+                raise SpecError("u.dtype", str(u.dtype), f"{self.dtype} (the network's dtype)"
+                                + _autocast_hint(u))
+            u = u.to(self.dtype)  # autocast: products run in its dtype, the state stays in ours
         return u
 
     def forward(self, u: torch.Tensor, r0: torch.Tensor | None = None) -> torch.Tensor:
@@ -257,6 +273,9 @@ class UnrolledCircuit(nn.Module):
         u = self._check_input(u)
         if u.ndim != 2:
             raise SpecError("u", f"shape {tuple(u.shape)}", f"(batch, {self.n_inputs}): a constant input")
+        if _autocast_dtype(u) is not None:  # bf16 rounding (~4e-3) is far above the solver's tolerance
+            with torch.autocast(u.device.type, enabled=False):
+                return self.steady_state(u, r0, tol=tol, backward=backward, **solver)
         drive = self.b.expand(u.shape[0], -1) if self.input_mode == "pulse" else self.drive(u)
         WT = self.W.transposed()[0]
         W = WT.T
@@ -289,7 +308,7 @@ class UnrolledCircuit(nn.Module):
 
 
 def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant: str = "tied",
-           input_mode: str = "sustained", dtype: torch.dtype | str = torch.float64,
+           input_mode: str = "sustained", dtype: torch.dtype | str | None = None,
            device: str | torch.device = "cpu", learnable: bool = True, norm: str | None = None,
            state_gate: bool = False, tied: bool | None = None, dale: str = "softplus",
            init: str = "circuit", init_radius: float = 0.9, recurrence: str = "dense",
@@ -303,7 +322,10 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
     dt_ms : Euler step (ms); default: the model file's ``simulation.dt_ms``
     variant : ``tied``, ``untied``, ``plain``, ``projection`` or ``gated`` (module docstring)
     input_mode : ``sustained`` or ``pulse``
-    dtype, device : of the parameters (``"auto"`` picks CUDA when present)
+    dtype : of the parameters and the state; default ``torch.get_default_dtype()`` (float32
+        unless changed), like any torch module; pass ``torch.float64`` for exactness checks
+        against the simulator (:mod:`~cortex_resnet.bridge.check` does)
+    device : of the parameters (``"auto"`` picks CUDA when present)
     learnable : ``False`` freezes every parameter
     norm : ``None``, ``"layer"`` or ``"batch"``: per-step normalisation before ``phi``
     state_gate : ``gated`` only: ``alpha = sigmoid(a + W_g r)``
@@ -333,12 +355,14 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
     opts = UnrollOptions(steps=steps, dt_ms=dt_ms, variant=variant, input_mode=input_mode, tied=tied,
                          norm=norm, state_gate=state_gate, dale=dale, init=init, init_radius=init_radius,
                          recurrence=recurrence)
-    dt = resolve_dtype(dtype)
-    _check_parameter_memory(circuit, opts, dt)
-    return UnrolledCircuit(circuit, opts, dt, resolve_device(device), learnable, seed)
+    dt = torch.get_default_dtype() if dtype is None else resolve_dtype(dtype)
+    dev = resolve_device(device)
+    _check_parameter_memory(circuit, opts, dt, dev)
+    return UnrolledCircuit(circuit, opts, dt, dev, learnable, seed)
 
 
-def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.dtype) -> None:
+def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.dtype,
+                            device: torch.device) -> None:
     """Refuse before allocating: weight matrices (one, or one per step when untied) with their
     gradients and two optimiser moments, plus the gate/projection matrices of those variants."""
     n = circuit.n_units
@@ -346,5 +370,5 @@ def _check_parameter_memory(circuit: Circuit, opts: UnrollOptions, dtype: torch.
     mats = (1 if tied else opts.steps) * (2 if opts.variant in ("projection", "gated") else 1)
     check_memory(mats * n * n * dtype.itemsize * 4 + 3 * n * n * 8, "unrolled network parameters",
                  f"{mats} matrices of {n} x {n} units with gradients and optimiser state; "
-                 "use tied weights, fewer steps or fewer units")
+                 "use tied weights, fewer steps or fewer units", device=device)
 

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
                                               "1 is fastest for small nets on a busy machine)."),
     ) -> None:
         from ..experiment import load_experiment
-        from ..train import train as run_train
+        from ..training import train as run_train
 
         if threads is not None:
             if threads < 1:

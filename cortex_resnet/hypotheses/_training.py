@@ -3,10 +3,11 @@
 Each task trains one :class:`~cortex_resnet.bridge.CircuitClassifier` (the
 bridge's unrolled circuit with a learned input projection and an E-only
 anytime readout) on a registered dataset (:mod:`cortex_resnet.data`) with Adam,
-on the CPU, in float32, without writing files: a hypothesis runs tens of such
-trainings side by side. Everything random comes from the task seed (circuit
+in float32, without writing files (a hypothesis runs tens of such trainings side
+by side), through the training loop's epoch (:func:`cortex_resnet.train_epoch.fit_epoch`)
+on its device (CUDA when present). Everything random comes from the task seed (circuit
 weights, initial parameters, batch order); the dataset is fixed by
-``data_seed``. Test accuracy per step uses :func:`cortex_resnet.train.evaluate`.
+``data_seed``. Test accuracy per step uses :func:`cortex_resnet.training.evaluate`.
 
 Time scale: a residual net of depth ``K`` integrates a fixed time
 ``total_ms`` with ``dt = total_ms / K`` (deeper = a finer discretisation of the
@@ -23,7 +24,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from ..circuit import build_circuit
@@ -128,37 +128,35 @@ def train_classifier(prepared: dict[str, Any], seed: int, *, variant: str, steps
     input_mode : ``pulse`` or ``sustained``; default ``prepared["input_mode"]``
     """
     from ..bridge import CircuitClassifier, unroll
-    from ..train import evaluate
+    from ..train_ddp import rank_device
+    from ..train_epoch import fit_epoch, global_batches
+    from ..training import evaluate
 
     ds = dataset_for(prepared["dataset"], prepared["data_seed"], prepared["n_train"], prepared["n_test"])
     spec = parse_spec(prepared["circuit_spec"]).replace(seed=int(seed))
     circuit = build_circuit(spec, np.random.default_rng([int(seed), 7]))
     dt = step_dt(prepared, steps, variant) if dt_ms is None else dt_ms
+    dev = rank_device("auto", 1, 0)  # the training loop's choice: CUDA when present
     with torch.random.fork_rng(devices=[]):  # bridge initialisers: isolate the global RNG
         torch.manual_seed(int(seed))
         net = unroll(circuit, steps, dt, variant=variant, input_mode=input_mode or prepared["input_mode"],
                      dtype=torch.float32,
                      tied=tied, init=prepared["init"], init_radius=prepared["init_radius"], seed=int(seed))
-        model = CircuitClassifier(net, ds.in_shape, ds.n_classes, seed=int(seed))
+        model = CircuitClassifier(net, ds.in_shape, ds.n_classes, seed=int(seed)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=prepared["lr"])
-    x_tr, y_tr = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
-    x_te, y_te = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
-    gen = torch.Generator().manual_seed(int(seed))
-    bs, n = prepared["batch_size"], len(y_tr)
+    x_tr, y_tr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
+    x_te, y_te = torch.as_tensor(ds.x_test, device=dev), torch.as_tensor(ds.y_test, device=dev)
+    gen = torch.Generator().manual_seed(int(seed))  # one stream over all epochs (the batch order)
+    n = len(y_tr)
+    batches = global_batches(n, prepared["batch_size"], False, 1)
     start = time.perf_counter()
     model.train()
     for _ in range(prepared["epochs"]):
-        perm = torch.randperm(n, generator=gen)
-        for a in range(0, n, bs):
-            idx = perm[a:a + bs]
-            logits = model(x_tr[idx])
-            if prepared["loss_steps"] == "last":
-                loss = F.cross_entropy(logits[-1], y_tr[idx])
-            else:
-                loss = F.cross_entropy(logits.flatten(0, 1), y_tr[idx].repeat(logits.shape[0]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        # float32 also on a GPU (no bf16): the verdicts compare small accuracy differences
+        sums = fit_epoch(model, opt, x_tr, y_tr, torch.randperm(n, generator=gen).to(dev), batches,
+                         loss_steps=prepared["loss_steps"])
+        if sums.bad_step >= 0:  # diverged: the weights are not finite, the scores below say so
+            break
     seconds = time.perf_counter() - start
     train_loss, train_acc = evaluate(model, x_tr, y_tr)
     test_loss, acc_steps = evaluate(model, x_te, y_te)

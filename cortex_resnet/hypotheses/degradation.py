@@ -138,5 +138,5 @@ HYPOTHESIS = Hypothesis(
     analyze=_analyze,
     figure=_figure,
     prepare=prepare_training,
-    requires=("cortex_resnet.bridge", "cortex_resnet.train"),
+    requires=("cortex_resnet.bridge", "cortex_resnet.training"),
 )

@@ -188,5 +188,5 @@ HYPOTHESIS = Hypothesis(
     figure=_figure,
     prepare=prepare_training,
     var_dims={"accuracy": ("step",), "increment": ("step",), "lesion_drop": ("lesioned_step",)},
-    requires=("cortex_resnet.bridge", "cortex_resnet.train"),
+    requires=("cortex_resnet.bridge", "cortex_resnet.training"),
 )

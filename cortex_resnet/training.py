@@ -26,7 +26,6 @@ and leaves a run folder::
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -37,14 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .baselines import build_baseline, param_count
+from .baselines import build_baseline, param_count, uses_conv2d
 from .data import Dataset, get_dataset
 from .errors import SimulationError, SpecError
 from .resources import check_memory
 from .experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate
 from .train_checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .train_ddp import DistContext, setup_distributed, shard, teardown_distributed
-from .train_epoch import (batch_loss, crop_flip, echo, epoch_generator, evaluate, global_batches,
+from .train_ddp import DistContext, setup_distributed, teardown_distributed
+from .train_epoch import (crop_flip_draws, echo, epoch_generator, evaluate, fit_epoch, global_batches,
                           progress_bar)
 from .train_report import write_metrics, write_report
 
@@ -73,13 +72,14 @@ def load_data(spec: ExperimentSpec, data_dir: str | Path | None = None) -> Datas
                        n_train=d.n_train, n_test=d.n_test)
 
 
-def check_training_memory(spec: ExperimentSpec, model: nn.Module) -> None:
+def check_training_memory(spec: ExperimentSpec, model: nn.Module, device: torch.device | str = "cpu") -> None:
     """Refuse a run whose parameters (with gradients and two optimiser moments) and one batch's
     activations exceed the memory budget, before the first step allocates them.
 
     Activations of an unrolled circuit: the state of every unit at every step, kept for
     backprop, with ~6 tensors of that size per step (drive, pre-activation, phi, its
-    derivative, the update and the readout input).
+    derivative, the update and the readout input). Checked against the training device's
+    memory (a GPU's free memory, :func:`~cortex_resnet.resources.memory_budget_bytes`).
     """
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     act_bytes = 0
@@ -90,7 +90,7 @@ def check_training_memory(spec: ExperimentSpec, model: nn.Module) -> None:
         act_bytes = 6 * (k + 1) * spec.train.batch_size * n * 4
         what += f" + activations of {k + 1} steps x batch {spec.train.batch_size} x {n} units"
     check_memory(4 * param_bytes + act_bytes, "training memory",
-                 f"{what}; lower train.batch_size, model.steps or the circuit size")
+                 f"{what}; lower train.batch_size, model.steps or the circuit size", device=device)
 
 
 def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]]:
@@ -192,9 +192,13 @@ def train(spec: ExperimentSpec, out: str | Path, *, resume: bool = False,
     if out.exists() and not out.is_dir():
         raise SpecError("--out", str(out), "a folder (it is a file)")
     ctx = setup_distributed(device or spec.device)
+    benchmark = torch.backends.cudnn.benchmark
+    # cuDNN picks the fastest convolution algorithm for the (fixed) batch shapes once
+    torch.backends.cudnn.benchmark = benchmark or ctx.device.type == "cuda"
     try:
         return _run(spec, out, ckpt_path, resume, ctx, data_dir, progress)
     finally:
+        torch.backends.cudnn.benchmark = benchmark
         teardown_distributed()
 
 
@@ -209,8 +213,9 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         raise SpecError("data.augment", "crop_flip", f"image data (C, H, W); {dataset.name} has "
                         f"shape {dataset.in_shape}")
     model, info = build_model(spec, dataset)
-    check_training_memory(spec, model)
-    model.to(dev)
+    check_training_memory(spec, model, dev)
+    channels_last = dev.type == "cuda" and uses_conv2d(model)
+    model.to(dev, memory_format=torch.channels_last) if channels_last else model.to(dev)
     opt = _optimizer(spec, model)
     text = dump_experiment(spec)
     history: list[dict[str, Any]] = []
@@ -231,8 +236,10 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         run_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if t.compile:
+    eval_model = raw_model
+    if t.compile:  # evaluation runs compiled too (without the DDP wrapper: no gradient hooks)
         run_model = torch.compile(run_model)
+        eval_model = torch.compile(raw_model) if ctx.distributed else run_model
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         from .results import atomic_write_text
@@ -264,56 +271,34 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         t0 = time.perf_counter()
         g = epoch_generator(spec.seed, epoch)
         perm = torch.randperm(n, generator=g).to(dev)
+        augment = (crop_flip_draws(g, [b - a for a, b in batches], device=dev)
+                   if spec.data.augment == "crop_flip" else None)
         run_model.train()
-        sum_loss = torch.zeros((), dtype=torch.float64, device=dev)
-        sum_correct = torch.zeros((), dtype=torch.float64, device=dev)
         bar = progress_bar(len(batches), f"epoch {epoch + 1}/{t.epochs}", progress and ctx.is_main)
-        lr, seen_local = spec.optim.lr, 0
-        for step, (a, b) in enumerate(batches):
-            idx = perm[a:b]
-            xb = x_tr[idx]
-            if spec.data.augment == "crop_flip":
-                xb = crop_flip(xb, g)
-            loc = shard(b - a, ctx)
-            xb, yb = xb[loc], y_tr[idx][loc]
-            lr = learning_rate(spec, epoch + step / len(batches))
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                logits = run_model(xb)
-            loss_sum = batch_loss(logits, yb, t.loss_steps)
-            loss = loss_sum * (ctx.world_size / (b - a))  # DDP averages: the global-batch mean
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if spec.optim.grad_clip is not None:
-                nn.utils.clip_grad_norm_(raw_model.parameters(), spec.optim.grad_clip)
-            loss_val = float(loss_sum.detach())
-            bad = not math.isfinite(loss_val)
-            if ctx.distributed:  # every rank stops at the same step
-                bad = float(ctx.all_sum(torch.tensor(float(bad), device=dev))) > 0
-            if bad:
-                bar.close()
-                _diverged(out, ctx, report_base, history, epoch, step, global_step, lr,
-                          loss_val, len(batches))
-            global_step += 1
-            if fault and global_step == fault:
+        step0 = global_step
+
+        def before_step(step: int) -> None:
+            if fault and step0 + step + 1 == fault:
                 os.kill(os.getpid(), signal.SIGKILL)
-            opt.step()
-            sum_loss += loss_sum.detach().double()
-            sum_correct += (logits[-1].argmax(-1) == yb).sum().double()
-            seen_local += len(yb)
-            bar.update(1)
-            if step % 10 == 0 or step == len(batches) - 1:
-                bar.set_postfix(loss=f"{loss_val / max(len(yb), 1):.3f}",
-                                acc=f"{float(sum_correct) / max(seen_local, 1):.3f}", lr=f"{lr:.2g}")
+
+        sums = fit_epoch(run_model, opt, x_tr, y_tr, perm, batches, loss_steps=t.loss_steps, amp=amp,
+                         ctx=ctx, lr_at=lambda s: learning_rate(spec, epoch + s / len(batches)),
+                         grad_clip=spec.optim.grad_clip, augment=augment, channels_last=channels_last,
+                         before_step=before_step, bar=bar)
         bar.close()
+        global_step += sums.steps
+        lr = sums.lr
+        if sums.bad_step >= 0:
+            _diverged(out, ctx, report_base, history, epoch, sums.bad_step, step0 + sums.bad_step, lr,
+                      sums.bad_value, len(batches))
         train_time = time.perf_counter() - t0
-        if not all(bool(torch.isfinite(p).all()) for p in raw_model.parameters()):
-            _diverged(out, ctx, report_base, history, epoch, len(batches) - 1, global_step, lr,
+        if not bool(torch.stack([torch.isfinite(p).all() for p in raw_model.parameters()]).all()):
+            _diverged(out, ctx, report_base, history, epoch, len(batches) - 1, global_step - 1, lr,
                       float("nan"), len(batches))
+        sum_loss, sum_correct = sums.loss, sums.correct
         seen = sum(bb - aa for aa, bb in batches)
-        test_loss, acc_steps = evaluate(raw_model, x_te, y_te, batch_size=t.eval_batch_size,
-                                        ctx=ctx, amp=amp)
+        test_loss, acc_steps = evaluate(eval_model, x_te, y_te, batch_size=t.eval_batch_size,
+                                        ctx=ctx, amp=amp, channels_last=channels_last)
         row = {"epoch": epoch + 1, "lr": lr,
                "train_loss": float(ctx.all_sum(sum_loss)) / seen,
                "train_accuracy": float(ctx.all_sum(sum_correct)) / seen,
