@@ -278,7 +278,7 @@ def test_relu_dale_parametrisation_is_bit_exact_with_simulate(case, dtype):
 def test_relu_dale_per_step_input_is_bit_exact_with_array_stimulus():
     c = case_circuit("dense_relu")
     u = torch.as_tensor(np.random.default_rng(1).uniform(0, 2, size=(2, K, c.n_inputs)))
-    net = unroll(c, K, DT_MS, dale="relu")
+    net = unroll(c, K, DT_MS, dale="relu", dtype=torch.float64)
     with torch.no_grad():
         got = net(u)
     ref = integrate(RateSystem(c), Stimulus.from_array(u.transpose(0, 1), DT_MS), K * DT_MS, DT_MS).r
