@@ -193,7 +193,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     duration_ms = sim.duration_ms if duration_ms is None else float(duration_ms)
     seed = circuit.spec.seed if seed is None else int(seed)
     stim = sim.stimulus if stimulus is None else stimulus
-    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed)
+    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine)
     bar = None
     if progress:
         import sys

@@ -129,11 +129,15 @@ class TorchEngine:
     def _prepare(self) -> None:
         p, nr = self.plan, self.plan.neuron
         self.D = int(round(p.sspec.synapse.delay_ms / p.dt_ms))
-        self.ref_steps = self._t(np.floor((nr["t_ref_ms"] + 1e-3 * p.dt_ms) / p.dt_ms), torch.int64)
+        self.ref_steps = self._t(np.floor((nr["t_ref_ms"] + 1e-3 * p.dt_ms) / p.dt_ms), torch.int32)
         self.par = {k: self._t(nr[k]) for k in ("tau_m_ms", "v_rest_mV", "v_th_mV", "v_reset_mV",
                                                  "mu_dc_mV", "sigma_mV", "w_in")}
+        syn = p.synapses
+        if p.synapse_kind == "delta":  # both pathways move v: one table with signed weights ("V")
+            syn = {"V": tuple(np.concatenate([syn["E"][i], syn["I"][i] * (-1 if i == 2 else 1)]) for i in range(3))}
+        self.noise_scale = self.par["sigma_mV"] * math.sqrt(p.dt_ms) / torch.sqrt(self.par["tau_m_ms"])
         self.csr = {}  # per pathway: (n, max out-degree) targets padded with the sink n, and weights
-        for pop, (pre, post, w) in p.synapses.items():
+        for pop, (pre, post, w) in syn.items():
             if pre.size:
                 self.csr[pop] = tuple(self._t(a, d) for a, d in zip(ell(pre, post, w, p.n), (torch.int64, None)))
         n_steps = int(round(p.duration_ms / p.dt_ms))
@@ -178,13 +182,15 @@ class TorchEngine:
             ix = torch.as_tensor(self.stim_index[k0:k0 + steps], device=self.device)
             lam = self.table[ix] * (p.dt_ms * 1e-3)  # (steps, batch, n) expected spikes per step
             poisson = torch.empty_like(lam)
-        if p.has_noise:
-            noise = torch.empty((steps, p.batch, p.n), dtype=self.dtype, device=self.device)
+        if p.has_noise:  # (batch, steps, n): each replica's block contiguous, filled in place
+            noise = torch.empty((p.batch, steps, p.n), dtype=self.dtype, device=self.device)
         for b, g in enumerate(gens):
             if lam is not None:
                 poisson[:, b] = torch.poisson(lam[:, b], generator=g)
             if noise is not None:
-                noise[:, b] = torch.randn((steps, p.n), generator=g, dtype=self.dtype, device=self.device)
+                torch.randn((steps, p.n), generator=g, dtype=self.dtype, device=self.device, out=noise[b])
+        if noise is not None:  # sigma sqrt(dt / tau_m) xi, Brian2's Euler-Maruyama increment
+            noise = (noise * self.noise_scale).transpose(0, 1)
         return poisson, noise
 
     def _simulate(self, recurrent: list[bool], seed: int, progress: Callable | None) -> list[RawRun]:
@@ -239,7 +245,7 @@ class _State:
         self.eng, self.p, self.R = eng, p, R
         shape = (R, p.batch, p.n)
         self.v = eng._t(p.v0_mV).expand(shape).clone()
-        self.last = torch.full(shape, -(2**40), dtype=torch.int64, device=dev)
+        self.last = torch.full(shape, -(2**30), dtype=torch.int32, device=dev)  # step of the last spike
         self.nr = torch.ones(shape, dtype=torch.bool, device=dev)
         syn = p.sspec.synapse
         self.kind = syn.kind
@@ -295,8 +301,8 @@ class _State:
                 v_new = v + dt * (drive - v) / q["tau_m_ms"]
             else:
                 v_new = drive + (v - drive) * self.prop_m
-        if noise is not None:
-            v_new = v_new + q["sigma_mV"] * (math.sqrt(dt) * noise) / torch.sqrt(q["tau_m_ms"])
+        if noise is not None:  # already scaled by sigma sqrt(dt / tau_m) (TorchEngine._draw)
+            v_new = v_new + noise
         for pop, g in self.syn.items():  # uses the values at the step's start (updated above)
             if self.decay[pop] is None:
                 g -= g * (dt / self.tau[pop])
@@ -322,8 +328,8 @@ class _State:
                 tgt = (b[:, None] * (n + 1) + post[j]).view(-1)
                 ring[(k + self.eng.D) % L].view(-1).index_add_(0, tgt, w[j].view(-1))
             arrived = ring[k % L, :, :n].view(self.v.shape)
-            if self.kind != "conductance" and pop not in self.syn:  # delta synapses: v jumps
-                self.v = self.v + (arrived if pop == "E" else -arrived) * self.nr
+            if pop == "V":  # delta synapses: v jumps, not while refractory
+                self.v = self.v + arrived * self.nr
             else:
                 self.syn[pop] += arrived
             ring[k % L].zero_()
