@@ -362,3 +362,45 @@ def test_a_blow_up_stops_with_the_brian2_engine_diagnosis():
     plan.neuron["v_th_mV"][:] = np.inf
     with pytest.raises(UnstableCircuitError, match="membrane potential became NaN/inf"):
         TorchEngine(plan).run(True, 0)
+
+
+# ------------------------------------------------------------------ compare on the whole test set
+
+def _tiny_run(tmp_path):
+    from cortex_resnet.experiment import parse_experiment
+    from cortex_resnet.train import train
+
+    circuit = {"name": "tiny", "populations": {  # tests/test_compare.py's circuit and run
+        "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
+        "I": {"n": 4, "tau_ms": 2.0, "transfer": {"name": "relu"}}},
+        "connectivity": {"J_EE": 0.5, "J_EI": 1.0, "J_IE": 1.0, "J_II": 0.5, "weight_cv": 0.5},
+        "input": {"n_inputs": 8, "projection": "random", "gain_I": 0.5}}
+    spec = parse_experiment({
+        "name": "tiny_torch", "data": {"name": "digits", "n_train": 400, "n_test": 120},
+        "model": {"kind": "circuit", "spec": circuit, "variant": "tied", "steps": 6, "dt_ms": 1.0,
+                  "input_mode": "sustained"},
+        "optim": {"lr": 0.003}, "train": {"epochs": 2, "batch_size": 50}})
+    train(spec, tmp_path / "run", progress=False)
+    return tmp_path / "run"
+
+
+def test_compare_scores_the_whole_test_set_with_the_torch_engine(tmp_path):
+    from cortex_resnet.compare import compare_run
+
+    out = compare_run(_tiny_run(tmp_path), spiking_examples=10**6, spiking_engine="torch",
+                      spiking_duration_ms=40.0, n_examples_plot=1)
+    assert out["spiking_engine"] == "torch"
+    assert out["n_spiking"] == out["n_test"] == 120
+    assert 0.0 <= out["spiking_accuracy"] <= 1.0 and out["spikes_per_E_pool_mean"] > 0
+
+
+@pytest.mark.slow
+def test_compare_reports_the_brian2_reference_agreement(tmp_path):
+    from cortex_resnet.compare import compare_run
+
+    out = compare_run(_tiny_run(tmp_path), spiking_examples=10**6, spiking_engine="torch",
+                      brian2_reference=20, n_examples_plot=1)
+    ref = out["brian2_reference"]
+    assert ref["n"] == 20 and 0.0 <= ref["agreement"] <= 1.0
+    # two engines, different random streams: predictions agree where the readout is not at chance
+    assert ref["agreement"] >= 0.5, ref
