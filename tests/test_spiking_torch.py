@@ -404,3 +404,19 @@ def test_compare_reports_the_brian2_reference_agreement(tmp_path):
     assert ref["n"] == 20 and 0.0 <= ref["agreement"] <= 1.0
     # two engines, different random streams: predictions agree where the readout is not at chance
     assert ref["agreement"] >= 0.5, ref
+
+
+def test_cli_simulate_with_the_torch_engine_and_a_bad_engine(tmp_path):
+    from typer.testing import CliRunner
+
+    from cortex_resnet.cli import app
+
+    base = ["simulate", str(MODELS / "lif_ei.toml"), "--backend", "spiking", "--duration", "40",
+            "--set", "spiking.pool_size=10", "--json"]
+    res = CliRunner().invoke(app, base + ["--engine", "torch", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["device"] == "torch-cpu-float64" and summary["n_neurons"] == 50
+    out = tmp_path / "never.nc"
+    res = CliRunner().invoke(app, base + ["--engine", "nest", "--out", str(out)])
+    assert res.exit_code == 2 and "--engine" in res.output and not out.exists()
