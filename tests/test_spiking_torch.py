@@ -211,7 +211,7 @@ def test_lif_ei_rates_and_cvs_lie_within_the_brian2_seed_spread():
 
 
 @pytest.mark.slow
-def test_coba_rates_cvs_and_synchrony_lie_within_the_brian2_seed_spread():
+def test_coba_rates_and_cvs_lie_within_the_brian2_seed_spread():
     """The full Vogels-Abbott COBA network (4000 neurons), 4 replicas, 500 ms after the kick."""
     c = build_circuit(load_spec(MODELS / "vogels_abbott_coba.toml"))
     plan = build_plan(c, "pulse:amp=[20.0,20.0,20.0,20.0],onset_ms=0,width_ms=50", 600.0, seed=1)
