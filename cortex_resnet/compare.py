@@ -129,7 +129,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
                 spiking_duration_ms: float | None = None, pool_size: int | None = None,
                 n_examples_plot: int = 3, out_dir: str | Path | None = None,
                 figure: str | Path | None = None, seed: int = 0,
-                data_dir: str | Path | None = None, batch_size: int = 500) -> dict[str, Any]:
+                data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "brian2",
+                brian2_reference: int = 0) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
@@ -145,6 +146,10 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
     out_dir : where ``compare.json`` and the figure ``compare.png`` go (default ``run_dir``)
     figure : another path for the figure (``.png``/``.svg``/``.pdf``)
     seed : seeds the spiking subsample and the spiking network
+    spiking_engine : ``brian2`` or ``torch`` (batched: a whole test set in minutes; pass
+        ``spiking_examples`` >= the test-set size to score all of it)
+    brian2_reference : with the torch engine, also run this many of the spiking examples with
+        Brian2 and report both engines' accuracy on them and their agreement (``brian2_reference``)
 
     Returns
     -------
@@ -153,6 +158,11 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
         run), ``agreement`` (fractions of identical predictions), per-step curves,
         ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``n_spiking``, ``figure``.
     """
+    from .spiking_torch import check_engine
+
+    check_engine(spiking_engine, False)
+    if brian2_reference < 0:
+        raise SpecError("brian2_reference", brian2_reference, "an integer >= 0")
     if out_dir is not None and not Path(out_dir).is_dir():
         raise SpecError("--out", str(out_dir), "an existing folder for compare.json and compare.png")
     run = load_run(run_dir, data_dir)
@@ -198,7 +208,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
             u = run.model.encode(x[idx])
             spk = _spiking_logits(circuit, u, run.model, duration_ms=dur, window_ms=window,
                                   seed=seed, pool_size=pool_size, n_plot=n_examples_plot,
-                                  u_operating=run.model.encode(x).mean(0))
+                                  u_operating=run.model.encode(x).mean(0), engine=spiking_engine)
             # the rate circuit over the same run and window: the like-for-like reference
             n_rate = int(round(dur / m.dt_ms))
             r_long = _trajectories(circuit, u, n_rate, m.dt_ms, m.input_mode, True)
@@ -216,6 +226,10 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
             "spikes_per_E_pool_mean": spk["spikes_per_E_pool"]})
         out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net[idx]).double().mean())
         out["agreement"]["spiking_vs_rate"] = float((pred_spk == rate_win).double().mean())
+        out["spiking_engine"] = spiking_engine
+        if spiking_engine == "torch" and brian2_reference > 0:
+            out["brian2_reference"] = _brian2_reference(circuit, run, x, y, idx, pred_spk, brian2_reference,
+                                                        dur, window, seed, pool_size)
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
     fig_path = Path(figure) if figure is not None else folder / "compare.png"
     out["figure"] = str(plot_compare(out, keep, circuit, fig_path, spiking=spk))
@@ -226,21 +240,38 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: boo
     return out
 
 
+def _brian2_reference(circuit, run: LoadedRun, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
+                      pred_torch: torch.Tensor, n: int, dur: float, window: tuple[float, float], seed: int,
+                      pool_size: int | None) -> dict[str, Any]:
+    """Brian2 on the first ``n`` spiking examples: its accuracy, the torch engine's on the same
+    examples, and the fraction of identical predictions (different random streams: agreement
+    below 1 measures the spiking readout's own trial-to-trial variability too)."""
+    sub = idx[:n]
+    with torch.no_grad():
+        ref = _spiking_logits(circuit, run.model.encode(x[sub]), run.model, duration_ms=dur, window_ms=window,
+                              seed=seed, pool_size=pool_size, n_plot=0,
+                              u_operating=run.model.encode(x).mean(0), engine="brian2")
+    pred_ref, yi = ref["logits"].argmax(-1), y[sub]
+    return {"n": int(len(sub)), "brian2_accuracy": float((pred_ref == yi).double().mean()),
+            "torch_accuracy": float((pred_torch[:len(sub)] == yi).double().mean()),
+            "agreement": float((pred_ref == pred_torch[:len(sub)]).double().mean())}
+
+
 def _spiking_logits(circuit, u: torch.Tensor, clf, *, duration_ms: float,
                     window_ms: tuple[float, float], seed: int, pool_size: int | None, n_plot: int,
-                    u_operating: torch.Tensor) -> dict[str, Any]:
+                    u_operating: torch.Tensor, engine: str = "brian2") -> dict[str, Any]:
     """Run ``u`` (batch, n_inputs) through the spiking circuit; read out E-pool rates (rate units)."""
     from .spiking import to_spiking
 
     model = to_spiking(circuit, pool_size=pool_size, input_mode="current",  # signed u
                        u_operating=u_operating.detach().cpu().numpy())
     u_np = u.detach().cpu().numpy()
-    counts = model.run(u_np, duration_ms=duration_ms, window_ms=window_ms, seed=seed)
+    counts = model.run(u_np, duration_ms=duration_ms, window_ms=window_ms, seed=seed, engine=engine)
     r_E = torch.as_tensor(counts.r[:, counts.is_E], dtype=torch.float64)
     out = {"logits": clf.readout(r_E), "pool_size": model.circuit.spec.spiking.pool_size,
            "spikes_per_E_pool": float(counts.counts_E.mean())}
     if n_plot:
-        ds = model.simulate(u_np[:n_plot], duration_ms=duration_ms, seed=seed, decompose=True)
+        ds = model.simulate(u_np[:n_plot], duration_ms=duration_ms, seed=seed, decompose=True, engine=engine)
         e = ds["population"].values == "E"
         out["time_ms"] = ds["time"].values
         hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here

@@ -70,6 +70,8 @@ def make_engine(plan: SpikingPlan, *, standalone: bool = False, cache_dir: Any =
 
 
 def _device_name(engine: Any) -> str:
+    if hasattr(engine, "device_name"):  # the torch engine (spiking_torch)
+        return engine.device_name
     return "cpp_standalone" if not isinstance(engine, RuntimeEngine) else f"runtime-{engine.target}"
 
 
@@ -164,7 +166,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
                      duration_ms: float | None = None, dt_ms: float | None = None, seed: int | None = None,
                      decompose: bool = True, standalone: bool = False, cache_dir: Any = None,
                      target: str = "cython", u_operating: np.ndarray | None = None,
-                     progress: bool = False) -> xr.Dataset:
+                     progress: bool = False, engine: str = "brian2", dtype: str = "float64",
+                     device: str = "cpu") -> xr.Dataset:
     """Simulate the circuit as a spiking network and decompose its pool rates into ``x`` and ``F(x)``.
 
     Parameters
@@ -181,6 +184,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     cache_dir : standalone cache folder (default ``$CORTEX_RESNET_CACHE_DIR`` or ``~/.cache/cortex_resnet``)
     target : runtime code target, ``cython`` (falls back to ``numpy`` without a compiler) or ``numpy``
     u_operating : (n_inputs,) operating input of the gain scaling (default: the final stimulus)
+    engine : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking_torch`: batched, the same plan and scheme)
+    dtype, device : torch engine only: ``float64``/``float32``; ``cpu``, ``cuda`` or ``auto``
 
     Returns
     -------
@@ -189,12 +194,15 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
         (``spike_time_ms``, ``spike_neuron``, ``spike_unit``, ``spike_batch`` on dim ``spike``);
         membrane traces ``v_trace``; attributes with timings, sizes, the mapping and spike statistics.
     """
+    from .spiking_torch import check_engine
+
+    check_engine(engine, standalone)
     start = time.perf_counter()
     sim = circuit.spec.simulation
     duration_ms = sim.duration_ms if duration_ms is None else float(duration_ms)
     seed = circuit.spec.seed if seed is None else int(seed)
     stim = sim.stimulus if stimulus is None else stimulus
-    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed)
+    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine)
     notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms)
     for msg in notes:
         warnings.warn(msg, StimulusWarning, stacklevel=2)
@@ -210,11 +218,24 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
         bar = tqdm(total=(2 if decompose else 1) * 100, desc="spiking", unit="%", leave=False)
     try:
         with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
-            engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-            raw = engine.run(True, seed, progress=_ticker(bar))
+            if engine == "torch":
+                from .spiking_torch import TorchEngine
+
+                engine = TorchEngine(plan, device=device, dtype=dtype)
+            else:
+                engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+            tick = _ticker(bar)
+            if hasattr(engine, "run_pair") and decompose:  # one pass, the same random numbers for both runs
+                raw, raw_x = engine.run_pair(seed, progress=tick)
+                decompose = False
+                if bar is not None:
+                    bar.update(100)
+            else:
+                raw, raw_x = engine.run(True, seed, progress=tick), None
             check_finite(raw, circuit, "recurrent run")
             runtime = engine.last_run_s
-            raw_x = None
+            if raw_x is not None:
+                check_finite(raw_x, circuit, "run without recurrence")
             if decompose:
                 raw_x = engine.run(False, seed, progress=_ticker(bar))
                 check_finite(raw_x, circuit, "run without recurrence")
@@ -301,7 +322,9 @@ def cli_run(circuit: Circuit, opts: dict[str, Any]):
         ds = simulate_spiking(circuit, opts.get("stimulus"), duration_ms=opts.get("duration"),
                               dt_ms=opts.get("dt"), seed=opts.get("seed"),
                               standalone=bool(opts.get("standalone", False)),
-                              progress=bool(opts.get("progress", False)))
+                              progress=bool(opts.get("progress", False)), engine=opts.get("engine", "brian2"),
+                              **({"dtype": opts.get("dtype", "float64"), "device": opts.get("device", "cpu")}
+                                 if opts.get("engine") == "torch" else {}))
     return ds, lambda out: spiking_summary(circuit, ds, out)
 
 

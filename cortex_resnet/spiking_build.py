@@ -242,7 +242,7 @@ def sample_drive(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, du
 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
-               seed: int | None = None, specialize: bool = True) -> SpikingPlan:
+               seed: int | None = None, specialize: bool = True, engine: str = "brian2") -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking_map`).
 
     Parameters
@@ -255,6 +255,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         stimulus at the end of the run, averaged over the batch)
     seed : seed of the initial potentials (default: the spec's); the synapse graph is part of
         the circuit and always drawn from ``circuit.spec.seed``
+    engine : ``torch`` skips Brian2's memory estimate (synapses stored per replica); the torch
+        engine checks its own (one synapse table for all replicas) before allocating
     specialize : generate lean code for special values (shared parameters and weights,
         uniform input); False: general code only
 
@@ -276,7 +278,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     stim_dt = max(sspec.input.stimulus_dt_ms, dt_ms)
     u, ext, stim_desc = sample_drive(circuit, stimulus, duration_ms, stim_dt)
     batch = u.shape[1]
-    check_memory(estimate_bytes(circuit, sspec, batch, duration_ms, u.shape[0]), "spiking network",
+    check_memory(0.0 if engine == "torch" else estimate_bytes(circuit, sspec, batch, duration_ms, u.shape[0]),
+                 "spiking network",
                  f"{batch} x {circuit.n_units * sspec.pool_size} neurons, ~"
                  f"{batch * sspec.pool_size * pool_connectivity(circuit, sspec).sum():.3g} synapses; "
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")

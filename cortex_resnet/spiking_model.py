@@ -81,7 +81,8 @@ class SpikingModel:
 
     def run(self, u: np.ndarray, *, duration_ms: float = 300.0, window_ms: tuple[float, float] | None = None,
             seed: int = 0, standalone: bool = False, cache_dir: Any = None, batch_size: int | None = None,
-            target: str = "cython", progress: bool = False) -> SpikeCounts:
+            target: str = "cython", progress: bool = False, engine: str = "brian2",
+            dtype: str = "float64") -> SpikeCounts:
         """Run the network on constant inputs and count spikes per pool in a window.
 
         Parameters
@@ -92,8 +93,13 @@ class SpikingModel:
         seed : seed of initial potentials, input spikes and noise (chunk ``k`` uses ``seed + k`` for
             its spikes and noise); the graph is the circuit's (``circuit.spec.seed``)
         standalone : C++ standalone (cached per structure; all chunks have the same size)
-        batch_size : replicas per simulation (default: what fits half the memory budget, at most 256)
+        batch_size : replicas per simulation (default: what fits half the memory budget, at most 256;
+            torch engine: 256, refused with a ResourceError naming the batch when it does not fit)
+        engine, dtype : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking_torch`, ``float64``/``float32``)
         """
+        from .spiking_torch import check_engine
+
+        check_engine(engine, standalone)
         from .spiking import make_engine
         from .spiking_brian import brian2_global_state
         from .spiking_build import build_plan, estimate_bytes
@@ -108,6 +114,8 @@ class SpikingModel:
         if self.u_operating is None:
             self.u_operating = u.mean(axis=0)
         sspec = c.spec.spiking
+        if batch_size is None and engine == "torch":
+            batch_size = 256
         if batch_size is None:
             per = estimate_bytes(c, sspec, 1, duration_ms, int(duration_ms / sspec.input.stimulus_dt_ms) + 2)
             batch_size = int(max(1, min(256, 0.5 * memory_budget_bytes() // max(per, 1.0))))
@@ -126,10 +134,15 @@ class SpikingModel:
                 n_real = part.shape[0]
                 if standalone and n_real < batch_size:  # same structure for every chunk: pad
                     part = np.concatenate([part, np.repeat(part[-1:], batch_size - n_real, 0)])
-                plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed)
+                plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed, engine=engine)
                 with brian2_global_state():  # Brian2's excepthook/warning capture end with the run
-                    engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-                    raw = engine.run(True, seed + k)
+                    if engine == "torch":
+                        from .spiking_torch import TorchEngine
+
+                        runner = TorchEngine(plan, dtype=dtype)
+                    else:
+                        runner = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+                    raw = runner.run(True, seed + k)
                 sel = (raw.spike_t_ms >= t0) & (raw.spike_t_ms < t1)
                 g = raw.spike_i[sel]
                 flat = (g // plan.n) * c.n_units + plan.unit_of[g % plan.n]

@@ -25,6 +25,7 @@ BENCHES["rate"] = "cortex_resnet.bench.rate"
 BENCHES["bridge"] = "cortex_resnet.bench.bridge"
 BENCHES["train"] = "cortex_resnet.bench.train"
 BENCHES["spiking"] = "cortex_resnet.bench.spiking"
+BENCHES["spiking-batch"] = "cortex_resnet.bench.spiking_batch"
 
 
 @dataclass

@@ -42,6 +42,10 @@ def register(app: typer.Typer) -> None:
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder (mnist, cifar10)."),
         seed: int = typer.Option(0, help="Seed of the spiking subsample and network."),
         threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+        spiking_engine: str = typer.Option("brian2", help="brian2, or torch (batched: use --spiking-examples "
+                                                          "100000 for the whole test set)."),
+        brian2_reference: int = typer.Option(0, help="With --spiking-engine torch: also run this many "
+                                                     "examples with Brian2 and report the agreement."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     ) -> None:
         from ..compare import compare_run
@@ -66,7 +70,8 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         s = compare_run(run_dir, spiking_examples=spiking_examples, spiking=spiking,
                         spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
-                        seed=seed, data_dir=data_dir)
+                        seed=seed, data_dir=data_dir, spiking_engine=spiking_engine,
+                        brian2_reference=brian2_reference)
         if json_out:
             emit_json(s)
             return

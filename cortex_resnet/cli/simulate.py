@@ -137,6 +137,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
         standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
                                         "compiled once per network structure and cached (reruns do not compile)."),
+        engine: str = typer.Option("brian2", help="Spiking backend: brian2, or torch (batched; uses --dtype, "
+                                   "--device)."),
         extra: Optional[list[str]] = typer.Option(
             None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
     ) -> None:
@@ -146,6 +148,8 @@ def register(app: typer.Typer) -> None:
 
         if backend not in BACKENDS:
             raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
+        if engine not in ("brian2", "torch"):
+            raise SpecError("--engine", engine, "brian2 or torch")
         check_out_path(out, suffixes=(".nc",), force=force)
         check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
         if out is not None and plot is not None and out.absolute() == plot.absolute():
@@ -188,7 +192,7 @@ def register(app: typer.Typer) -> None:
             circuit = build_circuit(spec)
         opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
                     device=device, record_stride=record_stride, seed=seed,
-                    progress=progress and not json_out, standalone=standalone)
+                    progress=progress and not json_out, standalone=standalone, engine=engine)
         t0 = time.perf_counter()
         ds, summarize = BACKENDS[backend](circuit, opts)
         if out is not None:

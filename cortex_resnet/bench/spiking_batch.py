@@ -1,0 +1,124 @@
+"""``cortex-resnet bench spiking-batch``: stimuli per second of the torch spiking engine vs Brian2.
+
+The circuit: ``experiments/digits_tied.toml`` (128 E + 32 I units, dense input
+projection) trained for one epoch (its weights are what matters here, not its
+accuracy), realised as LIF pools the way ``compare`` does (``to_spiking``,
+current input, gain scaling at the mean test input), with ``pool_size = 10``
+and ``p_connect = 0.2`` (1600 neurons, ~0.5 M synapses per stimulus; the
+default ``p_connect = 1`` would need ~0.2 GB of Brian2 synapse storage per
+stimulus), 100 ms per stimulus (``compare``'s default), E spike counts in the
+last two thirds.
+
+Measured side by side in one process, on the same test inputs, each as the
+wall time of :meth:`SpikingModel.run` (plan, network construction, simulation,
+counting):
+
+* ``torch``: batch 256 (float64 and float32);
+* ``brian2_runtime``: Cython runtime, batch 32 (Brian2's cost is linear in the
+  replicas; a first call compiles and is not timed);
+* ``brian2_standalone``: C++ standalone, batch 32, the cached binary (the
+  first run builds and compiles it, not timed).
+
+Every engine gets one core (torch: ``set_num_threads(1)``; Brian2's runtime
+and default standalone are serial). Results: stimuli per second of each, and
+the ratio of the faster torch precision to the faster Brian2 mode; goal >= 30
+on this machine's CPU. ``quick=True``: batch 32
+for torch, 8 for Brian2 runtime, no standalone, 60 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import BenchResult
+
+__all__ = ["run", "trained_circuit"]
+
+EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "digits_tied.toml"
+SPIKING = {"pool_size": 10, "p_connect": 0.2}
+GOAL = 30.0
+BRIAN2_TARGET = "cython"  # runtime code target of the Brian2 runs
+SIZES = {"full": (256, 32, 100.0), "quick": (32, 8, 60.0)}  # torch batch, Brian2 batch, ms per stimulus
+
+
+def _log(msg: str) -> None:
+    print(f"[bench spiking-batch] {msg}", file=sys.stderr, flush=True)
+
+
+def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Train the digits circuit for ``epochs`` in ``folder``; return (circuit, u_test, u_operating)."""
+    import torch
+
+    from ..bridge import to_circuit
+    from ..compare import load_run
+    from ..experiment import load_experiment
+    from ..train import train
+
+    spec = load_experiment(EXPERIMENT).replace(**{"train.epochs": epochs, "device": "cpu"})
+    train(spec, folder, progress=False)
+    run = load_run(folder)
+    with torch.no_grad():
+        u = run.model.encode(torch.as_tensor(run.dataset.x_test).double()).numpy()
+    return to_circuit(run.model.net), u, u.mean(0)
+
+
+def _rate(circuit, u_op: np.ndarray, u: np.ndarray, duration_ms: float, **kw: Any) -> dict[str, Any]:
+    from ..spiking import to_spiking
+
+    model = to_spiking(circuit, input_mode="current", u_operating=u_op, **SPIKING)
+    t0 = time.perf_counter()
+    kw.setdefault("target", BRIAN2_TARGET)
+    counts = model.run(u, duration_ms=duration_ms, batch_size=u.shape[0], seed=1, **kw)
+    wall = time.perf_counter() - t0
+    return {"stimuli": int(u.shape[0]), "wall_s": wall, "stimuli_per_s": u.shape[0] / wall,
+            "mean_E_rate_hz": float(counts.rates_E.mean())}
+
+
+def run(quick: bool = False) -> list[BenchResult]:
+    """Measure torch vs Brian2 (module docstring) and return the results with their goals."""
+    import torch
+
+    n_torch, n_brian, dur = SIZES["quick" if quick else "full"]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_spiking_batch_"))
+    try:
+        _log("training the digits circuit for one epoch")
+        circuit, u_test, u_op = trained_circuit(tmp / "run")
+        reps = int(np.ceil(n_torch / u_test.shape[0]))
+        u = np.concatenate([u_test] * reps)[:n_torch]
+        _log("brian2 runtime: warm-up (compiles on a cold cache)")
+        _rate(circuit, u_op, u[:2], dur)
+        res: dict[str, dict] = {}
+        _log(f"brian2 runtime: {n_brian} stimuli")
+        res["brian2_runtime"] = _rate(circuit, u_op, u[:n_brian], dur)
+        if not quick:
+            _log(f"brian2 standalone: {n_brian} stimuli, first run builds and compiles (not timed)")
+            _rate(circuit, u_op, u[:n_brian], dur, standalone=True, cache_dir=tmp / "cache")
+            res["brian2_standalone"] = _rate(circuit, u_op, u[:n_brian], dur, standalone=True, cache_dir=tmp / "cache")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one core each: Brian2's runtime and (default) standalone are serial
+        try:
+            for dtype in ("float64", "float32"):
+                _log(f"torch {dtype}: {n_torch} stimuli in one batch")
+                res[f"torch_{dtype}"] = _rate(circuit, u_op, u, dur, engine="torch", dtype=dtype)
+        finally:
+            torch.set_num_threads(threads)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    brian_best = max(v["stimuli_per_s"] for k, v in res.items() if k.startswith("brian2"))
+    best_torch = max(("torch_float64", "torch_float32"), key=lambda k: res[k]["stimuli_per_s"])
+    ratio = res[best_torch]["stimuli_per_s"] / brian_best
+    details = {"duration_ms": dur, "spiking": SPIKING, "n_neurons_per_stimulus": circuit.n_units * SPIKING["pool_size"],
+               "runs": res, "torch": best_torch, "load_average": os.getloadavg()[0]}
+    out = [BenchResult(f"{k}_stimuli_per_s", v["stimuli_per_s"], "stimuli/s", "information", None, v)
+           for k, v in res.items()]
+    out.append(BenchResult("torch_vs_brian2_speedup", ratio, "x", f">= {GOAL:g}", ratio >= GOAL, details))
+    _log(f"{best_torch} / best brian2 = {ratio:.2f}x")
+    return out
