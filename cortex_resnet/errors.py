@@ -18,6 +18,7 @@ __all__ = [
     "SimulationError",
     "UnstableCircuitError",
     "ConvergenceError",
+    "TooFewSeedsError",
 ]
 
 
@@ -88,3 +89,15 @@ class ConvergenceError(SimulationError):
         self.residual = residual
         self.iterations = iterations
         super().__init__(message)
+
+
+class TooFewSeedsError(SpecError):
+    """Fewer than two usable seeds: no test and no verdict can be drawn from them.
+
+    Raised by :func:`cortex_resnet.stats.require_seeds`; a hypothesis turns it into an untestable
+    (inconclusive) sub-claim when seeds were dropped, instead of matching the message text.
+    """
+
+    def __init__(self, field: str, n: int, source: str | None = None):
+        self.n = n
+        super().__init__(field, n, "at least 2 seeds: a verdict is never drawn from one seed", source=source)

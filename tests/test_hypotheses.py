@@ -207,3 +207,33 @@ def test_a_sub_claim_without_two_usable_seeds_is_inconclusive_not_an_error():
     assert ok.verdict == "supported" and ok.p_adjusted == ok.result.p_value
     assert bad.verdict == "inconclusive" and "not testable" in bad.note
     assert a.verdict == "inconclusive" and any("untestable" in n for n in a.notes)
+
+
+def test_only_the_too_few_seeds_error_makes_a_sub_claim_untestable():
+    """The type decides, not the message: another input error that happens to mention seeds
+    propagates (exit 2) instead of being turned into an inconclusive sub-claim."""
+    from cortex_resnet.errors import TooFewSeedsError
+    from cortex_resnet.hypotheses.base import comparison
+
+    def other() -> None:
+        raise SpecError("params.depths", [2], "at least 2 seeds per depth")
+
+    with pytest.raises(SpecError, match="params.depths"):
+        comparison("other", other)
+
+    def too_few() -> None:
+        raise TooFewSeedsError("loss in condition plain", 1)
+
+    assert not comparison("few", too_few).testable
+
+
+def test_rebuild_accepts_runs_that_stored_a_bootstrap_size(tmp_path):
+    """Runs from before the exact intervals stored ``n_boot`` in their spec: still re-analysable."""
+    from cortex_resnet.results import save_dataset
+
+    run_hypothesis("isn-paradox", quick=True, workers=0, out=tmp_path, figure=False)
+    ds = load_dataset(tmp_path / "results.nc")
+    ds.attrs["spec"] = json.dumps(json.loads(ds.attrs["spec"]) | {"n_boot": 2000})
+    save_dataset(ds, tmp_path / "results.nc")
+    s = rebuild_report(tmp_path)
+    assert s["verdict"] in VERDICTS

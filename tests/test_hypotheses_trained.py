@@ -25,7 +25,7 @@ EXTRA = {"degradation": "depths = [2, 4]\n", "shortcut": "steps = 3\n", "weight-
 
 def _spec(tmp_path: Path, name: str, params: str, seeds: int = 2) -> Path:
     p = tmp_path / f"{name}.toml"
-    p.write_text(f'hypothesis = "{name}"\nseeds = {seeds}\nn_boot = 200\n[params]\n{params}\n')
+    p.write_text(f'hypothesis = "{name}"\nseeds = {seeds}\n[params]\n{params}\n')
     return p
 
 
@@ -160,3 +160,27 @@ def test_trained_hypotheses_use_the_training_loop_with_the_same_numbers(loss_ste
             opt.step()
     for (k, p), q in zip(model.state_dict().items(), got.model.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=k)
+
+
+@pytest.mark.parametrize("loss,expected", [(0.0, "supported"), (0.08, "not supported"), (0.02, "inconclusive")])
+def test_weight_sharing_claim_can_fail(loss, expected):
+    """Synthetic accuracies, 8 seeds, untied 0.60 + noise (sd 0.005): the tied net losing nothing is
+    non-inferior (margin 0.02); losing 0.08 puts the whole t-interval below -0.02 (not supported);
+    losing exactly the margin is inconclusive. K-fold parameter counts play no part."""
+    import xarray as xr
+
+    from cortex_resnet.hypotheses.base import AnalysisOptions
+    from cortex_resnet.hypotheses.weight_sharing import HYPOTHESIS, WeightSharingParams
+
+    g = np.random.default_rng(5)
+    untied = 0.60 + g.normal(0, 0.005, 8)
+    tied = untied - loss + g.normal(0, 0.005, 8)
+    acc = np.stack([tied, untied])
+    params = np.array([[1000.0] * 8, [8000.0] * 8])
+    ds = xr.Dataset({"test_accuracy": (("condition", "seed"), acc), "params": (("condition", "seed"), params),
+                     "accuracy_per_kparam": (("condition", "seed"), 1000 * acc / params),
+                     "train_loss": (("condition", "seed"), np.ones((2, 8))),
+                     "train_seconds": (("condition", "seed"), np.ones((2, 8)))},
+                    coords={"condition": ["tied", "untied"], "seed": np.arange(8)})
+    analysis = HYPOTHESIS.analyze(ds, WeightSharingParams(margin=0.02), AnalysisOptions()).finalize(0.05)
+    assert len(analysis.comparisons) == 1 and analysis.verdict == expected

@@ -151,7 +151,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(design="one-sample", family=opt.test)
     test = _label(params.test_J_EE)
     gain = condition_values(ds, "gain", test)
     rem = condition_values(ds, "remaining", test)

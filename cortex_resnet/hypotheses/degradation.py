@@ -67,7 +67,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: DegradationParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(family=opt.test)
     lo, hi = params.depths[0], params.depths[-1]
     def pair(a: str, b: str) -> tuple:
         return paired_values(ds, "train_loss", a, b)

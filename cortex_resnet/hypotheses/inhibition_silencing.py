@@ -140,7 +140,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: SilencingParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(design="one-sample", family=opt.test)
     test = _label(params.test_fraction)
     early = condition_values(ds, "early_change", test)
     ratio = condition_values(ds, "log_late_over_early", test)

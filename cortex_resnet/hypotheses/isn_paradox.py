@@ -132,7 +132,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(design="one-sample", family=opt.test)
     isn = compare(condition_values(ds, "delta_rI", "isn"), null_value=0.0, alternative="less", **kw)
     ctl = compare(condition_values(ds, "delta_rI", "control"), null_value=0.0, alternative="greater", **kw)
     comps = [Comparison(f"ISN (J_EE = {params.isn_J_EE:g}): extra I drive lowers mean r_I", isn, params.min_effect),

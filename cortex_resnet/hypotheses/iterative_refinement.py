@@ -108,7 +108,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: RefinementParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(family=opt.test)
     chance = float(np.nanmean(ds["chance"]))
     early = max(1, params.steps // 4)
     comps = [

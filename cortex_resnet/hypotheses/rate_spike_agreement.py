@@ -77,7 +77,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: AgreementParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(design="one-sample", family=opt.test)
     comps = []
     for pop in ("E", "I"):
         per_seed = np.asarray(ds[f"rel_err_{pop}"].mean("condition", skipna=True).values, float)

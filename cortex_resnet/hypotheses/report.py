@@ -95,7 +95,9 @@ def render_markdown(summary: dict[str, Any], cfg: "RunConfig", analysis: "Analys
              f"(seeds {cfg.seeds[0]}..{cfg.seeds[-1]}){' — quick mode' if cfg.quick else ''}",
              f"- spec: `{summary['spec']}`; tests: {'t-tests' if cfg.spec.test == 't' else 'rank tests'}, "
              f"α = {cfg.spec.alpha}, Holm correction over {len(analysis.comparisons)} comparison(s), "
-             f"{cfg.spec.n_boot} bootstrap resamples for the {int(100 * analysis.main.result.ci_level)} % CIs",
+             f"two-sided {100 * analysis.main.result.ci_level:g} % CIs: "
+             + ("Student/Welch t-intervals" if cfg.spec.test == "t"
+                else "exact Hodges-Lehmann intervals (Walsh averages / pairwise differences)"),
              "- conditions:"]
     for c in conditions:
         rest = ", ".join(f"{k} = {fmt(v)}" for k, v in c.items() if k != "condition")
@@ -110,7 +112,13 @@ def render_markdown(summary: dict[str, Any], cfg: "RunConfig", analysis: "Analys
                      "effect size": f"{fmt(r.effect_size, 3)} ({r.effect_name})",
                      "estimate [CI]": f"{fmt(r.estimate)} [{fmt(r.ci[0])}, {fmt(r.ci[1])}]",
                      "min effect": c.min_effect, "n": r.n, "verdict": c.verdict})
-    parts += [markdown_table(rows), "## Verdict\n",
+    parts.append(markdown_table(rows))
+    unbounded = [c.label for c in analysis.comparisons if c.testable and not np.all(np.isfinite(c.result.ci))]
+    if unbounded:
+        parts.append(f"No finite exact {100 * analysis.main.result.ci_level:g} % rank interval exists at these "
+                     f"seed counts (shown as [-inf, inf]; such a sub-claim cannot be *not supported*): "
+                     + "; ".join(unbounded) + "\n")
+    parts += ["## Verdict\n",
               f"**{analysis.verdict}** (α = {cfg.spec.alpha}). Primary comparison: {analysis.main.label} — "
               f"{analysis.main.result.test}, statistic {fmt(analysis.main.result.statistic)}, "
               f"p (Holm) = {fmt(analysis.main.p_adjusted)}, effect size {fmt(analysis.main.result.effect_size, 3)}, "

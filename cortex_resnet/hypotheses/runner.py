@@ -62,8 +62,7 @@ class RunConfig:
 
     @property
     def options(self) -> AnalysisOptions:
-        return AnalysisOptions(alpha=self.spec.alpha, test=self.spec.test, n_boot=self.spec.n_boot,
-                               seed=self.spec.seed)
+        return AnalysisOptions(alpha=self.spec.alpha, test=self.spec.test)
 
 
 def load_run_config(name: str, *, spec_path: str | Path | None = None, quick: bool = False,
@@ -85,8 +84,7 @@ def load_run_config(name: str, *, spec_path: str | Path | None = None, quick: bo
         raw_params.update(spec.quick.params)
         n = spec.quick.seeds if spec.quick.seeds is not None else n
     if seeds is not None:
-        if seeds < 2:
-            raise SpecError("--seeds", seeds, "at least 2 seeds: a verdict is never drawn from one seed")
+        require_seeds(seeds, "--seeds")
         n = seeds
     require_seeds(n, "seeds")
     if seed is not None:
@@ -223,7 +221,9 @@ def rebuild_report(directory: str | Path) -> dict[str, Any]:
     ds = load_dataset(d / "results.nc")
     try:
         name = str(ds.attrs["hypothesis"])
-        spec = HypothesisSpec.model_validate(json.loads(ds.attrs["spec"]))
+        stored = json.loads(ds.attrs["spec"])
+        stored.pop("n_boot", None)  # runs from before the exact intervals stored a bootstrap size
+        spec = HypothesisSpec.model_validate(stored)
         raw_params = json.loads(ds.attrs["params"])
         seeds = tuple(json.loads(ds.attrs["seeds"]))
         quick = bool(int(ds.attrs.get("quick", 0)))

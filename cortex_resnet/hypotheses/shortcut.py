@@ -53,7 +53,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: ShortcutParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(family=opt.test)
     def diff():
         ai, ap = paired_values(ds, "test_accuracy", "identity", "projection")
         return compare(ai - ap, null_value=-params.margin, design="one-sample", alternative="greater", **kw)

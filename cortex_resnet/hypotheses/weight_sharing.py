@@ -5,9 +5,14 @@ net -- performs about as well with far fewer parameters. Here the same circuit
 unrolled ``steps`` times, with one weight matrix (``tied``: the cortical
 circuit, step for step) or one per step (``untied``: areas in a chain).
 
-Statistics, paired by seed (same circuit, data order and initial weights):
-test accuracy of tied minus untied above ``-margin`` (non-inferiority), and
-accuracy per thousand parameters higher for the tied net.
+Statistics, paired by seed (same circuit, data order and initial weights): one
+non-inferiority test, test accuracy of tied minus untied above ``-margin``. It
+can fail both ways: *supported* when the paired difference is significantly
+above ``-margin``, *not supported* when its confidence interval lies entirely
+below ``-margin`` (the tied net loses more than the margin). The parameter
+counts (tied: one recurrent weight set; untied: ``steps`` of them) differ by
+construction and are reported, not tested: an "accuracy per parameter" claim
+would be true for any two nets of similar accuracy and so could not fail.
 """
 
 from __future__ import annotations
@@ -27,13 +32,12 @@ __all__ = ["HYPOTHESIS", "WeightSharingParams"]
 
 
 class WeightSharingParams(TrainingParams):
-    """``steps``: depth of both nets; ``margin``: accuracy the tied net may lose and still count as
-    performing similarly; ``min_effect``: smallest gain in accuracy per 1000 parameters that counts."""
+    """``steps``: depth of both nets; ``margin``: accuracy (fraction) the tied net may lose and still
+    count as performing as well (the non-inferiority margin)."""
 
     input_mode: Literal["pulse", "sustained"] = "sustained"
     steps: int = Field(default=8, ge=1, le=1000)
     margin: float = Field(default=0.02, gt=0.0, lt=1.0)
-    min_effect: float = Field(default=0.0, ge=0.0)
 
 
 def _design(params: WeightSharingParams) -> list[dict[str, Any]]:
@@ -49,17 +53,13 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: WeightSharingParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test, n_boot=opt.n_boot, rng=np.random.default_rng(opt.seed))
+    kw = dict(family=opt.test)
     def similar():
         at, au = paired_values(ds, "test_accuracy", "tied", "untied")
         return compare(at - au, null_value=-params.margin, design="one-sample", alternative="greater", **kw)
 
-    comps = [
-        comparison(f"tied performs similarly: accuracy(tied) - accuracy(untied) > -{params.margin:g}", similar, 0.0),
-        comparison("tied is more accurate per parameter (accuracy per 1000 parameters)",
-                   lambda: compare(*paired_values(ds, "accuracy_per_kparam", "tied", "untied"), design="paired",
-                                   alternative="greater", **kw), params.min_effect),
-    ]
+    comps = [comparison(f"tied is non-inferior: accuracy(tied) - accuracy(untied) > -{params.margin:g}",
+                        similar, 0.0)]
     table = summary_rows(ds, {"test_accuracy": "test accuracy", "params": "parameters",
                               "accuracy_per_kparam": "accuracy per 1000 parameters", "train_loss": "training loss",
                               "train_seconds": "training time (s)"})
@@ -95,11 +95,11 @@ def _figure(ds: xr.Dataset, analysis: Analysis, params: WeightSharingParams, pat
 
 HYPOTHESIS = Hypothesis(
     name="weight-sharing",
-    claim="Tied weights (the recurrent circuit) perform about as well as untied weights (a ResNet) at equal "
-          "depth, with far fewer parameters.",
-    h0="The tied net loses more than the margin in accuracy, or is not more accurate per parameter.",
-    h1="accuracy(tied) - accuracy(untied) > -margin and accuracy per parameter is higher for tied "
-       "(Liao & Poggio 2016).",
+    claim="Tied weights (the recurrent circuit, K-fold fewer recurrent weights) reach the accuracy of untied "
+          "weights (a ResNet) at equal depth K, within a margin.",
+    h0="The tied net loses at least the margin in accuracy: accuracy(tied) - accuracy(untied) <= -margin.",
+    h1="accuracy(tied) - accuracy(untied) > -margin (non-inferiority; Liao & Poggio 2016). The parameter "
+       "counts differ by construction (K-fold in the recurrent weights) and are reported, not tested.",
     runtime={"quick": "~15 s", "full": "~10 min"},
     references=("Liao & Poggio (2016) arXiv:1604.03640",),
     params_model=WeightSharingParams,
