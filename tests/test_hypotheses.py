@@ -237,3 +237,15 @@ def test_rebuild_accepts_runs_that_stored_a_bootstrap_size(tmp_path):
     save_dataset(ds, tmp_path / "results.nc")
     s = rebuild_report(tmp_path)
     assert s["verdict"] in VERDICTS
+
+
+@pytest.mark.parametrize("field,value", [("extra_drive", float("nan")), ("onset_ms", float("inf")),
+                                         ("min_effect", True), ("duration_ms", "300.0")])
+def test_hypothesis_params_refuse_non_finite_and_non_numbers(field, value):
+    """Hypothesis files get the checks of every spec table (specbase.Frozen): NaN/inf, booleans
+    and numeric strings where a number goes are refused naming the field."""
+    from cortex_resnet.errors import SpecError
+    from cortex_resnet.hypotheses.isn_paradox import HYPOTHESIS
+
+    with pytest.raises(SpecError, match=field):
+        HYPOTHESIS.parse_params({field: value})

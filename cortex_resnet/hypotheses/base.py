@@ -27,34 +27,30 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from ..errors import SpecError, TooFewSeedsError
 from ..spec import validation_to_spec_error
+from ..specbase import Frozen
 from ..stats import TestResult, combine_verdicts, decide, holm, require_seeds
 
 __all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "comparison", "Analysis",
            "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "paired_values", "summary_rows"]
 
 
-class Params(BaseModel):
-    """Base class of a hypothesis's parameters (unknown fields are refused)."""
+class Params(Frozen):
+    """Base class of a hypothesis's parameters (unknown fields, non-finite numbers, booleans or
+    strings for numbers are refused: :class:`cortex_resnet.specbase.Frozen`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class QuickSpec(BaseModel):
+class QuickSpec(Frozen):
     """Overrides applied with ``--quick``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
     seeds: int | None = None
     params: dict[str, Any] = {}
 
 
-class HypothesisSpec(BaseModel):
+class HypothesisSpec(Frozen):
     """An experiment spec file (``experiments/hypotheses/*.toml``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
     hypothesis: str
     description: str = ""
     seeds: int = 5
