@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.cortex-resnet-installed
 PYTEST_ARGS ?=
+# the default suite runs on two worker processes (2-core machines, also when they are busy)
+TEST_WORKERS ?= 2
 
 .PHONY: install test validate demo bench figures gpu-check clean
 
@@ -21,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 validate: $(STAMP)
 	$(PY) -m pip install -q -e ".[validate]" || echo "nest-simulator not installable here: the NEST checks are skipped"
@@ -44,4 +46,4 @@ gpu-check: $(STAMP)
 	$(PY) -m cortex_resnet.bench.gpu_check --out $(GPU_CHECK_OUT)
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info  # never demo_out/ or runs/: results are yours

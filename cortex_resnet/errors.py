@@ -46,8 +46,8 @@ class SpecError(CortexError, ValueError):
         self.source = source
         where = f"{source}: " if source else ""
         shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        if len(shown) > 300:  # a 1 MB description is not echoed; a long path keeps its head and tail
+            shown = f"{shown[:100]}...{shown[-40:]} ({len(shown)} characters)"
         super().__init__(f"{where}{field} = {shown} is not allowed: {allowed}")
 
 

@@ -49,3 +49,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         total = sum(FUZZ_COUNTS.values())
         parts = ", ".join(f"{k}: {v}" for k, v in sorted(FUZZ_COUNTS.items()))
         terminalreporter.write_line(f"fuzz cases tried: {total} ({parts})")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under pytest-xdist each worker hands its fuzz counts to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fuzz_counts"] = dict(FUZZ_COUNTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller adds up the workers' fuzz counts (printed by pytest_terminal_summary)."""
+    FUZZ_COUNTS.update(getattr(node, "workeroutput", {}).get("fuzz_counts", {}))

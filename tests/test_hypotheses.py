@@ -249,3 +249,20 @@ def test_hypothesis_params_refuse_non_finite_and_non_numbers(field, value):
 
     with pytest.raises(SpecError, match=field):
         HYPOTHESIS.parse_params({field: value})
+
+
+def test_a_singular_circuit_stops_a_hypothesis_with_one_clear_line(tmp_path):
+    """isn.toml with J_EE = 3.5 and uniform weights: D = (1 - J_EE)(1 + J_II) + J_EI J_IE = 0,
+    so I - W is singular. The run stops with one line naming the condition and saying a rerun
+    will not help, instead of reporting NaN eigenvalues as numbers or a worker traceback."""
+    from cortex_resnet.errors import SimulationError
+
+    spec = tmp_path / "singular.toml"
+    models = Path(__file__).resolve().parents[1] / "models"
+    spec.write_text(f'hypothesis = "isn-paradox"\nseeds = 2\n[params]\nmodel = "{models / "isn.toml"}"\n'
+                    'weight_cv = 0.0\nisn_J_EE = 3.5\nn_E = 20\nn_I = 5\nduration_ms = 50.0\nonset_ms = 20.0\n')
+    with pytest.raises(SimulationError) as info:
+        run_hypothesis("isn-paradox", spec=spec, out=tmp_path / "out", workers=1, figure=False)
+    msg = str(info.value)
+    assert "\n" not in msg.strip() and "Traceback" not in msg
+    assert "deterministic" in msg and any(w in msg for w in ("singular", "marginal", "steady state", "fixed point"))

@@ -24,7 +24,7 @@ import xarray as xr
 from pydantic import Field
 
 from ..analysis import analyze as linear_analysis
-from ..errors import SpecError
+from ..errors import SimulationError, SpecError
 from ..fixedpoint import steady_state
 from ..stats import compare
 from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
@@ -105,6 +105,10 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
     r0 = steady_state(c, u0).numpy()[0]
     r1 = steady_state(c, u0 + du).numpy()[0]
     lin = linear_analysis(c, u0, r_star=r0)
+    if lin.condition in ("singular", "marginal"):  # the paradox is defined around a stable fixed point
+        raise SimulationError(f"seed {seed}, J_EE = {condition['J_EE']:g}: the circuit is {lin.condition} at its "
+                              f"fixed point (condition number {lin.condition_number:.3g}, max Re(eig) "
+                              f"{lin.max_eig_real:+.3g} /ms); the ISN test needs a stable fixed point: change J_EE")
     pred = linear_response(c, r0, u0, du)
     z0, z1 = c.W @ r0 + c.B @ u0 + c.b, c.W @ r1 + c.B @ (u0 + du) + c.b
     k = c.spec.connectivity
