@@ -90,8 +90,11 @@ def check_depth(data: Any, source: str | None = None, limit: int = MAX_DEPTH) ->
             stack.extend((v, path + (str(i),)) for i, v in enumerate(node))
 
 
-def _model_at(root: type[BaseModel], parts: list[str]) -> type[BaseModel] | None:
-    """The spec model class reached by following ``parts`` (discriminated unions by their tag)."""
+def _walk(root: type[BaseModel], parts: list[str]) -> tuple[list[str], type[BaseModel] | None]:
+    """Follow ``parts`` through the spec models: the parts that are field names (pydantic's
+    discriminator tags of tagged unions dropped) and the model class reached (None when the
+    path leaves the models or stays ambiguous)."""
+    names: list[str] = []
     cands: list[type[BaseModel]] = [root]
     for p in parts:
         if len(cands) > 1:
@@ -100,18 +103,16 @@ def _model_at(root: type[BaseModel], parts: list[str]) -> type[BaseModel] | None
             if tagged:
                 cands = tagged
                 continue
+        names.append(p)
         field = cands[0].model_fields.get(p) if len(cands) == 1 else None
-        if field is None:
-            return None
-        cands = [m for m in _members(field.annotation) if inspect.isclass(m) and issubclass(m, BaseModel)]
-        if not cands:
-            return None
-    return cands[0] if len(cands) == 1 else None
+        cands = ([m for m in _members(field.annotation) if inspect.isclass(m) and issubclass(m, BaseModel)]
+                 if field is not None else [])
+    return names, (cands[0] if len(cands) == 1 else None)
 
 
 def unknown_key_message(root: type[BaseModel] | None, loc: list[str]) -> str:
     """"unknown field; did you mean 'J_EE'? valid keys of [connectivity]: ..." for the key at ``loc``."""
-    cls = _model_at(root, loc[:-1]) if root is not None else None
+    cls = _walk(root, loc[:-1])[1] if root is not None else None
     if cls is None:
         return "unknown field (check the spelling against the documented spec)"
     valid = [k for k, f in cls.model_fields.items() if not f.exclude]
@@ -124,19 +125,4 @@ def unknown_key_message(root: type[BaseModel] | None, loc: list[str]) -> str:
 
 def strip_tags(root: type[BaseModel] | None, parts: list[str]) -> list[str]:
     """``loc`` without pydantic's discriminator tags (``model.circuit.steps`` -> ``model.steps``)."""
-    if root is None:
-        return parts
-    out: list[str] = []
-    cands: list[type[BaseModel]] = [root]
-    for p in parts:
-        if len(cands) > 1:
-            tagged = [c for c in cands if "kind" in c.model_fields
-                      and p in get_args(c.model_fields["kind"].annotation)]
-            if tagged:
-                cands = tagged
-                continue
-        out.append(p)
-        field = cands[0].model_fields.get(p) if len(cands) == 1 else None
-        cands = ([m for m in _members(field.annotation) if inspect.isclass(m) and issubclass(m, BaseModel)]
-                 if field is not None else [])
-    return out
+    return parts if root is None else _walk(root, parts)[0]
