@@ -370,7 +370,7 @@ def test_a_blow_up_stops_with_the_brian2_engine_diagnosis():
 
 def _tiny_run(tmp_path):
     from cortex_resnet.experiment import parse_experiment
-    from cortex_resnet.train import train
+    from cortex_resnet.training import train
 
     circuit = {"name": "tiny", "populations": {  # tests/test_compare.py's circuit and run
         "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},

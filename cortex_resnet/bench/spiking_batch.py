@@ -60,7 +60,7 @@ def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.
     from ..bridge import to_circuit
     from ..compare import load_run
     from ..experiment import load_experiment
-    from ..train import train
+    from ..training import train
 
     spec = load_experiment(EXPERIMENT).replace(**{"train.epochs": epochs, "device": "cpu"})
     train(spec, folder, progress=False)
