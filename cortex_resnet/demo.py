@@ -112,7 +112,8 @@ def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[s
         plot_decomposition(ds, out / "decomposition_rate.png")
         e = ds["population"] == "E"
         r_e, x_e = float(ds["r"].isel(time=-1).where(e).mean()), float(ds["x"].isel(time=-1).where(e).mean())
-        return {"r_E": r_e, "x_E": x_e, "x_over_r_E": x_e / r_e}
+        return {"r_E": r_e, "x_E": x_e, "x_over_r_E": x_e / r_e, "units": circuit.rate_units,
+                "hz_per_unit_E": float(circuit.hz_per_unit["E"])}
 
     def spiking_step() -> dict[str, Any]:
         ds = simulate_spiking(circuit, stim, duration_ms=200 if quick else 400, seed=seed)
@@ -178,11 +179,12 @@ def _write_summary(out: Path, s: dict[str, Any]) -> None:
         f"Settings: {'quick' if s['quick'] else 'full'}, seed {s['seed']}. Total time "
         f"{sum(s['timings_s'].values()):.0f} s.", "",
         "## 1-2. The canonical microcircuit, rate and spiking", "",
-        f"* Rate model: steady E rate {_fmt(s['rate']['r_E'])}, feedforward part x_E {_fmt(s['rate']['x_E'])}: "
+        f"* Rate model: steady E rate {_fmt(s['rate']['r_E'])} {s['rate']['units']} (1 {s['rate']['units']} = "
+        f"{s['rate']['hz_per_unit_E']:g} Hz), feedforward part x_E {_fmt(s['rate']['x_E'])}: "
         f"removing recurrence leaves {100 * s['rate']['x_over_r_E']:.0f} % of the response "
         "(cat V1: 46 %, mouse L4: ~33 %).",
         f"* Spiking network: mean pool rates E {_fmt(s['spiking']['mean_rate']['E'])}, "
-        f"I {_fmt(s['spiking']['mean_rate']['I'])} ({s['spiking']['units']}, the rate model's units).",
+        f"I {_fmt(s['spiking']['mean_rate']['I'])} ({s['spiking']['units']}).",
         "", "![rate](decomposition_rate.png) ![spiking](decomposition_spiking.png)", "",
         "## 3. The unrolled residual network equals the simulator", "",
         f"* max abs error float64 {_fmt(u['max_abs_error'].get('float64'))}, "
