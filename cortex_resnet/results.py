@@ -124,7 +124,7 @@ def glob_escape(name: str) -> str:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    The temporary is named ``.NAME.PID.XXXX.tmp``; one left by a killed writer
+    The temporary is named ``.NAME.PID.<random>.tmp``; one left by a killed writer
     (``kill -9``) is removed by the next write to the same path. The file gets the
     permissions of the user's umask (0644 under umask 022). Inside a folder claimed
     with :func:`cortex_resnet.outdir.claim_folder`, a file that was there before and
