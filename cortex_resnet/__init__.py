@@ -15,15 +15,15 @@ first use, so ``import cortex_resnet`` stays fast.
 
 from __future__ import annotations
 
-from . import _startup  # noqa: F401  first, before torch: Ctrl-C at start-up exits 130 (CLI only)
+from cortex_resnet import _startup  # noqa: F401  first, before torch: Ctrl-C at start-up exits 130 (CLI only)
 
 from pathlib import Path
 
-from .circuit import Circuit, build_circuit
-from .errors import (ConvergenceError, CortexError, ResourceError, SimulationError, SpecError,
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.errors import (ConvergenceError, CortexError, ResourceError, SimulationError, SpecError,
                      UnstableCircuitError)
-from .rate import simulate
-from .spec import CircuitSpec, load_spec
+from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.model.spec import CircuitSpec, load_spec
 
 __version__ = "0.1.0"
 
@@ -53,7 +53,7 @@ def load_model(path: str | Path, seed: int | None = None) -> Circuit:
     """
     spec = load_spec(path)
     if spec.weights is not None:
-        from .bridge import load_circuit
+        from cortex_resnet.bridge import load_circuit
 
         circuit = load_circuit(path)
         if seed is None:

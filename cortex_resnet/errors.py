@@ -94,7 +94,7 @@ class ConvergenceError(SimulationError):
 class TooFewSeedsError(SpecError):
     """Fewer than two usable seeds: no test and no verdict can be drawn from them.
 
-    Raised by :func:`cortex_resnet.stats.require_seeds`; a hypothesis turns it into an untestable
+    Raised by :func:`cortex_resnet.hypotheses.stats.require_seeds`; a hypothesis turns it into an untestable
     (inconclusive) sub-claim when seeds were dropped, instead of matching the message text.
     """
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from cortex_resnet.circuit import Circuit, build_circuit
-from cortex_resnet.spec import CircuitSpec, parse_spec
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.model.spec import CircuitSpec, parse_spec
 
 __all__ = ["CASES", "case_spec", "case_circuit", "case_input", "DT_MS", "one_thread"]
 

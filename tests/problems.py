@@ -1,7 +1,7 @@
 """Test problems with exact solutions (the references the simulators are checked against).
 
-Everything here is computed independently of :mod:`cortex_resnet.rate` and
-:mod:`cortex_resnet.fixedpoint`: NumPy/SciPy in float64 only.
+Everything here is computed independently of :mod:`cortex_resnet.rate.simulator` and
+:mod:`cortex_resnet.model.fixedpoint`: NumPy/SciPy in float64 only.
 
 * Linear circuits (``phi(z) = g z``) with a constant input ``u``:
   ``T dr/dt = -r + g (W r + B u + b)`` has the exact solution
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from cortex_resnet.circuit import Circuit, build_circuit
-from cortex_resnet.spec import CircuitSpec, parse_spec
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.model.spec import CircuitSpec, parse_spec
 
 __all__ = [
     "linear_spec", "linear_circuit", "ei_pair_spec", "runaway_spec", "noisy_spec",

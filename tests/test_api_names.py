@@ -14,12 +14,12 @@ import pytest
 CHECK = ("import inspect; from cortex_resnet import train; "
          "assert inspect.isfunction(train), type(train); "
          "import cortex_resnet; assert cortex_resnet.train is train; "
-         "from cortex_resnet.training import train as loop; assert loop is train; print('ok')")
+         "from cortex_resnet.training.loop import train as loop; assert loop is train; print('ok')")
 
 ORDERS = {
     "package first": CHECK,
-    "loop module first": "import cortex_resnet.training; " + CHECK,
-    "epoch/ddp modules first": "import cortex_resnet.train_epoch, cortex_resnet.train_ddp; " + CHECK,
+    "loop module first": "import cortex_resnet.training.loop; " + CHECK,
+    "epoch/ddp modules first": "import cortex_resnet.training.epoch, cortex_resnet.training.distributed; " + CHECK,
     "cli first": "import cortex_resnet.cli.train; " + CHECK,
 }
 

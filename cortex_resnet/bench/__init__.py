@@ -14,7 +14,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import UnknownNameError
+from cortex_resnet.errors import UnknownNameError
 
 __all__ = ["BenchResult", "BENCHES", "machine_info", "run_bench", "known_benches"]
 

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..circuit import Circuit, build_circuit
-from ..rate import RateSystem, integrate
-from ..spec import parse_spec
-from ..stimulus import Stimulus
-from . import BenchResult
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.rate.simulator import RateSystem, integrate
+from cortex_resnet.model.spec import parse_spec
+from cortex_resnet.model.stimulus import Stimulus
+from cortex_resnet.bench import BenchResult
 
 __all__ = ["run", "Sizes", "FULL", "QUICK", "bench_circuit"]
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from . import BenchResult
+from cortex_resnet.bench import BenchResult
 
 __all__ = ["run", "handwritten_coba", "COBA_MODEL"]
 
@@ -121,7 +121,7 @@ def handwritten_coba(duration_ms: float = 1000.0, *, seed: int = 0, we: float = 
 
 
 def _ours(circuit, duration_ms: float, seed: int, **kw) -> dict[str, Any]:
-    from ..spiking import simulate_spiking
+    from cortex_resnet.spiking.simulator import simulate_spiking
 
     import json
 
@@ -139,8 +139,8 @@ def _ours(circuit, duration_ms: float, seed: int, **kw) -> dict[str, Any]:
 
 def run(quick: bool = False) -> list[BenchResult]:
     """Measure (a)-(d) (module docstring) and return them with their goals."""
-    from ..circuit import build_circuit
-    from ..spec import load_spec
+    from cortex_resnet.model.circuit import build_circuit
+    from cortex_resnet.model.spec import load_spec
 
     duration = 200.0 if quick else 1000.0
     repeats = 1 if quick else 5

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import BenchResult
+from cortex_resnet.bench import BenchResult
 
 __all__ = ["run", "trained_circuit"]
 
@@ -57,10 +57,10 @@ def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.
     """Train the digits circuit for ``epochs`` in ``folder``; return (circuit, u_test, u_operating)."""
     import torch
 
-    from ..bridge import to_circuit
-    from ..compare import load_run
-    from ..experiment import load_experiment
-    from ..training import train
+    from cortex_resnet.bridge import to_circuit
+    from cortex_resnet.workflows.compare import load_run
+    from cortex_resnet.training.experiment import load_experiment
+    from cortex_resnet.training.loop import train
 
     spec = load_experiment(EXPERIMENT).replace(**{"train.epochs": epochs, "device": "cpu"})
     train(spec, folder, progress=False)
@@ -71,7 +71,7 @@ def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.
 
 
 def _rate(circuit, u_op: np.ndarray, u: np.ndarray, duration_ms: float, **kw: Any) -> dict[str, Any]:
-    from ..spiking import to_spiking
+    from cortex_resnet.spiking.simulator import to_spiking
 
     model = to_spiking(circuit, input_mode="current", u_operating=u_op, **SPIKING)
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """``cortex-resnet bench train``: training throughput of unrolled circuits against hand-written torch.
 
-Ours: :func:`cortex_resnet.training.train` -- the whole training loop (per-step
+Ours: :func:`cortex_resnet.training.loop.train` -- the whole training loop (per-step
 learning rate, NaN guard, accuracy bookkeeping, Dale-parametrised weights,
 anytime readout at every step) -- on MNIST-1D (4000 examples, length 40) with
 a tied and an untied E/I circuit (128 E + 32 I, 32 input channels, K = 10
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import BenchResult
+from cortex_resnet.bench import BenchResult
 
 __all__ = ["run", "HandWritten", "bench_spec"]
 
@@ -46,7 +46,7 @@ CIRCUIT = {"name": "bench_train",
 
 def bench_spec(variant: str, device: str, n_train: int | None):
     """The experiment we time (constant learning rate, no schedule)."""
-    from ..experiment import parse_experiment
+    from cortex_resnet.training.experiment import parse_experiment
 
     return parse_experiment({
         "name": f"bench_{variant}", "seed": 0, "device": device,
@@ -102,9 +102,9 @@ def _reference_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
 
 
 def _measure(variant: str, device: str, epochs: int, n_train: int | None) -> dict[str, float]:
-    from ..circuit import build_circuit
-    from ..spec import parse_spec
-    from ..training import load_data, train
+    from cortex_resnet.model.circuit import build_circuit
+    from cortex_resnet.model.spec import parse_spec
+    from cortex_resnet.training.loop import load_data, train
 
     spec = bench_spec(variant, device, n_train)
     dev = torch.device(device)
@@ -133,7 +133,7 @@ def _measure(variant: str, device: str, epochs: int, n_train: int | None) -> dic
 
 
 def _last_epoch_rate(run: Path) -> float:
-    from ..train_report import read_metrics
+    from cortex_resnet.training.report import read_metrics
 
     return read_metrics(run / "metrics.csv")[-1]["examples_per_s"]
 

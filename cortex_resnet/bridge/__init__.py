@@ -7,12 +7,12 @@ trained net back to a circuit, ``save_circuit``/``load_circuit`` write and read
 it as a model file plus a weight file.
 """
 
-from .check import TOLERANCE, compare_with_simulator, reference_circuit
-from .classifier import INPUT_PROJECTIONS, CircuitClassifier
-from .convert import load_circuit, load_state, save_circuit, save_state, spec_to_toml, to_circuit
-from .dale import DaleConv, DaleMatrix, balanced_weights
-from .options import INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions
-from .unroll import UnrolledCircuit, unroll
+from cortex_resnet.bridge.check import TOLERANCE, compare_with_simulator, reference_circuit
+from cortex_resnet.bridge.classifier import INPUT_PROJECTIONS, CircuitClassifier
+from cortex_resnet.bridge.convert import load_circuit, load_state, save_circuit, save_state, spec_to_toml, to_circuit
+from cortex_resnet.bridge.dale import DaleConv, DaleMatrix, balanced_weights
+from cortex_resnet.bridge.options import INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions
+from cortex_resnet.bridge.unroll import UnrolledCircuit, unroll
 
 __all__ = [
     "unroll", "UnrolledCircuit", "UnrollOptions", "VARIANTS", "INPUT_MODES", "NORMS",

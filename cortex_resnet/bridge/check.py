@@ -1,7 +1,7 @@
 """Exactness check: an unrolled net against the rate simulator, step by step.
 
 The reference is the simulator's own Euler integration
-(:func:`cortex_resnet.rate.integrate`, the loop inside ``simulate``) of the
+(:func:`cortex_resnet.rate.simulator.integrate`, the loop inside ``simulate``) of the
 circuit the net stands for, with the same input: a constant or per-step ``u``
 (held over each step) for sustained input; for pulse input the simulator
 starts from ``x_0 = phi(B u + b)`` (computed by the simulator's own operators)
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..circuit import Circuit
-from ..errors import SpecError
-from ..rate import RateState, RateSystem, integrate
-from ..stimulus import Stimulus
-from .convert import circuit_of
-from .unroll import UnrolledCircuit, unroll
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.errors import SpecError
+from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
+from cortex_resnet.model.stimulus import Stimulus
+from cortex_resnet.bridge.convert import circuit_of
+from cortex_resnet.bridge.unroll import UnrolledCircuit, unroll
 
 __all__ = ["TOLERANCE", "reference_circuit", "source_reference", "compare_with_simulator", "check_unroll"]
 

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import SpecError, UnknownNameError
-from .unroll import UnrolledCircuit
+from cortex_resnet.errors import SpecError, UnknownNameError
+from cortex_resnet.bridge.unroll import UnrolledCircuit
 
 __all__ = ["CircuitClassifier", "INPUT_PROJECTIONS"]
 

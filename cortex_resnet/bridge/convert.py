@@ -1,6 +1,6 @@
 """From a (trained) unrolled net back to a circuit, and circuits to/from files.
 
-* :func:`to_circuit`: ``tied`` -> a :class:`~cortex_resnet.circuit.Circuit` with
+* :func:`to_circuit`: ``tied`` -> a :class:`~cortex_resnet.model.circuit.Circuit` with
   the learned ``W, B, b`` and ``tau = dt / alpha``; ``untied`` -> a circuit with
   step-dependent weights (``step_weights``, an "areas in a chain" circuit: area
   ``k`` sends its rates through ``W_k`` to area ``k + 1``); ``plain`` -> ``tau = dt``;
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..circuit import Circuit, build_circuit
-from ..tomlio import toml_key, toml_value
-from ..errors import SpecError
-from ..results import atomic_path, atomic_write_text
-from ..spec import CircuitSpec, parse_spec, read_toml
-from .unroll import UnrolledCircuit
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.core.tomlio import toml_key, toml_value
+from cortex_resnet.errors import SpecError
+from cortex_resnet.io.results import atomic_path, atomic_write_text
+from cortex_resnet.model.spec import CircuitSpec, parse_spec, read_toml
+from cortex_resnet.bridge.unroll import UnrolledCircuit
 
 __all__ = ["to_circuit", "circuit_of", "save_circuit", "load_circuit", "save_state", "load_state", "spec_to_toml"]
 
@@ -122,7 +122,7 @@ def runnable_simulation(spec: CircuitSpec) -> CircuitSpec:
     """
     import re
 
-    from ..spec import parse_stimulus
+    from cortex_resnet.model.spec import parse_stimulus
 
     sim = spec.simulation
     stim = parse_stimulus(sim.stimulus)
@@ -195,7 +195,7 @@ def load_circuit(path: str | Path) -> Circuit:
     """Load a model file; with ``weights = "X.npz"`` the arrays come from that file.
 
     A model file without ``weights`` is built from its spec (random draws,
-    seeded), like :func:`~cortex_resnet.circuit.build_circuit`.
+    seeded), like :func:`~cortex_resnet.model.circuit.build_circuit`.
 
     Raises
     ------

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..circuit import check_dale
-from ..errors import SpecError, UnknownNameError
+from cortex_resnet.model.circuit import check_dale
+from cortex_resnet.errors import SpecError, UnknownNameError
 
 __all__ = ["PARAMETRISATIONS", "DaleMatrix", "DaleConv", "balanced_weights", "softplus_inverse", "offset_index"]
 

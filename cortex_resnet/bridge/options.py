@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..circuit import Circuit
-from ..errors import SpecError, UnknownNameError
-from .dale import PARAMETRISATIONS
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.errors import SpecError, UnknownNameError
+from cortex_resnet.bridge.dale import PARAMETRISATIONS
 
 __all__ = ["VARIANTS", "INPUT_MODES", "NORMS", "INITS", "RECURRENCES", "MAX_STEPS", "UnrollOptions", "check_alpha"]
 

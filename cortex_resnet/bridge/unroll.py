@@ -1,7 +1,7 @@
 """``unroll``: a circuit's Euler-discretised dynamics as a residual network.
 
 Step ``k`` of the network is one Euler step of the rate dynamics, computed by
-the very function the rate simulator uses (:func:`cortex_resnet.rate.euler_step`)::
+the very function the rate simulator uses (:func:`cortex_resnet.rate.simulator.euler_step`)::
 
     r_{k+1} = r_k + alpha * (-r_k + phi(W_k r_k + B u_k + b)),   alpha = dt / tau
 
@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..circuit import Circuit
-from ..resources import check_memory
-from ..errors import SpecError, UnknownNameError
-from ..fixedpoint import implicit_fixed_point
-from ..rate import euler_step, input_drive, resolve_device, resolve_dtype
-from .dale import DaleConv, DaleMatrix, balanced_weights
-from .options import INITS, INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions, check_alpha
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.core.resources import check_memory
+from cortex_resnet.errors import SpecError, UnknownNameError
+from cortex_resnet.model.fixedpoint import implicit_fixed_point
+from cortex_resnet.rate.simulator import euler_step, input_drive, resolve_device, resolve_dtype
+from cortex_resnet.bridge.dale import DaleConv, DaleMatrix, balanced_weights
+from cortex_resnet.bridge.options import INITS, INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions, check_alpha
 
 __all__ = ["VARIANTS", "INPUT_MODES", "NORMS", "INITS", "RECURRENCES", "UnrollOptions", "UnrolledCircuit",
            "unroll"]
@@ -168,7 +168,7 @@ class UnrolledCircuit(nn.Module):
     def drive(self, u: torch.Tensor) -> torch.Tensor:
         """``B u + b``: (batch, n_inputs) -> (batch, N), or (batch, K, n_inputs) -> (batch, K, N).
 
-        The simulator's function (:func:`~cortex_resnet.rate.input_drive`), so both compute the
+        The simulator's function (:func:`~cortex_resnet.rate.simulator.input_drive`), so both compute the
         same bits from the same ``B``, ``b`` and ``u``.
         """
         return input_drive(u, self.input_projection().T, self.b)
@@ -256,13 +256,13 @@ class UnrolledCircuit(nn.Module):
         """The equilibrium ``r* = step(r*)`` (i.e. ``r* = phi(W r* + B u + b)``) with implicit gradients.
 
         Only for tied nets without normalisation. Memory does not grow with
-        the number of solver iterations (:func:`~cortex_resnet.fixedpoint.implicit_fixed_point`).
+        the number of solver iterations (:func:`~cortex_resnet.model.fixedpoint.implicit_fixed_point`).
 
         Parameters
         ----------
         u : (batch, n_inputs) constant input (sustained; the bias only for pulse mode)
         tol : relative residual tolerance (default 1e-10 in float64, 1e-5 in float32)
-        solver : more options of :func:`~cortex_resnet.fixedpoint.implicit_fixed_point`
+        solver : more options of :func:`~cortex_resnet.model.fixedpoint.implicit_fixed_point`
             (``max_iter``, ``m``, ``backward_tol``, ``backward_max_iter``, ``fallback``, ``raise_on_fail``)
         backward : ``"iterative"`` (Jacobian-free) or ``"direct"`` (explicit Jacobian, batch N^2 memory)
         """
@@ -317,7 +317,7 @@ def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant:
 
     Parameters
     ----------
-    circuit : the circuit (:func:`~cortex_resnet.circuit.build_circuit`)
+    circuit : the circuit (:func:`~cortex_resnet.model.circuit.build_circuit`)
     steps : number of blocks ``K``
     dt_ms : Euler step (ms); default: the model file's ``simulation.dt_ms``
     variant : ``tied``, ``untied``, ``plain``, ``projection`` or ``gated`` (module docstring)

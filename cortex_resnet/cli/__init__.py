@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .. import _startup
+from cortex_resnet import _startup
 
 try:
     import typer
@@ -62,7 +62,7 @@ def main() -> None:
     _startup.install()  # already done at package import when run as the command; idempotent
     import matplotlib  # the command line only writes figure files: no GUI backend (library
 
-    matplotlib.use("Agg")  # users keep theirs; cortex_resnet.plots never chooses one)
+    matplotlib.use("Agg")  # users keep theirs; cortex_resnet.plots.base never chooses one)
     try:
         app()
     except KeyboardInterrupt:  # raised outside a command (a handler installed by a library)

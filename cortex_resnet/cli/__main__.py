@@ -1,5 +1,5 @@
 """``python -m cortex_resnet.cli``: the same as the ``cortex-resnet`` command."""
 
-from . import main
+from cortex_resnet.cli import main
 
 main()

@@ -21,7 +21,8 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import typer
 
-from ..errors import CortexError, SimulationError, SpecError
+from cortex_resnet.core.jsonable import to_jsonable
+from cortex_resnet.errors import CortexError, SimulationError, SpecError
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "handle_errors", "emit_json", "to_jsonable",
            "check_out_path", "FORCE_HELP", "DEBUG_ENV"]
@@ -107,28 +108,6 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Convert NumPy/torch scalars and arrays, paths and NaN to JSON-safe values."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if np.isfinite(f) else None
-    if hasattr(obj, "item") and callable(obj.item):
-        return to_jsonable(obj.item())
-    return obj
-
-
 def emit_json(summary: dict[str, Any]) -> None:
     """Print a machine-readable summary on stdout (the documented contract)."""
     sys.stdout.write(json.dumps(to_jsonable(summary), indent=2, sort_keys=False) + "\n")
@@ -138,7 +117,7 @@ def emit_json(summary: dict[str, Any]) -> None:
 def check_out_path(path: Path | None, option: str = "--out", *, suffixes: tuple[str, ...] = (),
                    force: bool = False) -> Path | None:
     """Validate an output file path before any work is done (see :func:`outdir.check_out_file`)."""
-    from ..outdir import check_out_file
+    from cortex_resnet.io.outdir import check_out_file
 
     return check_out_file(path, option, suffixes=suffixes, force=force)
 

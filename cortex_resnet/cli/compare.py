@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import SpecError
-from ._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.errors import SpecError
+from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                                                      "examples with Brian2 and report the agreement."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     ) -> None:
-        from ..compare import compare_run
+        from cortex_resnet.workflows.compare import compare_run
 
         if spiking_examples < 0:
             raise SpecError("--spiking-examples", spiking_examples, "an integer >= 0")

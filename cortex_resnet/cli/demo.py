@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
         progress: bool = typer.Option(True, help="Show progress bars."),
     ) -> None:
-        from ..demo import run_demo
+        from cortex_resnet.workflows.demo import run_demo
 
         echo = (lambda s: typer.echo(s, err=True)) if json_out else typer.echo
         summary = run_demo(out, quick=quick, seed=seed, echo=echo, progress=progress and not json_out,

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
-        from ..gallery import ROOT, make_gallery
+        from cortex_resnet.workflows.gallery import ROOT, make_gallery
 
         made = make_gallery(out or ROOT / "figures", full=full, only=None if name == "all" else [name],
                             progress=progress and not json_out, force=force)

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..sweep import DEFAULT_CONNECT_TIMEOUT_S
-from ._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.fanout.tasks import DEFAULT_CONNECT_TIMEOUT_S
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
                               "Example:\n\n  cortex-resnet hypothesis list --json")
     @handle_errors
     def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print a JSON list on stdout.")) -> None:
-        from ..hypotheses import list_hypotheses
+        from cortex_resnet.hypotheses import list_hypotheses
 
         items = list_hypotheses()
         if json_out:
@@ -66,9 +66,9 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Show a progress bar over tasks on stderr."),
     ) -> None:
-        from ..hypotheses import run_hypothesis
-        from ..hypotheses.runner import default_out
-        from ..outdir import claim_folder
+        from cortex_resnet.hypotheses import run_hypothesis
+        from cortex_resnet.hypotheses.runner import default_out
+        from cortex_resnet.io.outdir import claim_folder
 
         folder = out or default_out(name, quick)
         try:
@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Argument(..., help="A run folder written by `hypothesis run`."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     ) -> None:
-        from ..hypotheses import rebuild_report
-        from ..outdir import claim_folder, written_by_us
+        from cortex_resnet.hypotheses import rebuild_report
+        from cortex_resnet.io.outdir import claim_folder, written_by_us
 
         legacy = (directory / "results.nc").is_file() and written_by_us(directory / "results.nc")
         with claim_folder(directory, "hypothesis report", option="DIR", accept=("hypothesis run",),
@@ -106,7 +106,7 @@ def _print(summary: dict, json_out: bool) -> None:
     if json_out:
         emit_json(summary)
         return
-    from ..hypotheses.report import fmt
+    from cortex_resnet.hypotheses.report import fmt
 
     typer.echo(f"{summary['name']}: {summary['verdict']}  ({summary['seeds']} seeds)")
     for c in summary["comparisons"]:

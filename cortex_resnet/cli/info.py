@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ._common import emit_json, handle_errors
+from cortex_resnet.cli._common import emit_json, handle_errors
 
 __all__ = ["register", "environment_info"]
 
@@ -37,8 +37,8 @@ def environment_info() -> dict[str, Any]:
     """Everything a bug report or a methods section needs about this installation."""
     import torch
 
-    from ..bench import machine_info
-    from ..results import library_versions
+    from cortex_resnet.bench import machine_info
+    from cortex_resnet.io.results import library_versions
 
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     cuda = torch.cuda.is_available()
@@ -54,7 +54,7 @@ def environment_info() -> dict[str, Any]:
             "brian2_standalone": str(Path(os.environ.get("CORTEX_RESNET_CACHE",
                                                          Path.home() / ".cache" / "cortex_resnet"))),
         },
-        "memory_budget_bytes": __import__("cortex_resnet.resources", fromlist=["x"]).memory_budget_bytes(),
+        "memory_budget_bytes": __import__("cortex_resnet.core.resources", fromlist=["x"]).memory_budget_bytes(),
     }
 
 

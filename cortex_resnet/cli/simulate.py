@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import typer
 
-from ..errors import SpecError
-from ._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.errors import SpecError
+from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
 
@@ -24,15 +24,15 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     """The ``--json`` summary of a rate run (contract: out, backend, mean_rate_hz,
     max_eig_real, inhibition_stabilized, runtime_s; plus steady-state values). ``unstable`` is true
     when the steady state found is linearly unstable or the run ended in an unstable state."""
-    from ..analysis import analyze
-    from ..errors import ConvergenceError
-    from ..results import population_mean
+    from cortex_resnet.model.analysis import analyze
+    from cortex_resnet.errors import ConvergenceError
+    from cortex_resnet.io.results import population_mean
 
     u_final = ds["u"].isel(time=-1).values  # (batch, n_inputs)
     ss: dict[str, Any] = {"E": None, "I": None, "max_abs_error_vs_final": None}
     max_re, isn, ee_gain = None, None, None
     try:
-        from ..fixedpoint import steady_state
+        from cortex_resnet.model.fixedpoint import steady_state
 
         r_star = steady_state(circuit, u_final).numpy()
         e = circuit.is_E
@@ -49,7 +49,7 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     if ss["unstable"]:
         typer.echo(f"warning: the steady state found is unstable (max Re(eig) = {max_re:+.4g} /ms): the dynamics "
                    "move away from it; the run ended before the circuit diverged", err=True)
-    from ..stimulus import stimulus_warnings
+    from cortex_resnet.model.stimulus import stimulus_warnings
 
     mean = population_mean(ds, "r")
     hz = circuit.hz_per_unit
@@ -75,7 +75,7 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
 
 
 def _stim(text: str):
-    from ..spec import StimulusSpec
+    from cortex_resnet.model.spec import StimulusSpec
 
     return StimulusSpec.model_validate_json(text)
 
@@ -92,7 +92,7 @@ def summary_line(name: str, backend: str, summary: dict[str, Any]) -> str:
 
 
 def _run_rate(circuit, opts: dict[str, Any]):
-    from ..rate import simulate
+    from cortex_resnet.rate.simulator import simulate
 
     ds = simulate(circuit, opts["stimulus"], duration_ms=opts["duration"], dt_ms=opts["dt"],
                   method=opts["method"], dtype=opts["dtype"], device=opts["device"],
@@ -102,7 +102,7 @@ def _run_rate(circuit, opts: dict[str, Any]):
 
 
 def _run_spiking(circuit, opts: dict[str, Any]):
-    from ..spiking import cli_run
+    from cortex_resnet.spiking.simulator import cli_run
 
     return cli_run(circuit, opts)
 
@@ -142,9 +142,9 @@ def register(app: typer.Typer) -> None:
         extra: Optional[list[str]] = typer.Option(
             None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
     ) -> None:
-        from ..circuit import build_circuit
-        from ..results import save_dataset
-        from ..spec import load_spec
+        from cortex_resnet.model.circuit import build_circuit
+        from cortex_resnet.io.results import save_dataset
+        from cortex_resnet.model.spec import load_spec
 
         if backend not in BACKENDS:
             raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
@@ -181,7 +181,7 @@ def register(app: typer.Typer) -> None:
         if spec.weights is not None:  # a model file written by save_circuit: its trained weights
             import dataclasses
 
-            from ..bridge import load_circuit
+            from cortex_resnet.bridge import load_circuit
 
             if phi is not None or extra:
                 raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             save_dataset(ds, out)
         if plot is not None:
-            from ..plots import plot_decomposition, plot_raster
+            from cortex_resnet.plots.base import plot_decomposition, plot_raster
 
             (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
         summary = summarize(out)
@@ -207,6 +207,6 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
         else:
             typer.echo(summary_line(spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
-        from ..stimulus import report_warnings
+        from cortex_resnet.model.stimulus import report_warnings
 
         report_warnings(summary.get("warnings", []))

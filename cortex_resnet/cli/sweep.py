@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -36,9 +36,9 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Progress bar over tasks."),
     ) -> None:
-        from ..outdir import claim_folder
-        from ..param_sweep import parse_param, sweep_model
-        from ..spec import load_spec
+        from cortex_resnet.io.outdir import claim_folder
+        from cortex_resnet.fanout.sweep import parse_param, sweep_model
+        from cortex_resnet.model.spec import load_spec
 
         params = dict(parse_param(p) for p in param)
         if out is None:

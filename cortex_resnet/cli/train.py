@@ -7,8 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import SpecError
-from ._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.errors import SpecError
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
 
@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's; "
                                               "1 is fastest for small nets on a busy machine)."),
     ) -> None:
-        from ..experiment import load_experiment
-        from ..training import train as run_train
+        from cortex_resnet.training.experiment import load_experiment
+        from cortex_resnet.training.loop import train as run_train
 
         if threads is not None:
             if threads < 1:
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         if changes:
             spec = spec.replace(**changes)
         out = out if out is not None else Path("runs") / spec.name
-        from ..outdir import claim_folder
+        from cortex_resnet.io.outdir import claim_folder
 
         try:
             with claim_folder(out, "train", force=force, adopt=resume and (out / "checkpoint.pt").is_file(),
@@ -127,9 +127,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import json
 
-        from ..results import atomic_write_text
-        from ..train_report import runs_table
-        from ._common import check_out_path
+        from cortex_resnet.io.results import atomic_write_text
+        from cortex_resnet.training.report import runs_table
+        from cortex_resnet.cli._common import check_out_path
 
         check_out_path(out, suffixes=(".md",), force=force)
         missing = [str(r) for r in runs if not (r / "report.json").is_file()]
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
                             "diverged `cortex-resnet train` runs)")
         table = runs_table(runs)
         if out is not None:
-            from ..outdir import SIGNATURE
+            from cortex_resnet.io.outdir import SIGNATURE
 
             atomic_write_text(out, f"<!-- {SIGNATURE} train-report -->\n" + table)
         if json_out:

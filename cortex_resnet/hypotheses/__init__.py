@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..errors import UnknownNameError
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, HypothesisSpec, Params
+from cortex_resnet.errors import UnknownNameError
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, HypothesisSpec, Params
 
 __all__ = ["HYPOTHESES", "known_hypotheses", "get_hypothesis", "list_hypotheses", "run_hypothesis",
            "rebuild_report", "Hypothesis", "HypothesisSpec", "Params", "Analysis", "AnalysisOptions",
@@ -56,13 +56,13 @@ def list_hypotheses() -> list[dict[str, Any]]:
 
 def run_hypothesis(name: str, **kwargs: Any) -> dict[str, Any]:
     """Run a hypothesis; see :func:`cortex_resnet.hypotheses.runner.run_hypothesis`."""
-    from .runner import run_hypothesis as _run
+    from cortex_resnet.hypotheses.runner import run_hypothesis as _run
 
     return _run(name, **kwargs)
 
 
 def rebuild_report(directory: Any) -> dict[str, Any]:
     """Re-analyse a finished run's ``results.nc`` and rewrite its report and figure."""
-    from .runner import rebuild_report as _rebuild
+    from cortex_resnet.hypotheses.runner import rebuild_report as _rebuild
 
     return _rebuild(directory)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..circuit import Circuit, build_circuit
-from ..errors import SpecError
-from ..spec import load_spec, parse_spec
-from .base import Params
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.errors import SpecError
+from cortex_resnet.model.spec import load_spec, parse_spec
+from cortex_resnet.hypotheses.base import Params
 
 __all__ = ["CircuitParams", "resolve_file", "prepare_circuit", "circuit_for_seed", "spiking_circuit_for_seed", "pop_mean",
            "linear_response", "population_prediction"]
@@ -41,7 +41,7 @@ class CircuitParams(Params):
 
 def resolve_file(path: str, base_dir: Path | None) -> Path:
     """Find a file given relative to the cwd, the spec's folder or the repository root."""
-    from .runner import REPO_ROOT
+    from cortex_resnet.hypotheses.runner import REPO_ROOT
 
     p = Path(path)
     candidates = [p] if p.is_absolute() else [Path.cwd() / p]

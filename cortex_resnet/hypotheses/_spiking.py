@@ -1,6 +1,6 @@
 """Spiking halves of the circuit hypotheses: population rates of the Brian2 backend in time windows.
 
-The spiking backend (:mod:`cortex_resnet.spiking`) runs each rate unit as a
+The spiking backend (:mod:`cortex_resnet.spiking.simulator`) runs each rate unit as a
 pool of LIF neurons and returns binned pool rates in Hz (:func:`window_means` gives model units),
 plus ``x`` (recurrent synapses off, same input spikes) when decomposed. A seed
 is the network realisation, initial potentials and input spikes.
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..circuit import Circuit
+from cortex_resnet.model.circuit import Circuit
 
 __all__ = ["window_means", "run_spiking"]
 
@@ -31,6 +31,6 @@ def window_means(ds: Any, var: str, t0_ms: float, t1_ms: float) -> dict[str, flo
 
 def run_spiking(circuit: Circuit, stimulus: str, duration_ms: float, seed: int, *, decompose: bool) -> Any:
     """One spiking run (Brian2 runtime mode) of ``circuit`` with ``stimulus`` (CLI form)."""
-    from ..spiking import simulate_spiking
+    from cortex_resnet.spiking.simulator import simulate_spiking
 
     return simulate_spiking(circuit, stimulus, duration_ms=duration_ms, seed=int(seed), decompose=decompose)

@@ -2,12 +2,12 @@
 
 Each task trains one :class:`~cortex_resnet.bridge.CircuitClassifier` (the
 bridge's unrolled circuit with a learned input projection and an E-only
-anytime readout) on a registered dataset (:mod:`cortex_resnet.data`) with Adam,
+anytime readout) on a registered dataset (:mod:`cortex_resnet.data.datasets`) with Adam,
 in float32, without writing files (a hypothesis runs tens of such trainings side
-by side), through the training loop's epoch (:func:`cortex_resnet.train_epoch.fit_epoch`)
+by side), through the training loop's epoch (:func:`cortex_resnet.training.epoch.fit_epoch`)
 on its device (CUDA when present). Everything random comes from the task seed (circuit
 weights, initial parameters, batch order); the dataset is fixed by
-``data_seed``. Test accuracy per step uses :func:`cortex_resnet.training.evaluate`.
+``data_seed``. Test accuracy per step uses :func:`cortex_resnet.training.loop.evaluate`.
 
 Time scale: a residual net of depth ``K`` integrates a fixed time
 ``total_ms`` with ``dt = total_ms / K`` (deeper = a finer discretisation of the
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..circuit import build_circuit
-from ..data import Dataset, get_dataset, known_datasets
-from ..errors import SpecError
-from ..spec import load_spec, parse_spec
-from .base import Params
-from ._circuits import resolve_file
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.data.datasets import Dataset, get_dataset, known_datasets
+from cortex_resnet.errors import SpecError
+from cortex_resnet.model.spec import load_spec, parse_spec
+from cortex_resnet.hypotheses.base import Params
+from cortex_resnet.hypotheses._circuits import resolve_file
 
 __all__ = ["TrainingParams", "prepare_training", "train_classifier", "TrainedClassifier", "dataset_for",
            "step_dt"]
@@ -127,10 +127,10 @@ def train_classifier(prepared: dict[str, Any], seed: int, *, variant: str, steps
     dt_ms : Euler step; default :func:`step_dt`
     input_mode : ``pulse`` or ``sustained``; default ``prepared["input_mode"]``
     """
-    from ..bridge import CircuitClassifier, unroll
-    from ..train_ddp import rank_device
-    from ..train_epoch import fit_epoch, global_batches
-    from ..training import evaluate
+    from cortex_resnet.bridge import CircuitClassifier, unroll
+    from cortex_resnet.training.distributed import rank_device
+    from cortex_resnet.training.epoch import fit_epoch, global_batches
+    from cortex_resnet.training.loop import evaluate
 
     ds = dataset_for(prepared["dataset"], prepared["data_seed"], prepared["n_train"], prepared["n_test"])
     spec = parse_spec(prepared["circuit_spec"]).replace(seed=int(seed))

@@ -24,12 +24,12 @@ import numpy as np
 import xarray as xr
 from pydantic import Field, model_validator
 
-from ..analysis import analyze as linear_analysis
-from ..errors import ConvergenceError
-from ..fixedpoint import steady_state
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from ._circuits import (CircuitParams, circuit_for_seed, pop_mean, population_prediction, prepare_circuit,
+from cortex_resnet.model.analysis import analyze as linear_analysis
+from cortex_resnet.errors import ConvergenceError
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
+from cortex_resnet.hypotheses._circuits import (CircuitParams, circuit_for_seed, pop_mean, population_prediction, prepare_circuit,
                         spiking_circuit_for_seed)
 
 __all__ = ["HYPOTHESIS", "AmplificationParams"]
@@ -83,7 +83,7 @@ def _design(params: AmplificationParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from ._spiking import run_spiking, window_means
+    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
 
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     dur = prepared["spiking_duration_ms"]
@@ -110,7 +110,7 @@ def _nan_result() -> dict[str, Any]:
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-    from ..rate import simulate
+    from cortex_resnet.rate.simulator import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     u = np.full(c.n_inputs, prepared["input_amp"])
@@ -186,7 +186,7 @@ def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: AmplificationParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
 
     style()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))

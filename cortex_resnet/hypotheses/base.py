@@ -29,10 +29,10 @@ import numpy as np
 import xarray as xr
 from pydantic import Field, ValidationError
 
-from ..errors import SpecError, TooFewSeedsError
-from ..spec import validation_to_spec_error
-from ..specbase import Frozen
-from ..stats import TestResult, combine_verdicts, decide, holm, require_seeds
+from cortex_resnet.errors import SpecError, TooFewSeedsError
+from cortex_resnet.model.spec import validation_to_spec_error
+from cortex_resnet.core.specbase import Frozen
+from cortex_resnet.hypotheses.stats import TestResult, combine_verdicts, decide, holm, require_seeds
 
 __all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "comparison", "Analysis",
            "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "paired_values", "summary_rows"]
@@ -40,7 +40,7 @@ __all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", 
 
 class Params(Frozen):
     """Base class of a hypothesis's parameters (unknown fields, non-finite numbers, booleans or
-    strings for numbers are refused: :class:`cortex_resnet.specbase.Frozen`)."""
+    strings for numbers are refused: :class:`cortex_resnet.core.specbase.Frozen`)."""
 
 
 class QuickSpec(Frozen):

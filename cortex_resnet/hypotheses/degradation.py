@@ -23,9 +23,9 @@ import numpy as np
 import xarray as xr
 from pydantic import Field, field_validator
 
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
-from ._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
 
 __all__ = ["HYPOTHESIS", "DegradationParams"]
 
@@ -100,7 +100,7 @@ def _analyze(ds: xr.Dataset, params: DegradationParams, opt: AnalysisOptions) ->
 def _figure(ds: xr.Dataset, analysis: Analysis, params: DegradationParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, save_figure, style
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
 
     style()
     fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
@@ -138,5 +138,5 @@ HYPOTHESIS = Hypothesis(
     analyze=_analyze,
     figure=_figure,
     prepare=prepare_training,
-    requires=("cortex_resnet.bridge", "cortex_resnet.training"),
+    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

@@ -4,7 +4,7 @@ The leaky recurrent circuit ``tau dr/dt = -r + phi(W r + h)`` settles to the
 steady state ``r*``. The *equivalent feedforward chain* computes the same
 ``r*`` with the same weights and no leak: layer 0 is ``phi(h)`` (the
 input-driven part) and layer ``k`` is ``phi(W r_{k-1} + h)`` -- the unrolled
-circuit with ``alpha = 1`` (a plain net, :func:`~cortex_resnet.rate.euler_step`),
+circuit with ``alpha = 1`` (a plain net, :func:`~cortex_resnet.rate.simulator.euler_step`),
 one processing delay ``layer_delay_ms`` per layer (about 10 ms per cortical
 stage: Nowak & Bullier 1997; Thorpe & Fabre-Thorpe 2001). It converges when
 the spectral radius of ``D W`` is below 1 (true for the canonical microcircuit).
@@ -31,11 +31,11 @@ import torch
 import xarray as xr
 from pydantic import Field
 
-from ..fixedpoint import steady_state
-from ..rate import RateSystem, euler_step
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
-from ._circuits import CircuitParams, circuit_for_seed, prepare_circuit
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.rate.simulator import RateSystem, euler_step
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
+from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, prepare_circuit
 
 __all__ = ["HYPOTHESIS", "DepthLatencyParams", "first_stable_index"]
 
@@ -173,7 +173,7 @@ def _analyze(ds: xr.Dataset, params: DepthLatencyParams, opt: AnalysisOptions) -
 def _figure(ds: xr.Dataset, analysis: Analysis, params: DepthLatencyParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, save_figure, style
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
 
     style()
     fig, ax = plt.subplots(figsize=(1.5 * COLUMN_WIDTH_IN, 2.6))

@@ -30,10 +30,10 @@ import torch
 import xarray as xr
 from pydantic import Field, model_validator
 
-from ..rate import RateSystem, euler_step
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from ._circuits import CircuitParams, circuit_for_seed, prepare_circuit
+from cortex_resnet.rate.simulator import RateSystem, euler_step
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
+from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, prepare_circuit
 
 __all__ = ["HYPOTHESIS", "SilencingParams", "relative_change", "gain_model_r2"]
 
@@ -173,7 +173,7 @@ def _analyze(ds: xr.Dataset, params: SilencingParams, opt: AnalysisOptions) -> A
 def _figure(ds: xr.Dataset, analysis: Analysis, params: SilencingParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
 
     style()
     fig, axes = plt.subplots(1, len(ds["condition"]), figsize=(2 * COLUMN_WIDTH_IN, 2.6), squeeze=False)

@@ -23,12 +23,12 @@ import numpy as np
 import xarray as xr
 from pydantic import Field
 
-from ..analysis import analyze as linear_analysis
-from ..errors import SimulationError, SpecError
-from ..fixedpoint import steady_state
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from ._circuits import (CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
+from cortex_resnet.model.analysis import analyze as linear_analysis
+from cortex_resnet.errors import SimulationError, SpecError
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
+from cortex_resnet.hypotheses._circuits import (CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
@@ -77,7 +77,7 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from ._spiking import run_spiking, window_means
+    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
 
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
@@ -97,7 +97,7 @@ def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-    from ..rate import simulate
+    from cortex_resnet.rate.simulator import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     du = np.array([0.0, prepared["extra_drive"]])
@@ -179,8 +179,8 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: IsnParadoxParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
-    from .report import strip_plot
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
+    from cortex_resnet.hypotheses.report import strip_plot
 
     style()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))

@@ -32,9 +32,9 @@ import torch
 import xarray as xr
 from pydantic import Field
 
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Hypothesis, comparison, condition_values, paired_values, summary_rows
-from ._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, condition_values, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
 
 __all__ = ["HYPOTHESIS", "RefinementParams", "states_with_lesion"]
 
@@ -141,7 +141,7 @@ def _analyze(ds: xr.Dataset, params: RefinementParams, opt: AnalysisOptions) -> 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: RefinementParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, save_figure, style
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
 
     style()
     fig, axes = plt.subplots(1, 3, figsize=(2 * COLUMN_WIDTH_IN, 2.3))
@@ -188,5 +188,5 @@ HYPOTHESIS = Hypothesis(
     figure=_figure,
     prepare=prepare_training,
     var_dims={"accuracy": ("step",), "increment": ("step",), "lesion_drop": ("lesioned_step",)},
-    requires=("cortex_resnet.bridge", "cortex_resnet.training"),
+    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

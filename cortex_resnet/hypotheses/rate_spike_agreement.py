@@ -1,11 +1,11 @@
 """``rate-spike-agreement``: the spiking circuit's population rates follow the LIF rate model.
 
 The rate model with the LIF transfer function (Siegert / Ricciardi first-passage
-rate, :mod:`cortex_resnet.transfer`) predicts the steady-state population rates
+rate, :mod:`cortex_resnet.model.transfer`) predicts the steady-state population rates
 of the same circuit run as pools of LIF neurons (Brunel 2000, model A by
 default). For each input level (a condition) and seed (network realisation,
 initial potentials, input spikes) the task runs the spiking network
-(:mod:`cortex_resnet.spiking`) and compares its E and I rates in the second
+(:mod:`cortex_resnet.spiking.simulator`) and compares its E and I rates in the second
 half of the run with the rate model's steady state (Anderson solver). The
 statistic is the relative error ``|r_spiking - r_rate| / r_rate``, averaged over
 input levels per seed, tested against a tolerance; the spiking backend's own
@@ -23,10 +23,10 @@ import numpy as np
 import xarray as xr
 from pydantic import Field
 
-from ..fixedpoint import steady_state
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
-from ._circuits import CircuitParams, circuit_for_seed, pop_mean, prepare_circuit
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
+from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, pop_mean, prepare_circuit
 
 __all__ = ["HYPOTHESIS", "AgreementParams"]
 
@@ -52,7 +52,7 @@ def _design(params: AgreementParams) -> list[dict[str, Any]]:
 
 
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from ._spiking import run_spiking, window_means
+    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
 
     changes = {} if prepared["pool_size"] is None else {"spiking.pool_size": prepared["pool_size"]}
     c = circuit_for_seed(prepared, seed, **changes)
@@ -101,7 +101,7 @@ def _analyze(ds: xr.Dataset, params: AgreementParams, opt: AnalysisOptions) -> A
 def _figure(ds: xr.Dataset, analysis: Analysis, params: AgreementParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, POP_COLORS, save_figure, style
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, POP_COLORS, save_figure, style
 
     style()
     fig, ax = plt.subplots(figsize=(1.3 * COLUMN_WIDTH_IN, 2.6))
@@ -134,5 +134,5 @@ HYPOTHESIS = Hypothesis(
     analyze=_analyze,
     figure=_figure,
     prepare=prepare_circuit,
-    requires=("cortex_resnet.spiking", "brian2"),
+    requires=("cortex_resnet.spiking.simulator", "brian2"),
 )

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import xarray as xr
 
-from ..results import atomic_write_text, library_versions, save_dataset
+from cortex_resnet.core.jsonable import to_jsonable
+from cortex_resnet.io.results import atomic_write_text, library_versions, save_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .base import Analysis
-    from .runner import RunConfig
+    from cortex_resnet.hypotheses.base import Analysis
+    from cortex_resnet.hypotheses.runner import RunConfig
 
 __all__ = ["write_report", "render_markdown", "markdown_table", "strip_plot", "fmt"]
 
@@ -45,8 +46,6 @@ def fmt(x: Any, digits: int = 4) -> str:
 
 def _finite(x: Any) -> Any:
     """JSON-safe: NaN/inf -> None, NumPy -> Python."""
-    from ..cli._common import to_jsonable
-
     return to_jsonable(x)
 
 
@@ -163,7 +162,7 @@ def write_report(out_dir: Path, cfg: "RunConfig", ds: xr.Dataset, analysis: "Ana
 def strip_plot(ax: Any, ds: xr.Dataset, var: str, *, conditions: Sequence[str] | None = None,
                color: str | None = None, label: str | None = None) -> None:
     """One dot per seed and the mean (bar) per condition of a scalar variable."""
-    from ..plots import PALETTE
+    from cortex_resnet.plots.base import PALETTE
 
     conds = list(conditions) if conditions is not None else [str(c) for c in ds["condition"].values]
     c = color or PALETTE["blue"]

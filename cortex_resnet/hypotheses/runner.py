@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
-from ..results import library_versions
-from ..spec import read_toml
-from ..stats import require_seeds
-from ..sweep import DEFAULT_CONNECT_TIMEOUT_S, Task, run_tasks, to_dataset
-from .base import Analysis, AnalysisOptions, Hypothesis, HypothesisSpec, Params, parse_hypothesis_spec
-from .report import write_report
+from cortex_resnet.errors import SpecError
+from cortex_resnet.io.results import library_versions
+from cortex_resnet.model.spec import read_toml
+from cortex_resnet.hypotheses.stats import require_seeds
+from cortex_resnet.fanout.tasks import DEFAULT_CONNECT_TIMEOUT_S, Task, run_tasks, to_dataset
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, HypothesisSpec, Params, parse_hypothesis_spec
+from cortex_resnet.hypotheses.report import write_report
 
 __all__ = ["with_condition_coords", "RunConfig", "load_run_config", "find_spec_file", "execute_task", "build_tasks",
            "run_hypothesis", "rebuild_report", "REPO_ROOT", "default_out"]
@@ -68,7 +68,7 @@ class RunConfig:
 def load_run_config(name: str, *, spec_path: str | Path | None = None, quick: bool = False,
                     seeds: int | None = None, seed: int | None = None) -> RunConfig:
     """Read and validate the experiment spec (or the built-in defaults) for one run."""
-    from . import get_hypothesis
+    from cortex_resnet.hypotheses import get_hypothesis
 
     hyp = get_hypothesis(name)
     path = Path(spec_path) if spec_path is not None else find_spec_file(name)
@@ -97,7 +97,7 @@ def load_run_config(name: str, *, spec_path: str | Path | None = None, quick: bo
 
 def execute_task(name: str, prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     """One (condition, seed) cell; module-level so Dask workers import it by reference."""
-    from . import get_hypothesis
+    from cortex_resnet.hypotheses import get_hypothesis
 
     return get_hypothesis(name).task(prepared, condition, seed)
 
@@ -126,7 +126,7 @@ def _preload(cfg: RunConfig) -> tuple[str, ...]:
     """Modules Dask workers import in their main thread first (Brian2 sets a signal handler)."""
     mods = list(cfg.hypothesis.requires)
     if "spiking" in getattr(cfg.params, "backends", ()):
-        mods += ["cortex_resnet.spiking", "brian2"]
+        mods += ["cortex_resnet.spiking.simulator", "brian2"]
     return tuple(dict.fromkeys(mods))
 
 
@@ -212,8 +212,8 @@ def run_hypothesis(name: str, *, quick: bool = False, seeds: int | None = None, 
 
 def rebuild_report(directory: str | Path) -> dict[str, Any]:
     """Re-analyse ``DIR/results.nc`` with the spec stored in it; rewrite report and figure."""
-    from ..results import load_dataset
-    from . import get_hypothesis
+    from cortex_resnet.io.results import load_dataset
+    from cortex_resnet.hypotheses import get_hypothesis
 
     d = Path(directory)
     if not (d / "results.nc").is_file():

@@ -22,9 +22,9 @@ import numpy as np
 import xarray as xr
 from pydantic import Field
 
-from ..stats import compare
-from .base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
-from ._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses.stats import compare
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
 
 __all__ = ["HYPOTHESIS", "ShortcutParams"]
 
@@ -78,8 +78,8 @@ def _analyze(ds: xr.Dataset, params: ShortcutParams, opt: AnalysisOptions) -> An
 def _figure(ds: xr.Dataset, analysis: Analysis, params: ShortcutParams, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..plots import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-    from .report import strip_plot
+    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
+    from cortex_resnet.hypotheses.report import strip_plot
 
     style()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4))
@@ -106,5 +106,5 @@ HYPOTHESIS = Hypothesis(
     analyze=_analyze,
     figure=_figure,
     prepare=prepare_training,
-    requires=("cortex_resnet.bridge", "cortex_resnet.training"),
+    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

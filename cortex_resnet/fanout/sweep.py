@@ -1,0 +1,153 @@
+"""Parameter sweeps of the rate model: a grid of spec fields x seeds, fanned out on Dask.
+
+``sweep_model("models/isn.toml", {"connectivity.J_EE": [0.5, 1.5, 2.5]}, seeds=2)``
+runs every grid point and seed as one independent task (:mod:`cortex_resnet.fanout.tasks`:
+LocalCluster by default, ``scheduler=`` joins a running cluster, finished tasks
+cached by a hash of their inputs so an interrupted sweep resumes) and gathers
+the summaries into one :class:`xarray.Dataset` with a dimension per swept field
+plus ``seed``:
+
+* ``rate_E``, ``rate_I``: population mean rates over the last half of the run;
+* ``max_eig_real`` (1/ms), ``inhibition_stabilized`` (0/1), ``ee_loop_gain`` at the final input;
+* ``unstable``: 1 where the run stopped with runaway/NaN (the rates are then NaN);
+* ``status``: why a grid point's numbers are missing or special (CF flags, :data:`STATUS`):
+  ``ok``; ``marginal`` (max Re(eig) = 0 to rounding: neither stable nor unstable);
+  ``singular`` (``I - D W`` singular: no unique steady state, so ``max_eig_real``,
+  ``ee_loop_gain`` and ``inhibition_stabilized`` are NaN); ``no_steady_state`` (the solver
+  found none: the same three NaN); ``runaway`` (the run diverged: rates NaN); ``unstable_end``
+  (the run ended in a linearly unstable state before diverging: its rates are no steady state).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import xarray as xr
+
+from cortex_resnet.errors import ConvergenceError, SpecError, UnstableCircuitError
+from cortex_resnet.io.results import library_versions, save_dataset
+from cortex_resnet.model.spec import load_spec, parse_spec, parse_stimulus
+from cortex_resnet.fanout.tasks import Task, run_tasks, to_dataset
+
+__all__ = ["sweep_model", "parse_param", "sweep_task", "STATUS"]
+
+#: ``status`` codes of a grid point (module docstring)
+STATUS = {"ok": 0, "marginal": 1, "singular": 2, "no_steady_state": 3, "runaway": 4, "unstable_end": 5}
+
+
+def parse_param(text: str) -> tuple[str, list[Any]]:
+    """``FIELD=v1,v2,...`` -> (field, values); values are TOML scalars (numbers, true/false, "strings")."""
+    import tomllib
+
+    key, eq, vals = text.partition("=")
+    key = key.strip()
+    if not eq or not key or not vals.strip():
+        raise SpecError("--param", text, "FIELD=v1,v2,... e.g. connectivity.J_EE=0.5,1.0,2.0")
+    try:
+        values = tomllib.loads(f"v = [{vals}]")["v"]
+    except tomllib.TOMLDecodeError:
+        raise SpecError("--param", text, "comma-separated numbers, true/false or quoted strings") from None
+    if not values or len(set(map(json.dumps, values))) != len(values):
+        raise SpecError("--param", text, "at least one value, no repeats")
+    return key, values
+
+
+def sweep_task(spec_json: str, changes: dict[str, Any], seed: int, stimulus: str, duration_ms: float,
+               dt_ms: float) -> dict[str, Any]:
+    """One grid point and seed: simulate (Euler, float64, CPU) and summarise."""
+    from cortex_resnet.model.analysis import analyze
+    from cortex_resnet.model.circuit import build_circuit
+    from cortex_resnet.rate.simulator import UnstableStateWarning, simulate
+    from cortex_resnet.io.results import population_mean
+
+    spec = parse_spec(json.loads(spec_json)).replace(**changes, seed=seed)
+    circuit = build_circuit(spec)
+    out: dict[str, Any] = {"unstable": 0.0, "status": STATUS["ok"]}
+    try:
+        with warnings.catch_warnings():  # recorded in ``status`` instead
+            warnings.simplefilter("ignore", UnstableStateWarning)
+            ds = simulate(circuit, stimulus, duration_ms=duration_ms, dt_ms=dt_ms, device="cpu",
+                          record_stride=max(1, int(round(1.0 / dt_ms))), seed=seed)
+    except UnstableCircuitError:
+        return {"rate_E": math.nan, "rate_I": math.nan, "unstable": 1.0, "status": STATUS["runaway"]}
+    rates = population_mean(ds, "r")
+    out.update({"rate_E": rates["E"], "rate_I": rates["I"]})
+    ended_unstable = int(ds.attrs.get("unstable", 0)) == 1
+    try:
+        lin = analyze(circuit, ds["u"].isel(time=-1, batch=0).values)
+    except ConvergenceError:
+        out["status"] = STATUS["no_steady_state"]
+        return out
+    if lin.condition == "singular":  # no unique steady state: its spectrum is no result
+        out["status"] = STATUS["singular"]
+        return out
+    out["status"] = STATUS["unstable_end" if ended_unstable else "marginal" if lin.condition == "marginal" else "ok"]
+    out.update({"max_eig_real": lin.max_eig_real, "ee_loop_gain": lin.ee_loop_gain,
+                "inhibition_stabilized": float(lin.inhibition_stabilized)})
+    return out
+
+
+def _mark_status(ds: xr.Dataset) -> xr.Dataset:
+    """CF flag attributes on ``status`` and a one-line count of the grid points that are not ok."""
+    if "status" not in ds:
+        return ds
+    ds["status"].attrs.update({"long_name": "grid point status", "flag_values": list(STATUS.values()),
+                               "flag_meanings": " ".join(STATUS)})
+    counts = {name: int((ds["status"] == code).sum()) for name, code in STATUS.items() if code}
+    bad = {k: v for k, v in counts.items() if v}
+    ds.attrs["status_summary"] = ("all grid points ok" if not bad else
+                                  ", ".join(f"{v} {k}" for k, v in bad.items()) + " (see status.flag_meanings)")
+    return ds
+
+
+def sweep_model(model: str | Path, params: dict[str, Sequence[Any]], *, seeds: int = 1, seed: int = 0,
+                stimulus: str | None = None, duration_ms: float | None = None, dt_ms: float | None = None,
+                out: str | Path | None = None, workers: int = 2, scheduler: str | None = None,
+                progress: bool = False, connect_timeout_s: float = 10.0) -> xr.Dataset:
+    """Run the grid ``params`` (field -> values) x ``seeds`` and gather the summaries (module docstring).
+
+    Every grid point is validated before any task runs, so a bad value fails at once
+    (``SpecError`` naming the field) and not on a worker.
+    """
+    spec = load_spec(model)
+    if not params:
+        raise SpecError("--param", "none", "at least one FIELD=v1,v2,... to sweep")
+    if seeds < 1:
+        raise SpecError("--seeds", seeds, "an integer >= 1")
+    sim = spec.simulation
+    stimulus = stimulus or sim.stimulus
+    parse_stimulus(stimulus)
+    duration_ms = sim.duration_ms if duration_ms is None else duration_ms
+    dt_ms = sim.dt_ms if dt_ms is None else dt_ms
+    names = list(params)
+    spec_json = spec.to_json()
+    tasks = []
+    for combo in itertools.product(*(params[n] for n in names)):
+        changes = dict(zip(names, combo))
+        try:
+            spec.replace(**changes)
+        except (KeyError, TypeError):
+            raise SpecError("--param", ", ".join(names), "existing spec fields (e.g. connectivity.J_EE)") from None
+        for s in range(seed, seed + seeds):
+            inputs = {"spec": spec_json, "changes": changes, "seed": s, "stimulus": stimulus,
+                      "duration_ms": duration_ms, "dt_ms": dt_ms, "versions": library_versions()}
+            coords = {**{n: json.dumps(v) if isinstance(v, str) else v for n, v in changes.items()}, "seed": s}
+            tasks.append(Task(sweep_task, (spec_json, changes, s, stimulus, duration_ms, dt_ms), inputs,
+                              label=" ".join(f"{k}={v}" for k, v in coords.items()), coords=coords))
+    cache = Path(out) / ".cache" if out is not None else None
+    results = run_tasks(tasks, scheduler=scheduler, workers=workers, cache_dir=cache, progress=progress,
+                        connect_timeout_s=connect_timeout_s, desc=f"sweep {spec.name}")
+    ds = to_dataset(tasks, results, names + ["seed"], attrs={
+        "model": str(model), "spec": spec_json, "params": json.dumps(params), "stimulus": stimulus,
+        "duration_ms": duration_ms, "dt_ms": dt_ms, "versions": json.dumps(library_versions())})
+    ds = _mark_status(ds)
+    if out is not None:
+        save_dataset(ds.rename({n: n.replace(".", "__") for n in names if n in ds.dims}), Path(out) / "sweep.nc")
+    return ds
+
+

@@ -1,0 +1,507 @@
+"""Statistics for multi-seed hypothesis tests: tests, confidence intervals, effect sizes, verdicts.
+
+Every test returns a :class:`TestResult` with the test's name, statistic,
+p-value, an effect size (Cohen's d for t-tests, rank-biserial r for rank
+tests), the estimate and a two-sided confidence interval of it whose coverage
+does not depend on resampling luck:
+
+==============================  ===========================  ==========================================
+test                            estimate                     interval
+==============================  ===========================  ==========================================
+one-sample / paired t-test      mean (of the differences)    Student t-interval (exact for normal data)
+Welch t-test                    difference of means          Welch-Satterthwaite t-interval
+Wilcoxon signed-rank            Hodges-Lehmann pseudo-median  exact order statistics of Walsh averages
+Mann-Whitney U                  Hodges-Lehmann shift          exact order statistics of the differences
+==============================  ===========================  ==========================================
+
+The rank intervals (Hodges & Lehmann 1963; Bauer 1972) invert the exact null
+distribution of the signed-rank / rank-sum statistic: their coverage is at
+least the level for every continuous (one-sample: symmetric) distribution.
+With few seeds such an interval may not exist (signed-rank: n <= 5; rank sum:
+3 vs 3); the interval is then ``(-inf, inf)``, ``ci_coverage = 1`` and
+``ci_method`` says so. A percentile bootstrap is not used: it covers the mean
+of normal data only 75 % / 83 % / 90 % of the time at n = 3 / 5 / 10.
+
+Verdicts (:func:`decide`) use a *smallest effect of interest* ``min_effect``
+(in the estimate's units), stated per hypothesis:
+
+* ``supported``: the (Holm-adjusted) p-value is below ``alpha`` and the
+  estimate lies on the side H1 predicts;
+* ``not supported``: the confidence interval, whose stated coverage is at least
+  its level, excludes every effect of at least ``min_effect`` in H1's direction
+  (the data contradict H1);
+* ``inconclusive``: neither (too few seeds, too much spread).
+
+A verdict from fewer than two seeds is refused (:class:`TooFewSeedsError`).
+Rank tests cannot reach small p-values with few seeds (Wilcoxon signed-rank,
+n = 3, one-sided: p >= 0.125), so quick runs use t-tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+from cortex_resnet.errors import SpecError, TooFewSeedsError, UnknownNameError
+
+__all__ = [
+    "TestResult", "Verdict", "VERDICTS", "ALTERNATIVES", "one_sample", "paired", "welch",
+    "mann_whitney", "wilcoxon", "compare", "t_interval", "welch_interval", "hodges_lehmann_interval",
+    "hodges_lehmann_shift_interval", "cohens_d", "rank_biserial", "holm", "decide", "combine_verdicts",
+    "require_seeds",
+]
+
+Alternative = Literal["greater", "less", "two-sided"]
+ALTERNATIVES = ("greater", "less", "two-sided")
+VERDICTS = ("supported", "not supported", "inconclusive")
+Verdict = Literal["supported", "not supported", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One statistical test.
+
+    Attributes
+    ----------
+    test : name, e.g. ``"paired t-test"``
+    statistic : the test statistic (t, U or W)
+    p_value : p-value for ``alternative`` (unadjusted)
+    effect_size : Cohen's d (t-tests) or rank-biserial r (rank tests)
+    effect_name : ``"cohens_d"`` or ``"rank_biserial"``
+    estimate : mean (or mean difference; Hodges-Lehmann estimate for rank tests); ``estimate``
+        minus ``null_value`` is what H1 is about; the estimate itself is reported raw
+    ci : (low, high) two-sided confidence interval of ``estimate``; ``(-inf, inf)`` when no
+        finite interval reaches ``ci_level`` (rank tests with few seeds)
+    ci_level : the nominal level, e.g. 0.95
+    n : number of seeds (pairs, or per group as ``(n1, n2)`` summed)
+    alternative : ``"greater"``, ``"less"`` or ``"two-sided"``
+    null_value : the value of the estimate under H0
+    ci_method : how ``ci`` was computed
+    ci_coverage : the coverage the interval guarantees under the test's assumptions (normal data
+        for t-intervals: ``ci_level``; rank intervals: the exact attained value >= ``ci_level``);
+        NaN when unknown, and then :func:`decide` never reads "not supported" from the interval
+    """
+
+    __test__ = False  # not a pytest test class
+
+    test: str
+    statistic: float
+    p_value: float
+    effect_size: float
+    effect_name: str
+    estimate: float
+    ci: tuple[float, float]
+    ci_level: float
+    n: int
+    alternative: str
+    null_value: float
+    ci_method: str = ""
+    ci_coverage: float = math.nan
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["ci"] = [float(self.ci[0]), float(self.ci[1])]
+        return d
+
+
+def require_seeds(n: int, what: str = "seeds") -> None:
+    """Refuse a verdict from fewer than two seeds (:class:`TooFewSeedsError`)."""
+    if n < 2:
+        raise TooFewSeedsError(what, n)
+
+
+def _clean(x: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(a)):
+        raise SpecError(what, "non-finite values", "finite numbers (a run diverged or failed)")
+    require_seeds(a.size, what)
+    return a
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise UnknownNameError("alternative", alternative, list(ALTERNATIVES), field="alternative")
+
+
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise SpecError("level", level, "a confidence level in (0, 1)")
+
+
+# --- t-intervals (vectorised along the last axis) -------------------------------------------
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided Student t-interval of the mean of ``x`` along its last axis.
+
+    ``mean +- t_{(1+level)/2, n-1} sd / sqrt(n)``; the same numbers as
+    ``scipy.stats.ttest_1samp(x).confidence_interval(level)``, for a whole batch of samples.
+    Zero spread gives the point interval ``(mean, mean)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    m = x.mean(axis=-1)
+    half = _st.t.ppf((1 + level) / 2, n - 1) * x.std(axis=-1, ddof=1) / math.sqrt(n)
+    return m - half, m + half
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided Welch (unequal-variance) t-interval of ``mean(a) - mean(b)`` along the last axis.
+
+    Welch-Satterthwaite degrees of freedom; the same numbers as
+    ``scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    na, nb = a.shape[-1], b.shape[-1]
+    va, vb = a.var(axis=-1, ddof=1) / na, b.var(axis=-1, ddof=1) / nb
+    se2 = va + vb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = se2**2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+        half = np.where(se2 > 0, _st.t.ppf((1 + level) / 2, df) * np.sqrt(se2), 0.0)
+    d = a.mean(axis=-1) - b.mean(axis=-1)
+    return d - half, d + half
+
+
+# --- exact rank intervals -------------------------------------------------------------------
+
+_EXACT_SIGNED_RANK_MAX_N = 400
+_EXACT_RANK_SUM_MAX_CELLS = 10_000
+
+
+@functools.lru_cache(maxsize=64)
+def _signed_rank_cdf(n: int) -> np.ndarray:
+    """Exact null CDF of the signed-rank statistic T+ (no ties): ``P(T+ <= t)``, t = 0 .. n(n+1)/2."""
+    p = np.zeros(n * (n + 1) // 2 + 1)
+    p[0] = 1.0
+    for r in range(1, n + 1):  # rank r carries a + sign with probability 1/2
+        new = 0.5 * p
+        new[r:] += 0.5 * p[:-r]
+        p = new
+    return np.cumsum(p)
+
+
+@functools.lru_cache(maxsize=64)
+def _rank_sum_cdf(n1: int, n2: int) -> np.ndarray:
+    """Exact null CDF of the Mann-Whitney U (no ties): ``P(U <= u)``, u = 0 .. n1 n2.
+
+    Recursion p(m, n; u) = m/(m+n) p(m-1, n; u-n) + n/(m+n) p(m, n-1; u) (Mann & Whitney 1947).
+    """
+    size = n1 * n2 + 1
+    prev = [np.eye(1, size).ravel() for _ in range(n2 + 1)]  # m = 0: U = 0 for every n
+    for m in range(1, n1 + 1):
+        cur = [np.eye(1, size).ravel()]  # n = 0: U = 0
+        for n in range(1, n2 + 1):
+            shifted = np.zeros(size)
+            shifted[n:] = prev[n][:size - n]
+            cur.append(m / (m + n) * shifted + n / (m + n) * cur[n - 1])
+        prev = cur
+    return np.cumsum(prev[n2])
+
+
+def _order_k(cdf: np.ndarray | None, mean: float, var: float, level: float) -> tuple[int, float]:
+    """Largest k >= 1 with ``P(S <= k - 1) <= (1 - level) / 2`` and the coverage ``1 - 2 P(S <= k - 1)``;
+    ``(0, 1.0)`` when none exists. Without an exact ``cdf``, the normal approximation with
+    continuity correction (large samples only)."""
+    tail = (1 - level) / 2
+    if cdf is None:
+        k = math.floor(mean - _st.norm.ppf(1 - tail) * math.sqrt(var) - 0.5) + 1
+        return (k, level) if k >= 1 else (0, 1.0)
+    ok = np.nonzero(cdf <= tail * (1 + 1e-12))[0]
+    if ok.size == 0:
+        return 0, 1.0
+    k = int(ok[-1]) + 1
+    return k, float(1 - 2 * cdf[k - 1])
+
+
+def _interval_from_sorted(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if k == 0:
+        shape = values.shape[:-1]
+        return np.full(shape, -np.inf), np.full(shape, np.inf)
+    return values[..., k - 1], values[..., values.shape[-1] - k]
+
+
+def hodges_lehmann_interval(x: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Hodges-Lehmann pseudo-median of ``x`` (last axis) with its exact signed-rank interval.
+
+    The interval is ``[W_(k), W_(M+1-k)]`` over the sorted M = n(n+1)/2 Walsh averages
+    ``(x_i + x_j) / 2, i <= j``, with k from the exact null distribution of the signed-rank
+    statistic (the set of centres the two-sided Wilcoxon test does not reject).
+
+    Returns
+    -------
+    estimate, low, high : arrays over the leading axes
+    coverage : the exact coverage ``1 - 2 P(T+ <= k - 1)`` for continuous symmetric data;
+        ``1.0`` with ``(-inf, inf)`` when no finite interval reaches ``level`` (n <= 5 at 95 %)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    i, j = np.triu_indices(n)
+    walsh = np.sort((x[..., i] + x[..., j]) / 2, axis=-1)
+    m = walsh.shape[-1]
+    cdf = _signed_rank_cdf(n) if n <= _EXACT_SIGNED_RANK_MAX_N else None
+    k, coverage = _order_k(cdf, m / 2, n * (n + 1) * (2 * n + 1) / 24, level)
+    lo, hi = _interval_from_sorted(walsh, k)
+    return np.median(walsh, axis=-1), lo, hi, coverage
+
+
+def hodges_lehmann_shift_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95
+                                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Hodges-Lehmann shift ``a - b`` (median of all n1 n2 differences) with its exact interval.
+
+    ``[D_(k), D_(n1 n2 + 1 - k)]`` over the sorted differences, k from the exact null distribution
+    of the Mann-Whitney U; coverage as for :func:`hodges_lehmann_interval` (continuous data
+    differing by a shift); ``(-inf, inf)`` and 1.0 when no finite interval reaches ``level``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    n1, n2 = a.shape[-1], b.shape[-1]
+    diffs = np.sort((a[..., :, None] - b[..., None, :]).reshape(*a.shape[:-1], n1 * n2), axis=-1)
+    cdf = _rank_sum_cdf(n1, n2) if n1 * n2 <= _EXACT_RANK_SUM_MAX_CELLS else None
+    k, coverage = _order_k(cdf, n1 * n2 / 2, n1 * n2 * (n1 + n2 + 1) / 12, level)
+    lo, hi = _interval_from_sorted(diffs, k)
+    return np.median(diffs, axis=-1), lo, hi, coverage
+
+
+def _rank_ci_method(coverage: float, k_exists: bool, kind: str) -> str:
+    if k_exists:
+        return f"exact Hodges-Lehmann interval ({kind}; coverage {coverage:.3f})"
+    return f"no finite exact {kind} interval at this n: (-inf, inf)"
+
+
+def cohens_d(a: np.ndarray, b: np.ndarray | None = None, null_value: float = 0.0) -> float:
+    """Cohen's d: ``(mean(a) - null) / sd(a)`` or ``(mean(a) - mean(b)) / pooled sd``.
+
+    Zero spread gives ``+-inf`` (or 0 when the means are equal).
+    """
+    a = np.asarray(a, float)
+    if b is None:
+        diff, sd = a.mean() - null_value, a.std(ddof=1)
+    else:
+        b = np.asarray(b, float)
+        diff = a.mean() - b.mean()
+        sd = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
+    if sd == 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return float(diff / sd)
+
+
+def rank_biserial(a: np.ndarray, b: np.ndarray | None = None, null_value: float = 0.0) -> float:
+    """Rank-biserial correlation in [-1, 1].
+
+    Two samples: ``2 U_a / (n_a n_b) - 1`` (probability of superiority rescaled).
+    One sample / pairs: ``(T+ - T-) / (T+ + T-)`` from the signed ranks of ``a - null``.
+    """
+    a = np.asarray(a, float)
+    if b is None:
+        d = a - null_value
+        d = d[d != 0]
+        if d.size == 0:
+            return 0.0
+        ranks = _st.rankdata(np.abs(d))
+        tp, tm = ranks[d > 0].sum(), ranks[d < 0].sum()
+        return float((tp - tm) / (tp + tm))
+    b = np.asarray(b, float)
+    u = _st.mannwhitneyu(a, b, alternative="two-sided").statistic
+    return float(2 * u / (a.size * b.size) - 1)
+
+
+def _no_spread(*samples: np.ndarray) -> bool:
+    """True when every sample is constant up to round-off (relative 1e-12): deterministic runs."""
+    return all(s.std(ddof=1) <= 1e-12 * max(float(np.abs(s).max()), 1e-300) for s in samples)
+
+
+def _degenerate_p(diff: float, alternative: str) -> float:
+    """p-value of a test whose data have zero spread (deterministic runs)."""
+    if diff == 0:
+        return 1.0
+    if alternative == "two-sided":
+        return 0.0
+    return 0.0 if (diff > 0) == (alternative == "greater") else 1.0
+
+
+def one_sample(x: Sequence[float], null_value: float = 0.0, alternative: Alternative = "greater", *,
+               level: float = 0.95) -> TestResult:
+    """One-sample t-test of ``mean(x)`` against ``null_value`` (Student 1908), with the two-sided
+    t-interval of the mean at ``level``.
+
+    Zero spread (identical seeds, up to round-off) gives ``t = +-inf``, p = 0 or 1 by the sign and
+    the point interval ``(mean, mean)``.
+    """
+    _check_alternative(alternative)
+    _check_level(level)
+    a = _clean(x, "sample")
+    diff = a.mean() - null_value
+    if _no_spread(a):
+        t, p = (math.copysign(math.inf, diff) if diff else 0.0), _degenerate_p(diff, alternative)
+        ci = (float(a.mean()), float(a.mean()))
+    else:
+        res = _st.ttest_1samp(a, null_value, alternative=alternative)
+        t, p = float(res.statistic), float(res.pvalue)
+        lo, hi = t_interval(a, level)
+        ci = (float(lo), float(hi))
+    return TestResult("one-sample t-test", t, p, cohens_d(a, null_value=null_value), "cohens_d",
+                      float(a.mean()), ci, level, a.size, alternative, float(null_value),
+                      "Student t-interval", level)
+
+
+def paired(a: Sequence[float], b: Sequence[float], alternative: Alternative = "greater", *,
+           level: float = 0.95) -> TestResult:
+    """Paired t-test on ``a - b`` (same seed = same circuit/data in both conditions)."""
+    a_, b_ = _clean(a, "a"), _clean(b, "b")
+    if a_.size != b_.size:
+        raise SpecError("b", f"{b_.size} values", f"as many values as a ({a_.size}): one per seed")
+    r = one_sample(a_ - b_, 0.0, alternative, level=level)
+    return TestResult("paired t-test", r.statistic, r.p_value, r.effect_size, r.effect_name,
+                      r.estimate, r.ci, level, r.n, alternative, 0.0, r.ci_method, r.ci_coverage)
+
+
+def welch(a: Sequence[float], b: Sequence[float], alternative: Alternative = "greater", *,
+          level: float = 0.95) -> TestResult:
+    """Welch's unequal-variance t-test of ``mean(a) - mean(b)`` (Welch 1947), with the
+    Welch-Satterthwaite t-interval."""
+    _check_alternative(alternative)
+    _check_level(level)
+    a_, b_ = _clean(a, "a"), _clean(b, "b")
+    diff = a_.mean() - b_.mean()
+    if _no_spread(a_, b_):
+        t, p = (math.copysign(math.inf, diff) if diff else 0.0), _degenerate_p(diff, alternative)
+    else:
+        res = _st.ttest_ind(a_, b_, equal_var=False, alternative=alternative)
+        t, p = float(res.statistic), float(res.pvalue)
+    lo, hi = welch_interval(a_, b_, level)
+    return TestResult("Welch t-test", t, p, cohens_d(a_, b_), "cohens_d", float(diff), (float(lo), float(hi)),
+                      level, a_.size + b_.size, alternative, 0.0, "Welch t-interval", level)
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float], alternative: Alternative = "greater", *,
+                 level: float = 0.95) -> TestResult:
+    """Mann-Whitney U test (independent groups, no normality assumed); estimate: the Hodges-Lehmann
+    shift with its exact interval (:func:`hodges_lehmann_shift_interval`)."""
+    _check_alternative(alternative)
+    _check_level(level)
+    a_, b_ = _clean(a, "a"), _clean(b, "b")
+    res = _st.mannwhitneyu(a_, b_, alternative=alternative)
+    est, lo, hi, cov = hodges_lehmann_shift_interval(a_, b_, level)
+    return TestResult("Mann-Whitney U test", float(res.statistic), float(res.pvalue), rank_biserial(a_, b_),
+                      "rank_biserial", float(est), (float(lo), float(hi)), level, a_.size + b_.size,
+                      alternative, 0.0, _rank_ci_method(cov, math.isfinite(lo), "rank-sum"), cov)
+
+
+def wilcoxon(x: Sequence[float], null_value: float = 0.0, alternative: Alternative = "greater", *,
+             level: float = 0.95) -> TestResult:
+    """Wilcoxon signed-rank test of ``x - null_value`` (pairs: pass the differences); estimate: the
+    Hodges-Lehmann pseudo-median of ``x`` with its exact interval (:func:`hodges_lehmann_interval`)."""
+    _check_alternative(alternative)
+    _check_level(level)
+    a = _clean(x, "sample")
+    d = a - null_value
+    if np.all(d == 0):
+        w, p = 0.0, 1.0
+    else:
+        res = _st.wilcoxon(d, alternative=alternative)
+        w, p = float(res.statistic), float(res.pvalue)
+    est, lo, hi, cov = hodges_lehmann_interval(a, level)
+    return TestResult("Wilcoxon signed-rank test", w, p, rank_biserial(a, null_value=null_value),
+                      "rank_biserial", float(est), (float(lo), float(hi)), level, a.size, alternative,
+                      float(null_value), _rank_ci_method(cov, math.isfinite(lo), "signed-rank"), cov)
+
+
+def compare(a: Sequence[float], b: Sequence[float] | None = None, *, null_value: float = 0.0,
+            alternative: Alternative = "greater", design: Literal["one-sample", "paired", "independent"] = "one-sample",
+            family: Literal["t", "rank"] = "t", level: float = 0.95) -> TestResult:
+    """Pick the test that fits the design and the chosen family.
+
+    ============  ======================  ======================
+    design        family ``t``            family ``rank``
+    ============  ======================  ======================
+    one-sample    one-sample t-test       Wilcoxon signed-rank
+    paired        paired t-test           Wilcoxon on a - b
+    independent   Welch t-test            Mann-Whitney U
+    ============  ======================  ======================
+    """
+    if family not in ("t", "rank"):
+        raise UnknownNameError("test family", family, ["t", "rank"], field="test")
+    if design == "one-sample":
+        return (one_sample(a, null_value, alternative, level=level) if family == "t"
+                else wilcoxon(a, null_value, alternative, level=level))
+    if b is None:
+        raise SpecError("b", None, f"a second sample for a {design} design")
+    if design == "paired":
+        if family == "t":
+            return paired(a, b, alternative, level=level)
+        a_, b_ = _clean(a, "a"), _clean(b, "b")
+        if a_.size != b_.size:
+            raise SpecError("b", f"{b_.size} values", f"as many values as a ({a_.size}): one per seed")
+        r = wilcoxon(a_ - b_, 0.0, alternative, level=level)
+        return TestResult("Wilcoxon signed-rank test (paired)", r.statistic, r.p_value, r.effect_size,
+                          r.effect_name, r.estimate, r.ci, level, r.n, alternative, 0.0, r.ci_method,
+                          r.ci_coverage)
+    if design == "independent":
+        return (welch(a, b, alternative, level=level) if family == "t"
+                else mann_whitney(a, b, alternative, level=level))
+    raise UnknownNameError("design", design, ["one-sample", "paired", "independent"], field="design")
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (Holm 1979); controls the family-wise error rate."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def decide(result: TestResult, *, alpha: float = 0.05, min_effect: float = 0.0,
+           p_value: float | None = None) -> Verdict:
+    """Verdict for one test (see the module docstring).
+
+    Parameters
+    ----------
+    result : the test
+    alpha : significance level
+    min_effect : smallest effect of interest, >= 0, in the estimate's units
+        (distance from ``null_value`` in H1's direction)
+    p_value : a corrected p-value (Holm) to use instead of the raw one
+
+    "Not supported" is read from ``result.ci`` only when its ``ci_coverage`` is at least its
+    ``ci_level``; an interval of unknown or lower coverage can only leave a claim inconclusive.
+    """
+    require_seeds(result.n)
+    if not 0 < alpha < 1:
+        raise SpecError("alpha", alpha, "a significance level in (0, 1)")
+    if min_effect < 0:
+        raise SpecError("min_effect", min_effect, "a non-negative smallest effect of interest")
+    p = result.p_value if p_value is None else p_value
+    side = result.estimate - result.null_value
+    # an interval that may cover less than its level cannot contradict H1 (NaN coverage: unknown)
+    lo, hi = result.ci if result.ci_coverage >= result.ci_level else (-math.inf, math.inf)
+    null = result.null_value
+    if result.alternative == "greater":
+        if p < alpha and side > 0:
+            return "supported"
+        return "not supported" if hi < null + min_effect else "inconclusive"
+    if result.alternative == "less":
+        if p < alpha and side < 0:
+            return "supported"
+        return "not supported" if lo > null - min_effect else "inconclusive"
+    if p < alpha:
+        return "supported"
+    return "not supported" if (lo > null - min_effect and hi < null + min_effect) else "inconclusive"
+
+
+def combine_verdicts(verdicts: Sequence[str]) -> Verdict:
+    """A conjunction of claims: supported if every part is, not supported if any part is not."""
+    if not verdicts:
+        raise SpecError("verdicts", [], "at least one verdict")
+    if any(v == "not supported" for v in verdicts):
+        return "not supported"
+    if all(v == "supported" for v in verdicts):
+        return "supported"
+    return "inconclusive"

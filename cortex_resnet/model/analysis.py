@@ -1,0 +1,100 @@
+"""Linear analysis of a circuit at its fixed point: Jacobian, spectrum, stability, ISN.
+
+The Jacobian of ``T dr/dt = -r + phi(W r + h)`` at ``r*`` is
+``J = T^-1 (-I + D W)`` with ``D = diag(phi'(W r* + h))`` (units 1/ms). The
+circuit is *inhibition-stabilised* when the excitatory subnetwork alone would
+be unstable: the largest real part of ``eig(D_E W_EE)`` exceeds 1 (the E-E
+loop gain), while the full circuit is stable.
+
+Two degenerate cases are classified rather than reported as ordinary numbers
+(``LinearAnalysis.condition``): *singular*, when ``I - D W`` is singular
+(condition number above :data:`SINGULAR_CONDITION`: the steady state is not
+unique or does not exist, so ``r*`` and the spectrum at it mean nothing), and
+*marginal*, when the largest real part is zero to within rounding
+(:data:`MARGINAL_TOL` times the spectral radius of ``J``): neither stable nor
+unstable in the linear analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.errors import ConvergenceError
+from cortex_resnet.model.fixedpoint import steady_state
+
+__all__ = ["LinearAnalysis", "jacobian", "analyze", "SINGULAR_CONDITION", "MARGINAL_TOL", "CONDITIONS"]
+
+#: above this condition number of ``I - D W`` (float64: ``r*`` would keep < 4 digits) the circuit is singular
+SINGULAR_CONDITION = 1e12
+#: ``|max Re(eig)| <= MARGINAL_TOL * max |eig|`` is zero to within rounding: marginal
+MARGINAL_TOL = 1e-9
+CONDITIONS = ("stable", "unstable", "marginal", "singular")
+
+
+@dataclass(frozen=True)
+class LinearAnalysis:
+    """Results of :func:`analyze` for one constant input.
+
+    Attributes
+    ----------
+    r_star : (N,) steady-state rates
+    jacobian : (N, N) Jacobian at ``r_star`` (1/ms)
+    eigenvalues : (N,) complex eigenvalues of the Jacobian (1/ms)
+    max_eig_real : largest real part (1/ms); < 0 means locally stable
+    stable : ``max_eig_real < 0`` and neither marginal nor singular
+    ee_loop_gain : largest real part of ``eig(D_E W_EE)`` (dimensionless)
+    inhibition_stabilized : ``ee_loop_gain > 1`` and ``stable``
+    condition : ``"stable"``, ``"unstable"``, ``"marginal"`` or ``"singular"`` (module docstring)
+    condition_number : of ``I - D W`` (inf when exactly singular)
+    """
+
+    r_star: np.ndarray
+    jacobian: np.ndarray
+    eigenvalues: np.ndarray
+    max_eig_real: float
+    stable: bool
+    ee_loop_gain: float
+    inhibition_stabilized: bool
+    condition: str = "stable"
+    condition_number: float = 1.0
+
+
+def jacobian(circuit: Circuit, r_star: np.ndarray, u: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Jacobian (N, N) in 1/ms and the gains ``phi'`` (N,) at ``r_star`` for input ``u``."""
+    u = np.broadcast_to(np.asarray(u, dtype=np.float64), (circuit.n_inputs,))
+    z = circuit.W @ r_star + circuit.B @ u + circuit.b
+    d = circuit.phi_derivative(torch.as_tensor(z, dtype=torch.float64)).numpy()
+    J = (-np.eye(circuit.n_units) + d[:, None] * circuit.W) / circuit.tau_ms[:, None]
+    return J, d
+
+
+def analyze(circuit: Circuit, u: np.ndarray | float = 0.0, r_star: np.ndarray | None = None) -> LinearAnalysis:
+    """Steady state (Newton), Jacobian, eigenvalues, stability and ISN test for one input."""
+    if r_star is None:
+        r_star = steady_state(circuit, np.broadcast_to(np.asarray(u, float), (circuit.n_inputs,))).numpy()[0]
+    J, d = jacobian(circuit, r_star, u)
+    if not np.all(np.isfinite(J)):
+        raise ConvergenceError(f"linear analysis: the Jacobian at the steady state is not finite (max |r*| = "
+                               f"{float(np.max(np.abs(r_star))):.3g}); the circuit has no finite steady state for "
+                               "this input (simulate the dynamics instead)")
+    eig = np.linalg.eigvals(J)
+    max_re = float(np.max(eig.real))
+    e = circuit.is_E
+    ee = d[e][:, None] * circuit.W[np.ix_(e, e)]
+    ee_gain = float(np.max(np.linalg.eigvals(ee).real)) if ee.size else 0.0
+    cond = float(np.linalg.cond(np.eye(circuit.n_units) - d[:, None] * circuit.W))
+    if not cond <= SINGULAR_CONDITION:  # inf/NaN too
+        condition = "singular"
+    elif abs(max_re) <= MARGINAL_TOL * float(np.max(np.abs(eig))):
+        condition = "marginal"
+    else:
+        condition = "stable" if max_re < 0 else "unstable"
+    stable = condition == "stable"
+    return LinearAnalysis(r_star=r_star, jacobian=J, eigenvalues=eig, max_eig_real=max_re,
+                          stable=stable, ee_loop_gain=ee_gain,
+                          inhibition_stabilized=bool(stable and ee_gain > 1.0),
+                          condition=condition, condition_number=cond)

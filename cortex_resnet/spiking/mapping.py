@@ -1,0 +1,267 @@
+"""From rate couplings to synaptic weights: the gain scaling at the operating point.
+
+A rate unit ``a`` of population ``X`` becomes a pool of LIF neurons whose mean
+free potential (mV above rest) is an affine function of the rate model's input
+``z_a = (W r + B u + b)_a``:
+
+    mu_a = dc_X + k_X z_a,      nu_b = R_Y r_b   (Hz, for b in population Y)
+
+so a coupling ``W_ab`` becomes ``k_X W_ab / R_Y`` mV of mean depolarisation per
+Hz of pool ``b``'s rate, realised by ``K_ab`` synapses (see
+:mod:`cortex_resnet.spiking.build`).
+
+* **identity** (``weight_scaling = "identity"``, or the population's transfer is
+  ``lif`` with this neuron's parameters): ``k = 1``, ``dc = 0``, ``R = 1`` -- the
+  rate model *is* the mean field of the spiking network (rates in Hz, couplings
+  in mV per Hz).
+* **gain**: at the operating point (the rate model's steady state for the
+  operating input ``u_op``) the population's target rate is ``nu* = R mean(r*)``
+  (at least 1 Hz); ``mu*`` solves ``Phi(mu*) = nu*`` with the noise the network
+  has there, and ``k = R phi'(z*) / Phi'(mu*)`` matches the slopes, so small
+  changes of ``z`` change the spiking rates as they change the rate model's.
+  ``dc`` puts the population's mean input at ``mu*``.
+
+With ``background_noise = "match"`` every pool gets white noise so that its total
+input noise at the operating point equals the target (the ``lif`` transfer's
+``sigma_mV``, else ``spiking.sigma_mV``); where synaptic noise alone exceeds the
+target no noise is added and a warning says so.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.errors import ConvergenceError, SpecError
+from cortex_resnet.spiking.meanfield import PoolModel, siegert_derivative, siegert_inverse
+from cortex_resnet.model.spiking_spec import LIFSpec, SpikingSpec
+
+__all__ = ["Mapping", "lif_matches", "operating_rates", "pool_connectivity", "pool_model", "map_circuit",
+           "MIN_OPERATING_RATE_HZ"]
+
+MIN_OPERATING_RATE_HZ = 1.0
+POPS = ("E", "I")
+
+
+def lif_matches(circuit: Circuit, pop: str, lif: LIFSpec) -> bool:
+    """Is the population's transfer the Siegert rate of exactly this LIF neuron?"""
+    t = circuit.spec.populations.E.transfer if pop == "E" else circuit.spec.populations.I.transfer
+    if t.name != "lif":
+        return False
+    tr = t.build()
+    return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in (
+        (tr.tau_m_ms, lif.tau_m_ms), (tr.t_ref_ms, lif.t_ref_ms),
+        (tr.theta_mV, lif.theta_mV), (tr.v_reset_mV, lif.reset_above_rest_mV)))
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The affine map rate model -> spiking pools, per population (and per unit).
+
+    ``k_unit`` (N,) mV per unit of ``z``; ``R_unit`` (N,) Hz per rate unit;
+    ``dc_unit`` (N,) mV; ``sigma_white_unit`` (N,) mV (white-noise amplitude);
+    ``info`` describes how each population was mapped (for result attributes).
+    """
+
+    k_unit: np.ndarray
+    R_unit: np.ndarray
+    dc_unit: np.ndarray
+    sigma_white_unit: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def _population_index(circuit: Circuit) -> dict[str, np.ndarray]:
+    return {"E": circuit.is_E, "I": ~circuit.is_E}
+
+
+def operating_rates(circuit: Circuit, u_op: np.ndarray) -> np.ndarray:
+    """Rate-model steady state (N,) for a constant input ``u_op`` (n_inputs,).
+
+    Newton first; where it fails (no isolated solution found), the state the
+    dynamics reach after 2 s (exponential Euler, 0.5 ms steps) from rest.
+    """
+    from cortex_resnet.model.fixedpoint import steady_state
+    from cortex_resnet.rate.simulator import euler_step
+
+    try:
+        return steady_state(circuit, u_op[None]).numpy()[0]
+    except ConvergenceError:
+        W = torch.as_tensor(circuit.W)
+        h = torch.as_tensor(circuit.B @ u_op + circuit.b)
+        alpha = -torch.expm1(-0.5 / torch.as_tensor(circuit.tau_ms))
+        r = torch.zeros(circuit.n_units, dtype=torch.float64)
+        for _ in range(4000):
+            r = euler_step(r, h, lambda x: W @ x, alpha, circuit.phi)
+        if not bool(torch.isfinite(r).all()):
+            raise SpecError("operating input", u_op.tolist(), "an input at which the rate model has a "
+                            "steady state (its rates run away here), or spiking.weight_scaling = 'identity'")
+        return r.numpy()
+
+
+def pool_connectivity(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray:
+    """Expected synapses ``K_ab`` (N, N) from pool b onto one neuron of pool a."""
+    present = circuit.mask & (circuit.W != 0)
+    return present * (sspec.synapse.p_connect * sspec.pool_size)
+
+
+def _ref_potential(sspec: SpikingSpec, pop: str) -> float:
+    """Conductance mapping potential relative to rest (mV)."""
+    lif = sspec.lif(pop)
+    v = sspec.synapse.v_ref_mV if sspec.synapse.v_ref_mV is not None else 0.5 * (lif.v_th_mV + lif.v_reset_mV)
+    return v - lif.v_rest_mV
+
+
+def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit: np.ndarray,
+               dc_unit: np.ndarray, drive_mV: np.ndarray, sigma_white_unit: np.ndarray,
+               dt_ms: float | None = None) -> PoolModel:
+    """The mean-field description of one replica (pools = rate units).
+
+    ``drive_mV`` (N,): the feedforward drive ``k (B u + b)`` in mV; Poisson-coded or a
+    current according to ``spiking.input.mode``. ``dt_ms``: the simulation step
+    (default ``spiking.dt_ms``), for the time-step correction of the mean field.
+    """
+    syn = sspec.synapse
+    popix = _population_index(circuit)
+    lifs = [sspec.lif(p) for p in POPS]
+    per_unit = lambda f: np.where(circuit.is_E, f(lifs[0]), f(lifs[1]))  # noqa: E731
+    tau_m = per_unit(lambda l: l.tau_m_ms).astype(float)
+    K = pool_connectivity(circuit, sspec)
+    coupling = k_unit[:, None] * np.abs(circuit.W) / R_unit[None, :]  # mV per Hz
+    E_e = per_unit(lambda l: syn.E_e_mV - l.v_rest_mV).astype(float)
+    E_i = per_unit(lambda l: syn.E_i_mV - l.v_rest_mV).astype(float)
+    v_ref = np.where(circuit.is_E, _ref_potential(sspec, "E"), _ref_potential(sspec, "I"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if syn.kind == "current":
+            w = np.where(K > 0, coupling / (tau_m[:, None] * 1e-3 * K), 0.0)
+        else:
+            for name, E in (("E_e_mV", E_e), ("E_i_mV", E_i)):
+                bad = (E - v_ref <= 0) if name == "E_e_mV" else (E - v_ref >= 0)
+                if np.any(bad):
+                    raise SpecError(f"spiking.synapse.{name}", getattr(syn, name),
+                                    "a reversal potential on the right side of v_ref_mV (excitatory "
+                                    "above, inhibitory below the mapping potential)")
+            drive_e = np.abs(E_e - v_ref)[:, None]
+            drive_i = np.abs(E_i - v_ref)[:, None]
+            tau_s = np.where(circuit.is_E[None, :], syn.tau_e_ms, syn.tau_i_ms) * 1e-3
+            force = np.where(circuit.is_E[None, :], drive_e, drive_i)
+            w = np.where(K > 0, coupling / (K * tau_s * force), 0.0)
+    w_in_mV = sspec.input.weight_mV
+    if syn.kind == "current":
+        w_in = np.full(circuit.n_units, w_in_mV)
+    else:
+        w_in = w_in_mV * tau_m / (syn.tau_e_ms * np.abs(E_e - v_ref))
+    if sspec.input.mode == "poisson":
+        nu_in = np.maximum(drive_mV, 0.0) / (w_in_mV * tau_m * 1e-3)
+        mu_dc = dc_unit
+    else:
+        nu_in = np.zeros(circuit.n_units)
+        mu_dc = dc_unit + drive_mV
+    return PoolModel(
+        tau_m_ms=tau_m, t_ref_ms=per_unit(lambda l: l.t_ref_ms).astype(float),
+        theta_mV=per_unit(lambda l: l.theta_mV).astype(float),
+        v_reset_mV=per_unit(lambda l: l.reset_above_rest_mV).astype(float),
+        K=K.astype(float), w=w, excitatory=circuit.is_E.copy(), kind=syn.kind,
+        tau_e_ms=syn.tau_e_ms, tau_i_ms=syn.tau_i_ms, E_e_mV=E_e, E_i_mV=E_i,
+        mu_dc_mV=np.asarray(mu_dc, float), nu_in_hz=nu_in, w_in=w_in,
+        sigma_white_mV=np.asarray(sigma_white_unit, float),
+        dt_ms=float(sspec.dt_ms if dt_ms is None else dt_ms))
+
+
+def _sigma_target(circuit: Circuit, sspec: SpikingSpec, pop: str) -> float:
+    t = circuit.spec.populations.E.transfer if pop == "E" else circuit.spec.populations.I.transfer
+    return float(t.params.get("sigma_mV", 5.0)) if t.name == "lif" else sspec.sigma_mV
+
+
+def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
+                dt_ms: float | None = None) -> Mapping:
+    """Compute the affine map (identity or gain scaling) and the matched background noise.
+
+    Parameters
+    ----------
+    circuit : the rate circuit
+    sspec : its spiking realisation
+    u_op : (n_inputs,) the operating input (only used where an operating point is needed)
+    dt_ms : simulation step (default ``spiking.dt_ms``)
+    """
+    popix = _population_index(circuit)
+    identity = {p: sspec.weight_scaling == "identity" or lif_matches(circuit, p, sspec.lif(p)) for p in POPS}
+    transfer_lif = {p: (circuit.transfer_E if p == "E" else circuit.transfer_I).name == "lif" for p in POPS}
+    R = {p: 1.0 if identity[p] or transfer_lif[p] else sspec.rate_unit_hz for p in POPS}
+    N = circuit.n_units
+    k_unit = np.ones(N)
+    dc_unit = np.zeros(N)
+    sig_w = np.zeros(N)
+    R_unit = np.where(circuit.is_E, R["E"], R["I"])
+    info: dict = {p: {"mapping": "identity" if identity[p] else "gain", "rate_unit_hz": R[p]} for p in POPS}
+    match = sspec.background_noise == "match"
+    if all(identity.values()) and not match:
+        return Mapping(k_unit, R_unit, dc_unit, sig_w, info)
+    u_op = np.zeros(circuit.n_inputs) if u_op is None else np.asarray(u_op, dtype=np.float64)
+    r_star = np.maximum(operating_rates(circuit, u_op), 0.0)
+    z_star = circuit.W @ r_star + circuit.B @ u_op + circuit.b
+    ext = circuit.B @ u_op + circuit.b
+    nu_star = R_unit * r_star
+    d_phi = circuit.phi_derivative(torch.as_tensor(z_star, dtype=torch.float64)).numpy()
+    target = {p: _sigma_target(circuit, sspec, p) for p in POPS}
+    for it in range(60):
+        model = pool_model(circuit, sspec, k_unit, R_unit, np.zeros(N), k_unit * ext, sig_w, dt_ms)
+        mu0, sigma, tau_eff, shift = model.moments(nu_star)
+        G = model.tau_m_ms / tau_eff  # conductance load (1 for current synapses)
+        white2 = sig_w**2 * (tau_eff / model.tau_m_ms)
+        shot2 = np.maximum(sigma**2 - white2, 0.0)
+        new_sig_w = sig_w.copy()
+        new_k, new_dc = k_unit.copy(), dc_unit.copy()
+        for p in POPS:
+            ix = popix[p]
+            if not ix.any():
+                continue
+            if match:
+                t2 = target[p] ** 2
+                new_sig_w[ix] = np.sqrt(np.maximum(t2 - shot2[ix], 0.0) * (G[ix]))
+                sig_eff = np.sqrt(np.maximum(shot2[ix], t2))
+            else:
+                sig_eff = np.maximum(np.sqrt(shot2[ix]), 0.5)
+            if identity[p]:
+                continue
+            lif = sspec.lif(p)
+            nu_p = max(float(nu_star[ix].mean()), MIN_OPERATING_RATE_HZ)
+            if nu_p * lif.t_ref_ms >= 900.0:
+                raise SpecError(f"spiking.populations.{p}.t_ref_ms", lif.t_ref_ms,
+                                f"a refractory period that allows the operating rate {nu_p:.4g} Hz "
+                                "(lower spiking.rate_unit_hz or the input)")
+            sh = float(shift[ix].mean())
+            args = (float(sig_eff.mean()), float(tau_eff[ix].mean()), lif.t_ref_ms, lif.theta_mV + sh,
+                    lif.reset_above_rest_mV + sh)
+            mu_p = float(siegert_inverse(nu_p, *args))
+            g = float(siegert_derivative(mu_p, *args)) / float(G[ix].mean())
+            gain_rate = R[p] * float(d_phi[ix].mean())
+            if not gain_rate > 0:
+                raise SpecError(f"populations.{p}.transfer", circuit.spec.populations.E.transfer.name
+                                if p == "E" else circuit.spec.populations.I.transfer.name,
+                                "a transfer with a positive slope at the operating point: every unit of "
+                                f"population {p} is silent there; give an operating input that drives it")
+            new_k[ix] = gain_rate / g
+            new_dc[ix] = float(np.mean((mu_p - new_k[ix] / np.maximum(k_unit[ix], 1e-300) * mu0[ix]) * G[ix]))
+            info[p].update(mu_star_mV=mu_p, nu_star_hz=nu_p, lif_gain_hz_per_mV=g, k_mV=float(new_k[ix][0]),
+                           dc_mV=float(new_dc[ix][0]))
+        done = np.allclose(new_k, k_unit, rtol=1e-7) and np.allclose(new_sig_w, sig_w, rtol=1e-7, atol=1e-9)
+        k_unit, dc_unit, sig_w = new_k, new_dc, new_sig_w
+        if done:
+            break
+    for p in POPS:
+        ix = popix[p]
+        if match and ix.any():
+            info[p]["sigma_target_mV"] = target[p]
+            info[p]["sigma_white_mV"] = float(sig_w[ix].mean())
+            if np.any(sig_w[ix] == 0):
+                warnings.warn(f"population {p}: synaptic noise at the operating point already exceeds the "
+                              f"target sigma {target[p]:.3g} mV; no background noise added there (the rate "
+                              "model with a fixed sigma will underestimate the fluctuations)", stacklevel=3)
+    info["operating_input"] = u_op.tolist()
+    info["operating_rate_hz"] = {p: float(nu_star[popix[p]].mean()) if popix[p].any() else 0.0 for p in POPS}
+    return Mapping(k_unit, R_unit, dc_unit, sig_w, info)

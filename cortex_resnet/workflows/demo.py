@@ -1,0 +1,206 @@
+"""The end-to-end demo (``cortex-resnet demo``, what ``make demo`` runs).
+
+1. simulate the canonical microcircuit with the rate model and 2. as a spiking
+network (Brian2), each decomposed into ``r = x + F(x)``;
+3. unroll it into residual blocks and check the unrolled net against the
+simulator in float64 and float32;
+4. train a small tied (recurrent circuit) and untied (ResNet) net;
+5. compare the trained tied net as network, rate circuit and spiking circuit;
+6. run two quick hypotheses (ISN paradox, cortical amplification).
+
+Everything lands in ``OUT/`` (default ``demo_out/``): result files, figures and
+``summary.md`` / ``summary.json``. ``quick=True`` shrinks every step (the test
+suite runs it); the full demo takes a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cortex_resnet.io.outdir import OutputFolder, claim_folder
+from cortex_resnet.io.results import atomic_write_text, save_dataset
+
+__all__ = ["run_demo", "ROOT", "DEMO_FILES"]
+
+# what the demo writes at the top of OUT/ (checked against foreign files before any work)
+DEMO_FILES = ("rate.nc", "decomposition_rate.png", "spiking.nc", "decomposition_spiking.png",
+              "raster_spiking.png", "train_tied", "train_untied", "compare.png", "hypotheses",
+              "summary.json", "summary.md")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{nd}g}"
+    return str(x)
+
+
+class _Steps:
+    """Times each step and reports it on one line (the demo's progress display)."""
+
+    def __init__(self, total: int, echo: Callable[[str], None]):
+        self.total, self.i, self.echo = total, 0, echo
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        self.i += 1
+        self.echo(f"[{self.i}/{self.total}] {name} ...")
+        t0 = time.perf_counter()
+        out = fn()
+        self.timings[name] = time.perf_counter() - t0
+        self.echo(f"[{self.i}/{self.total}] {name}: done in {self.timings[name]:.1f} s")
+        return out
+
+
+def run_demo(out: str | Path = "demo_out", *, quick: bool = False, seed: int = 0,
+             echo: Callable[[str], None] = print, progress: bool = True,
+             force: bool = False) -> dict[str, Any]:
+    """Run the whole demo; return the summary (also written to ``OUT/summary.json``).
+
+    Parameters
+    ----------
+    out : output folder: new, empty, or one an earlier demo wrote (only the files it
+        wrote are replaced); a folder holding other files is refused
+    quick : tiny settings (seconds instead of minutes)
+    seed : seed of every random step
+    echo : where progress lines go
+    force : write into a folder beside files the demo did not write (never touching them)
+
+    Raises
+    ------
+    SpecError
+        ``out`` holds files the demo did not write (without ``force``), or one where the
+        demo writes.
+    """
+    with claim_folder(out, "demo", force=force, expected=DEMO_FILES) as folder:
+        return _run_demo(folder, quick=quick, seed=seed, echo=echo, progress=progress)
+
+
+def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[str], None],
+              progress: bool) -> dict[str, Any]:
+    from cortex_resnet import load_model
+    from cortex_resnet.bridge.check import check_unroll
+    from cortex_resnet.workflows.compare import compare_run
+    from cortex_resnet.training.experiment import load_experiment
+    from cortex_resnet.hypotheses.runner import run_hypothesis
+    from cortex_resnet.plots.base import plot_decomposition
+    from cortex_resnet.rate.simulator import simulate
+    from cortex_resnet.spiking.simulator import simulate_spiking
+    from cortex_resnet.training.loop import train
+
+    out = folder.path
+    for sub in ("train_tied", "train_untied", "hypotheses"):
+        folder.remove_own(sub)  # an earlier demo's runs (train refuses a folder holding a run)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = _Steps(7, echo)
+    summary: dict[str, Any] = {"out": str(out), "quick": quick, "seed": seed}
+    circuit = load_model(ROOT / "models" / "canonical_microcircuit.toml", seed=seed)
+    stim = "step:amp=1.0,onset_ms=50"
+
+    def rate_step() -> dict[str, Any]:
+        ds = simulate(circuit, stim, duration_ms=200 if quick else 400, dt_ms=0.1, record_stride=10,
+                      device="cpu")
+        save_dataset(ds, out / "rate.nc")
+        plot_decomposition(ds, out / "decomposition_rate.png")
+        e = ds["population"] == "E"
+        r_e, x_e = float(ds["r"].isel(time=-1).where(e).mean()), float(ds["x"].isel(time=-1).where(e).mean())
+        return {"r_E": r_e, "x_E": x_e, "x_over_r_E": x_e / r_e, "units": circuit.rate_units,
+                "hz_per_unit_E": float(circuit.hz_per_unit["E"])}
+
+    def spiking_step() -> dict[str, Any]:
+        ds = simulate_spiking(circuit, stim, duration_ms=200 if quick else 400, seed=seed)
+        save_dataset(ds, out / "spiking.nc")
+        plot_decomposition(ds, out / "decomposition_spiking.png")
+        try:
+            from cortex_resnet.plots.base import plot_raster
+
+            plot_raster(ds, out / "raster_spiking.png")
+        except ImportError:
+            pass
+        half = ds["time"] > float(ds["time"].values[-1]) / 2
+        rates = {p: float(ds["r"].where(half & (ds["population"] == p)).mean()) for p in ("E", "I")}
+        return {"mean_rate": rates, "units": ds.attrs.get("rate_units", "")}
+
+    def unroll_step() -> dict[str, Any]:
+        res = check_unroll(circuit, 20 if quick else 50, 0.5, np.array([[1.0]]))
+        return {k: res[k] for k in ("max_abs_error", "max_rel_error", "within_tolerance", "params")}
+
+    def train_one(variant: str) -> dict[str, Any]:
+        name = "digits_tied" if quick else "mnist1d_tied"
+        spec = load_experiment(ROOT / "experiments" / f"{name}.toml")
+        changes: dict[str, Any] = {"model.variant": variant, "seed": seed, "device": "cpu",
+                                   "train.epochs": 2 if quick else 12}
+        spec = spec.replace(**changes)
+        return train(spec, out / f"train_{variant}", progress=progress)
+
+    def train_step() -> dict[str, Any]:
+        return {v: train_one(v) for v in ("tied", "untied")}
+
+    def compare_step() -> dict[str, Any]:
+        return compare_run(out / "train_tied", spiking_examples=4 if quick else 40, seed=seed,
+                           figure=out / "compare.png")
+
+    def hypotheses_step() -> dict[str, Any]:
+        res = {}
+        for name in ("isn-paradox", "amplification"):
+            res[name] = run_hypothesis(name, quick=True, workers=0, out=out / "hypotheses" / name,
+                                       seed=seed)
+        return res
+
+    summary["rate"] = steps.run("simulate the canonical microcircuit (rate model)", rate_step)
+    summary["spiking"] = steps.run("simulate it as a spiking network (Brian2)", spiking_step)
+    summary["unroll"] = steps.run("unroll it into residual blocks and check against the simulator", unroll_step)
+    trained = steps.run("train a tied (recurrent) and an untied (ResNet) net", train_step)
+    summary["train"] = {v: {k: trained[v].get(k) for k in ("test_accuracy", "params", "epochs", "dataset",
+                                                           "examples_per_s")} for v in trained}
+    summary["compare"] = steps.run("run the trained tied net as network, rate and spiking circuit", compare_step)
+    hyps = steps.run("test two hypotheses (quick)", hypotheses_step)
+    summary["hypotheses"] = {n: {k: h.get(k) for k in ("verdict", "test", "p_value", "effect_size", "seeds")}
+                             for n, h in hyps.items()}
+    summary["timings_s"] = steps.timings
+    steps.run("write the summary", lambda: _write_summary(out, summary))
+    return summary
+
+
+def _write_summary(out: Path, s: dict[str, Any]) -> None:
+    atomic_write_text(out / "summary.json", json.dumps(s, indent=2, default=str))
+    u = s["unroll"]
+    c = s["compare"]
+    lines = [
+        "# cortex_resnet demo", "",
+        f"Settings: {'quick' if s['quick'] else 'full'}, seed {s['seed']}. Total time "
+        f"{sum(s['timings_s'].values()):.0f} s.", "",
+        "## 1-2. The canonical microcircuit, rate and spiking", "",
+        f"* Rate model: steady E rate {_fmt(s['rate']['r_E'])} {s['rate']['units']} (1 {s['rate']['units']} = "
+        f"{s['rate']['hz_per_unit_E']:g} Hz), feedforward part x_E {_fmt(s['rate']['x_E'])}: "
+        f"removing recurrence leaves {100 * s['rate']['x_over_r_E']:.0f} % of the response "
+        "(cat V1: 46 %, mouse L4: ~33 %).",
+        f"* Spiking network: mean pool rates E {_fmt(s['spiking']['mean_rate']['E'])}, "
+        f"I {_fmt(s['spiking']['mean_rate']['I'])} ({s['spiking']['units']}).",
+        "", "![rate](decomposition_rate.png) ![spiking](decomposition_spiking.png)", "",
+        "## 3. The unrolled residual network equals the simulator", "",
+        f"* max abs error float64 {_fmt(u['max_abs_error'].get('float64'))}, "
+        f"max rel error float32 {_fmt(u['max_rel_error'].get('float32'))} "
+        f"({'within' if u['within_tolerance'] else 'OUTSIDE'} the tolerances 1e-10 / 1e-5).", "",
+        "## 4. Training", "",
+        "| variant | test accuracy | parameters | epochs |", "|---|---|---|---|",
+    ]
+    for v, t in s["train"].items():
+        lines.append(f"| {v} | {_fmt(t['test_accuracy'])} | {t['params']} | {t['epochs']} |")
+    lines += ["", "## 5. Network vs rate circuit vs spiking circuit", "",
+              f"* network {_fmt(c.get('network_accuracy'))}, rate circuit {_fmt(c.get('rate_accuracy'))}, "
+              f"spiking circuit {_fmt(c.get('spiking_accuracy'))}; agreement {json.dumps(c.get('agreement'))}",
+              "", "![compare](compare.png)", "", "## 6. Hypotheses (quick)", "",
+              "| hypothesis | verdict | test | p | effect size |", "|---|---|---|---|---|"]
+    for n, h in s["hypotheses"].items():
+        lines.append(f"| {n} | {h['verdict']} | {h['test']} | {_fmt(h['p_value'])} | {_fmt(h['effect_size'])} |")
+    lines += ["", "## Timings (s)", ""] + [f"* {k}: {v:.1f}" for k, v in s["timings_s"].items()]
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")

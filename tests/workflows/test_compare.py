@@ -1,0 +1,122 @@
+"""``compare``: the trained net, the same weights as a rate circuit (exactly equal) and as spikes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cortex_resnet.cli import app
+from cortex_resnet.workflows.compare import compare_run, load_run, rate_logits
+from cortex_resnet.errors import SpecError
+from cortex_resnet.training.experiment import parse_experiment
+from cortex_resnet.training.loop import train
+
+CIRCUIT = {"name": "tiny", "populations": {
+    "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
+    "I": {"n": 4, "tau_ms": 2.0, "transfer": {"name": "relu"}}},
+    "connectivity": {"J_EE": 0.5, "J_EI": 1.0, "J_IE": 1.0, "J_II": 0.5, "weight_cv": 0.5},
+    "input": {"n_inputs": 8, "projection": "random", "gain_I": 0.5}}
+
+
+def _spec(variant="tied", input_mode="sustained", **model):
+    return parse_experiment({
+        "name": f"cmp_{variant}", "data": {"name": "digits", "n_train": 400, "n_test": 120},
+        "model": {"kind": "circuit", "spec": CIRCUIT, "variant": variant, "steps": 6, "dt_ms": 1.0,
+                  "input_mode": input_mode, **model},
+        "optim": {"lr": 0.003}, "train": {"epochs": 2, "batch_size": 50}})
+
+
+@pytest.fixture(scope="module")
+def tied_run(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("cmp") / "tied"
+    train(_spec(), out, progress=False)
+    yield out
+    torch.set_num_threads(before)
+
+
+def test_rate_circuit_accuracy_equals_network_exactly(tied_run):
+    s = compare_run(tied_run, spiking=False)
+    assert s["rate_accuracy"] == s["network_accuracy"]
+    assert s["accuracy_per_step"]["rate"] == s["accuracy_per_step"]["network"]
+    assert s["agreement"]["rate_vs_network"] == 1.0
+    assert s["max_abs_logit_diff"] <= 1e-10  # float64, the same Euler steps
+    assert s["spiking_accuracy"] is None
+    assert (tied_run / "compare.png").stat().st_size > 0
+    saved = json.loads((tied_run / "compare.json").read_text())
+    assert saved["rate_accuracy"] == s["rate_accuracy"]
+
+
+def test_network_in_float64_matches_the_trained_float32_net(tied_run):
+    run = load_run(tied_run)
+    summary = json.loads((tied_run / "report.json").read_text())
+    x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
+    acc = (run.model(x)[-1].argmax(-1) == torch.as_tensor(run.dataset.y_test)).double().mean()
+    assert float(acc) == pytest.approx(summary["test_accuracy"], abs=2 / len(x))  # ties may flip
+
+
+def test_decomposition_of_the_rate_circuit(tied_run):
+    run = load_run(tied_run)
+    x = torch.as_tensor(run.dataset.x_test[:5], dtype=torch.float64)
+    logits, r, xr, circuit = rate_logits(run, x)
+    assert logits.shape == (6, 5, 10) and r.shape == xr.shape == (7, 5, circuit.n_units)
+    # with recurrence removed the E rates relax to phi(B u + b) exactly as the Euler recursion says
+    drive = run.model.encode(x) @ torch.as_tensor(circuit.B).T + torch.as_tensor(circuit.b)
+    alpha = 1.0 / torch.as_tensor(circuit.tau_ms)
+    expected = (1 - (1 - alpha) ** 6) * torch.relu(drive)
+    torch.testing.assert_close(xr[-1], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant,input_mode", [("untied", "sustained"), ("plain", "sustained"),
+                                                ("gated", "sustained"), ("tied", "pulse")])
+def test_rate_equals_network_for_other_variants(tmp_path, variant, input_mode):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = _spec(variant, input_mode).replace(**{"train.epochs": 1})
+        train(spec, tmp_path / "run", progress=False)
+        # untied: the spiking backend is skipped, with a reason (others: see the brian2 test)
+        s = compare_run(tmp_path / "run", spiking=variant == "untied")
+    finally:
+        torch.set_num_threads(before)
+    assert s["rate_accuracy"] == s["network_accuracy"] and s["max_abs_logit_diff"] <= 1e-10
+    if variant == "untied":
+        assert "rate backend only" in s["spiking_skipped"]
+
+
+def test_compare_refuses_baselines_and_unfinished_runs(tmp_path):
+    with pytest.raises(SpecError, match="finished training run"):
+        compare_run(tmp_path)
+    spec = parse_experiment({"data": {"name": "digits", "n_train": 100, "n_test": 50},
+                             "model": {"kind": "baseline", "name": "logreg"},
+                             "train": {"epochs": 1}})
+    train(spec, tmp_path / "b", progress=False)
+    with pytest.raises(SpecError, match="'circuit'"):
+        compare_run(tmp_path / "b")
+
+
+@pytest.mark.slow  # ~30 s: Brian2 generates the code of two networks (run, and x/F(x) for the figure)
+@pytest.mark.brian2
+def test_spiking_reported_with_agreement(tied_run, tmp_path):
+    res = CliRunner().invoke(app, ["compare", str(tied_run), "--spiking-examples", "6",
+                                   "--spiking-duration", "40", "--pool-size", "5",
+                                   "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert {"network_accuracy", "rate_accuracy", "spiking_accuracy", "agreement"} <= set(s)
+    assert s["n_spiking"] == 6 and 0.0 <= s["spiking_accuracy"] <= 1.0
+    assert set(s["agreement"]) == {"rate_vs_network", "spiking_vs_network", "spiking_vs_rate"}
+    assert all(0.0 <= v <= 1.0 for v in s["agreement"].values())
+    assert s["spikes_per_E_pool_mean"] > 0  # the counts the readout used are not empty
+    assert (tmp_path / "compare.png").is_file() and (tmp_path / "compare.json").is_file()
+
+
+def test_cli_bad_input(tmp_path):
+    res = CliRunner().invoke(app, ["compare", str(tmp_path), "--json"])
+    assert res.exit_code == 2 and "finished training run" in res.output
+    res = CliRunner().invoke(app, ["compare", str(tmp_path), "--spiking-examples", "-1"])
+    assert res.exit_code == 2 and "--spiking-examples" in res.output
