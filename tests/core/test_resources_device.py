@@ -56,7 +56,7 @@ def test_training_checks_the_training_device(gpu_with_2_gib_free):
     """check_training_memory asks the device it trains on."""
     from cortex_resnet.training.loop import build_model, check_training_memory, load_data
 
-    from .test_train import tiny_spec
+    from tests.training.test_train import tiny_spec
 
     spec = tiny_spec(**{"data.n_train": 100})
     model, _ = build_model(spec, load_data(spec))
