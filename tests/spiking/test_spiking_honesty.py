@@ -199,7 +199,7 @@ def test_brian2_hooks_are_restored_after_a_run():
 # ------------------------------------------------------------------ specific exceptions
 
 def test_no_bare_except_exception_in_spiking():
-    src = (ROOT / "cortex_resnet" / "spiking.py").read_text()
+    src = (ROOT / "cortex_resnet" / "spiking" / "simulator.py").read_text()
     assert "except Exception" not in src
 
 
