@@ -137,6 +137,7 @@ def test_wheel_installs_and_runs_the_two_commands(tmp_path):
     assert Path(where.strip()).is_relative_to(venv), where  # the wheel, not the source tree
     t_install = time.perf_counter() - t0
     script = venv / "bin" / "cortex-resnet"
+    assert _run([str(script), "--version"], cwd, 120).stdout.startswith(f"cortex-resnet {cortex_resnet.__version__}\n")
     sim = json.loads(_run([str(script), "simulate", "canonical_microcircuit", "--json", "--no-progress"],
                           cwd, 600).stdout)
     assert sim["backend"] == "rate" and sim["mean_rate_hz"]["E"] > 0
