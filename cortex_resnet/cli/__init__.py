@@ -71,6 +71,7 @@ COMMAND_MODULES = [
     "hypothesis",
     "demo",
     "sweep",
+    "schema",
 ]
 
 try:
