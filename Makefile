@@ -22,7 +22,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# the layer contract (.importlinter), ruff (pyproject.toml), then the default suite
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 # The wheel, installed with --no-deps into a fresh venv outside the source tree, runs

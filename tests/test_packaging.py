@@ -15,7 +15,6 @@ import re
 import site
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 

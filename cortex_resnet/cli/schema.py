@@ -18,7 +18,6 @@ import annotated_types as at
 import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from cortex_resnet.cli._common import emit_json, handle_errors
 from cortex_resnet.cli.schema_fields import MEANINGS, SUFFIX_UNITS, UNITS
