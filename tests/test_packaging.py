@@ -66,6 +66,8 @@ def test_model_names_resolve_to_bundled_files_from_any_directory(tmp_path, monke
     (tmp_path / "canonical_microcircuit").write_text("x")  # a file in the cwd wins over the catalog
     assert find_model_file("canonical_microcircuit") == Path("canonical_microcircuit")
     assert cortex_resnet.load_model("isn").spec.name == "isn"
+    assert cortex_resnet.load_experiment("mnist1d_tied").name == "mnist1d_tied"
+    assert cortex_resnet.load_experiment("experiments/digits_tied.toml").circuit_spec().n_units > 0
 
 
 def test_simulate_by_name_and_unknown_name(tmp_path, monkeypatch):

@@ -17,7 +17,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["catalog_root", "models_dir", "experiments_dir", "bundled_file", "find_model_file"]
+__all__ = ["catalog_root", "models_dir", "experiments_dir", "bundled_file", "find_model_file",
+           "find_experiment_file"]
 
 
 def catalog_root() -> Path:
@@ -54,6 +55,20 @@ def bundled_file(relative: str | Path) -> Path | None:
     return cand if cand.is_file() else None
 
 
+def _find(name: str | Path, folder: str) -> Path:
+    p = Path(name).expanduser()
+    if p.is_file() or p.is_absolute():
+        return p
+    candidates = [p, Path(folder) / p]
+    if p.suffix == "" and len(p.parts) == 1:  # a bare name: canonical_microcircuit
+        candidates.append(Path(folder) / f"{p.name}.toml")
+    for cand in candidates:
+        found = bundled_file(cand)
+        if found is not None:
+            return found
+    return p
+
+
 def find_model_file(name: str | Path) -> Path:
     """A circuit model file: a path as given, else a bundled model by name or path.
 
@@ -62,14 +77,10 @@ def find_model_file(name: str | Path) -> Path:
     working directory has no such file. A name that matches nothing is returned
     unchanged, so the caller's "no such file" error names what the user typed.
     """
-    p = Path(name).expanduser()
-    if p.is_file() or p.is_absolute():
-        return p
-    candidates = [p, Path("models") / p]
-    if p.suffix == "" and len(p.parts) == 1:  # a bare name: canonical_microcircuit
-        candidates.append(Path("models") / f"{p.name}.toml")
-    for cand in candidates:
-        found = bundled_file(cand)
-        if found is not None:
-            return found
-    return p
+    return _find(name, "models")
+
+
+def find_experiment_file(name: str | Path) -> Path:
+    """An experiment file: a path as given, else a bundled one (``mnist1d_tied``,
+    ``experiments/mnist1d_tied.toml``); unchanged when nothing matches."""
+    return _find(name, "experiments")
