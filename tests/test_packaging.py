@@ -12,6 +12,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -122,10 +123,14 @@ def test_wheel_installs_and_runs_the_two_commands(tmp_path):
     environment's site-packages for torch & co, without running its .pth files, so an editable
     install is not seen) -> simulate + hypothesis run from an empty directory."""
     t0 = time.perf_counter()
-    wheels, venv, cwd = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
+    wheels, venv, cwd, src = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty", tmp_path / "src"
     cwd.mkdir()
+    # build from a copy: setuptools' build/ folder would otherwise land in (and go stale in) the checkout
+    shutil.copytree(PACKAGE, src / "cortex_resnet", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-          "-w", str(wheels), str(ROOT)], tmp_path, 300)
+          "-w", str(wheels), str(src)], tmp_path, 300)
     (wheel,) = wheels.glob("cortex_resnet-*.whl")
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, 120)
     vpy = venv / "bin" / "python"
