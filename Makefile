@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # the default suite runs on two worker processes (2-core machines, also when they are busy)
 TEST_WORKERS ?= 2
 
-.PHONY: install test validate demo bench figures gpu-check clean
+.PHONY: install test package-check validate demo bench figures gpu-check clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# the layer contract (.importlinter), ruff (pyproject.toml), then the default suite
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+
+# The wheel, installed with --no-deps into a fresh venv outside the source tree, runs
+# `simulate canonical_microcircuit` and `hypothesis run isn-paradox --quick` from an
+# empty directory (offline: no build isolation; ~3 min on 2 busy cores)
+package-check: $(STAMP)
+	$(PY) -m pytest -q -m slow -p no:cacheprovider tests/test_packaging.py
 
 validate: $(STAMP)
 	$(PY) -m pip install -q -e ".[validate]" || echo "nest-simulator not installable here: the NEST checks are skipped"

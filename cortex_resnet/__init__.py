@@ -19,17 +19,18 @@ from cortex_resnet import _startup  # noqa: F401  first, before torch: Ctrl-C at
 
 from pathlib import Path
 
+from cortex_resnet.catalog import find_model_file
 from cortex_resnet.model.circuit import Circuit, build_circuit
 from cortex_resnet.errors import (ConvergenceError, CortexError, ResourceError, SimulationError, SpecError,
                      UnstableCircuitError)
 from cortex_resnet.rate.simulator import simulate
 from cortex_resnet.model.spec import CircuitSpec, load_spec
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # keep equal to setup.cfg's version (tests/test_packaging.py checks)
 
-# name -> module that defines it (imported on first access)
+# name -> module (below cortex_resnet) that defines it, imported on first access
 _LAZY = {
-    "simulate_spiking": "spiking.simulator", "to_spiking": "spiking.simulator",
+    "simulate_spiking": "spiking.simulator", "to_spiking": "spiking.model",
     "unroll": "bridge", "to_circuit": "bridge", "save_circuit": "bridge", "load_circuit": "bridge",
     "CircuitClassifier": "bridge",
     "steady_state": "model.fixedpoint", "analyze": "model.analysis",
@@ -49,12 +50,15 @@ __all__ = [
 def load_model(path: str | Path, seed: int | None = None) -> Circuit:
     """Load a model file (TOML) and build its circuit (seeded by the file or ``seed``).
 
+    ``path`` may also name a bundled model (``"canonical_microcircuit"``,
+    ``"models/isn.toml"`` from any working directory; see :mod:`cortex_resnet.catalog`).
     A model file written by ``save_circuit`` (its ``weights`` field names a
     ``.npz`` weight file) is loaded with those weights instead of random ones.
     """
+    path = find_model_file(path)
     spec = load_spec(path)
     if spec.weights is not None:
-        from cortex_resnet.bridge import load_circuit
+        from cortex_resnet.bridge import load_circuit  # deferred: the bridge imports torch.nn models
 
         circuit = load_circuit(path)
         if seed is None:

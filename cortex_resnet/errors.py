@@ -19,7 +19,11 @@ __all__ = [
     "UnstableCircuitError",
     "ConvergenceError",
     "TooFewSeedsError",
+    "SCHEMA_DOC",
 ]
+
+# where every spec field is documented; named in every "unknown field" message
+SCHEMA_DOC = "every field: docs/schema.md or `cortex-resnet schema model|experiment|stimulus`"
 
 
 class CortexError(Exception):

@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from cortex_resnet.bench import BenchResult
+from cortex_resnet.catalog import models_dir
 
 __all__ = ["run", "handwritten_coba", "COBA_MODEL"]
 
-COBA_MODEL = Path(__file__).resolve().parents[2] / "models" / "vogels_abbott_coba.toml"
+COBA_MODEL = models_dir() / "vogels_abbott_coba.toml"
 
 
 def _log(msg: str) -> None:

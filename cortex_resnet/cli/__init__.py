@@ -7,9 +7,11 @@ on :data:`app`; the modules are listed in :data:`COMMAND_MODULES`.
 from __future__ import annotations
 
 import importlib
+import platform
 import sys
+from importlib import metadata
 
-from cortex_resnet import _startup
+from cortex_resnet import __version__, _startup
 
 try:
     import typer
@@ -17,7 +19,7 @@ except KeyboardInterrupt:  # only if a library replaced our SIGINT handler (cort
     _startup.exit_if_cli()
     raise
 
-__all__ = ["app", "main", "COMMAND_MODULES"]
+__all__ = ["app", "main", "COMMAND_MODULES", "version_text"]
 
 app = typer.Typer(
     name="cortex-resnet",
@@ -28,10 +30,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# the libraries whose versions determine the numbers (shown by --version)
+VERSION_LIBRARIES = ("torch", "brian2", "numpy")
+
+
+def version_text() -> str:
+    """``cortex-resnet X.Y.Z`` and the versions of Python, torch, brian2 and numpy."""
+    parts = [f"python {platform.python_version()}"]
+    for lib in VERSION_LIBRARIES:
+        try:
+            parts.append(f"{lib} {metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{lib} not installed")
+    return f"cortex-resnet {__version__}\n" + ", ".join(parts)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(0)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the versions of cortex-resnet, Python, torch, brian2, numpy; exit."),
+) -> None:
     """cortex-resnet: cortical circuits as residual networks."""
 
 
@@ -47,6 +71,7 @@ COMMAND_MODULES = [
     "hypothesis",
     "demo",
     "sweep",
+    "schema",
 ]
 
 try:

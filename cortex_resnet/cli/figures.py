@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def figures(
         name: str = typer.Argument("all", help="A figure name, or 'all'."),
         full: bool = typer.Option(False, help="Publication settings (slower) instead of quick ones."),
-        out: Optional[Path] = typer.Option(None, help="Output folder (default: the repository's figures/): new, "
+        out: Optional[Path] = typer.Option(None, help="Output folder (default: figures/ in the working directory): new, "
                                            "empty, or a gallery folder (only files the gallery wrote are "
                                            "replaced; a folder holding other files is refused)."),
         force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -27,12 +27,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
-        from cortex_resnet.workflows.gallery import ROOT, make_gallery
+        from cortex_resnet.workflows.gallery import DEFAULT_OUT, make_gallery
 
-        made = make_gallery(out or ROOT / "figures", full=full, only=None if name == "all" else [name],
+        made = make_gallery(out or DEFAULT_OUT, full=full, only=None if name == "all" else [name],
                             progress=progress and not json_out, force=force)
         if json_out:
-            emit_json({"out": str(out or ROOT / "figures"), "figures": made, "full": full, "seed": seed})
+            emit_json({"out": str(out or DEFAULT_OUT), "figures": made, "full": full, "seed": seed})
         else:
             for n, paths in made.items():
                 typer.echo(f"{n}: " + ", ".join(str(p) for p in paths))

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import typer
 
+from cortex_resnet.catalog import find_model_file
 from cortex_resnet.errors import SpecError
 from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
     @app.command(help="Simulate a circuit model file and decompose r = x + F(x).\n\n" + EXAMPLE)
     @handle_errors
     def simulate(
-        model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml."),
+        model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml, or a bundled model's name (linear)."),
         backend: str = typer.Option("rate", help="Simulator: " + ", ".join(BACKENDS) + "."),
         duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
         dt: Optional[float] = typer.Option(None, help="Time step in ms (default: the model file's)."),
@@ -154,6 +155,7 @@ def register(app: typer.Typer) -> None:
         check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
         if out is not None and plot is not None and out.absolute() == plot.absolute():
             raise SpecError("--plot", str(plot), "a different file from --out")
+        model = find_model_file(model)  # a bundled model by name: canonical_microcircuit
         spec = load_spec(model)
         changes: dict[str, Any] = {}
         if seed is not None:

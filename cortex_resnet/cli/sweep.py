@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from cortex_resnet.catalog import find_model_file
 from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
 
 __all__ = ["register"]
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
         from cortex_resnet.fanout.sweep import parse_param, sweep_model
         from cortex_resnet.model.spec import load_spec
 
+        model = find_model_file(model)  # a bundled model by name: isn
         params = dict(parse_param(p) for p in param)
         if out is None:
             out = Path("runs") / f"sweep_{load_spec(model).name}"

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from cortex_resnet.catalog import find_model_file
 from cortex_resnet.errors import SpecError
 from cortex_resnet.cli._common import EXIT_FAILURE, FORCE_HELP, check_out_path, emit_json, handle_errors
 
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         if seed is not None and seed < 0:
             raise SpecError("--seed", seed, "an integer >= 0")
+        model = find_model_file(model)  # a bundled model by name: canonical_microcircuit
         circuit = load_circuit(model)
         if seed is not None:
             if circuit.spec.weights is not None:

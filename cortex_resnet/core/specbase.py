@@ -19,7 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from cortex_resnet.errors import SpecError
+from cortex_resnet.errors import SCHEMA_DOC, SpecError
 
 __all__ = ["Frozen", "MAX_TEXT", "MAX_DEPTH", "MAX_LIST", "check_depth", "unknown_key_message",
            "NUMBER_ALLOWED"]
@@ -114,13 +114,13 @@ def unknown_key_message(root: type[BaseModel] | None, loc: list[str]) -> str:
     """"unknown field; did you mean 'J_EE'? valid keys of [connectivity]: ..." for the key at ``loc``."""
     cls = _walk(root, loc[:-1])[1] if root is not None else None
     if cls is None:
-        return "unknown field (check the spelling against the documented spec)"
+        return f"unknown field (check the spelling; {SCHEMA_DOC})"
     valid = [k for k, f in cls.model_fields.items() if not f.exclude]
     close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'? " if close else ""
     shown = strip_tags(root, loc[:-1])
     where = f" of [{'.'.join(shown)}]" if shown else ""
-    return f"unknown field; {hint}valid keys{where}: {', '.join(valid)}"
+    return f"unknown field; {hint}valid keys{where}: {', '.join(valid)} ({SCHEMA_DOC})"
 
 
 def strip_tags(root: type[BaseModel] | None, parts: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 
 from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.catalog import catalog_root
 from cortex_resnet.errors import SpecError
 from cortex_resnet.model.spec import load_spec, parse_spec
 from cortex_resnet.hypotheses.base import Params
@@ -27,7 +28,7 @@ class CircuitParams(Params):
     """A circuit from a model file with optional changes.
 
     ``model``: path of a model file (relative paths: the working directory, the
-    spec file's folder, the repository root); ``n_E``/``n_I``: population sizes;
+    spec file's folder, the bundled catalog); ``n_E``/``n_I``: population sizes;
     ``weight_cv``: weight heterogeneity across seeds; ``overrides``: any dotted
     spec fields, e.g. ``{"connectivity.J_EE" = 1.5}``.
     """
@@ -40,15 +41,13 @@ class CircuitParams(Params):
 
 
 def resolve_file(path: str, base_dir: Path | None) -> Path:
-    """Find a file given relative to the cwd, the spec's folder or the repository root."""
-    from cortex_resnet.hypotheses.runner import REPO_ROOT
-
+    """Find a file given relative to the cwd, the spec's folder or the bundled catalog."""
     p = Path(path)
     candidates = [p] if p.is_absolute() else [Path.cwd() / p]
     if base_dir is not None and not p.is_absolute():
         candidates += [base_dir / p] + [parent / p for parent in base_dir.parents]
     if not p.is_absolute():
-        candidates.append(REPO_ROOT / p)
+        candidates.append(catalog_root() / p)  # the bundled models/ and experiments/
     for c in candidates:
         if c.is_file():
             return c

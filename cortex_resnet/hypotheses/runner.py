@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cortex_resnet.catalog import catalog_root
 from cortex_resnet.errors import SpecError
 from cortex_resnet.io.results import library_versions
 from cortex_resnet.model.spec import read_toml
@@ -31,14 +32,11 @@ from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis,
 from cortex_resnet.hypotheses.report import write_report
 
 __all__ = ["with_condition_coords", "RunConfig", "load_run_config", "find_spec_file", "execute_task", "build_tasks",
-           "run_hypothesis", "rebuild_report", "REPO_ROOT", "default_out"]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
+           "run_hypothesis", "rebuild_report", "default_out"]
 
 def find_spec_file(name: str) -> Path | None:
-    """``experiments/hypotheses/NAME.toml`` under the working directory or the repository."""
-    for root in (Path.cwd(), REPO_ROOT):
+    """``experiments/hypotheses/NAME.toml`` under the working directory or the installed package."""
+    for root in (Path.cwd(), catalog_root()):
         p = root / "experiments" / "hypotheses" / f"{name}.toml"
         if p.is_file():
             return p

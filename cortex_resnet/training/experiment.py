@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, ValidationError, model_validator
 
+from cortex_resnet.catalog import find_experiment_file
 from cortex_resnet.core.tomlio import toml_value
 from cortex_resnet.errors import SpecError
 from cortex_resnet.model.spec import SAFE_NAME, CircuitSpec, parse_spec, read_toml, validation_to_spec_error
@@ -283,8 +284,10 @@ def parse_experiment(data: dict[str, Any], source: str | None = None,
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:
-    """Load and validate ``experiments/NAME.toml``; model paths resolve relative to it."""
-    path = Path(path)
+    """Load and validate ``experiments/NAME.toml``; model paths resolve relative to it.
+
+    A bundled experiment is also found by name from any folder (``mnist1d_tied``)."""
+    path = find_experiment_file(path)
     if not path.is_file():
         raise SpecError("experiment", str(path), "an existing experiment TOML file "
                         "(see experiments/ for examples)")

@@ -22,18 +22,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cortex_resnet.catalog import experiments_dir, models_dir
 from cortex_resnet.io.outdir import OutputFolder, claim_folder
 from cortex_resnet.io.results import atomic_write_text, save_dataset
 
-__all__ = ["run_demo", "ROOT", "DEMO_FILES"]
+__all__ = ["run_demo", "DEMO_FILES"]
 
 # what the demo writes at the top of OUT/ (checked against foreign files before any work)
 DEMO_FILES = ("rate.nc", "decomposition_rate.png", "spiking.nc", "decomposition_spiking.png",
               "raster_spiking.png", "train_tied", "train_untied", "compare.png", "hypotheses",
               "summary.json", "summary.md")
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _fmt(x: Any, nd: int = 3) -> str:
     if x is None:
@@ -102,7 +100,7 @@ def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[s
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(7, echo)
     summary: dict[str, Any] = {"out": str(out), "quick": quick, "seed": seed}
-    circuit = load_model(ROOT / "models" / "canonical_microcircuit.toml", seed=seed)
+    circuit = load_model(models_dir() / "canonical_microcircuit.toml", seed=seed)
     stim = "step:amp=1.0,onset_ms=50"
 
     def rate_step() -> dict[str, Any]:
@@ -135,7 +133,7 @@ def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[s
 
     def train_one(variant: str) -> dict[str, Any]:
         name = "digits_tied" if quick else "mnist1d_tied"
-        spec = load_experiment(ROOT / "experiments" / f"{name}.toml")
+        spec = load_experiment(experiments_dir() / f"{name}.toml")
         changes: dict[str, Any] = {"model.variant": variant, "seed": seed, "device": "cpu",
                                    "train.epochs": 2 if quick else 12}
         spec = spec.replace(**changes)

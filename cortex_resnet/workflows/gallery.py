@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from cortex_resnet.catalog import experiments_dir, models_dir
 from cortex_resnet.errors import UnknownNameError
 from cortex_resnet.io.results import atomic_write_text, save_dataset
 
-__all__ = ["FigureEntry", "GALLERY", "register_figure", "make_gallery", "ROOT"]
+__all__ = ["FigureEntry", "GALLERY", "register_figure", "make_gallery", "DEFAULT_OUT"]
 
-ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "models"
+DEFAULT_OUT = Path("figures")  # in the working directory: the repository's figures/ under `make figures`
+MODELS = models_dir()
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _train_runs(out_dir: Path, full: bool) -> list[Path]:
     for variant in TRAIN_VARIANTS:
         run = out_dir / "data" / f"train_{variant}"
         if not (run / "report.json").exists():
-            spec = load_experiment(ROOT / "experiments" / "mnist1d_tied.toml")
+            spec = load_experiment(experiments_dir() / "mnist1d_tied.toml")
             spec = spec.replace(**{"model.variant": variant, "device": "cpu",
                                    "train.epochs": 30 if full else 8})
             if run.exists():  # an unfinished run of an earlier gallery: only its own files go
@@ -243,7 +244,7 @@ def known_figures() -> list[str]:
     return [e.name for e in sorted(GALLERY.values(), key=lambda e: (e.order, e.name))]
 
 
-def make_gallery(out_dir: str | Path = ROOT / "figures", *, full: bool = False,
+def make_gallery(out_dir: str | Path = DEFAULT_OUT, *, full: bool = False,
                  only: list[str] | None = None, progress: bool = False,
                  force: bool = False) -> dict[str, list[Path]]:
     """Regenerate figures (all, or ``only``) and rewrite ``out_dir/README.md``.
