@@ -198,8 +198,9 @@ def test_brian2_hooks_are_restored_after_a_run():
 
 # ------------------------------------------------------------------ specific exceptions
 
-def test_no_bare_except_exception_in_spiking():
-    src = (ROOT / "cortex_resnet" / "spiking.py").read_text()
+@pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "cortex_resnet" / "spiking").glob("*.py")))
+def test_no_bare_except_exception_in_spiking(module):
+    src = (ROOT / "cortex_resnet" / "spiking" / module).read_text()
     assert "except Exception" not in src
 
 
