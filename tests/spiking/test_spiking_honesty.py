@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +110,7 @@ def test_rate_cli_warns_on_stderr_and_in_json(stim, words):
     res = _cli(MODELS / "isn.toml", "--duration", "50", "--stimulus", stim, "--json")
     assert res.exit_code == 0, res.output
     assert any(words in w for w in json.loads(res.stdout)["warnings"])
-    assert f"warning: " in res.stderr and words in res.stderr
+    assert "warning: " in res.stderr and words in res.stderr
 
 
 @pytest.mark.brian2
