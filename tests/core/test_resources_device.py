@@ -7,6 +7,7 @@ import torch
 
 from cortex_resnet.core import resources
 from cortex_resnet.errors import ResourceError
+from cortex_resnet.training.loop import build_model, check_training_memory, load_data
 
 
 @pytest.fixture
@@ -54,8 +55,6 @@ def test_env_overrides_both(gpu_with_2_gib_free, monkeypatch):
 
 def test_training_checks_the_training_device(gpu_with_2_gib_free):
     """check_training_memory asks the device it trains on."""
-    from cortex_resnet.training.loop import build_model, check_training_memory, load_data
-
     from .test_train import tiny_spec
 
     spec = tiny_spec(**{"data.n_train": 100})
