@@ -25,6 +25,7 @@ import json
 import sys
 import time
 import warnings
+from importlib import import_module
 from typing import Any
 
 import numpy as np
@@ -335,3 +336,14 @@ def cli_run(circuit: Circuit, opts: dict[str, Any]):
                                  if opts.get("engine") == "torch" else {}))
     return ds, lambda out: spiking_summary(circuit, ds, out)
 
+
+
+_MOVED_TO_MODEL = ("to_spiking", "SpikingModel", "SpikeCounts")
+
+
+def __getattr__(name: str) -> Any:
+    """``to_spiking``, ``SpikingModel`` and ``SpikeCounts`` live in :mod:`cortex_resnet.spiking.model`
+    (which imports this module); the old location still resolves them, on first access."""
+    if name in _MOVED_TO_MODEL:
+        return getattr(import_module("cortex_resnet.spiking.model"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
