@@ -72,7 +72,7 @@ def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.
 
 
 def _rate(circuit, u_op: np.ndarray, u: np.ndarray, duration_ms: float, **kw: Any) -> dict[str, Any]:
-    from cortex_resnet.spiking.simulator import to_spiking
+    from cortex_resnet.spiking.model import to_spiking
 
     model = to_spiking(circuit, input_mode="current", u_operating=u_op, **SPIKING)
     t0 = time.perf_counter()

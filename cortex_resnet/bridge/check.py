@@ -26,7 +26,8 @@ import torch
 
 from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.errors import SpecError
-from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
+from cortex_resnet.rate.simulator import integrate
+from cortex_resnet.rate.system import RateState, RateSystem
 from cortex_resnet.model.stimulus import Stimulus
 from cortex_resnet.bridge.convert import circuit_of
 from cortex_resnet.bridge.unroll import UnrolledCircuit, unroll

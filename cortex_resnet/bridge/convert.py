@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from cortex_resnet.model.circuit import Circuit, build_circuit
 from cortex_resnet.core.tomlio import toml_key, toml_value
 from cortex_resnet.errors import SpecError
 from cortex_resnet.io.results import atomic_path, atomic_write_text
-from cortex_resnet.model.spec import CircuitSpec, parse_spec, read_toml
+from cortex_resnet.model.spec import CircuitSpec, parse_spec, parse_stimulus, read_toml
 from cortex_resnet.bridge.unroll import UnrolledCircuit
 
 __all__ = ["to_circuit", "circuit_of", "save_circuit", "load_circuit", "save_state", "load_state", "spec_to_toml"]
@@ -120,10 +121,6 @@ def runnable_simulation(spec: CircuitSpec) -> CircuitSpec:
     bias alone. The unrolled net sees its input from step 0, so the stimulus starts at 0 instead
     (``offset_ms`` moves with it).
     """
-    import re
-
-    from cortex_resnet.model.spec import parse_stimulus
-
     sim = spec.simulation
     stim = parse_stimulus(sim.stimulus)
     if stim.kind in ("constant", "npy") or stim.onset_ms < sim.duration_ms:

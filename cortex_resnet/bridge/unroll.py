@@ -1,7 +1,7 @@
 """``unroll``: a circuit's Euler-discretised dynamics as a residual network.
 
 Step ``k`` of the network is one Euler step of the rate dynamics, computed by
-the very function the rate simulator uses (:func:`cortex_resnet.rate.simulator.euler_step`)::
+the very function the rate simulator uses (:func:`cortex_resnet.rate.step.euler_step`)::
 
     r_{k+1} = r_k + alpha * (-r_k + phi(W_k r_k + B u_k + b)),   alpha = dt / tau
 
@@ -40,7 +40,8 @@ from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.errors import SpecError, UnknownNameError
 from cortex_resnet.model.fixedpoint import implicit_fixed_point
-from cortex_resnet.rate.simulator import euler_step, input_drive, resolve_device, resolve_dtype
+from cortex_resnet.rate.step import euler_step, input_drive
+from cortex_resnet.rate.system import resolve_device, resolve_dtype
 from cortex_resnet.bridge.dale import DaleConv, DaleMatrix, balanced_weights
 from cortex_resnet.bridge.options import INITS, INPUT_MODES, NORMS, RECURRENCES, VARIANTS, UnrollOptions, check_alpha
 
@@ -168,7 +169,7 @@ class UnrolledCircuit(nn.Module):
     def drive(self, u: torch.Tensor) -> torch.Tensor:
         """``B u + b``: (batch, n_inputs) -> (batch, N), or (batch, K, n_inputs) -> (batch, K, N).
 
-        The simulator's function (:func:`~cortex_resnet.rate.simulator.input_drive`), so both compute the
+        The simulator's function (:func:`~cortex_resnet.rate.step.input_drive`), so both compute the
         same bits from the same ``B``, ``b`` and ``u``.
         """
         return input_drive(u, self.input_projection().T, self.b)

@@ -35,12 +35,12 @@ def memory_budget_bytes(device: object = None) -> int:
         except ValueError:
             raise ResourceError("CORTEX_RESNET_MEMORY_BUDGET_GB", env, "a number of GiB") from None
     if _is_cuda(device):
-        import torch
+        import torch  # deferred: core loads nothing heavy; only a CUDA budget needs torch
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         return int(DEVICE_FREE_FRACTION * free)
     try:
-        import psutil
+        import psutil  # deferred: optional (installed with dask)
 
         return int(0.5 * psutil.virtual_memory().available)
     except ImportError:  # pragma: no cover - psutil is a dask dependency

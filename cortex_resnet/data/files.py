@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cortex_resnet.data.base import Dataset, standardise
 from cortex_resnet.errors import SpecError
-
-if TYPE_CHECKING:
-    from cortex_resnet.data.datasets import Dataset
 
 __all__ = ["MNIST_FILES", "CIFAR10_FILES", "read_idx", "load_mnist", "load_cifar10"]
 
@@ -72,8 +69,6 @@ def _find(data_dir: Path, names: list[str], subdirs: list[str]) -> dict[str, Pat
 
 def load_mnist(seed: int, data_dir: Path | None) -> Dataset:
     """MNIST (LeCun et al. 1998) from the four IDX files, scaled by the training mean/std."""
-    from cortex_resnet.data.datasets import Dataset, standardise  # data.py imports this module for its registry
-
     files = list(MNIST_FILES.values())
     what = "the four MNIST IDX files " + ", ".join(files) + " (optionally .gz)"
     root = _need_dir(data_dir, "mnist", what)
@@ -96,8 +91,6 @@ def load_mnist(seed: int, data_dir: Path | None) -> Dataset:
 
 def load_cifar10(seed: int, data_dir: Path | None) -> Dataset:
     """CIFAR-10 (Krizhevsky 2009), binary version: 5 x 10000 train + 10000 test, per-channel std."""
-    from cortex_resnet.data.datasets import Dataset, standardise  # data.py imports this module for its registry
-
     what = "the CIFAR-10 binary version: " + ", ".join(CIFAR10_FILES)
     root = _need_dir(data_dir, "cifar10", what)
     found = _find(root, CIFAR10_FILES, [".", "cifar-10-batches-bin"])

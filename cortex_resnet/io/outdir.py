@@ -252,7 +252,7 @@ def written_by_us(path: Path) -> bool:
     suffix = path.suffix.lower()
     try:
         if suffix == ".nc":
-            import h5py
+            import h5py  # deferred: only a .nc file's signature needs it
 
             with h5py.File(path, "r") as f:
                 attrs = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}

@@ -21,6 +21,7 @@ user's umask and never replace a file a command did not write
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import platform
@@ -115,8 +116,6 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 
 def glob_escape(name: str) -> str:
-    import glob
-
     return glob.escape(name)
 
 

@@ -16,7 +16,6 @@ function theorem). Training at equilibrium so costs O(1) memory in depth.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,6 +37,23 @@ class FixedPointResult:
     iterations: int
     residual: float
     converged: bool
+
+
+def _anderson_mix(X: torch.Tensor, F: torch.Tensor, H: torch.Tensor, y: torch.Tensor, nk: int, lam: float,
+                  beta: float) -> torch.Tensor | None:
+    """The next Anderson iterate from the ``nk`` newest (x, g(x)) pairs; None where the
+    least-squares system is singular."""
+    G = F[:, :nk] - X[:, :nk]
+    GG = G @ G.transpose(1, 2)
+    # Tikhonov term relative to the residuals' scale (an absolute lam would swamp
+    # G G^T near convergence and stall the method into plain averaging)
+    ridge = (lam * GG.diagonal(dim1=1, dim2=2).mean(dim=1)).clamp_min(torch.finfo(X.dtype).eps ** 2)
+    H[:, 1:nk + 1, 1:nk + 1] = GG + ridge[:, None, None] * torch.eye(nk, dtype=X.dtype, device=X.device)
+    try:
+        alpha = torch.linalg.solve(H[:, :nk + 1, :nk + 1], y[:, :nk + 1])[:, 1:nk + 1, 0]
+    except RuntimeError:
+        return None
+    return beta * (alpha[:, None] @ F[:, :nk])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :nk])[:, 0]
 
 
 def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: int = 5,
@@ -80,18 +96,9 @@ def anderson(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, m: 
         best = (res1, X[:, 1].clone())
     k = 2
     for k in range(2, max_iter + 2):
-        nk = min(k, mm)
-        G = F[:, :nk] - X[:, :nk]
-        GG = G @ G.transpose(1, 2)
-        # Tikhonov term relative to the residuals' scale (an absolute lam would swamp
-        # G G^T near convergence and stall the method into plain averaging)
-        ridge = (lam * GG.diagonal(dim1=1, dim2=2).mean(dim=1)).clamp_min(torch.finfo(r0.dtype).eps ** 2)
-        H[:, 1:nk + 1, 1:nk + 1] = GG + ridge[:, None, None] * torch.eye(nk, dtype=r0.dtype, device=r0.device)
-        try:
-            alpha = torch.linalg.solve(H[:, :nk + 1, :nk + 1], y[:, :nk + 1])[:, 1:nk + 1, 0]
-        except RuntimeError:  # singular (e.g. a repeated iterate): stop with the best so far
+        new = _anderson_mix(X, F, H, y, min(k, mm), lam, beta)
+        if new is None:  # singular (e.g. a repeated iterate): stop with the best so far
             break
-        new = beta * (alpha[:, None] @ F[:, :nk])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :nk])[:, 0]
         X[:, k % mm] = new
         F[:, k % mm] = g(new)
         res = float((F[:, k % mm] - new).abs().max())
@@ -268,6 +275,55 @@ def _ill_conditioned(J: torch.Tensor, cond: float) -> ConvergenceError:
         residual=cond)
 
 
+Hook = Callable[[torch.Tensor | None], torch.Tensor | None]
+
+
+def _direct_backward(jacobian: Callable[[torch.Tensor], torch.Tensor], r_star: torch.Tensor) -> Hook:
+    """``dL/dr* -> v`` solving ``(I - J^T) v = dL/dr*`` directly with ``J = jacobian(r*)``."""
+    def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
+        if grad is None:  # an undefined gradient stays undefined
+            return None
+        with torch.no_grad():
+            J = jacobian(r_star)
+            eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
+            A = eye - J.transpose(-1, -2)
+            cond = float(torch.linalg.cond(A).max())
+            if not math.isfinite(cond) or cond > MAX_BACKWARD_CONDITION:
+                raise _ill_conditioned(J, cond)
+            v = torch.linalg.solve(A, grad.unsqueeze(-1)).squeeze(-1)
+            if not bool(torch.isfinite(v).all()):
+                raise _ill_conditioned(J, cond)
+            return v
+    return hook
+
+
+def _iterative_backward(g: Callable[[torch.Tensor], torch.Tensor], r_star: torch.Tensor, *, tol: float,
+                        max_iter: int, m: int, fallback: bool, raise_on_fail: bool) -> Hook:
+    """``dL/dr* -> v`` solving ``v = dL/dr* + J^T v`` by Anderson with vector-Jacobian products
+    through one recorded application of ``g`` at ``r*`` (Jacobian-free)."""
+    z0 = r_star.clone().requires_grad_(True)
+    with torch.enable_grad():
+        f0 = g(z0)
+
+    def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
+        if grad is None:
+            return None
+
+        def lin(v: torch.Tensor) -> torch.Tensor:
+            (jtv,) = torch.autograd.grad(f0, z0, v, retain_graph=True)
+            return grad + jtv
+
+        sol = solve_fixed_point(lin, grad.detach(), tol=tol, max_iter=max_iter, m=m, fallback=fallback,
+                                raise_on_fail=raise_on_fail,
+                                what="implicit gradient (I - J^T) v = dL/dr*: linear solve")
+        if not bool(torch.isfinite(sol.r).all()):
+            raise ConvergenceError("implicit backward produced NaN/inf: (I - J^T) is singular or nearly so "
+                                   "at the equilibrium (J has an eigenvalue near 1); pass jacobian= for a "
+                                   "diagnosis, shrink the weights' spectral radius, or train with BPTT (unroll)")
+        return sol.r
+    return hook
+
+
 def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, *, tol: float = 1e-10,
                          max_iter: int = 500, m: int = 5, backward_tol: float | None = None,
                          backward_max_iter: int | None = None,
@@ -312,43 +368,12 @@ def implicit_fixed_point(g: Callable[[torch.Tensor], torch.Tensor], r0: torch.Te
     out = g(r_star)
     if not out.requires_grad:
         return out
-    btol = tol if backward_tol is None else backward_tol
-    biter = max_iter if backward_max_iter is None else backward_max_iter
     if jacobian is not None:
-        def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
-            if grad is None:  # an undefined gradient stays undefined
-                return None
-            with torch.no_grad():
-                J = jacobian(r_star)
-                eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
-                A = eye - J.transpose(-1, -2)
-                cond = float(torch.linalg.cond(A).max())
-                if not math.isfinite(cond) or cond > MAX_BACKWARD_CONDITION:
-                    raise _ill_conditioned(J, cond)
-                v = torch.linalg.solve(A, grad.unsqueeze(-1)).squeeze(-1)
-                if not bool(torch.isfinite(v).all()):
-                    raise _ill_conditioned(J, cond)
-                return v
+        hook = _direct_backward(jacobian, r_star)
     else:
-        z0 = r_star.clone().requires_grad_(True)
-        with torch.enable_grad():
-            f0 = g(z0)
-
-        def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
-            if grad is None:
-                return None
-
-            def lin(v: torch.Tensor) -> torch.Tensor:
-                (jtv,) = torch.autograd.grad(f0, z0, v, retain_graph=True)
-                return grad + jtv
-
-            sol = solve_fixed_point(lin, grad.detach(), tol=btol, max_iter=biter, m=m, fallback=fallback,
-                                    raise_on_fail=raise_on_fail,
-                                    what="implicit gradient (I - J^T) v = dL/dr*: linear solve")
-            if not bool(torch.isfinite(sol.r).all()):
-                raise ConvergenceError("implicit backward produced NaN/inf: (I - J^T) is singular or nearly so "
-                                       "at the equilibrium (J has an eigenvalue near 1); pass jacobian= for a "
-                                       "diagnosis, shrink the weights' spectral radius, or train with BPTT (unroll)")
-            return sol.r
+        btol = tol if backward_tol is None else backward_tol
+        biter = max_iter if backward_max_iter is None else backward_max_iter
+        hook = _iterative_backward(g, r_star, tol=btol, max_iter=biter, m=m, fallback=fallback,
+                                   raise_on_fail=raise_on_fail)
     out.register_hook(hook)
     return out

@@ -8,6 +8,7 @@ each step's start time.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,5 @@ def stimulus_warnings(stimulus: StimulusSpec | str | None, u: np.ndarray | torch
 
 def report_warnings(messages: list[str]) -> None:
     """Print each message on stderr as ``warning: ...`` (the JSON summary carries them too)."""
-    import sys
-
     for msg in messages:
         print(f"warning: {msg}", file=sys.stderr)

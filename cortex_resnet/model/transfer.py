@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from cortex_resnet.errors import SpecError, UnknownNameError
+from cortex_resnet.model.siegert import siegert, siegert_rate_hz
 
 __all__ = ["Transfer", "get_transfer", "known_transfers", "register_transfer", "siegert_rate_hz"]
 
@@ -183,15 +184,10 @@ class Tanh(Transfer):
         return self.r_max * torch.tanh(self.gain * z)
 
 
-# Gauss-Legendre nodes on [-1, 1] for the Siegert integral (cached per dtype/device).
-_GL_ORDER = 96
-_gl_nodes, _gl_weights = np.polynomial.legendre.leggauss(_GL_ORDER)
-
-
 @register_transfer
 @dataclass(frozen=True)
 class LIF(Transfer):
-    """Siegert / Ricciardi rate of a LIF neuron with white-noise input.
+    """Siegert / Ricciardi rate of a LIF neuron with white-noise input (:func:`~cortex_resnet.model.siegert.siegert`).
 
     ``1/nu = t_ref + tau_m sqrt(pi) * int_{(V_r-mu)/sigma}^{(theta-mu)/sigma} e^{x^2}(1+erf x) dx``
 
@@ -227,30 +223,7 @@ class LIF(Transfer):
         if z.is_floating_point() and z.dtype.itemsize < 4:
             z = z.float()  # bf16/f16 (autocast): erfcx has no such kernel, and 8 bits of mantissa
             # would not resolve the integral; the rate comes back in float32
-        dtype = z.dtype if z.is_floating_point() else torch.float64
-        nodes = torch.as_tensor(_gl_nodes, dtype=dtype, device=z.device)
-        weights = torch.as_tensor(_gl_weights, dtype=dtype, device=z.device)
-        lo = (self.v_reset_mV - z) / self.sigma_mV
-        hi = (self.theta_mV - z) / self.sigma_mV
-        half = 0.5 * (hi - lo)
-        mid = 0.5 * (hi + lo)
-        x = mid.unsqueeze(-1) + half.unsqueeze(-1) * nodes
-        # e^{x^2}(1 + erf x) = erfcx(-x): finite where the naive product overflows.
-        integral = half * (torch.special.erfcx(-x) * weights).sum(-1)
-        period_ms = self.t_ref_ms + self.tau_m_ms * math.sqrt(math.pi) * integral
-        return 1000.0 / period_ms
-
-
-def siegert_rate_hz(mu_mV: float, sigma_mV: float, tau_m_ms: float, t_ref_ms: float,
-                    theta_mV: float, v_reset_mV: float) -> float:
-    """Reference Siegert rate by adaptive quadrature (SciPy), for tests and checks."""
-    from scipy.integrate import quad
-    from scipy.special import erfcx
-
-    lo = (v_reset_mV - mu_mV) / sigma_mV
-    hi = (theta_mV - mu_mV) / sigma_mV
-    val, _ = quad(lambda x: erfcx(-x), lo, hi, limit=200, epsabs=0, epsrel=1e-12)
-    return 1000.0 / (t_ref_ms + tau_m_ms * math.sqrt(math.pi) * val)
+        return siegert(z, self.sigma_mV, self.tau_m_ms, self.t_ref_ms, self.theta_mV, self.v_reset_mV)
 
 
 TransferFn = Callable[[torch.Tensor], torch.Tensor]

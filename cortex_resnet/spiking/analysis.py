@@ -105,7 +105,7 @@ def oscillation_power(spike_t_ms: np.ndarray, t0_ms: float, t1_ms: float, *, bin
     nan = {"power": float("nan"), "excess_power": float("nan"), "peak": float("nan"), "frequency_hz": float("nan")}
     if mean <= 0 or nseg < 32:
         return nan
-    from scipy.signal import welch
+    from scipy.signal import welch  # deferred: only the oscillation measure needs scipy.signal
 
     fs = 1000.0 / bin_ms
     f, p = welch(counts - mean, fs=fs, nperseg=nseg, detrend=False, scaling="density")

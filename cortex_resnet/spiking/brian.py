@@ -223,7 +223,7 @@ def runtime_target(preferred: str = "cython") -> str:
     if preferred == "numpy":
         return "numpy"
     if "target" not in _TARGET_CACHE:
-        from brian2.codegen.runtime.cython_rt import CythonCodeObject
+        from brian2.codegen.runtime.cython_rt import CythonCodeObject  # deferred: slow, sets global hooks
 
         _TARGET_CACHE["target"] = "cython" if CythonCodeObject.is_available() else "numpy"
     if _TARGET_CACHE["target"] == "numpy":
@@ -243,7 +243,7 @@ class RuntimeEngine:
     """
 
     def __init__(self, plan: SpikingPlan, target: str = "cython"):
-        import brian2 as b2
+        import brian2 as b2  # deferred: slow, sets global hooks
 
         from brian2.devices.device import get_device, set_device
 

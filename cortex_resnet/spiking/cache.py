@@ -54,7 +54,7 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 def _build(plan: SpikingPlan, target: Path) -> dict[str, Any]:
     """Generate and compile the project for ``plan``'s structure into ``target``; return the manifest."""
-    import brian2 as b2
+    import brian2 as b2  # deferred: slow, sets global hooks
     from brian2.devices.device import all_devices, set_device
 
     dev = all_devices["cpp_standalone"]
@@ -89,7 +89,7 @@ def _build(plan: SpikingPlan, target: Path) -> dict[str, Any]:
             res["trace_t"] = {"file": dev.get_array_filename(tr.variables["t"]), "dtype": "float64"}
             res["trace_v"] = {"file": dev.get_array_filename(tr.variables["v"]), "dtype": "float64",
                               "columns": int(plan.trace_neurons.size)}
-        import brian2
+        import brian2  # deferred: slow, sets global hooks
 
         return {"structure": plan.structure(), "hash": plan.structure_hash(), "builds": 1,
                 "build_s": build_s, "brian2": brian2.__version__, "args": args, "results": res,

@@ -38,18 +38,15 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.special import erfcx
 
 from cortex_resnet.errors import ConvergenceError
+from cortex_resnet.model import siegert as _siegert
 
 __all__ = ["siegert", "siegert_derivative", "siegert_inverse", "PoolModel", "MeanFieldResult",
            "solve", "ALPHA_FB", "RHO_SIEGMUND"]
 
 ALPHA_FB = math.sqrt(2.0) * 1.4603545088095868  # sqrt(2) |zeta(1/2)|, Fourcaud & Brunel (2002)
 RHO_SIEGMUND = 1.4603545088095868 / math.sqrt(2.0 * math.pi)  # -zeta(1/2)/sqrt(2 pi), Siegmund (1979)
-
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(128)
-
 
 def siegert(mu_mV, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV) -> np.ndarray:
     """Siegert rate (Hz) of a LIF neuron driven by white noise, elementwise (broadcasting).
@@ -61,30 +58,12 @@ def siegert(mu_mV, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV) -> np.nda
     tau_m_ms, t_ref_ms : membrane time constant and refractory period (ms)
     theta_mV, v_reset_mV : threshold and reset above rest (mV)
     """
-    mu, sigma, tau, tref, theta, vr = np.broadcast_arrays(
-        *(np.asarray(a, dtype=np.float64) for a in (mu_mV, sigma_mV, tau_m_ms, t_ref_ms,
-                                                      theta_mV, v_reset_mV)))
-    lo = (vr - mu) / sigma
-    hi = (theta - mu) / sigma
-    # split at 0: the integrand is ~1/|x| below and ~2 e^{x^2} above, each part smooth.
-    total = np.zeros(mu.shape)
-    for a, b in ((lo, np.minimum(hi, 0.0)), (np.maximum(lo, 0.0), hi)):
-        half = 0.5 * np.maximum(b - a, 0.0)
-        mid = 0.5 * (a + b)
-        x = mid[..., None] + half[..., None] * _NODES
-        with np.errstate(over="ignore"):
-            total = total + half * (erfcx(-x) * _WEIGHTS).sum(-1)
-    with np.errstate(over="ignore", divide="ignore"):
-        period_ms = tref + tau * math.sqrt(math.pi) * total
-        return 1000.0 / period_ms
+    return _siegert.siegert_numpy(mu_mV, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV)
 
 
-def siegert_derivative(mu_mV, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV,
-                       h_mV: float = 1e-3) -> np.ndarray:
-    """``d nu / d mu`` (Hz/mV) by central differences."""
-    args = (sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV)
-    mu = np.asarray(mu_mV, dtype=np.float64)
-    return (siegert(mu + h_mV, *args) - siegert(mu - h_mV, *args)) / (2 * h_mV)
+def siegert_derivative(mu_mV, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV) -> np.ndarray:
+    """``d nu / d mu`` (Hz/mV) in closed form (:func:`cortex_resnet.model.siegert.siegert_derivative`)."""
+    return _siegert.siegert_derivative(mu_mV, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV)
 
 
 def siegert_inverse(rate_hz, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV) -> np.ndarray:
@@ -93,19 +72,7 @@ def siegert_inverse(rate_hz, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV)
     Bisection (the rate increases monotonically with ``mu``); rates must lie in
     ``(0, 1/t_ref)``.
     """
-    rate, sigma, tau, tref, theta, vr = np.broadcast_arrays(
-        *(np.asarray(a, dtype=np.float64) for a in (rate_hz, sigma_mV, tau_m_ms, t_ref_ms,
-                                                      theta_mV, v_reset_mV)))
-    if np.any(rate <= 0) or np.any(rate * tref >= 1000.0):
-        raise ValueError("siegert_inverse needs 0 < rate < 1/t_ref")
-    lo = vr - 40.0 * sigma - 50.0
-    hi = theta + 40.0 * sigma + 1000.0
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        above = siegert(mid, sigma, tau, tref, theta, vr) > rate
-        hi = np.where(above, mid, hi)
-        lo = np.where(above, lo, mid)
-    return 0.5 * (lo + hi)
+    return _siegert.siegert_inverse(rate_hz, sigma_mV, tau_m_ms, t_ref_ms, theta_mV, v_reset_mV)
 
 
 @dataclass(frozen=True)

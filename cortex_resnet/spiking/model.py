@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from cortex_resnet.model.circuit import Circuit
-from cortex_resnet.errors import SpecError
 from cortex_resnet.core.resources import memory_budget_bytes
+from cortex_resnet.errors import SpecError
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.spiking.brian import brian2_global_state
+from cortex_resnet.spiking.build import build_plan, estimate_bytes
+from cortex_resnet.spiking.simulator import make_engine, simulate_spiking
+from cortex_resnet.spiking.torch_engine import TorchEngine, check_engine
 
 __all__ = ["SpikeCounts", "SpikingModel", "to_spiking"]
 
@@ -74,8 +79,6 @@ class SpikingModel:
 
     def simulate(self, stimulus: Any = None, **kwargs: Any):
         """Full simulation (dataset with ``r``, ``x``, ``Fx``, spikes): :func:`~cortex_resnet.spiking.simulator.simulate_spiking`."""
-        from cortex_resnet.spiking.simulator import simulate_spiking
-
         kwargs.setdefault("u_operating", self.u_operating)
         return simulate_spiking(self.circuit, stimulus, **kwargs)
 
@@ -97,39 +100,16 @@ class SpikingModel:
             torch engine: 256, refused with a ResourceError naming the batch when it does not fit)
         engine, dtype : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking.torch_engine`, ``float64``/``float32``)
         """
-        from cortex_resnet.spiking.torch_engine import check_engine
-
         check_engine(engine, standalone)
-        from cortex_resnet.spiking.simulator import make_engine
-        from cortex_resnet.spiking.brian import brian2_global_state
-        from cortex_resnet.spiking.build import build_plan, estimate_bytes
-
-        u = np.asarray(u, dtype=np.float64)
         c = self.circuit
-        if u.ndim != 2 or u.shape[1] != c.n_inputs or u.shape[0] < 1:
-            raise SpecError("u", f"shape {u.shape}", f"(batch, {c.n_inputs})")
-        t0, t1 = window_ms if window_ms is not None else (duration_ms / 3.0, duration_ms)
-        if not (0 <= t0 < t1 <= duration_ms):
-            raise SpecError("window_ms", (t0, t1), f"0 <= t0 < t1 <= duration_ms = {duration_ms}")
+        u, (t0, t1) = self._check_inputs(u, duration_ms, window_ms)
         if self.u_operating is None:
             self.u_operating = u.mean(axis=0)
-        sspec = c.spec.spiking
-        if batch_size is None and engine == "torch":
-            batch_size = 256
-        if batch_size is None:
-            per = estimate_bytes(c, sspec, 1, duration_ms, int(duration_ms / sspec.input.stimulus_dt_ms) + 2)
-            batch_size = int(max(1, min(256, 0.5 * memory_budget_bytes() // max(per, 1.0))))
-        batch_size = int(min(batch_size, u.shape[0]))
-        n_chunks = math.ceil(u.shape[0] / batch_size)
+        batch_size = self._batch_size(batch_size, engine, u.shape[0], duration_ms)
         counts = np.zeros((u.shape[0], c.n_units))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=u.shape[0], desc="spiking", unit="input", leave=False)
-        M = sspec.pool_size
+        bar = tqdm(total=u.shape[0], desc="spiking", unit="input", leave=False) if progress else None
         try:
-            for k in range(n_chunks):
+            for k in range(math.ceil(u.shape[0] / batch_size)):
                 part = u[k * batch_size:(k + 1) * batch_size]
                 n_real = part.shape[0]
                 if standalone and n_real < batch_size:  # same structure for every chunk: pad
@@ -137,8 +117,6 @@ class SpikingModel:
                 plan = build_plan(c, part, duration_ms, u_operating=self.u_operating, seed=seed, engine=engine)
                 with brian2_global_state():  # Brian2's excepthook/warning capture end with the run
                     if engine == "torch":
-                        from cortex_resnet.spiking.torch_engine import TorchEngine
-
                         runner = TorchEngine(plan, dtype=dtype)
                     else:
                         runner = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
@@ -153,10 +131,33 @@ class SpikingModel:
         finally:
             if bar is not None:
                 bar.close()
-        rates = counts / (M * (t1 - t0) * 1e-3)
+        rates = counts / (c.spec.spiking.pool_size * (t1 - t0) * 1e-3)
         R = plan.mapping.R_unit
         return SpikeCounts(counts=counts.astype(np.int64), rates_hz=rates, r=rates / R,
                            is_E=c.is_E.copy(), window_ms=(float(t0), float(t1)))
+
+    def _check_inputs(self, u: np.ndarray, duration_ms: float, window_ms: tuple[float, float] | None
+                      ) -> tuple[np.ndarray, tuple[float, float]]:
+        """``u`` as float64 (batch, n_inputs) and the counting window (ms), both checked."""
+        u = np.asarray(u, dtype=np.float64)
+        n_inputs = self.circuit.n_inputs
+        if u.ndim != 2 or u.shape[1] != n_inputs or u.shape[0] < 1:
+            raise SpecError("u", f"shape {u.shape}", f"(batch, {n_inputs})")
+        t0, t1 = window_ms if window_ms is not None else (duration_ms / 3.0, duration_ms)
+        if not (0 <= t0 < t1 <= duration_ms):
+            raise SpecError("window_ms", (t0, t1), f"0 <= t0 < t1 <= duration_ms = {duration_ms}")
+        return u, (t0, t1)
+
+    def _batch_size(self, batch_size: int | None, engine: str, n_inputs: int, duration_ms: float) -> int:
+        """Replicas per simulation: as asked, else 256 (torch) or what fits half the memory budget."""
+        sspec = self.circuit.spec.spiking
+        if batch_size is None and engine == "torch":
+            batch_size = 256
+        if batch_size is None:
+            per = estimate_bytes(self.circuit, sspec, 1, duration_ms,
+                                 int(duration_ms / sspec.input.stimulus_dt_ms) + 2)
+            batch_size = int(max(1, min(256, 0.5 * memory_budget_bytes() // max(per, 1.0))))
+        return int(min(batch_size, n_inputs))
 
 
 def to_spiking(circuit: Circuit, *, pool_size: int | None = None, p_connect: float | None = None,

@@ -22,23 +22,31 @@ recurrent synapses switched off and the *same* input spike trains and noise
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
+from importlib import import_module
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from tqdm.auto import tqdm
 
+from cortex_resnet.errors import ConvergenceError, UnstableCircuitError
+from cortex_resnet.io.results import trajectory_dataset
+from cortex_resnet.model.analysis import analyze
 from cortex_resnet.model.circuit import Circuit
-from cortex_resnet.errors import ConvergenceError
 from cortex_resnet.model.spec import StimulusSpec
-from cortex_resnet.spiking.analysis import mean_rate_hz, population_state
-from cortex_resnet.spiking.brian import RawRun, RuntimeEngine, brian2_global_state
 from cortex_resnet.model.stimulus import StimulusWarning, stimulus_warnings
+from cortex_resnet.spiking.analysis import mean_rate_hz, population_state
+from cortex_resnet.spiking.brian import RawRun, RuntimeEngine, brian2_global_state, runtime_target
 from cortex_resnet.spiking.build import SpikingPlan, build_plan
+from cortex_resnet.spiking.cache import StandaloneEngine
+from cortex_resnet.spiking.meanfield import solve
+from cortex_resnet.spiking.torch_engine import TorchEngine, check_engine
 
 __all__ = ["simulate_spiking", "make_engine", "spiking_dataset", "spike_statistics", "spiking_summary",
-           "cli_run", "to_spiking", "SpikingModel", "SpikeCounts"]
+           "cli_run"]
 
 
 def check_finite(raw: RawRun, circuit: Circuit, what: str) -> None:
@@ -46,8 +54,6 @@ def check_finite(raw: RawRun, circuit: Circuit, what: str) -> None:
     v = raw.trace_v_mV
     if v.size and not np.all(np.isfinite(v)):
         t_bad, col = np.argwhere(~np.isfinite(v))[0]
-        from cortex_resnet.errors import UnstableCircuitError
-
         t_ms = float(raw.trace_t_ms[t_bad]) if raw.trace_t_ms.size > t_bad else float("nan")
         raise UnstableCircuitError(
             f"spiking {what}: a membrane potential became NaN/inf at t = {t_ms:.2f} ms (trace {int(col)}): "
@@ -60,9 +66,6 @@ def make_engine(plan: SpikingPlan, *, standalone: bool = False, cache_dir: Any =
                 target: str = "cython"):
     """Runtime engine (Cython/NumPy) or a cached C++ standalone build for ``plan``."""
     if standalone:
-        from cortex_resnet.spiking.brian import runtime_target
-        from cortex_resnet.spiking.cache import StandaloneEngine
-
         if runtime_target(target) == "numpy":  # no compiler: warned; the numpy runtime instead
             return RuntimeEngine(plan, "numpy")
         return StandaloneEngine(plan, cache_dir)
@@ -109,8 +112,6 @@ def _binned_rates(plan: SpikingPlan, raw: RawRun, n_bins: int, bin_ms: float) ->
 
 def spiking_dataset(plan: SpikingPlan, raw: RawRun, raw_x: RawRun | None, *, attrs: dict) -> xr.Dataset:
     """The standard result Dataset (``r``, ``x``, ``Fx``, ``u``) plus spikes and membrane traces."""
-    from cortex_resnet.io.results import trajectory_dataset
-
     bin_ms = plan.sspec.monitor.rate_bin_ms
     n_bins = max(1, int(np.floor(plan.duration_ms / bin_ms + 1e-9)))
     times = (np.arange(n_bins) + 0.5) * bin_ms
@@ -194,8 +195,6 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
         (``spike_time_ms``, ``spike_neuron``, ``spike_unit``, ``spike_batch`` on dim ``spike``);
         membrane traces ``v_trace``; attributes with timings, sizes, the mapping and spike statistics.
     """
-    from cortex_resnet.spiking.torch_engine import check_engine
-
     check_engine(engine, standalone)
     start = time.perf_counter()
     sim = circuit.spec.simulation
@@ -206,67 +205,79 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms)
     for msg in notes:
         warnings.warn(msg, StimulusWarning, stacklevel=2)
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm.auto import tqdm
-
-        if standalone:
-            print("spiking: C++ standalone (the first run of a structure compiles it, about a minute)",
-                  file=sys.stderr)
-        bar = tqdm(total=(2 if decompose else 1) * 100, desc="spiking", unit="%", leave=False)
+    bar = _progress_bar(progress, standalone, decompose)
     try:
         with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
             if engine == "torch":
-                from cortex_resnet.spiking.torch_engine import TorchEngine
-
-                engine = TorchEngine(plan, device=device, dtype=dtype)
+                runner = TorchEngine(plan, device=device, dtype=dtype)
             else:
-                engine = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
-            tick = _ticker(bar)
-            if hasattr(engine, "run_pair") and decompose:  # one pass, the same random numbers for both runs
-                raw, raw_x = engine.run_pair(seed, progress=tick)
-                decompose = False
-                if bar is not None:
-                    bar.update(100)
-            else:
-                raw, raw_x = engine.run(True, seed, progress=tick), None
-            check_finite(raw, circuit, "recurrent run")
-            runtime = engine.last_run_s
-            if raw_x is not None:
-                check_finite(raw_x, circuit, "run without recurrence")
-            if decompose:
-                raw_x = engine.run(False, seed, progress=_ticker(bar))
-                check_finite(raw_x, circuit, "run without recurrence")
-                runtime += engine.last_run_s
+                runner = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+            raw, raw_x, runtime = _run_both(runner, circuit, seed, decompose, bar)
     finally:
         if bar is not None:
             bar.close()
-    stats = spike_statistics(plan, raw)
-    mf = None
-    try:
-        from cortex_resnet.spiking.meanfield import solve
+    ds = spiking_dataset(plan, raw, raw_x, attrs=_run_attrs(plan, raw, _device_name(runner), seed, notes))
+    # wall times are not stored in the file (same seed -> same file); callers read them here
+    ds.encoding.update(compile_s=float(runner.compile_s), runtime_s=runtime,
+                       compiled=bool(getattr(runner, "compiled", False)),
+                       total_s=time.perf_counter() - start)
+    return ds
 
-        mf = solve(plan.pool_model).rates_hz
-        mf = {p: float(mf[m].mean()) for p, m in (("E", circuit.is_E), ("I", ~circuit.is_E)) if m.any()}
-    except ConvergenceError:  # a mean field without a fixed point (oscillating, runaway): report none
-        mf = None
-    attrs = {
-        "device": _device_name(engine), "seed": seed, "graph_seed": int(circuit.spec.seed),
-        "dt_ms": plan.dt_ms, "duration_ms": duration_ms,
+
+def _run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: list[str]) -> dict[str, Any]:
+    """The dataset attributes of a run: sizes, seeds, the mapping, spike statistics, mean field."""
+    return {
+        "device": device, "seed": seed, "graph_seed": int(plan.circuit.spec.seed),
+        "dt_ms": plan.dt_ms, "duration_ms": plan.duration_ms,
         "pool_size": plan.sspec.pool_size, "n_neurons": plan.n_total, "n_synapses": plan.n_synapses,
         "rate_bin_ms": plan.sspec.monitor.rate_bin_ms, "stimulus": plan.info["stimulus"],
         "structure_hash": plan.structure_hash(), "mapping": plan.mapping.info,
-        "spike_stats": stats, "mean_field_rate_hz": mf, "v_init": plan.info["v_init"],
-        "warnings": notes,
+        "spike_stats": spike_statistics(plan, raw), "mean_field_rate_hz": _mean_field_rates(plan),
+        "v_init": plan.info["v_init"], "warnings": notes,
     }
-    ds = spiking_dataset(plan, raw, raw_x, attrs=attrs)
-    # wall times are not stored in the file (same seed -> same file); callers read them here
-    ds.encoding.update(compile_s=float(engine.compile_s), runtime_s=runtime,
-                       compiled=bool(getattr(engine, "compiled", False)),
-                       total_s=time.perf_counter() - start)
-    return ds
+
+
+def _progress_bar(progress: bool, standalone: bool, decompose: bool) -> Any:
+    """A tqdm bar in percent of the run(s), or None without ``progress``."""
+    if not progress:
+        return None
+    if standalone:
+        print("spiking: C++ standalone (the first run of a structure compiles it, about a minute)",
+              file=sys.stderr)
+    return tqdm(total=(2 if decompose else 1) * 100, desc="spiking", unit="%", leave=False)
+
+
+def _run_both(runner: Any, circuit: Circuit, seed: int, decompose: bool,
+              bar: Any) -> tuple[RawRun, RawRun | None, float]:
+    """The recurrent run and (``decompose``) the one without recurrence, each checked for NaN/inf;
+    the simulation time (s) of both."""
+    tick = _ticker(bar)
+    if hasattr(runner, "run_pair") and decompose:  # one pass, the same random numbers for both runs
+        raw, raw_x = runner.run_pair(seed, progress=tick)
+        decompose = False
+        if bar is not None:
+            bar.update(100)
+    else:
+        raw, raw_x = runner.run(True, seed, progress=tick), None
+    check_finite(raw, circuit, "recurrent run")
+    runtime = runner.last_run_s
+    if raw_x is not None:
+        check_finite(raw_x, circuit, "run without recurrence")
+    if decompose:
+        raw_x = runner.run(False, seed, progress=_ticker(bar))
+        check_finite(raw_x, circuit, "run without recurrence")
+        runtime += runner.last_run_s
+    return raw, raw_x, runtime
+
+
+def _mean_field_rates(plan: SpikingPlan) -> dict[str, float] | None:
+    """The pools' mean-field rates (Hz) averaged per population; None without a fixed point."""
+    circuit = plan.circuit
+    try:
+        mf = solve(plan.pool_model).rates_hz
+    except ConvergenceError:  # a mean field without a fixed point (oscillating, runaway): report none
+        return None
+    return {p: float(mf[m].mean()) for p, m in (("E", circuit.is_E), ("I", ~circuit.is_E)) if m.any()}
 
 
 def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any]:
@@ -277,8 +288,6 @@ def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any
     max_re = isn = ee = None
     if circuit.n_units <= 4000:
         try:
-            from cortex_resnet.model.analysis import analyze
-
             lin = analyze(circuit, ds["u"].isel(time=-1, batch=0).values)
             max_re, isn, ee = lin.max_eig_real, lin.inhibition_stabilized, lin.ee_loop_gain
         except (ConvergenceError, np.linalg.LinAlgError):  # no steady state of the rate model
@@ -328,4 +337,13 @@ def cli_run(circuit: Circuit, opts: dict[str, Any]):
     return ds, lambda out: spiking_summary(circuit, ds, out)
 
 
-from cortex_resnet.spiking.model import SpikeCounts, SpikingModel, to_spiking  # noqa: E402  (public API)
+
+_MOVED_TO_MODEL = ("to_spiking", "SpikingModel", "SpikeCounts")
+
+
+def __getattr__(name: str) -> Any:
+    """``to_spiking``, ``SpikingModel`` and ``SpikeCounts`` live in :mod:`cortex_resnet.spiking.model`
+    (which imports this module); the old location still resolves them, on first access."""
+    if name in _MOVED_TO_MODEL:
+        return getattr(import_module("cortex_resnet.spiking.model"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

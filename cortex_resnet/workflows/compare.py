@@ -10,7 +10,7 @@ inputs three ways:
    constant, read out from the E rates at every step with the trained readout.
    Same Euler steps, same numbers: its accuracy equals the network's exactly
    (we report the largest logit difference too);
-3. **spiking** -- the circuit as LIF pools (:func:`cortex_resnet.spiking.simulator.to_spiking`,
+3. **spiking** -- the circuit as LIF pools (:func:`cortex_resnet.spiking.model.to_spiking`,
    signed input as currents), on a seeded subsample of the test set (Brian2
    is slower), read out with the trained readout from E-pool spike counts in a
    window, converted back to rate units. Its agreement is reported with the
@@ -261,7 +261,7 @@ def _spiking_logits(circuit, u: torch.Tensor, clf, *, duration_ms: float,
                     window_ms: tuple[float, float], seed: int, pool_size: int | None, n_plot: int,
                     u_operating: torch.Tensor, engine: str = "brian2") -> dict[str, Any]:
     """Run ``u`` (batch, n_inputs) through the spiking circuit; read out E-pool rates (rate units)."""
-    from cortex_resnet.spiking.simulator import to_spiking
+    from cortex_resnet.spiking.model import to_spiking
 
     model = to_spiking(circuit, pool_size=pool_size, input_mode="current",  # signed u
                        u_operating=u_operating.detach().cpu().numpy())

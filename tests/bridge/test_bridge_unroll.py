@@ -14,11 +14,15 @@ import pytest
 import torch
 
 from cortex_resnet.bridge import UnrollOptions, unroll
-from cortex_resnet.bridge.check import TOLERANCE, check_unroll, compare_with_simulator
+from cortex_resnet.bridge.check import (
+    TOLERANCE,
+    check_unroll,
+    compare_with_simulator,
+    source_reference,
+)
 from cortex_resnet.errors import SpecError, UnknownNameError
-from cortex_resnet.rate.simulator import RateState, RateSystem, integrate, simulate
 from cortex_resnet.model.stimulus import Stimulus
-
+from cortex_resnet.rate.simulator import RateState, RateSystem, integrate, simulate
 from tests.bridge_cases import CASES, DT_MS, case_circuit, case_input, one_thread  # noqa: F401 (autouse)
 
 K = 40
@@ -241,8 +245,6 @@ def test_checker_detects_a_wrong_net():
     net = unroll(c, 20, DT_MS, dtype=torch.float64)
     with torch.no_grad():
         net.b += 1e-6
-    from cortex_resnet.bridge.check import source_reference
-
     res = compare_with_simulator(net, case_input("dense_relu"), source_reference(net))
     assert res["max_abs_error"] > 1e-8
     assert res["abs_per_step"][0] == 0.0 and len(res["abs_per_step"]) == 21

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import psutil
 import pytest
 import torch
 
 from cortex_resnet.core import resources
 from cortex_resnet.errors import ResourceError
+from cortex_resnet.training.loop import build_model, check_training_memory, load_data
+from tests.training.test_train import tiny_spec
 
 
 @pytest.fixture
@@ -29,8 +34,6 @@ def test_cuda_budget_is_a_fraction_of_free_device_memory(gpu_with_2_gib_free):
 
 
 def test_host_budget_ignores_the_device(gpu_with_2_gib_free, monkeypatch):
-    import psutil
-
     class VM:
         available = 64 * 2**30
 
@@ -40,7 +43,9 @@ def test_host_budget_ignores_the_device(gpu_with_2_gib_free, monkeypatch):
     assert gpu_with_2_gib_free == []
 
 
-def test_check_memory_refuses_what_the_card_cannot_hold(gpu_with_2_gib_free):
+def test_check_memory_refuses_what_the_card_cannot_hold(gpu_with_2_gib_free, monkeypatch):
+    # a host with room for 3 GiB (the budget is half the available RAM, which varies by machine)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=64 * 2**30))
     resources.check_memory(1.5 * 2**30, "x", device="cuda:0")  # fits: 1.5 < 1.8 GiB
     with pytest.raises(ResourceError, match=r"free memory of cuda:0: 1\.8 GiB"):
         resources.check_memory(3 * 2**30, "training memory", "lower the batch", device="cuda:0")
@@ -54,10 +59,6 @@ def test_env_overrides_both(gpu_with_2_gib_free, monkeypatch):
 
 def test_training_checks_the_training_device(gpu_with_2_gib_free):
     """check_training_memory asks the device it trains on."""
-    from cortex_resnet.training.loop import build_model, check_training_memory, load_data
-
-    from tests.training.test_train import tiny_spec
-
     spec = tiny_spec(**{"data.n_train": 100})
     model, _ = build_model(spec, load_data(spec))
     check_training_memory(spec, model, torch.device("cuda:0"))

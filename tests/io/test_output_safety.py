@@ -15,11 +15,20 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cortex_resnet.bridge import save_circuit
 from cortex_resnet.cli import app
 from cortex_resnet.cli._common import DEBUG_ENV, handle_errors
 from cortex_resnet.errors import SpecError
-from cortex_resnet.io.outdir import MANIFEST, claim_folder, remove_written, written_by_us
+from cortex_resnet.io.outdir import (
+    MANIFEST,
+    _plan,
+    claim_folder,
+    remove_written,
+    written_by_us,
+)
 from cortex_resnet.io.results import atomic_write_text
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LINEAR = ROOT / "models" / "linear.toml"
@@ -75,8 +84,6 @@ def test_a_claim_that_writes_nothing_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_the_repository_gallery_is_a_figures_folder() -> None:
-    from cortex_resnet.io.outdir import _plan
-
     claim = _plan(ROOT / "figures", "figures", option="--out", force=False, accept=(), adopt=False,
                   owned_dirs=("data",), force_ok=True)
     assert claim.foreign == set() and "README.md" in claim.owned
@@ -305,10 +312,6 @@ def test_outputs_follow_the_umask(tmp_path: Path, umask_022) -> None:
                "--no-progress")
     assert res.exit_code == 0, res.output
     assert _cli("unroll", LINEAR, "--steps", "2", "--out", tmp_path / "n.pt").exit_code == 0
-    from cortex_resnet.bridge import save_circuit
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.model.spec import load_spec
-
     save_circuit(build_circuit(load_spec(LINEAR)), tmp_path / "saved.toml")
     files = [p for p in tmp_path.iterdir() if p.is_file()]
     assert {p.suffix for p in files} >= {".nc", ".png", ".pt", ".toml", ".npz"}

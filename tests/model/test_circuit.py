@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from cortex_resnet.model.circuit import build_circuit, check_dale, spatial_positions
+from cortex_resnet import load_model, unroll
 from cortex_resnet.errors import SpecError
+from cortex_resnet.model.circuit import build_circuit, check_dale, spatial_positions
 from cortex_resnet.model.spec import parse_spec
+from cortex_resnet.training.experiment import load_experiment
 
 POPS = ("E", "I")
 J = {"J_EE": 1.5, "J_EI": 2.0, "J_IE": 1.2, "J_II": 1.0}
@@ -192,8 +194,6 @@ def test_reprs_are_short_and_informative(name):
     net now fit in one line each (< 400 characters), with name, sizes and key parameters."""
     from pathlib import Path
 
-    from cortex_resnet import load_model, unroll
-
     circuit = load_model(Path(__file__).resolve().parents[2] / "models" / f"{name}.toml")
     net = unroll(circuit, 3, variant="untied")
     for obj in (circuit, circuit.spec, net):
@@ -207,8 +207,6 @@ def test_reprs_are_short_and_informative(name):
 
 def test_experiment_repr_is_short():
     from pathlib import Path
-
-    from cortex_resnet.training.experiment import load_experiment
 
     spec = load_experiment(Path(__file__).resolve().parents[2] / "experiments" / "digits_tied.toml")
     text = repr(spec)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.errors import ConvergenceError, UnknownNameError
+from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.fixedpoint import anderson, steady_state
-
+from cortex_resnet.model.spec import load_spec
 from tests import problems as P
 
 METHODS = ["newton", "anderson"]
@@ -35,8 +35,6 @@ def test_nonlinear_steady_state_satisfies_the_fixed_point_equation(method):
     independently in NumPy is <= 1e-9 (1 + max r); the solvers stop at 1e-12 (1 + max |r|) in
     their own float64 evaluation, so only summation-order rounding separates the two."""
     from pathlib import Path
-
-    from cortex_resnet.model.spec import load_spec
 
     circuit = build_circuit(load_spec(Path(__file__).resolve().parents[2] / "models" / "ssn.toml"))
     u = np.array([[2.0], [10.0], [40.0]])

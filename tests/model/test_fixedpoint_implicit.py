@@ -9,8 +9,12 @@ import torch
 from cortex_resnet.bench.bridge import saved_tensor_bytes
 from cortex_resnet.bridge import unroll
 from cortex_resnet.errors import ConvergenceError, SpecError
-from cortex_resnet.model.fixedpoint import implicit_fixed_point, solve_fixed_point, steady_state
-
+from cortex_resnet.model.fixedpoint import (
+    anderson,
+    implicit_fixed_point,
+    solve_fixed_point,
+    steady_state,
+)
 from tests.bridge_cases import DT_MS, case_circuit, case_input, one_thread  # noqa: F401 (autouse)
 
 
@@ -30,8 +34,6 @@ def test_damped_fallback_rescues_a_failed_anderson():
     """Anderson extrapolates into log's negative domain (NaN); damping converges from the start."""
     g = lambda r: 3 - 2 * torch.log(r + 1) * torch.sqrt(r)  # noqa: E731
     r0 = torch.full((1, 1), 3.0, dtype=torch.float64)
-    from cortex_resnet.model.fixedpoint import anderson
-
     assert not anderson(g, r0, tol=1e-12).converged
     res = solve_fixed_point(g, r0, tol=1e-12)
     assert res.converged and abs(float(g(res.r) - res.r)) <= 1e-10

@@ -9,11 +9,21 @@ import pytest
 import scipy.linalg
 import torch
 
-from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.cli import app
 from cortex_resnet.errors import SpecError, UnknownNameError, UnstableCircuitError
-from cortex_resnet.rate.simulator import RateSystem, integrate, simulate
+from cortex_resnet.io.results import load_dataset
+from cortex_resnet.model.analysis import analyze
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import load_spec
 from cortex_resnet.model.stimulus import make_stimulus
-
+from cortex_resnet.rate.simulator import (
+    STEP_LIMITS,
+    RateSystem,
+    StepSizeWarning,
+    UnstableStateWarning,
+    integrate,
+    simulate,
+)
 from tests import problems as P
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,8 +298,6 @@ def _leak_factor(method: str, a: float) -> float:
 @pytest.mark.parametrize("method", ["euler", "rk4", "expeuler"])
 def test_step_limits_are_the_leak_stability_limits(method):
     """The refusal limit is where the leak's one-step factor reaches |1|; below it the leak decays."""
-    from cortex_resnet.rate.simulator import STEP_LIMITS
-
     warn, refuse = STEP_LIMITS[method]
     if np.isfinite(refuse):
         assert abs(_leak_factor(method, refuse)) == pytest.approx(1.0, abs=1e-9)
@@ -303,8 +311,6 @@ def test_step_limits_are_the_leak_stability_limits(method):
 
 def test_euler_step_beyond_two_tau_is_refused_naming_dt_tau_and_fix():
     """Issue 11: --dt 50 with tau 10-20 ms was diagnosed as a runaway circuit."""
-    from cortex_resnet.model.spec import load_spec
-
     c = build_circuit(load_spec(ROOT / "models" / "isn.toml"))
     with pytest.raises(SpecError) as info:
         simulate(c, duration_ms=300.0, dt_ms=50.0, device="cpu", decompose=False)
@@ -315,8 +321,6 @@ def test_euler_step_beyond_two_tau_is_refused_naming_dt_tau_and_fix():
 
 
 def test_large_step_warns_and_expeuler_takes_it(lin):
-    from cortex_resnet.rate.simulator import StepSizeWarning
-
     with pytest.warns(StepSizeWarning, match=r"dt_ms = 50 ms is large for method 'expeuler'.*tau = 10 ms"):
         ds = simulate(lin, STIM, duration_ms=500.0, dt_ms=50.0, method="expeuler", device="cpu", decompose=False)
     assert np.isfinite(ds["r"].values).all()
@@ -331,10 +335,6 @@ def test_large_step_warns_and_expeuler_takes_it(lin):
 def test_unstable_step_of_a_stable_circuit_is_blamed_on_the_step():
     """Linear circuit with J_II = 3: stable (max Re < 0) but its fastest mode mu ~ -0.39 /ms makes
     Euler diverge for dt > 2 / |mu| ~ 5.2 ms, below the leak's limit 2 tau_I = 20 ms."""
-    from cortex_resnet.model.analysis import analyze
-    from cortex_resnet.rate.simulator import StepSizeWarning
-    from cortex_resnet.model.spec import load_spec
-
     c = build_circuit(load_spec(ROOT / "models" / "linear.toml").replace(**{"connectivity.J_II": 3.0}))
     mu = analyze(c, 1.0).eigenvalues
     limit = float(np.min(-2 * mu.real / np.abs(mu) ** 2))  # |1 + dt mu| < 1 for every mode
@@ -419,12 +419,6 @@ def test_run_ending_near_an_unstable_fixed_point_is_flagged(tmp_path):
     import json
 
     from typer.testing import CliRunner
-
-    from cortex_resnet.model.analysis import analyze
-    from cortex_resnet.cli import app
-    from cortex_resnet.rate.simulator import UnstableStateWarning
-    from cortex_resnet.io.results import load_dataset
-    from cortex_resnet.model.spec import load_spec
 
     text = (ROOT / "models" / "linear.toml").read_text().replace("J_EE = 0.5", "J_EE = 3.0")
     model = tmp_path / "unstable.toml"

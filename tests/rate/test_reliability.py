@@ -19,8 +19,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cortex_resnet import load_model, unroll
 from cortex_resnet.cli import app
+from cortex_resnet.errors import ConvergenceError, ResourceError, UnstableCircuitError
 from cortex_resnet.io.results import load_dataset
+from cortex_resnet.model.fixedpoint import implicit_fixed_point
+from cortex_resnet.spiking.brian import RawRun
+from cortex_resnet.spiking.simulator import check_finite
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "canonical_microcircuit.toml"
@@ -235,9 +240,6 @@ def test_ill_conditioned_implicit_backward_is_reported_not_returned() -> None:
     """An equilibrium where J = dg/dr has an eigenvalue 1: the forward solve succeeds, the gradient does not exist."""
     import torch
 
-    from cortex_resnet.errors import ConvergenceError
-    from cortex_resnet.model.fixedpoint import implicit_fixed_point
-
     A = torch.diag(torch.tensor([1.0, 0.5], dtype=torch.float64))
     b = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
     r = implicit_fixed_point(lambda r: r @ A.T + b, torch.zeros(1, 2, dtype=torch.float64),
@@ -249,9 +251,6 @@ def test_ill_conditioned_implicit_backward_is_reported_not_returned() -> None:
 
 def test_training_and_unroll_memory_are_refused_before_allocating(tmp_path: Path, monkeypatch) -> None:
     """A budget of 1 MiB: an untied unroll of the canonical microcircuit and a training run are refused."""
-    from cortex_resnet import load_model, unroll
-    from cortex_resnet.errors import ResourceError
-
     circuit = load_model(MODEL)  # 500 units: built within the default budget
     monkeypatch.setenv("CORTEX_RESNET_MEMORY_BUDGET_GB", str(1 / 1024))
     with pytest.raises(ResourceError, match="unrolled network parameters"):
@@ -266,11 +265,6 @@ def test_training_and_unroll_memory_are_refused_before_allocating(tmp_path: Path
 def test_spiking_nan_is_detected_and_explained() -> None:
     """NaN in the spiking backend (a blown-up membrane trace) stops the run with an explanation."""
     import numpy as np
-
-    from cortex_resnet import load_model
-    from cortex_resnet.errors import UnstableCircuitError
-    from cortex_resnet.spiking.simulator import check_finite
-    from cortex_resnet.spiking.brian import RawRun
 
     circuit = load_model(ROOT / "models" / "lif_ei.toml")
     v = np.zeros((5, 2))

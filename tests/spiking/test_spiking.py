@@ -16,9 +16,10 @@ import pytest
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.spec import load_spec, parse_spec
-from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.spiking import brian as spiking_brian
 from cortex_resnet.spiking.analysis import cv_isi
 from cortex_resnet.spiking.build import build_plan
+from cortex_resnet.spiking.simulator import simulate_spiking
 
 pytestmark = pytest.mark.brian2
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -197,8 +198,6 @@ def test_brunel_ai_and_synchronous_regimes_are_separated_full_size():
 
 def test_without_a_compiler_the_numpy_target_is_used_with_a_warning(monkeypatch, small_ei):
     from brian2.codegen.runtime.cython_rt import CythonCodeObject
-
-    from cortex_resnet.spiking import brian as spiking_brian
 
     monkeypatch.setattr(spiking_brian, "_TARGET_CACHE", {})
     monkeypatch.setattr(CythonCodeObject, "is_available", classmethod(lambda cls: False))

@@ -10,7 +10,7 @@ import pytest
 
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.errors import ResourceError, SpecError
-from cortex_resnet.spiking.meanfield import siegert_derivative, solve
+from cortex_resnet.spiking.meanfield import solve
 from cortex_resnet.model.spec import load_spec
 from cortex_resnet.spiking.build import build_plan
 from cortex_resnet.spiking.mapping import operating_rates

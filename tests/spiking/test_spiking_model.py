@@ -11,7 +11,7 @@ from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.errors import SpecError
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.spec import load_spec
-from cortex_resnet.spiking.simulator import SpikeCounts, to_spiking
+from cortex_resnet.spiking.model import SpikeCounts, to_spiking
 
 pytestmark = pytest.mark.brian2
 MODELS = Path(__file__).resolve().parents[2] / "models"

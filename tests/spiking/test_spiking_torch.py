@@ -29,12 +29,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cortex_resnet.cli import app
+from cortex_resnet.errors import ResourceError, SpecError, UnstableCircuitError
 from cortex_resnet.model.circuit import build_circuit
-from cortex_resnet.errors import ResourceError, SpecError
 from cortex_resnet.model.spec import load_spec, parse_spec
-from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.spiking.analysis import cv_isi
+from cortex_resnet.spiking.brian import RawRun, construct
 from cortex_resnet.spiking.build import build_plan
-from cortex_resnet.spiking.torch_engine import TorchEngine
+from cortex_resnet.spiking.simulator import make_engine, simulate_spiking
+from cortex_resnet.spiking.torch_engine import TorchEngine, replica_seed
+from cortex_resnet.training.experiment import parse_experiment
+from cortex_resnet.training.loop import train
+from cortex_resnet.workflows.compare import compare_run
 
 pytestmark = pytest.mark.brian2
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -66,8 +72,6 @@ def brian_steps(plan, given: np.ndarray | None = None, recurrent: bool = True) -
     """Spikes of the Brian2 engine (numpy target: no compiler flags that reorder arithmetic) as
     sorted rows (step, global neuron); ``given`` input spikes enter at the start slot of their step."""
     import brian2 as b2
-
-    from cortex_resnet.spiking.brian import construct
 
     b2.set_device("runtime")
     b2.prefs.codegen.target = "numpy"
@@ -164,8 +168,6 @@ def test_small_networks_with_the_same_input_spikes_agree_over_the_chaos_window(m
 
 def _replica_stats(plan, raw, t0: float, t1: float) -> dict[str, np.ndarray]:
     """Per replica: mean rate (Hz) and mean CV of ISIs of E and I; per neuron rates (Hz)."""
-    from cortex_resnet.spiking.analysis import cv_isi
-
     out: dict[str, list] = {"rate_E": [], "rate_I": [], "cv_E": [], "cv_I": [], "neuron_E": []}
     for b in range(plan.batch):
         sel = (raw.spike_i // plan.n == b) & (raw.spike_t_ms >= t0) & (raw.spike_t_ms < t1)
@@ -191,8 +193,6 @@ def _within_spread(ours: np.ndarray, ref: np.ndarray, what: str, factor: float =
 def _compare_statistics(c, stimulus, duration_ms: float, t0: float, batch: int, seed: int = 11) -> dict:
     from scipy.stats import ks_2samp
 
-    from cortex_resnet.spiking.simulator import make_engine
-
     plan = build_plan(c, stimulus, duration_ms, seed=seed)
     assert plan.batch == batch
     ref = _replica_stats(plan, make_engine(plan).run(True, seed), t0, duration_ms)
@@ -217,8 +217,6 @@ def test_coba_rates_and_cvs_lie_within_the_brian2_seed_spread():
     """The full Vogels-Abbott COBA network (4000 neurons), 4 replicas, 500 ms after the kick."""
     c = build_circuit(load_spec(MODELS / "vogels_abbott_coba.toml"))
     plan = build_plan(c, "pulse:amp=[20.0,20.0,20.0,20.0],onset_ms=0,width_ms=50", 600.0, seed=1)
-    from cortex_resnet.spiking.simulator import make_engine
-
     ref = _replica_stats(plan, make_engine(plan).run(True, 1), 100.0, 600.0)
     ours = _replica_stats(plan, TorchEngine(plan).run(True, 1), 100.0, 600.0)
     for key in ("rate_E", "rate_I", "cv_E", "cv_I"):
@@ -242,8 +240,6 @@ def brunel_plan(state: str, batch: int, duration_ms: float, full: bool = False):
 @pytest.mark.parametrize("state", list(BRUNEL_STATES))
 def test_brunel_states_rates_and_cvs_lie_within_the_brian2_seed_spread(state):
     """States A (SR), B (SI fast), C (AI), D (SI slow) of the reduced model, 4 replicas each."""
-    from cortex_resnet.spiking.simulator import make_engine
-
     plan = brunel_plan(state, 4, 600.0)
     ref = _replica_stats(plan, make_engine(plan).run(True, 7), 200.0, 600.0)
     ours = _replica_stats(plan, TorchEngine(plan).run(True, 7), 200.0, 600.0)
@@ -256,8 +252,6 @@ def nest_run(plan, seed: int):
     potentials and Poisson rates) in NEST 3.10 (``iaf_psc_delta``: exact integration; input during
     refractoriness is discarded, as in our engines). Returns a RawRun of all replicas."""
     import nest
-
-    from cortex_resnet.spiking.brian import RawRun
 
     assert plan.synapse_kind == "delta" and plan.sspec.input.mode == "poisson"
     nr, ids, times = plan.neuron, [], []
@@ -324,8 +318,6 @@ def test_without_recurrence_x_equals_r_and_float32_runs():
 
 def test_a_replica_gets_the_same_input_spikes_in_any_batch():
     """Per-replica random streams: replica 1 of a batch of 3 equals replica 0 run alone with its seed."""
-    from cortex_resnet.spiking.torch_engine import replica_seed
-
     c = build_circuit(load_spec(MODELS / "lif_ei.toml").replace(**{"spiking.pool_size": 10}))
     plan3 = build_plan(c, np.full((3, 1), 25.0), 50.0, seed=4)
     plan1 = build_plan(c, np.full((1, 1), 25.0), 50.0, seed=4)
@@ -356,8 +348,6 @@ def test_a_batch_over_the_memory_budget_is_refused_naming_the_batch(monkeypatch)
 
 
 def test_a_blow_up_stops_with_the_brian2_engine_diagnosis():
-    from cortex_resnet.errors import UnstableCircuitError
-
     c = build_circuit(load_spec(MODELS / "lif_ei.toml").replace(**{"spiking.pool_size": 10}))
     plan = build_plan(c, "constant:amp=25.0", 20.0)
     plan.neuron["tau_m_ms"][:] = -1e-3  # an exploding "leak" and no threshold: v overflows in ~150 steps
@@ -369,9 +359,6 @@ def test_a_blow_up_stops_with_the_brian2_engine_diagnosis():
 # ------------------------------------------------------------------ compare on the whole test set
 
 def _tiny_run(tmp_path):
-    from cortex_resnet.training.experiment import parse_experiment
-    from cortex_resnet.training.loop import train
-
     circuit = {"name": "tiny", "populations": {  # tests/test_compare.py's circuit and run
         "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
         "I": {"n": 4, "tau_ms": 2.0, "transfer": {"name": "relu"}}},
@@ -387,8 +374,6 @@ def _tiny_run(tmp_path):
 
 
 def test_compare_scores_the_whole_test_set_with_the_torch_engine(tmp_path):
-    from cortex_resnet.workflows.compare import compare_run
-
     out = compare_run(_tiny_run(tmp_path), spiking_examples=10**6, spiking_engine="torch",
                       spiking_duration_ms=40.0, n_examples_plot=1)
     assert out["spiking_engine"] == "torch"
@@ -398,8 +383,6 @@ def test_compare_scores_the_whole_test_set_with_the_torch_engine(tmp_path):
 
 @pytest.mark.slow
 def test_compare_reports_the_brian2_reference_agreement(tmp_path):
-    from cortex_resnet.workflows.compare import compare_run
-
     out = compare_run(_tiny_run(tmp_path), spiking_examples=10**6, spiking_engine="torch",
                       brian2_reference=20, n_examples_plot=1)
     ref = out["brian2_reference"]
@@ -410,8 +393,6 @@ def test_compare_reports_the_brian2_reference_agreement(tmp_path):
 
 def test_cli_simulate_with_the_torch_engine_and_a_bad_engine(tmp_path):
     from typer.testing import CliRunner
-
-    from cortex_resnet.cli import app
 
     base = ["simulate", str(MODELS / "lif_ei.toml"), "--backend", "spiking", "--duration", "40",
             "--set", "spiking.pool_size=10", "--json"]
