@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors, parse_set
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
 
@@ -163,16 +163,7 @@ def register(app: typer.Typer) -> None:
         if phi is not None:
             changes["populations.E.transfer"] = {"name": phi}
             changes["populations.I.transfer"] = {"name": phi}
-        for item in extra or []:
-            key, eq, val = item.partition("=")
-            if not eq:
-                raise SpecError("--set", item, "FIELD=VALUE, e.g. connectivity.J_EE=1.5")
-            try:
-                import tomllib
-
-                changes[key.strip()] = tomllib.loads(f"v = {val}")["v"]
-            except Exception:
-                changes[key.strip()] = val
+        changes |= parse_set(extra or [])
         if changes:
             try:
                 spec = spec.replace(**changes)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors, parse_grid
 
 __all__ = ["register"]
 
@@ -37,10 +37,10 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="Progress bar over tasks."),
     ) -> None:
         from cortex_resnet.io.outdir import claim_folder
-        from cortex_resnet.fanout.sweep import parse_param, sweep_model
+        from cortex_resnet.fanout.sweep import sweep_model
         from cortex_resnet.model.spec import load_spec
 
-        params = dict(parse_param(p) for p in param)
+        params = dict(parse_grid(p) for p in param)
         if out is None:
             out = Path("runs") / f"sweep_{load_spec(model).name}"
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors, parse_set
 
 __all__ = ["register"]
 
@@ -23,21 +23,6 @@ EXAMPLE = ("Examples:\n\n  cortex-resnet train experiments/mnist1d_tied.toml --d
 
 # what a run writes into its folder (a foreign file there is refused before any work)
 TRAIN_FILES = ("config.toml", "metrics.csv", "checkpoint.pt", "model.pt", "report.json", "report.md")
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    import tomllib
-
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, eq, val = item.partition("=")
-        if not eq or not key.strip():
-            raise SpecError("--set", item, "FIELD=VALUE, e.g. train.epochs=5 or optim.lr=0.001")
-        try:
-            changes[key.strip()] = tomllib.loads(f"v = {val}")["v"]
-        except tomllib.TOMLDecodeError:
-            changes[key.strip()] = val
-    return changes
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +60,7 @@ def register(app: typer.Typer) -> None:
 
             torch.set_num_threads(threads)
         spec = load_experiment(experiment)
-        changes = _parse_set(extra or [])
+        changes = parse_set(extra or [], example="train.epochs=5 or optim.lr=0.001")
         if seed is not None:
             if seed < 0:
                 raise SpecError("--seed", seed, "an integer >= 0")
