@@ -34,9 +34,9 @@ from pydantic import Field
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.stimulus import Stimulus
 from cortex_resnet.rate.simulator import RateSystem, euler_step, integrate
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
-from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, prepare_circuit
+from cortex_resnet.hypotheses._figures import PALETTE, hypothesis_figure
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, summary_rows
+from cortex_resnet.hypotheses._circuits import circuit_hypothesis, CircuitParams, circuit_for_seed
 
 __all__ = ["HYPOTHESIS", "DepthLatencyParams", "first_stable_index"]
 
@@ -160,7 +160,7 @@ def _analyze(ds: xr.Dataset, params: DepthLatencyParams, opt: AnalysisOptions) -
     t_ff = np.asarray(ds["latency_ms"].sel(condition="chain").values, float)
     ok = np.isfinite(t_rec) & np.isfinite(t_ff)
     log_ratio = np.log(t_ff[ok]) - np.log(t_rec[ok])
-    res = compare(log_ratio, null_value=0.0, alternative="greater", design="one-sample", family=opt.test)
+    res = opt.compare(log_ratio, null_value=0.0, alternative="greater")
     comps = [Comparison(f"recurrent circuit correct sooner than the plain chain "
                         f"({params.layer_delay_ms:g} ms per layer): log(t_chain / t_rec) > 0", res,
                         params.min_log_ratio)]
@@ -182,34 +182,29 @@ def _analyze(ds: xr.Dataset, params: DepthLatencyParams, opt: AnalysisOptions) -
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: DepthLatencyParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-
-    style()
-    fig, ax = plt.subplots(figsize=(1.5 * COLUMN_WIDTH_IN, 2.6))
-    for cond, color, lab in (("recurrent", PALETTE["blue"], "recurrent circuit (continuous time)"),
-                             ("chain", PALETTE["vermillion"], f"plain chain, {params.layer_delay_ms:g} ms/layer")):
-        sub = ds.sel(condition=cond)
-        for i in range(sub["seed"].size):
-            s = sub.isel(seed=i)
-            acc = np.asarray(s["accuracy"].values, float)
-            acc = acc[np.isfinite(acc)]
-            step = float(s["step_ms"])
-            t = (np.arange(acc.size) + (1 if cond == "chain" else 0)) * step
-            ax.plot(t, acc, color=color, alpha=0.6, lw=1, label=lab if i == 0 else None,
-                    drawstyle="steps-post" if cond == "chain" else "default")
-            ax.axvline(float(s["latency_ms"]), color=color, lw=0.5, ls=":")
-    ax.axhline(float(ds["chance"].values.ravel()[0]), color="0.6", lw=0.6, ls="--", label="chance")
-    ax.set_xlim(0, min(params.duration_ms, float(np.nanmax(ds["latency_ms"].values)) * 2.0))
-    ax.set_xlabel("time after stimulus onset (ms)")
-    ax.set_ylabel("readout accuracy")
-    ax.set_title(f"depth-latency: {analysis.verdict} (dotted: time to correct)", loc="left")
-    ax.legend(loc="lower right")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, width=1.5) as (ax,):
+        for cond, color, lab in (("recurrent", PALETTE["blue"], "recurrent circuit (continuous time)"),
+                                 ("chain", PALETTE["vermillion"], f"plain chain, {params.layer_delay_ms:g} ms/layer")):
+            sub = ds.sel(condition=cond)
+            for i in range(sub["seed"].size):
+                s = sub.isel(seed=i)
+                acc = np.asarray(s["accuracy"].values, float)
+                acc = acc[np.isfinite(acc)]
+                step = float(s["step_ms"])
+                t = (np.arange(acc.size) + (1 if cond == "chain" else 0)) * step
+                ax.plot(t, acc, color=color, alpha=0.6, lw=1, label=lab if i == 0 else None,
+                        drawstyle="steps-post" if cond == "chain" else "default")
+                ax.axvline(float(s["latency_ms"]), color=color, lw=0.5, ls=":")
+        ax.axhline(float(ds["chance"].values.ravel()[0]), color="0.6", lw=0.6, ls="--", label="chance")
+        ax.set_xlim(0, min(params.duration_ms, float(np.nanmax(ds["latency_ms"].values)) * 2.0))
+        ax.set_xlabel("time after stimulus onset (ms)")
+        ax.set_ylabel("readout accuracy")
+        ax.set_title(f"depth-latency: {analysis.verdict} (dotted: time to correct)", loc="left")
+        ax.legend(loc="lower right")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = circuit_hypothesis(
     name="depth-latency",
     claim="A leaky recurrent circuit reaches a correct readout sooner than the equivalent feedforward "
           "chain (same weights, no leak, one processing delay per layer) computing the same steady state.",
@@ -224,6 +219,5 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_circuit,
     var_dims={"accuracy": ("step",)},
 )
