@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 
 from cortex_resnet.bench import BenchResult
+from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import load_spec
 
 __all__ = ["run", "handwritten_coba", "COBA_MODEL"]
 
@@ -121,8 +124,6 @@ def handwritten_coba(duration_ms: float = 1000.0, *, seed: int = 0, we: float = 
 
 
 def _ours(circuit, duration_ms: float, seed: int, **kw) -> dict[str, Any]:
-    from cortex_resnet.spiking.simulator import simulate_spiking
-
     import json
 
     ds = simulate_spiking(circuit, duration_ms=duration_ms, seed=seed, decompose=kw.pop("decompose", False), **kw)
@@ -139,9 +140,6 @@ def _ours(circuit, duration_ms: float, seed: int, **kw) -> dict[str, Any]:
 
 def run(quick: bool = False) -> list[BenchResult]:
     """Measure (a)-(d) (module docstring) and return them with their goals."""
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.model.spec import load_spec
-
     duration = 200.0 if quick else 1000.0
     repeats = 1 if quick else 5
     spec = load_spec(COBA_MODEL)

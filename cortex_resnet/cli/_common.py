@@ -19,11 +19,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-import numpy as np
 import typer
 
 from cortex_resnet.core.jsonable import to_jsonable
 from cortex_resnet.errors import CortexError, SimulationError, SpecError
+from cortex_resnet.io.outdir import check_out_file
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "handle_errors", "emit_json", "to_jsonable",
            "check_out_path", "FORCE_HELP", "DEBUG_ENV", "parse_set", "parse_grid"]
@@ -118,8 +118,6 @@ def emit_json(summary: dict[str, Any]) -> None:
 def check_out_path(path: Path | None, option: str = "--out", *, suffixes: tuple[str, ...] = (),
                    force: bool = False) -> Path | None:
     """Validate an output file path before any work is done (see :func:`outdir.check_out_file`)."""
-    from cortex_resnet.io.outdir import check_out_file
-
     return check_out_file(path, option, suffixes=suffixes, force=force)
 
 

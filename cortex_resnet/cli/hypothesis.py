@@ -9,6 +9,10 @@ import typer
 
 from cortex_resnet.fanout.tasks import DEFAULT_CONNECT_TIMEOUT_S
 from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.hypotheses import list_hypotheses, run_hypothesis, rebuild_report
+from cortex_resnet.hypotheses.runner import default_out
+from cortex_resnet.io.outdir import claim_folder, written_by_us
+from cortex_resnet.hypotheses.report import fmt
 
 __all__ = ["register"]
 
@@ -29,8 +33,6 @@ def register(app: typer.Typer) -> None:
                               "Example:\n\n  cortex-resnet hypothesis list --json")
     @handle_errors
     def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print a JSON list on stdout.")) -> None:
-        from cortex_resnet.hypotheses import list_hypotheses
-
         items = list_hypotheses()
         if json_out:
             emit_json(items)  # type: ignore[arg-type]
@@ -66,10 +68,6 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Show a progress bar over tasks on stderr."),
     ) -> None:
-        from cortex_resnet.hypotheses import run_hypothesis
-        from cortex_resnet.hypotheses.runner import default_out
-        from cortex_resnet.io.outdir import claim_folder
-
         folder = out or default_out(name, quick)
         try:
             with claim_folder(folder, "hypothesis run", force=force, owned_dirs=(".cache",),
@@ -92,9 +90,6 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Argument(..., help="A run folder written by `hypothesis run`."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     ) -> None:
-        from cortex_resnet.hypotheses import rebuild_report
-        from cortex_resnet.io.outdir import claim_folder, written_by_us
-
         legacy = (directory / "results.nc").is_file() and written_by_us(directory / "results.nc")
         with claim_folder(directory, "hypothesis report", option="DIR", accept=("hypothesis run",),
                           adopt=legacy, owned_dirs=(".cache",), force_ok=False):
@@ -106,7 +101,6 @@ def _print(summary: dict, json_out: bool) -> None:
     if json_out:
         emit_json(summary)
         return
-    from cortex_resnet.hypotheses.report import fmt
 
     typer.echo(f"{summary['name']}: {summary['verdict']}  ({summary['seeds']} seeds)")
     for c in summary["comparisons"]:

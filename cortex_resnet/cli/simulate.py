@@ -9,8 +9,17 @@ from typing import Any, Callable, Optional
 import numpy as np
 import typer
 
-from cortex_resnet.errors import SpecError
+from cortex_resnet.errors import SpecError, ConvergenceError
 from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors, parse_set
+from cortex_resnet.model.analysis import analyze
+from cortex_resnet.io.results import population_mean, save_dataset
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.model.stimulus import stimulus_warnings, report_warnings
+from cortex_resnet.model.spec import StimulusSpec, load_spec
+from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.spiking.simulator import cli_run
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.bridge import load_circuit
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
 
@@ -24,16 +33,10 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     """The ``--json`` summary of a rate run (contract: out, backend, mean_rate_hz,
     max_eig_real, inhibition_stabilized, runtime_s; plus steady-state values). ``unstable`` is true
     when the steady state found is linearly unstable or the run ended in an unstable state."""
-    from cortex_resnet.model.analysis import analyze
-    from cortex_resnet.errors import ConvergenceError
-    from cortex_resnet.io.results import population_mean
-
     u_final = ds["u"].isel(time=-1).values  # (batch, n_inputs)
     ss: dict[str, Any] = {"E": None, "I": None, "max_abs_error_vs_final": None}
     max_re, isn, ee_gain = None, None, None
     try:
-        from cortex_resnet.model.fixedpoint import steady_state
-
         r_star = steady_state(circuit, u_final).numpy()
         e = circuit.is_E
         ss = {"E": r_star[:, e].mean(axis=1).tolist(), "I": r_star[:, ~e].mean(axis=1).tolist(),
@@ -49,7 +52,6 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     if ss["unstable"]:
         typer.echo(f"warning: the steady state found is unstable (max Re(eig) = {max_re:+.4g} /ms): the dynamics "
                    "move away from it; the run ended before the circuit diverged", err=True)
-    from cortex_resnet.model.stimulus import stimulus_warnings
 
     mean = population_mean(ds, "r")
     hz = circuit.hz_per_unit
@@ -75,8 +77,6 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
 
 
 def _stim(text: str):
-    from cortex_resnet.model.spec import StimulusSpec
-
     return StimulusSpec.model_validate_json(text)
 
 
@@ -92,8 +92,6 @@ def summary_line(name: str, backend: str, summary: dict[str, Any]) -> str:
 
 
 def _run_rate(circuit, opts: dict[str, Any]):
-    from cortex_resnet.rate.simulator import simulate
-
     ds = simulate(circuit, opts["stimulus"], duration_ms=opts["duration"], dt_ms=opts["dt"],
                   method=opts["method"], dtype=opts["dtype"], device=opts["device"],
                   record_stride=opts["record_stride"], seed=opts["seed"],
@@ -102,8 +100,6 @@ def _run_rate(circuit, opts: dict[str, Any]):
 
 
 def _run_spiking(circuit, opts: dict[str, Any]):
-    from cortex_resnet.spiking.simulator import cli_run
-
     return cli_run(circuit, opts)
 
 
@@ -142,10 +138,6 @@ def register(app: typer.Typer) -> None:
         extra: Optional[list[str]] = typer.Option(
             None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
     ) -> None:
-        from cortex_resnet.model.circuit import build_circuit
-        from cortex_resnet.io.results import save_dataset
-        from cortex_resnet.model.spec import load_spec
-
         if backend not in BACKENDS:
             raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
         if engine not in ("brian2", "torch"):
@@ -172,7 +164,6 @@ def register(app: typer.Typer) -> None:
         if spec.weights is not None:  # a model file written by save_circuit: its trained weights
             import dataclasses
 
-            from cortex_resnet.bridge import load_circuit
 
             if phi is not None or extra:
                 raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
@@ -189,7 +180,7 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             save_dataset(ds, out)
         if plot is not None:
-            from cortex_resnet.plots.base import plot_decomposition, plot_raster
+            from cortex_resnet.plots.base import plot_decomposition, plot_raster  # deferred: matplotlib (--help fast)
 
             (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
         summary = summarize(out)
@@ -198,6 +189,5 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
         else:
             typer.echo(summary_line(spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
-        from cortex_resnet.model.stimulus import report_warnings
 
         report_warnings(summary.get("warnings", []))

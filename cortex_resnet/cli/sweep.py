@@ -9,6 +9,9 @@ from typing import Optional
 import typer
 
 from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors, parse_grid
+from cortex_resnet.io.outdir import claim_folder
+from cortex_resnet.fanout.sweep import sweep_model
+from cortex_resnet.model.spec import load_spec
 
 __all__ = ["register"]
 
@@ -36,10 +39,6 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Progress bar over tasks."),
     ) -> None:
-        from cortex_resnet.io.outdir import claim_folder
-        from cortex_resnet.fanout.sweep import sweep_model
-        from cortex_resnet.model.spec import load_spec
-
         params = dict(parse_grid(p) for p in param)
         if out is None:
             out = Path("runs") / f"sweep_{load_spec(model).name}"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors, parse_set
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors, parse_set, check_out_path
+from cortex_resnet.training.experiment import load_experiment
+from cortex_resnet.training.loop import train as run_train
+from cortex_resnet.io.outdir import claim_folder, SIGNATURE
+from cortex_resnet.io.results import atomic_write_text
+from cortex_resnet.training.report import runs_table
 
 __all__ = ["register"]
 
@@ -50,9 +55,6 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's; "
                                               "1 is fastest for small nets on a busy machine)."),
     ) -> None:
-        from cortex_resnet.training.experiment import load_experiment
-        from cortex_resnet.training.loop import train as run_train
-
         if threads is not None:
             if threads < 1:
                 raise SpecError("--threads", threads, "an integer >= 1")
@@ -70,7 +72,6 @@ def register(app: typer.Typer) -> None:
         if changes:
             spec = spec.replace(**changes)
         out = out if out is not None else Path("runs") / spec.name
-        from cortex_resnet.io.outdir import claim_folder
 
         try:
             with claim_folder(out, "train", force=force, adopt=resume and (out / "checkpoint.pt").is_file(),
@@ -112,9 +113,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import json
 
-        from cortex_resnet.io.results import atomic_write_text
-        from cortex_resnet.training.report import runs_table
-        from cortex_resnet.cli._common import check_out_path
 
         check_out_path(out, suffixes=(".md",), force=force)
         missing = [str(r) for r in runs if not (r / "report.json").is_file()]
@@ -123,8 +121,6 @@ def register(app: typer.Typer) -> None:
                             "diverged `cortex-resnet train` runs)")
         table = runs_table(runs)
         if out is not None:
-            from cortex_resnet.io.outdir import SIGNATURE
-
             atomic_write_text(out, f"<!-- {SIGNATURE} train-report -->\n" + table)
         if json_out:
             reps = [json.loads((r / "report.json").read_text()) for r in runs]

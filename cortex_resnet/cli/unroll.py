@@ -10,6 +10,9 @@ import typer
 
 from cortex_resnet.errors import SpecError
 from cortex_resnet.cli._common import EXIT_FAILURE, FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.bridge import load_circuit, save_state, unroll as do_unroll
+from cortex_resnet.bridge.check import check_unroll
+from cortex_resnet.model.circuit import build_circuit
 
 __all__ = ["register"]
 
@@ -44,9 +47,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import numpy as np
 
-        from cortex_resnet.bridge import load_circuit, save_state
-        from cortex_resnet.bridge import unroll as do_unroll
-        from cortex_resnet.bridge.check import check_unroll
 
         check_out_path(out, suffixes=(".pt", ".pth"), force=force)
         start = time.perf_counter()
@@ -56,7 +56,6 @@ def register(app: typer.Typer) -> None:
         if seed is not None:
             if circuit.spec.weights is not None:
                 raise SpecError("--seed", seed, "no seed for a model file with trained weights")
-            from cortex_resnet.model.circuit import build_circuit
 
             circuit = build_circuit(circuit.spec.replace(seed=seed))
         amps = [0.5, 1.0, 2.0] if not amp else list(amp)

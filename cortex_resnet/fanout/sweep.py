@@ -30,9 +30,12 @@ from typing import Any, Sequence
 import xarray as xr
 
 from cortex_resnet.errors import ConvergenceError, SpecError, UnstableCircuitError
-from cortex_resnet.io.results import library_versions, save_dataset
+from cortex_resnet.io.results import library_versions, save_dataset, population_mean
 from cortex_resnet.model.spec import load_spec, parse_spec, parse_stimulus
 from cortex_resnet.fanout.tasks import Task, run_tasks, to_dataset
+from cortex_resnet.model.analysis import analyze
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.rate.simulator import UnstableStateWarning, simulate
 
 __all__ = ["sweep_model", "sweep_task", "STATUS"]
 
@@ -43,11 +46,6 @@ STATUS = {"ok": 0, "marginal": 1, "singular": 2, "no_steady_state": 3, "runaway"
 def sweep_task(spec_json: str, changes: dict[str, Any], seed: int, stimulus: str, duration_ms: float,
                dt_ms: float) -> dict[str, Any]:
     """One grid point and seed: simulate (Euler, float64, CPU) and summarise."""
-    from cortex_resnet.model.analysis import analyze
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.rate.simulator import UnstableStateWarning, simulate
-    from cortex_resnet.io.results import population_mean
-
     spec = parse_spec(json.loads(spec_json)).replace(**changes, seed=seed)
     circuit = build_circuit(spec)
     out: dict[str, Any] = {"unstable": 0.0, "status": STATUS["ok"]}

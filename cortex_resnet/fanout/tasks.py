@@ -38,7 +38,8 @@ import xarray as xr
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from cortex_resnet.core.jsonable import to_jsonable
-from cortex_resnet.errors import SimulationError, SpecError
+from cortex_resnet.errors import SimulationError, SpecError, CortexError
+from cortex_resnet.io.results import atomic_write_text
 
 __all__ = ["Task", "TaskCache", "task_key", "run_tasks", "to_dataset", "check_scheduler_address",
            "DEFAULT_CONNECT_TIMEOUT_S"]
@@ -101,8 +102,6 @@ class TaskCache:
         return data["result"]
 
     def put(self, task: Task, result: dict[str, Any]) -> None:
-        from cortex_resnet.io.results import atomic_write_text
-
         payload = {"key": task.key, "label": task.label, "inputs": task.inputs, "result": result,
                    "finished": time.time()}
         atomic_write_text(self.path(task), json.dumps(to_jsonable(payload, keep_nan=True), sort_keys=True, default=str))
@@ -145,8 +144,6 @@ _ERROR_KEY = "__task_error__"
 
 def _deterministic(err: BaseException) -> bool:
     """Failures that the same inputs reproduce: numerical and model errors (not I/O, memory, a lost worker)."""
-    from cortex_resnet.errors import CortexError
-
     return (isinstance(err, (CortexError, ArithmeticError, np.linalg.LinAlgError))
             or type(err).__name__.endswith("LinAlgError"))  # torch.linalg.LinAlgError
 

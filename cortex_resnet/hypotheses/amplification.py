@@ -30,6 +30,8 @@ from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_figure, verdict_title
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
 from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, pop_mean, population_prediction, spiking_circuit_for_seed)
+from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "AmplificationParams"]
 
@@ -82,8 +84,6 @@ def _design(params: AmplificationParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     dur = prepared["spiking_duration_ms"]
     ds = run_spiking(c, f"constant:amp={prepared['input_amp']}", dur, seed, decompose=True)
@@ -109,7 +109,6 @@ def _nan_result() -> dict[str, Any]:
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-    from cortex_resnet.rate.simulator import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     u = np.full(c.n_inputs, prepared["input_amp"])

@@ -30,6 +30,8 @@ from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_fi
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
 from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
+from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
 
@@ -77,8 +79,6 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
     ds = run_spiking(c, f"step:amp={prepared['extra_drive']},onset_ms={on},channels=[1]", dur, seed,
@@ -97,7 +97,6 @@ def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-    from cortex_resnet.rate.simulator import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     du = np.array([0.0, prepared["extra_drive"]])

@@ -27,6 +27,7 @@ from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.hypotheses._figures import POP_COLORS, hypothesis_figure, verdict_title
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, summary_rows
 from cortex_resnet.hypotheses._circuits import circuit_hypothesis, CircuitParams, circuit_for_seed, pop_mean
+from cortex_resnet.hypotheses._spiking import run_spiking, window_means
 
 __all__ = ["HYPOTHESIS", "AgreementParams"]
 
@@ -52,8 +53,6 @@ def _design(params: AgreementParams) -> list[dict[str, Any]]:
 
 
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-
     changes = {} if prepared["pool_size"] is None else {"spiking.pool_size": prepared["pool_size"]}
     c = circuit_for_seed(prepared, seed, **changes)
     u = np.full(c.n_inputs, condition["amp"])

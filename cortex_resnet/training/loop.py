@@ -40,12 +40,15 @@ from cortex_resnet.training.baselines import build_baseline, param_count, uses_c
 from cortex_resnet.data.datasets import Dataset, get_dataset
 from cortex_resnet.errors import SimulationError, SpecError
 from cortex_resnet.core.resources import check_memory
-from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate
+from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate, parse_experiment
 from cortex_resnet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cortex_resnet.training.distributed import DistContext, setup_distributed, teardown_distributed
 from cortex_resnet.training.epoch import (crop_flip_draws, echo, epoch_generator, evaluate, fit_epoch, global_batches,
                           progress_bar)
 from cortex_resnet.training.report import write_metrics, write_report
+from cortex_resnet.bridge import CircuitClassifier, unroll
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.io.results import atomic_write_text, atomic_path
 
 __all__ = ["TrainingDivergedError", "build_model", "load_data", "train", "evaluate",
            "FAULT_ENV"]
@@ -105,9 +108,6 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
     with torch.random.fork_rng(devices=[]):  # initialisers draw from the global RNG: isolate it
         torch.manual_seed(spec.seed)
         if isinstance(m, CircuitModelSpec):
-            from cortex_resnet.bridge import CircuitClassifier, unroll
-            from cortex_resnet.model.circuit import build_circuit
-
             cspec = spec.circuit_spec()
             circuit = build_circuit(cspec, np.random.default_rng([cspec.seed, spec.seed]))
             net = unroll(circuit, steps=m.steps, dt_ms=m.dt_ms, variant=m.variant,
@@ -150,7 +150,6 @@ def _same_run(saved: str, spec: ExperimentSpec) -> bool:
     """A resume must continue the same experiment (only the number of epochs may grow)."""
     import tomllib
 
-    from cortex_resnet.training.experiment import parse_experiment
 
     try:
         old = parse_experiment(tomllib.loads(saved))
@@ -242,7 +241,6 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
         eval_model = torch.compile(raw_model) if ctx.distributed else run_model
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        from cortex_resnet.io.results import atomic_write_text
 
         atomic_write_text(out / "config.toml", text)
 
@@ -326,8 +324,6 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
                "world_size": ctx.world_size, "status": "completed",
                "train_seconds": time.perf_counter() - t_start}
     if ctx.is_main:
-        from cortex_resnet.io.results import atomic_path
-
         write_metrics(out / "metrics.csv", history)  # also after a kill between checkpoint and csv
 
         with atomic_path(out / "model.pt") as tmp:

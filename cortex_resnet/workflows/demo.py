@@ -24,6 +24,15 @@ import numpy as np
 
 from cortex_resnet.io.outdir import OutputFolder, claim_folder
 from cortex_resnet.io.results import atomic_write_text, save_dataset
+from cortex_resnet import load_model
+from cortex_resnet.bridge.check import check_unroll
+from cortex_resnet.workflows.compare import compare_run
+from cortex_resnet.training.experiment import load_experiment
+from cortex_resnet.hypotheses.runner import run_hypothesis
+from cortex_resnet.plots.base import plot_decomposition, plot_raster
+from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.training.loop import train
 
 __all__ = ["run_demo", "ROOT", "DEMO_FILES"]
 
@@ -86,16 +95,6 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, seed: int = 0
 
 def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[str], None],
               progress: bool) -> dict[str, Any]:
-    from cortex_resnet import load_model
-    from cortex_resnet.bridge.check import check_unroll
-    from cortex_resnet.workflows.compare import compare_run
-    from cortex_resnet.training.experiment import load_experiment
-    from cortex_resnet.hypotheses.runner import run_hypothesis
-    from cortex_resnet.plots.base import plot_decomposition
-    from cortex_resnet.rate.simulator import simulate
-    from cortex_resnet.spiking.simulator import simulate_spiking
-    from cortex_resnet.training.loop import train
-
     out = folder.path
     for sub in ("train_tied", "train_untied", "hypotheses"):
         folder.remove_own(sub)  # an earlier demo's runs (train refuses a folder holding a run)
@@ -120,8 +119,6 @@ def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[s
         save_dataset(ds, out / "spiking.nc")
         plot_decomposition(ds, out / "decomposition_spiking.png")
         try:
-            from cortex_resnet.plots.base import plot_raster
-
             plot_raster(ds, out / "raster_spiking.png")
         except ImportError:
             pass
