@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -17,8 +18,7 @@ from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.stimulus import stimulus_warnings, report_warnings
 from cortex_resnet.model.spec import StimulusSpec, load_spec
 from cortex_resnet.rate.simulator import simulate
-from cortex_resnet.spiking.simulator import cli_run
-from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.circuit import Circuit, build_circuit
 from cortex_resnet.bridge import load_circuit
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
@@ -100,6 +100,8 @@ def _run_rate(circuit, opts: dict[str, Any]):
 
 
 def _run_spiking(circuit, opts: dict[str, Any]):
+    from cortex_resnet.spiking.simulator import cli_run  # deferred: the spiking stack (keeps --help fast)
+
     return cli_run(circuit, opts)
 
 
@@ -107,87 +109,95 @@ def _run_spiking(circuit, opts: dict[str, Any]):
 BACKENDS: dict[str, Callable] = {"rate": _run_rate, "spiking": _run_spiking}
 
 
+def simulate_cmd(
+    model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml."),
+    backend: str = typer.Option("rate", help="Simulator: " + ", ".join(BACKENDS) + "."),
+    duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
+    dt: Optional[float] = typer.Option(None, help="Time step in ms (default: the model file's)."),
+    stimulus: Optional[str] = typer.Option(
+        None, help="KIND:key=value,... e.g. step:amp=1.0,onset_ms=50 or step:amp=[0.5,1,2] (a batch)."),
+    method: Optional[str] = typer.Option(None, help="Integrator: euler, expeuler, rk4, dopri5, ..."),
+    phi: Optional[str] = typer.Option(None, help="Override both populations' transfer function "
+                                                 "(e.g. lif for the mean-field prediction)."),
+    dtype: str = typer.Option("float64", help="float64 or float32."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    record_stride: int = typer.Option(1, help="Record every n-th step (memory bound)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights and noise (default: the model's)."),
+    out: Optional[Path] = typer.Option(None, help="Write the result (netCDF, .nc) here, atomically. An "
+                                       "existing file is replaced only if cortex-resnet wrote it (else --force)."),
+    plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf; "
+                                        "the same rule for an existing file)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+    standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
+                                    "compiled once per network structure and cached (reruns do not compile)."),
+    engine: str = typer.Option("brian2", help="Spiking backend: brian2, or torch (batched; uses --dtype, "
+                               "--device)."),
+    extra: Optional[list[str]] = typer.Option(
+        None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
+) -> None:
+    """``simulate``: check the options, build the circuit, run the backend, write and report."""
+    _check_options(backend, engine, out, plot, force)
+    circuit = _circuit(model, seed, phi, extra or [])
+    opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
+                device=device, record_stride=record_stride, seed=seed,
+                progress=progress and not json_out, standalone=standalone, engine=engine)
+    t0 = time.perf_counter()
+    ds, summarize = BACKENDS[backend](circuit, opts)
+    if out is not None:
+        save_dataset(ds, out)
+    if plot is not None:
+        from cortex_resnet.plots.base import plot_decomposition, plot_raster  # deferred: matplotlib (--help fast)
+
+        (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
+    summary = summarize(out)
+    summary.setdefault("runtime_s", time.perf_counter() - t0)
+    if json_out:
+        emit_json(summary)
+    else:
+        typer.echo(summary_line(circuit.spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
+    report_warnings(summary.get("warnings", []))
+
+
+def _check_options(backend: str, engine: str, out: Path | None, plot: Path | None, force: bool) -> None:
+    """Bad options exit 2 before any work."""
+    if backend not in BACKENDS:
+        raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
+    if engine not in ("brian2", "torch"):
+        raise SpecError("--engine", engine, "brian2 or torch")
+    check_out_path(out, suffixes=(".nc",), force=force)
+    check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
+    if out is not None and plot is not None and out.absolute() == plot.absolute():
+        raise SpecError("--plot", str(plot), "a different file from --out")
+
+
+def _circuit(model: Path, seed: int | None, phi: str | None, extra: list[str]) -> Circuit:
+    """The model file's circuit with ``--seed``, ``--phi`` and ``--set`` applied."""
+    spec = load_spec(model)
+    changes: dict[str, Any] = {}
+    if seed is not None:
+        if seed < 0:
+            raise SpecError("--seed", seed, "an integer >= 0")
+        changes["seed"] = seed
+    if phi is not None:
+        changes["populations.E.transfer"] = {"name": phi}
+        changes["populations.I.transfer"] = {"name": phi}
+    changes |= parse_set(extra)
+    if changes:
+        try:
+            spec = spec.replace(**changes)
+        except (KeyError, TypeError):
+            raise SpecError("--set", ", ".join(changes), "existing spec fields") from None
+    if spec.weights is None:
+        return build_circuit(spec)
+    # a model file written by save_circuit: its trained weights
+    if phi is not None or extra:
+        raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
+                        f"({spec.weights}); change the weights with the bridge instead")
+    return dataclasses.replace(load_circuit(model), spec=spec)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(help="Simulate a circuit model file and decompose r = x + F(x).\n\n" + EXAMPLE)
-    @handle_errors
-    def simulate(
-        model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml."),
-        backend: str = typer.Option("rate", help="Simulator: " + ", ".join(BACKENDS) + "."),
-        duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
-        dt: Optional[float] = typer.Option(None, help="Time step in ms (default: the model file's)."),
-        stimulus: Optional[str] = typer.Option(
-            None, help="KIND:key=value,... e.g. step:amp=1.0,onset_ms=50 or step:amp=[0.5,1,2] (a batch)."),
-        method: Optional[str] = typer.Option(None, help="Integrator: euler, expeuler, rk4, dopri5, ..."),
-        phi: Optional[str] = typer.Option(None, help="Override both populations' transfer function "
-                                                     "(e.g. lif for the mean-field prediction)."),
-        dtype: str = typer.Option("float64", help="float64 or float32."),
-        device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-        record_stride: int = typer.Option(1, help="Record every n-th step (memory bound)."),
-        seed: Optional[int] = typer.Option(None, help="Seed for weights and noise (default: the model's)."),
-        out: Optional[Path] = typer.Option(None, help="Write the result (netCDF, .nc) here, atomically. An "
-                                           "existing file is replaced only if cortex-resnet wrote it (else --force)."),
-        plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf; "
-                                            "the same rule for an existing file)."),
-        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-        progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
-        standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
-                                        "compiled once per network structure and cached (reruns do not compile)."),
-        engine: str = typer.Option("brian2", help="Spiking backend: brian2, or torch (batched; uses --dtype, "
-                                   "--device)."),
-        extra: Optional[list[str]] = typer.Option(
-            None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
-    ) -> None:
-        if backend not in BACKENDS:
-            raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
-        if engine not in ("brian2", "torch"):
-            raise SpecError("--engine", engine, "brian2 or torch")
-        check_out_path(out, suffixes=(".nc",), force=force)
-        check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
-        if out is not None and plot is not None and out.absolute() == plot.absolute():
-            raise SpecError("--plot", str(plot), "a different file from --out")
-        spec = load_spec(model)
-        changes: dict[str, Any] = {}
-        if seed is not None:
-            if seed < 0:
-                raise SpecError("--seed", seed, "an integer >= 0")
-            changes["seed"] = seed
-        if phi is not None:
-            changes["populations.E.transfer"] = {"name": phi}
-            changes["populations.I.transfer"] = {"name": phi}
-        changes |= parse_set(extra or [])
-        if changes:
-            try:
-                spec = spec.replace(**changes)
-            except (KeyError, TypeError):
-                raise SpecError("--set", ", ".join(changes), "existing spec fields") from None
-        if spec.weights is not None:  # a model file written by save_circuit: its trained weights
-            import dataclasses
-
-
-            if phi is not None or extra:
-                raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
-                                f"({spec.weights}); change the weights with the bridge instead")
-            circuit = load_circuit(model)
-            circuit = dataclasses.replace(circuit, spec=spec)
-        else:
-            circuit = build_circuit(spec)
-        opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
-                    device=device, record_stride=record_stride, seed=seed,
-                    progress=progress and not json_out, standalone=standalone, engine=engine)
-        t0 = time.perf_counter()
-        ds, summarize = BACKENDS[backend](circuit, opts)
-        if out is not None:
-            save_dataset(ds, out)
-        if plot is not None:
-            from cortex_resnet.plots.base import plot_decomposition, plot_raster  # deferred: matplotlib (--help fast)
-
-            (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
-        summary = summarize(out)
-        summary.setdefault("runtime_s", time.perf_counter() - t0)
-        if json_out:
-            emit_json(summary)
-        else:
-            typer.echo(summary_line(spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
-
-        report_warnings(summary.get("warnings", []))
+    app.command("simulate", help="Simulate a circuit model file and decompose r = x + F(x).\n\n" + EXAMPLE
+                )(handle_errors(simulate_cmd))
