@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xarray as xr
 from distributed.diagnostics.plugin import WorkerPlugin
+from tqdm.auto import tqdm
 
 from cortex_resnet.core.jsonable import to_jsonable
 from cortex_resnet.errors import SimulationError, SpecError, CortexError
@@ -254,17 +255,7 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
         check_scheduler_address(scheduler)
     cache = TaskCache(cache_dir) if cache_dir is not None else None
     results: list[dict[str, Any] | None] = [None] * len(tasks)
-    todo: list[int] = []
-    for i, t in enumerate(tasks):
-        hit = cache.get(t) if cache else None
-        if hit is not None:
-            results[i] = hit
-            if on_result:
-                on_result(t, hit)
-        else:
-            todo.append(i)
-    from tqdm.auto import tqdm
-
+    todo = _from_cache(tasks, cache, results, on_result)
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="task",
                disable=not progress, file=sys.stderr, leave=False)
 
@@ -278,20 +269,41 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
 
     try:
         if todo and scheduler is None and workers == 0:
-            for i in todo:
-                try:
-                    res = _call(tasks[i].fn, tasks[i].args, threads_per_task)
-                except SpecError:
-                    raise
-                except Exception as err:
-                    raise _task_failed(tasks[i], _describe_failure(err)) from None
-                _finish_or_fail(tasks[i], i, res, finish)
+            _run_serially(tasks, todo, finish, threads_per_task)
         elif todo:
             _run_distributed(tasks, todo, finish, scheduler, max(1, min(workers, len(todo))),
                              connect_timeout_s, threads_per_task, tuple(preload))
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _from_cache(tasks: Sequence[Task], cache: TaskCache | None, results: list[dict[str, Any] | None],
+                on_result: Callable[[Task, dict[str, Any]], None] | None) -> list[int]:
+    """Fill ``results`` from the cache; the indices of the tasks still to run."""
+    todo: list[int] = []
+    for i, t in enumerate(tasks):
+        hit = cache.get(t) if cache else None
+        if hit is not None:
+            results[i] = hit
+            if on_result:
+                on_result(t, hit)
+        else:
+            todo.append(i)
+    return todo
+
+
+def _run_serially(tasks: Sequence[Task], todo: list[int], finish: Callable[[int, dict[str, Any]], None],
+                  threads_per_task: int) -> None:
+    """``workers = 0``: the tasks one after another in this process (a failure stops the run)."""
+    for i in todo:
+        try:
+            res = _call(tasks[i].fn, tasks[i].args, threads_per_task)
+        except SpecError:
+            raise
+        except Exception as err:
+            raise _task_failed(tasks[i], _describe_failure(err)) from None
+        _finish_or_fail(tasks[i], i, res, finish)
 
 
 def _task_failed(task: Task, info: dict[str, Any]) -> SimulationError:
