@@ -78,12 +78,12 @@ def _analyze(ds: xr.Dataset, params: DegradationParams, opt: AnalysisOptions) ->
     comps = [
         comparison(f"plain nets degrade: training loss K={hi} minus K={lo} > 0",
                    lambda: opt.compare(*pair(_label("plain", hi), _label("plain", lo)), design="paired",
-                                   alternative="greater"), params.min_effect),
+                                       alternative="greater"), params.min_effect),
         comparison(f"residual nets do not: training loss K={hi} minus K={lo} < margin {params.margin:g}",
                    residual_change, 0.0),
         comparison(f"at K={hi} the plain net trains worse than the residual one",
                    lambda: opt.compare(*pair(_label("plain", hi), _label("residual", hi)), design="paired",
-                                   alternative="greater"), params.min_effect),
+                                       alternative="greater"), params.min_effect),
     ]
     table = summary_rows(ds, {"steps": "depth K", "train_loss": "training loss (nats)",
                               "train_accuracy": "training accuracy", "test_accuracy": "test accuracy",

@@ -146,7 +146,7 @@ def _analyze(ds: xr.Dataset, params: SilencingParams, opt: AnalysisOptions) -> A
     comps = [
         Comparison(f"{test}: early response (first {params.early_ms:g} ms) changes by less than "
                    f"{params.early_tolerance:g}", opt.compare(early, null_value=params.early_tolerance,
-                                                          alternative="less"), 0.0),
+                                                              alternative="less"), 0.0),
         Comparison(f"{test}: late part (from {params.late_start_ms:g} ms) changes more than the early one "
                    "(log ratio > 0)", opt.compare(ratio, null_value=0.0, alternative="greater"),
                    params.min_log_ratio),

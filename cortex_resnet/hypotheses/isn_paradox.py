@@ -143,10 +143,10 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
     if "spiking" in params.backends:
         comps += [Comparison("spiking ISN: extra I drive lowers the mean I pool rate",
                              opt.compare(condition_values(ds, "delta_rI", "isn spiking"), null_value=0.0,
-                                     alternative="less"), params.min_effect),
+                                         alternative="less"), params.min_effect),
                   Comparison("spiking control: extra I drive raises the mean I pool rate",
                              opt.compare(condition_values(ds, "delta_rI", "control spiking"), null_value=0.0,
-                                     alternative="greater"), params.min_effect)]
+                                         alternative="greater"), params.min_effect)]
     table = summary_rows(ds, {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
                               "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
                               "pred_delta_rI": "Δr_I linear prediction (unit level)",

@@ -113,17 +113,17 @@ def _analyze(ds: xr.Dataset, params: RefinementParams, opt: AnalysisOptions) -> 
     comps = [
         comparison("residual: anytime accuracy rises from the first to the last step",
                    lambda: opt.compare(condition_values(ds, "rise", "residual"),
-                                   alternative="greater"), params.min_rise),
+                                       alternative="greater"), params.min_rise),
         comparison(f"residual: above chance ({chance:.3g}) early, at step {early}",
                    lambda: opt.compare(condition_values(ds, "acc_early", "residual"), null_value=chance,
-                                   design="one-sample", alternative="greater"), params.min_above_chance),
+                                       design="one-sample", alternative="greater"), params.min_above_chance),
         comparison("residual: increments |F|/|x| shrink along the unroll (log last/first < 0)",
                    lambda: opt.compare(condition_values(ds, "log_increment_shrink", "residual"),
-                                   alternative="less"), params.min_log_shrink),
+                                       alternative="less"), params.min_log_shrink),
         comparison("lesioning one step costs the plain net more of its above-chance accuracy than the residual "
                    "net (input as a pulse)",
                    lambda: opt.compare(*paired_values(ds, "relative_lesion_cost", "plain pulse", "residual pulse"),
-                                   design="paired", alternative="greater"), params.min_lesion_gap),
+                                       design="paired", alternative="greater"), params.min_lesion_gap),
     ]
     table = summary_rows(ds, {"acc_first": "accuracy step 1", "acc_early": f"accuracy step {early}",
                               "acc_last": f"accuracy step {params.steps}", "mean_increment": "mean |F|/|x|",
