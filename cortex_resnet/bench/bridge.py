@@ -35,15 +35,15 @@ import torch
 from torch import nn
 
 from cortex_resnet.bench import BenchResult
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import parse_spec
+from cortex_resnet.bridge import unroll
 
 __all__ = ["run", "ResidualMLP", "bench_circuit", "saved_tensor_bytes"]
 
 
 def bench_circuit(n: int, seed: int = 0):
     """A dense E-I relu circuit with ``n`` units (3/4 E), canonical-microcircuit couplings."""
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.model.spec import parse_spec
-
     n_E = (3 * n) // 4
     spec = parse_spec({
         "name": f"bench_{n}", "seed": seed,
@@ -106,8 +106,6 @@ def _interleaved(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, dic
 
 
 def time_results(n: int, steps: int, batch: int, reps: int) -> list[BenchResult]:
-    from cortex_resnet.bridge import unroll
-
     c = bench_circuit(n)
     gen = torch.Generator().manual_seed(1)
     u = torch.rand(batch, c.n_inputs, generator=gen, dtype=torch.float32)
@@ -154,8 +152,6 @@ def saved_tensor_bytes(fn: Callable[[], torch.Tensor]) -> tuple[int, torch.Tenso
 
 
 def _memory_case(method: str, steps: int, n: int, batch: int) -> Callable[[], torch.Tensor]:
-    from cortex_resnet.bridge import unroll
-
     c = bench_circuit(n)
     gen = torch.Generator().manual_seed(2)
     u = torch.rand(batch, c.n_inputs, generator=gen, dtype=torch.float32)

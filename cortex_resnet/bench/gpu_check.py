@@ -41,6 +41,14 @@ import numpy as np
 import torch
 
 from cortex_resnet.catalog import experiments_dir
+from cortex_resnet.bench import machine_info
+from cortex_resnet.rate.simulator import RateSystem, integrate
+from cortex_resnet.model.stimulus import Stimulus
+from cortex_resnet.bench.rate import bench_circuit
+from cortex_resnet.training.experiment import load_experiment
+from cortex_resnet.training.loop import train
+from cortex_resnet.training.baselines import build_baseline
+from cortex_resnet.training.epoch import fit_epoch, global_batches
 
 __all__ = ["main", "run_checks", "Sizes", "FULL", "TINY", "PARITY_REL_TOL"]
 
@@ -79,8 +87,6 @@ def _sync(dev: torch.device) -> None:
 
 def card(gpu: bool) -> dict[str, Any]:
     """The GPU and this machine's CPU."""
-    from cortex_resnet.bench import machine_info
-
     out: dict[str, Any] = {"cpu": machine_info(), "torch": torch.__version__, "cuda_build": torch.version.cuda}
     if gpu:
         p = torch.cuda.get_device_properties(0)
@@ -90,7 +96,7 @@ def card(gpu: bool) -> dict[str, Any]:
 
 
 def gpu_tests(gpu: bool, s: Sizes) -> dict[str, Any]:
-    """``pytest -m gpu`` on the checkout's suite (``tests/`` in the working directory)."""
+    """``pytest -m gpu`` on the installed suite."""
     if not gpu:
         return {"skipped": "no CUDA device: the gpu-marked tests skip"}
     tests = Path.cwd() / "tests"  # `make gpu-check` runs in the checkout; tests are not installed
@@ -105,10 +111,6 @@ def gpu_tests(gpu: bool, s: Sizes) -> dict[str, Any]:
 
 
 def _rate_run(dev: torch.device, s: Sizes) -> tuple[np.ndarray, float]:
-    from cortex_resnet.rate.simulator import RateSystem, integrate
-    from cortex_resnet.model.stimulus import Stimulus
-    from cortex_resnet.bench.rate import bench_circuit
-
     c = bench_circuit(s.rate_n, 20)
     u = np.random.default_rng(0).uniform(0.0, 2.0, size=(s.rate_batch, 20))
     dt = 0.1
@@ -138,9 +140,6 @@ def rate(gpu: bool, s: Sizes) -> dict[str, Any]:
 
 
 def _train_exp(name: str, device: str, amp: str, s: Sizes, epochs: int | None, out: Path) -> dict[str, Any]:
-    from cortex_resnet.training.experiment import load_experiment
-    from cortex_resnet.training.loop import train
-
     spec = load_experiment(experiments_dir() / f"{name}.toml")
     changes: dict[str, Any] = {"device": device, "train.amp": amp}
     if epochs is not None:
@@ -181,9 +180,6 @@ def mnist1d_bf16(gpu: bool, s: Sizes) -> dict[str, Any]:
 
 
 def _resnet_epoch(dev: torch.device, n_images: int, batch: int, max_batches: int | None) -> dict[str, Any]:
-    from cortex_resnet.training.baselines import build_baseline
-    from cortex_resnet.training.epoch import fit_epoch, global_batches
-
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n_images, 3, 32, 32, generator=gen).to(dev)
     y = torch.randint(0, 10, (n_images,), generator=gen).to(dev)

@@ -28,9 +28,8 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from cortex_resnet.rate.simulator import RateSystem, integrate
 from cortex_resnet.model.spec import parse_spec
 from cortex_resnet.model.stimulus import Stimulus
 from cortex_resnet.bench import BenchResult
+from cortex_resnet.bench.rate_brian2 import brian2_results, log as _log, rel_error as _rel_error
 
 __all__ = ["run", "Sizes", "FULL", "QUICK", "bench_circuit"]
 
@@ -68,10 +68,6 @@ FULL = Sizes(2000, 256, 100.0, 0.1, 20, chunks=10, n_ref=4, n_scipy=3, n_brian=2
 QUICK = Sizes(300, 16, 10.0, 0.1, 5, chunks=2, n_ref=2, n_scipy=1, n_brian=1, brian_target="numpy")
 
 
-def _log(msg: str) -> None:
-    print(f"[bench rate] {msg}", file=sys.stderr, flush=True)
-
-
 def bench_circuit(n_units: int, n_inputs: int, seed: int = SEED) -> Circuit:
     """Dense ReLU E-I circuit: canonical-microcircuit couplings (J_EE = 2), weight CV 0.5, random
     input projection, E bias -3 (about 30 % of E units above threshold at steady state)."""
@@ -89,11 +85,6 @@ def bench_circuit(n_units: int, n_inputs: int, seed: int = SEED) -> Circuit:
 def _stimulus(u: np.ndarray, duration_ms: float, dtype: torch.dtype) -> Stimulus:
     """Constant inputs u (batch, n_inputs) for the whole run."""
     return Stimulus.from_array(u[None], dt_ms=duration_ms, dtype=dtype)
-
-
-def _rel_error(r: np.ndarray, ref: np.ndarray) -> float:
-    """Max over stimuli of ``max|r - ref| / max|ref|`` (per stimulus)."""
-    return float(np.max(np.max(np.abs(r - ref), axis=1) / np.max(np.abs(ref), axis=1)))
 
 
 def _best_torch_threads(n_units: int, batch: int) -> tuple[int, dict[str, float]]:
@@ -292,93 +283,6 @@ def _accuracy_matched(circuit: Circuit, u: np.ndarray, s: Sizes, blas: int | Non
     return BenchResult("accuracy_matched_vs_scipy", value, "x", ">= 20", bool(value >= 20), details)
 
 
-# ------------------------------------------------------------------------- (c) Brian2
-
-def _brian2(circuit: Circuit, u: np.ndarray, s: Sizes, r_euler: np.ndarray, ours_per_stim: float,
-            blas: int | None) -> list[BenchResult]:
-    import brian2 as b2
-    from threadpoolctl import threadpool_limits
-
-    b2.BrianLogger.log_level_error()
-    N, ms = circuit.n_units, b2.ms
-    H = u @ circuit.B.T + circuit.b  # (batch, N) drive per stimulus
-    eqs = """
-    dr/dt = (-r + clip(I_rec + h, 0, inf)) / tau : 1
-    I_rec : 1
-    h : 1 (constant)
-    tau : second (constant)
-    """
-    details: dict[str, Any] = {"dt_ms": s.dt_ms, "duration_ms": s.duration_ms, "float": "float64 (Brian2's)",
-                               "equations": "dr/dt = (-r + clip(I_rec + h, 0, inf)) / tau, method='euler'"}
-    target = s.brian_target
-    try:
-        b2.prefs.codegen.target = target
-        t0 = time.perf_counter()
-        G = b2.NeuronGroup(N, eqs, method="euler", dt=s.dt_ms * ms)
-        G.tau = circuit.tau_ms * ms
-        S = b2.Synapses(G, G, "w : 1\nI_rec_post = w * r_pre : 1 (summed)", dt=s.dt_ms * ms)
-        S.connect()
-        S.w = circuit.W[S.j[:], S.i[:]]
-        net = b2.Network(G, S)
-        net.store("init")
-        G.h = H[0]
-        net.run(s.dt_ms * ms)  # compiles (cython) outside the timed runs
-        setup = time.perf_counter() - t0
-    except Exception as err:  # no compiler: Brian2's own fallback is the numpy target
-        _log(f"(c) Brian2 target {target} failed ({type(err).__name__}); using numpy")
-        b2.prefs.codegen.target = target = "numpy"
-        return _brian2(circuit, u, s.__class__(**{**asdict(s), "brian_target": "numpy"}), r_euler, ours_per_stim,
-                       blas)
-    times, diffs = [], []
-    for b in range(s.n_brian):
-        net.restore("init")
-        G.h = H[b]
-        t0 = time.perf_counter()
-        net.run(s.duration_ms * ms)
-        times.append(time.perf_counter() - t0)
-        diffs.append(_rel_error(np.asarray(G.r[:])[None], r_euler[b:b + 1]))
-        _log(f"(c) Brian2 summed ({target}) stimulus {b}: {times[-1]:.2f} s")
-    summed = {"seconds_per_stimulus": float(np.mean(times)), "times": times, "target": target,
-              "setup_seconds_incl_connect_and_compile": setup,
-              "rel_diff_final_rate_vs_ours_float32": max(diffs)}
-    # matrix form: the recurrent input from one NumPy mat-vec per step
-    W = np.ascontiguousarray(circuit.W)
-    G2 = b2.NeuronGroup(N, eqs, method="euler", dt=s.dt_ms * ms)
-    G2.tau = circuit.tau_ms * ms
-    G2.h = H[0]
-
-    @b2.network_operation(when="before_groups", dt=s.dt_ms * ms)
-    def recurrent() -> None:
-        G2.I_rec_ = W @ G2.r_
-
-    net2 = b2.Network(G2, recurrent)
-    with threadpool_limits(blas, user_api="blas"):
-        net2.run(s.dt_ms * ms)  # warm-up step
-        G2.r = 0
-        t0 = time.perf_counter()
-        net2.run(s.duration_ms * ms)
-        t_matrix = time.perf_counter() - t0
-    matrix = {"seconds_per_stimulus": t_matrix, "target": b2.prefs.codegen.target,
-              "blas_threads": "default" if blas is None else blas,
-              "rel_diff_final_rate_vs_ours_float32": _rel_error(np.asarray(G2.r[:])[None], r_euler[:1]),
-              "note": "stimulus 0, started from r = 0 after one warm-up step"}
-    _log(f"(c) Brian2 matrix network_operation: {t_matrix:.2f} s")
-    details.update(ours_euler_seconds_per_stimulus=ours_per_stim,
-                   note="Brian2 integrates its stimuli one after another (its cost per stimulus does not "
-                        "depend on the stimulus: the mean of the stimuli timed is used); ours is (a)'s "
-                        "batched Euler run / batch size; Brian2's setup (connect, compile) is not timed")
-    v_sum = summed["seconds_per_stimulus"] / ours_per_stim
-    v_mat = t_matrix / ours_per_stim
-    return [BenchResult("euler_vs_brian2", v_sum, "x", ">= 100", bool(v_sum >= 100),
-                        {**details, "brian2": summed, "stimuli_timed": s.n_brian,
-                         "form": "NeuronGroup + summed synaptic variable (the issue's definition)",
-                         "matrix_form_seconds_per_stimulus": t_matrix}),
-            BenchResult("euler_vs_brian2_matrix_form", v_mat, "x", ">= 100", bool(v_mat >= 100),
-                        {**details, "brian2": matrix, "stimuli_timed": 1,
-                         "form": "NeuronGroup + network_operation I_rec = W @ r (one NumPy mat-vec per "
-                                 "step), Brian2's fastest form here"})]
-
-
 # ------------------------------------------------------------------------- entry point
 
 def run(quick: bool = False) -> list[BenchResult]:
@@ -398,7 +302,7 @@ def run(quick: bool = False) -> list[BenchResult]:
         res_a, ours_per_stim, r_euler = _euler_vs_gemm(circuit, u, s)
         res_a.details["fraction_of_units_active_at_end"] = float(np.mean(r_euler > 0))
         res_b = _accuracy_matched(circuit, u, s, blas)
-        res_c = _brian2(circuit, u, s, r_euler, ours_per_stim, blas)
+        res_c = brian2_results(circuit, u, s, r_euler, ours_per_stim, blas)
     finally:
         torch.set_num_threads(default_threads)
     conditions = {"quick": quick, "torch_threads": threads, "torch_thread_probe": torch_probe,

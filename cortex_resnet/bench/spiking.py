@@ -37,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from cortex_resnet.bench import BenchResult
 from cortex_resnet.catalog import models_dir
+from cortex_resnet.bench import BenchResult
+from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import load_spec
 
 __all__ = ["run", "handwritten_coba", "COBA_MODEL"]
 
@@ -58,25 +61,58 @@ def handwritten_coba(duration_ms: float = 1000.0, *, seed: int = 0, we: float = 
     Returns the spike count, rates and timings (s): ``build_s`` (objects, synapses),
     ``run_s`` (``Network.run``; in standalone: the binary), ``total_s``.
     """
-    import brian2 as b2
-    from brian2 import Hz, mV, ms
+    import brian2 as b2  # deferred: Brian2 installs a signal handler at import; only this bench needs it
 
     t0 = time.perf_counter()
+    _coba_device(b2, standalone_dir)
+    b2.seed(seed)
+    net, M = _coba_network(b2)
+    t1 = time.perf_counter()
+    marks: list[float] = []
+    ns = _coba_namespace(b2, we)
     if standalone_dir is not None:
-        from brian2.devices.device import all_devices
+        net.run(duration_ms * b2.ms, namespace=ns)
+        b2.device.build(directory=standalone_dir, compile=True, run=True, with_output=False)
+        run_s = sim_s = b2.device.timers["run_binary"]
+    else:  # the report callback marks the end of code generation (start of the first step)
+        net.run(duration_ms * b2.ms, namespace=ns, report=lambda *a: marks.append(time.perf_counter()),
+                report_period=1e9 * b2.second)
+        run_s = time.perf_counter() - t1
+        sim_s = time.perf_counter() - marks[0]
+    i = np.asarray(M.i[:])
+    total = time.perf_counter() - t0
+    out = {"n_spikes": int(i.size), "rate_E_hz": float((i < 3200).sum() / 3200 / (duration_ms * 1e-3)),
+           "rate_I_hz": float((i >= 3200).sum() / 800 / (duration_ms * 1e-3)), "build_s": t1 - t0,
+           "run_s": float(run_s), "sim_s": float(sim_s), "total_s": total}
+    if standalone_dir is not None:
+        out["make_s"] = b2.device.timers["compile"]["make"]
+        b2.set_device("runtime")
+        b2.devices.device.all_devices["cpp_standalone"].reinit()
+    return out
 
-        all_devices["cpp_standalone"].reinit()
+
+def _coba_device(b2: Any, standalone_dir: str | None) -> None:
+    if standalone_dir is not None:
+        b2.devices.device.all_devices["cpp_standalone"].reinit()
         b2.set_device("cpp_standalone", directory=standalone_dir, build_on_run=False)
     else:
         b2.set_device("runtime")
         b2.prefs.codegen.target = "cython"
-    b2.seed(seed)
-    taum, taue, taui = 20 * ms, 5 * ms, 10 * ms
-    Vt, Vr, El = -50 * mV, -60 * mV, -60 * mV
-    Ee, Ei = 0 * mV, -80 * mV
-    wi = 6.7                               # 67 nS / 10 nS leak (we: 6 nS -> 0.6)
-    w_kick = 0.5 * 20.0 / (5.0 * 55.0)     # 0.5 mV-equivalent conductance jumps at -55 mV
-    kick = b2.TimedArray([2000.0, 0.0] * Hz, dt=50 * ms)  # 20 mV of drive for 50 ms
+
+
+def _coba_namespace(b2: Any, we: float) -> dict[str, Any]:
+    """The script's constants (what its local variables would be)."""
+    mV, ms, Hz = b2.mV, b2.ms, b2.Hz
+    return {"taum": 20 * ms, "taue": 5 * ms, "taui": 10 * ms, "Vt": -50 * mV, "Vr": -60 * mV, "El": -60 * mV,
+            "Ee": 0 * mV, "Ei": -80 * mV, "we": we,
+            "wi": 6.7,  # 67 nS / 10 nS leak (we: 6 nS -> 0.6)
+            "w_kick": 0.5 * 20.0 / (5.0 * 55.0),  # 0.5 mV-equivalent conductance jumps at -55 mV
+            "kick": b2.TimedArray([2000.0, 0.0] * Hz, dt=50 * ms)}  # 20 mV of drive for 50 ms
+
+
+def _coba_network(b2: Any) -> tuple[Any, Any]:
+    """4000 LIF neurons (3200 E, 800 I), 2 % random connections; the network and its spike monitor."""
+    ms = b2.ms
     eqs = """
     dv/dt = (ge*(Ee-v) + gi*(Ei-v) - (v-El))/taum : volt (unless refractory)
     dge/dt = -ge/taue : 1
@@ -94,36 +130,10 @@ def handwritten_coba(duration_ms: float = 1000.0, *, seed: int = 0, we: float = 
     Ci.connect("i>=3200", p=0.02)
     M = b2.SpikeMonitor(P, name="spikemonitor")
     V = b2.StateMonitor(P, "v", record=[0, 1600, 3200, 3600], dt=1 * ms, name="statemonitor")
-    net = b2.Network(P, Ce, Ci, M, V, P.contained_objects)
-    t1 = time.perf_counter()
-    marks: list[float] = []
-    if standalone_dir is not None:
-        net.run(duration_ms * ms)
-    else:  # the report callback marks the end of code generation (start of the first step)
-        net.run(duration_ms * ms, report=lambda *a: marks.append(time.perf_counter()), report_period=1e9 * b2.second)
-    if standalone_dir is not None:
-        b2.device.build(directory=standalone_dir, compile=True, run=True, with_output=False)
-        run_s = sim_s = b2.device.timers["run_binary"]
-    else:
-        run_s = time.perf_counter() - t1
-        sim_s = time.perf_counter() - marks[0]
-    i = np.asarray(M.i[:])
-    total = time.perf_counter() - t0
-    out = {"n_spikes": int(i.size), "rate_E_hz": float((i < 3200).sum() / 3200 / (duration_ms * 1e-3)),
-           "rate_I_hz": float((i >= 3200).sum() / 800 / (duration_ms * 1e-3)), "build_s": t1 - t0,
-           "run_s": float(run_s), "sim_s": float(sim_s), "total_s": total}
-    if standalone_dir is not None:
-        from brian2.devices.device import all_devices
-
-        out["make_s"] = b2.device.timers["compile"]["make"]
-        b2.set_device("runtime")
-        all_devices["cpp_standalone"].reinit()
-    return out
+    return b2.Network(P, Ce, Ci, M, V, P.contained_objects), M
 
 
 def _ours(circuit, duration_ms: float, seed: int, **kw) -> dict[str, Any]:
-    from cortex_resnet.spiking.simulator import simulate_spiking
-
     import json
 
     ds = simulate_spiking(circuit, duration_ms=duration_ms, seed=seed, decompose=kw.pop("decompose", False), **kw)
@@ -140,9 +150,6 @@ def _ours(circuit, duration_ms: float, seed: int, **kw) -> dict[str, Any]:
 
 def run(quick: bool = False) -> list[BenchResult]:
     """Measure (a)-(d) (module docstring) and return them with their goals."""
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.model.spec import load_spec
-
     duration = 200.0 if quick else 1000.0
     repeats = 1 if quick else 5
     spec = load_spec(COBA_MODEL)
@@ -165,6 +172,12 @@ def run(quick: bool = False) -> list[BenchResult]:
     _log(f"runtime: ours/handwritten = {ratio_rt:.3f}")
     if quick:
         return results
+    return results + _standalone(spec, circuit, duration)
+
+
+def _standalone(spec: Any, circuit: Any, duration: float) -> list[BenchResult]:
+    """(b)-(d): C++ standalone, ours vs the hand-written script, and our cached rerun."""
+    results: list[BenchResult] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_spiking_"))
     try:
         _log("standalone: hand-written script, first build")

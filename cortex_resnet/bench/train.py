@@ -34,6 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cortex_resnet.bench import BenchResult
+from cortex_resnet.training.experiment import parse_experiment
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import parse_spec
+from cortex_resnet.training.loop import load_data, train
+from cortex_resnet.training.report import read_metrics
 
 __all__ = ["run", "HandWritten", "bench_spec"]
 
@@ -46,8 +51,6 @@ CIRCUIT = {"name": "bench_train",
 
 def bench_spec(variant: str, device: str, n_train: int | None):
     """The experiment we time (constant learning rate, no schedule)."""
-    from cortex_resnet.training.experiment import parse_experiment
-
     return parse_experiment({
         "name": f"bench_{variant}", "seed": 0, "device": device,
         "data": {"name": "mnist1d", "n_train": n_train, "n_test": 200},
@@ -102,10 +105,6 @@ def _reference_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
 
 
 def _measure(variant: str, device: str, epochs: int, n_train: int | None) -> dict[str, float]:
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.model.spec import parse_spec
-    from cortex_resnet.training.loop import load_data, train
-
     spec = bench_spec(variant, device, n_train)
     dev = torch.device(device)
     ds = load_data(spec)
@@ -133,8 +132,6 @@ def _measure(variant: str, device: str, epochs: int, n_train: int | None) -> dic
 
 
 def _last_epoch_rate(run: Path) -> float:
-    from cortex_resnet.training.report import read_metrics
-
     return read_metrics(run / "metrics.csv")[-1]["examples_per_s"]
 
 

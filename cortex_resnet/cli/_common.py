@@ -14,18 +14,19 @@ import json
 import os
 import sys
 import tempfile
+import tomllib
 import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-import numpy as np
 import typer
 
 from cortex_resnet.core.jsonable import to_jsonable
 from cortex_resnet.errors import CortexError, SimulationError, SpecError
+from cortex_resnet.io.outdir import check_out_file
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "handle_errors", "emit_json", "to_jsonable",
-           "check_out_path", "FORCE_HELP", "DEBUG_ENV"]
+           "check_out_path", "FORCE_HELP", "DEBUG_ENV", "parse_set", "parse_grid"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,10 +118,47 @@ def emit_json(summary: dict[str, Any]) -> None:
 def check_out_path(path: Path | None, option: str = "--out", *, suffixes: tuple[str, ...] = (),
                    force: bool = False) -> Path | None:
     """Validate an output file path before any work is done (see :func:`outdir.check_out_file`)."""
-    from cortex_resnet.io.outdir import check_out_file
-
     return check_out_file(path, option, suffixes=suffixes, force=force)
 
 
 FORCE_HELP = ("Replace an existing output file that cortex-resnet did not write / write into a "
               "folder beside files it did not write (never replacing or deleting them).")
+
+
+def _split_assignment(text: str, option: str, example: str) -> tuple[str, str]:
+    """``FIELD=VALUE`` -> (field, value text); a missing ``=``, field or value is bad input."""
+    key, eq, val = text.partition("=")
+    key = key.strip()
+    if not eq or not key or not val.strip():
+        raise SpecError(option, text, f"FIELD=VALUE, e.g. {example}")
+    return key, val
+
+
+def parse_set(items: list[str], option: str = "--set",
+              example: str = "connectivity.J_EE=1.5") -> dict[str, Any]:
+    """The one ``FIELD=VALUE`` parser of the CLI: repeated items -> ``{dotted field: value}``.
+
+    Values are TOML scalars or arrays (``1.5``, ``true``, ``"relu"``, ``[1, 2]``); anything else
+    is kept as text (``relu``). Used by ``simulate --set`` and ``train --set``.
+    """
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, val = _split_assignment(item, option, example)
+        try:
+            changes[key] = tomllib.loads(f"v = {val}")["v"]
+        except tomllib.TOMLDecodeError:
+            changes[key] = val.strip()
+    return changes
+
+
+def parse_grid(text: str, option: str = "--param") -> tuple[str, list[Any]]:
+    """``FIELD=v1,v2,...`` -> (field, values): TOML scalars (numbers, true/false, "strings"),
+    at least one, no repeats (``sweep --param``)."""
+    key, vals = _split_assignment(text, option, "connectivity.J_EE=0.5,1.0,2.0")
+    try:
+        values = tomllib.loads(f"v = [{vals}]")["v"]
+    except tomllib.TOMLDecodeError:
+        raise SpecError(option, text, "comma-separated numbers, true/false or quoted strings") from None
+    if not values or len(set(map(json.dumps, values))) != len(values):
+        raise SpecError(option, text, "at least one value, no repeats")
+    return key, values

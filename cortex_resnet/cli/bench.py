@@ -9,6 +9,9 @@ from typing import Optional
 import typer
 
 from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.bench import known_benches, run_bench
+from cortex_resnet.io.results import atomic_write_text
+from cortex_resnet.io.outdir import SIGNATURE
 
 __all__ = ["register"]
 
@@ -28,8 +31,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import torch
 
-        from cortex_resnet.bench import known_benches, run_bench
-        from cortex_resnet.io.results import atomic_write_text
 
         check_out_path(out, suffixes=(".json",), force=force)
         torch.manual_seed(seed)  # benches draw their inputs from explicit generators; this is a backstop
@@ -37,8 +38,6 @@ def register(app: typer.Typer) -> None:
         reports = [run_bench(n, quick=quick) for n in names]
         payload = reports[0] if len(reports) == 1 else {"benches": reports}
         if out is not None:
-            from cortex_resnet.io.outdir import SIGNATURE
-
             atomic_write_text(out, json.dumps({"written_by": f"{SIGNATURE} bench", **payload}, indent=2))
         if json_out:
             emit_json(payload)

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
         progress: bool = typer.Option(True, help="Show progress bars."),
     ) -> None:
-        from cortex_resnet.workflows.demo import run_demo
+        from cortex_resnet.workflows.demo import run_demo  # deferred: matplotlib and every stage (keeps --help fast)
 
         echo = (lambda s: typer.echo(s, err=True)) if json_out else typer.echo
         summary = run_demo(out, quick=quick, seed=seed, echo=echo, progress=progress and not json_out,

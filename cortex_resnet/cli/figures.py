@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
-        from cortex_resnet.workflows.gallery import DEFAULT_OUT, make_gallery
+        from cortex_resnet.workflows.gallery import DEFAULT_OUT, make_gallery  # deferred: matplotlib (keeps --help fast)
 
         made = make_gallery(out or DEFAULT_OUT, full=full, only=None if name == "all" else [name],
                             progress=progress and not json_out, force=force)

@@ -10,6 +10,8 @@ from typing import Any
 import typer
 
 from cortex_resnet.cli._common import emit_json, handle_errors
+from cortex_resnet.bench import machine_info
+from cortex_resnet.io.results import library_versions
 
 __all__ = ["register", "environment_info"]
 
@@ -37,8 +39,6 @@ def environment_info() -> dict[str, Any]:
     """Everything a bug report or a methods section needs about this installation."""
     import torch
 
-    from cortex_resnet.bench import machine_info
-    from cortex_resnet.io.results import library_versions
 
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     cuda = torch.cuda.is_available()

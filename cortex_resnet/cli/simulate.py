@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -10,8 +11,16 @@ import numpy as np
 import typer
 
 from cortex_resnet.catalog import find_model_file
-from cortex_resnet.errors import SpecError
-from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.errors import SpecError, ConvergenceError
+from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors, parse_set
+from cortex_resnet.model.analysis import analyze
+from cortex_resnet.io.results import population_mean, save_dataset
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.model.stimulus import stimulus_warnings, report_warnings
+from cortex_resnet.model.spec import StimulusSpec, load_spec
+from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.model.circuit import Circuit, build_circuit
+from cortex_resnet.bridge import load_circuit
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
 
@@ -25,16 +34,10 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     """The ``--json`` summary of a rate run (contract: out, backend, mean_rate_hz,
     max_eig_real, inhibition_stabilized, runtime_s; plus steady-state values). ``unstable`` is true
     when the steady state found is linearly unstable or the run ended in an unstable state."""
-    from cortex_resnet.model.analysis import analyze
-    from cortex_resnet.errors import ConvergenceError
-    from cortex_resnet.io.results import population_mean
-
     u_final = ds["u"].isel(time=-1).values  # (batch, n_inputs)
     ss: dict[str, Any] = {"E": None, "I": None, "max_abs_error_vs_final": None}
     max_re, isn, ee_gain = None, None, None
     try:
-        from cortex_resnet.model.fixedpoint import steady_state
-
         r_star = steady_state(circuit, u_final).numpy()
         e = circuit.is_E
         ss = {"E": r_star[:, e].mean(axis=1).tolist(), "I": r_star[:, ~e].mean(axis=1).tolist(),
@@ -50,7 +53,6 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     if ss["unstable"]:
         typer.echo(f"warning: the steady state found is unstable (max Re(eig) = {max_re:+.4g} /ms): the dynamics "
                    "move away from it; the run ended before the circuit diverged", err=True)
-    from cortex_resnet.model.stimulus import stimulus_warnings
 
     mean = population_mean(ds, "r")
     hz = circuit.hz_per_unit
@@ -76,8 +78,6 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
 
 
 def _stim(text: str):
-    from cortex_resnet.model.spec import StimulusSpec
-
     return StimulusSpec.model_validate_json(text)
 
 
@@ -93,8 +93,6 @@ def summary_line(name: str, backend: str, summary: dict[str, Any]) -> str:
 
 
 def _run_rate(circuit, opts: dict[str, Any]):
-    from cortex_resnet.rate.simulator import simulate
-
     ds = simulate(circuit, opts["stimulus"], duration_ms=opts["duration"], dt_ms=opts["dt"],
                   method=opts["method"], dtype=opts["dtype"], device=opts["device"],
                   record_stride=opts["record_stride"], seed=opts["seed"],
@@ -103,7 +101,7 @@ def _run_rate(circuit, opts: dict[str, Any]):
 
 
 def _run_spiking(circuit, opts: dict[str, Any]):
-    from cortex_resnet.spiking.simulator import cli_run
+    from cortex_resnet.spiking.simulator import cli_run  # deferred: the spiking stack (keeps --help fast)
 
     return cli_run(circuit, opts)
 
@@ -112,103 +110,96 @@ def _run_spiking(circuit, opts: dict[str, Any]):
 BACKENDS: dict[str, Callable] = {"rate": _run_rate, "spiking": _run_spiking}
 
 
+def simulate_cmd(
+    model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml, or a bundled model's name (linear)."),
+    backend: str = typer.Option("rate", help="Simulator: " + ", ".join(BACKENDS) + "."),
+    duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
+    dt: Optional[float] = typer.Option(None, help="Time step in ms (default: the model file's)."),
+    stimulus: Optional[str] = typer.Option(
+        None, help="KIND:key=value,... e.g. step:amp=1.0,onset_ms=50 or step:amp=[0.5,1,2] (a batch)."),
+    method: Optional[str] = typer.Option(None, help="Integrator: euler, expeuler, rk4, dopri5, ..."),
+    phi: Optional[str] = typer.Option(None, help="Override both populations' transfer function "
+                                                 "(e.g. lif for the mean-field prediction)."),
+    dtype: str = typer.Option("float64", help="float64 or float32."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    record_stride: int = typer.Option(1, help="Record every n-th step (memory bound)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights and noise (default: the model's)."),
+    out: Optional[Path] = typer.Option(None, help="Write the result (netCDF, .nc) here, atomically. An "
+                                       "existing file is replaced only if cortex-resnet wrote it (else --force)."),
+    plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf; "
+                                        "the same rule for an existing file)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+    standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
+                                    "compiled once per network structure and cached (reruns do not compile)."),
+    engine: str = typer.Option("brian2", help="Spiking backend: brian2, or torch (batched; uses --dtype, "
+                               "--device)."),
+    extra: Optional[list[str]] = typer.Option(
+        None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
+) -> None:
+    """``simulate``: check the options, build the circuit, run the backend, write and report."""
+    model = find_model_file(model)  # a bundled model by name, e.g. canonical_microcircuit
+    _check_options(backend, engine, out, plot, force)
+    circuit = _circuit(model, seed, phi, extra or [])
+    opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
+                device=device, record_stride=record_stride, seed=seed,
+                progress=progress and not json_out, standalone=standalone, engine=engine)
+    t0 = time.perf_counter()
+    ds, summarize = BACKENDS[backend](circuit, opts)
+    if out is not None:
+        save_dataset(ds, out)
+    if plot is not None:
+        from cortex_resnet.plots.base import plot_decomposition, plot_raster  # deferred: matplotlib (--help fast)
+
+        (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
+    summary = summarize(out)
+    summary.setdefault("runtime_s", time.perf_counter() - t0)
+    if json_out:
+        emit_json(summary)
+    else:
+        typer.echo(summary_line(circuit.spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
+    report_warnings(summary.get("warnings", []))
+
+
+def _check_options(backend: str, engine: str, out: Path | None, plot: Path | None, force: bool) -> None:
+    """Bad options exit 2 before any work."""
+    if backend not in BACKENDS:
+        raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
+    if engine not in ("brian2", "torch"):
+        raise SpecError("--engine", engine, "brian2 or torch")
+    check_out_path(out, suffixes=(".nc",), force=force)
+    check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
+    if out is not None and plot is not None and out.absolute() == plot.absolute():
+        raise SpecError("--plot", str(plot), "a different file from --out")
+
+
+def _circuit(model: Path, seed: int | None, phi: str | None, extra: list[str]) -> Circuit:
+    """The model file's circuit with ``--seed``, ``--phi`` and ``--set`` applied."""
+    spec = load_spec(model)
+    changes: dict[str, Any] = {}
+    if seed is not None:
+        if seed < 0:
+            raise SpecError("--seed", seed, "an integer >= 0")
+        changes["seed"] = seed
+    if phi is not None:
+        changes["populations.E.transfer"] = {"name": phi}
+        changes["populations.I.transfer"] = {"name": phi}
+    changes |= parse_set(extra)
+    if changes:
+        try:
+            spec = spec.replace(**changes)
+        except (KeyError, TypeError):
+            raise SpecError("--set", ", ".join(changes), "existing spec fields") from None
+    if spec.weights is None:
+        return build_circuit(spec)
+    # a model file written by save_circuit: its trained weights
+    if phi is not None or extra:
+        raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
+                        f"({spec.weights}); change the weights with the bridge instead")
+    return dataclasses.replace(load_circuit(model), spec=spec)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(help="Simulate a circuit model file and decompose r = x + F(x).\n\n" + EXAMPLE)
-    @handle_errors
-    def simulate(
-        model: Path = typer.Argument(..., help="Circuit model file (TOML), e.g. models/linear.toml, or a bundled model's name (linear)."),
-        backend: str = typer.Option("rate", help="Simulator: " + ", ".join(BACKENDS) + "."),
-        duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
-        dt: Optional[float] = typer.Option(None, help="Time step in ms (default: the model file's)."),
-        stimulus: Optional[str] = typer.Option(
-            None, help="KIND:key=value,... e.g. step:amp=1.0,onset_ms=50 or step:amp=[0.5,1,2] (a batch)."),
-        method: Optional[str] = typer.Option(None, help="Integrator: euler, expeuler, rk4, dopri5, ..."),
-        phi: Optional[str] = typer.Option(None, help="Override both populations' transfer function "
-                                                     "(e.g. lif for the mean-field prediction)."),
-        dtype: str = typer.Option("float64", help="float64 or float32."),
-        device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-        record_stride: int = typer.Option(1, help="Record every n-th step (memory bound)."),
-        seed: Optional[int] = typer.Option(None, help="Seed for weights and noise (default: the model's)."),
-        out: Optional[Path] = typer.Option(None, help="Write the result (netCDF, .nc) here, atomically. An "
-                                           "existing file is replaced only if cortex-resnet wrote it (else --force)."),
-        plot: Optional[Path] = typer.Option(None, help="Write the decomposition figure here (.png/.svg/.pdf; "
-                                            "the same rule for an existing file)."),
-        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-        progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
-        standalone: bool = typer.Option(False, "--standalone", help="Spiking backend: Brian2 C++ standalone, "
-                                        "compiled once per network structure and cached (reruns do not compile)."),
-        engine: str = typer.Option("brian2", help="Spiking backend: brian2, or torch (batched; uses --dtype, "
-                                   "--device)."),
-        extra: Optional[list[str]] = typer.Option(
-            None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
-    ) -> None:
-        from cortex_resnet.model.circuit import build_circuit
-        from cortex_resnet.io.results import save_dataset
-        from cortex_resnet.model.spec import load_spec
-
-        if backend not in BACKENDS:
-            raise SpecError("--backend", backend, f"one of {', '.join(BACKENDS)}")
-        if engine not in ("brian2", "torch"):
-            raise SpecError("--engine", engine, "brian2 or torch")
-        check_out_path(out, suffixes=(".nc",), force=force)
-        check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
-        if out is not None and plot is not None and out.absolute() == plot.absolute():
-            raise SpecError("--plot", str(plot), "a different file from --out")
-        model = find_model_file(model)  # a bundled model by name: canonical_microcircuit
-        spec = load_spec(model)
-        changes: dict[str, Any] = {}
-        if seed is not None:
-            if seed < 0:
-                raise SpecError("--seed", seed, "an integer >= 0")
-            changes["seed"] = seed
-        if phi is not None:
-            changes["populations.E.transfer"] = {"name": phi}
-            changes["populations.I.transfer"] = {"name": phi}
-        for item in extra or []:
-            key, eq, val = item.partition("=")
-            if not eq:
-                raise SpecError("--set", item, "FIELD=VALUE, e.g. connectivity.J_EE=1.5")
-            try:
-                import tomllib
-
-                changes[key.strip()] = tomllib.loads(f"v = {val}")["v"]
-            except Exception:
-                changes[key.strip()] = val
-        if changes:
-            try:
-                spec = spec.replace(**changes)
-            except (KeyError, TypeError):
-                raise SpecError("--set", ", ".join(changes), "existing spec fields") from None
-        if spec.weights is not None:  # a model file written by save_circuit: its trained weights
-            import dataclasses
-
-            from cortex_resnet.bridge import load_circuit
-
-            if phi is not None or extra:
-                raise SpecError("--set/--phi", "given", "no overrides for a model file with trained weights "
-                                f"({spec.weights}); change the weights with the bridge instead")
-            circuit = load_circuit(model)
-            circuit = dataclasses.replace(circuit, spec=spec)
-        else:
-            circuit = build_circuit(spec)
-        opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
-                    device=device, record_stride=record_stride, seed=seed,
-                    progress=progress and not json_out, standalone=standalone, engine=engine)
-        t0 = time.perf_counter()
-        ds, summarize = BACKENDS[backend](circuit, opts)
-        if out is not None:
-            save_dataset(ds, out)
-        if plot is not None:
-            from cortex_resnet.plots.base import plot_decomposition, plot_raster
-
-            (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
-        summary = summarize(out)
-        summary.setdefault("runtime_s", time.perf_counter() - t0)
-        if json_out:
-            emit_json(summary)
-        else:
-            typer.echo(summary_line(spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
-        from cortex_resnet.model.stimulus import report_warnings
-
-        report_warnings(summary.get("warnings", []))
+    app.command("simulate", help="Simulate a circuit model file and decompose r = x + F(x).\n\n" + EXAMPLE
+                )(handle_errors(simulate_cmd))

@@ -9,7 +9,10 @@ from typing import Optional
 import typer
 
 from cortex_resnet.catalog import find_model_file
-from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors
+from cortex_resnet.cli._common import FORCE_HELP, emit_json, handle_errors, parse_grid
+from cortex_resnet.io.outdir import claim_folder
+from cortex_resnet.fanout.sweep import sweep_model
+from cortex_resnet.model.spec import load_spec
 
 __all__ = ["register"]
 
@@ -37,12 +40,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         progress: bool = typer.Option(True, help="Progress bar over tasks."),
     ) -> None:
-        from cortex_resnet.io.outdir import claim_folder
-        from cortex_resnet.fanout.sweep import parse_param, sweep_model
-        from cortex_resnet.model.spec import load_spec
-
-        model = find_model_file(model)  # a bundled model by name: isn
-        params = dict(parse_param(p) for p in param)
+        model = find_model_file(model)  # a bundled model by name, e.g. canonical_microcircuit
+        params = dict(parse_grid(p) for p in param)
         if out is None:
             out = Path("runs") / f"sweep_{load_spec(model).name}"
         t0 = time.perf_counter()

@@ -30,41 +30,22 @@ from typing import Any, Sequence
 import xarray as xr
 
 from cortex_resnet.errors import ConvergenceError, SpecError, UnstableCircuitError
-from cortex_resnet.io.results import library_versions, save_dataset
+from cortex_resnet.io.results import library_versions, save_dataset, population_mean
 from cortex_resnet.model.spec import load_spec, parse_spec, parse_stimulus
 from cortex_resnet.fanout.tasks import Task, run_tasks, to_dataset
+from cortex_resnet.model.analysis import analyze
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.rate.simulator import UnstableStateWarning, simulate
 
-__all__ = ["sweep_model", "parse_param", "sweep_task", "STATUS"]
+__all__ = ["sweep_model", "sweep_task", "STATUS"]
 
 #: ``status`` codes of a grid point (module docstring)
 STATUS = {"ok": 0, "marginal": 1, "singular": 2, "no_steady_state": 3, "runaway": 4, "unstable_end": 5}
 
 
-def parse_param(text: str) -> tuple[str, list[Any]]:
-    """``FIELD=v1,v2,...`` -> (field, values); values are TOML scalars (numbers, true/false, "strings")."""
-    import tomllib
-
-    key, eq, vals = text.partition("=")
-    key = key.strip()
-    if not eq or not key or not vals.strip():
-        raise SpecError("--param", text, "FIELD=v1,v2,... e.g. connectivity.J_EE=0.5,1.0,2.0")
-    try:
-        values = tomllib.loads(f"v = [{vals}]")["v"]
-    except tomllib.TOMLDecodeError:
-        raise SpecError("--param", text, "comma-separated numbers, true/false or quoted strings") from None
-    if not values or len(set(map(json.dumps, values))) != len(values):
-        raise SpecError("--param", text, "at least one value, no repeats")
-    return key, values
-
-
 def sweep_task(spec_json: str, changes: dict[str, Any], seed: int, stimulus: str, duration_ms: float,
                dt_ms: float) -> dict[str, Any]:
     """One grid point and seed: simulate (Euler, float64, CPU) and summarise."""
-    from cortex_resnet.model.analysis import analyze
-    from cortex_resnet.model.circuit import build_circuit
-    from cortex_resnet.rate.simulator import UnstableStateWarning, simulate
-    from cortex_resnet.io.results import population_mean
-
     spec = parse_spec(json.loads(spec_json)).replace(**changes, seed=seed)
     circuit = build_circuit(spec)
     out: dict[str, Any] = {"unstable": 0.0, "status": STATUS["ok"]}

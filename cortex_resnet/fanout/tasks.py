@@ -36,9 +36,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xarray as xr
 from distributed.diagnostics.plugin import WorkerPlugin
+from tqdm.auto import tqdm
 
 from cortex_resnet.core.jsonable import to_jsonable
-from cortex_resnet.errors import SimulationError, SpecError
+from cortex_resnet.errors import SimulationError, SpecError, CortexError
+from cortex_resnet.io.results import atomic_write_text
 
 __all__ = ["Task", "TaskCache", "task_key", "run_tasks", "to_dataset", "check_scheduler_address",
            "DEFAULT_CONNECT_TIMEOUT_S"]
@@ -101,8 +103,6 @@ class TaskCache:
         return data["result"]
 
     def put(self, task: Task, result: dict[str, Any]) -> None:
-        from cortex_resnet.io.results import atomic_write_text
-
         payload = {"key": task.key, "label": task.label, "inputs": task.inputs, "result": result,
                    "finished": time.time()}
         atomic_write_text(self.path(task), json.dumps(to_jsonable(payload, keep_nan=True), sort_keys=True, default=str))
@@ -145,8 +145,6 @@ _ERROR_KEY = "__task_error__"
 
 def _deterministic(err: BaseException) -> bool:
     """Failures that the same inputs reproduce: numerical and model errors (not I/O, memory, a lost worker)."""
-    from cortex_resnet.errors import CortexError
-
     return (isinstance(err, (CortexError, ArithmeticError, np.linalg.LinAlgError))
             or type(err).__name__.endswith("LinAlgError"))  # torch.linalg.LinAlgError
 
@@ -257,17 +255,7 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
         check_scheduler_address(scheduler)
     cache = TaskCache(cache_dir) if cache_dir is not None else None
     results: list[dict[str, Any] | None] = [None] * len(tasks)
-    todo: list[int] = []
-    for i, t in enumerate(tasks):
-        hit = cache.get(t) if cache else None
-        if hit is not None:
-            results[i] = hit
-            if on_result:
-                on_result(t, hit)
-        else:
-            todo.append(i)
-    from tqdm.auto import tqdm
-
+    todo = _from_cache(tasks, cache, results, on_result)
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="task",
                disable=not progress, file=sys.stderr, leave=False)
 
@@ -281,20 +269,41 @@ def run_tasks(tasks: Sequence[Task], *, scheduler: str | None = None, workers: i
 
     try:
         if todo and scheduler is None and workers == 0:
-            for i in todo:
-                try:
-                    res = _call(tasks[i].fn, tasks[i].args, threads_per_task)
-                except SpecError:
-                    raise
-                except Exception as err:
-                    raise _task_failed(tasks[i], _describe_failure(err)) from None
-                _finish_or_fail(tasks[i], i, res, finish)
+            _run_serially(tasks, todo, finish, threads_per_task)
         elif todo:
             _run_distributed(tasks, todo, finish, scheduler, max(1, min(workers, len(todo))),
                              connect_timeout_s, threads_per_task, tuple(preload))
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _from_cache(tasks: Sequence[Task], cache: TaskCache | None, results: list[dict[str, Any] | None],
+                on_result: Callable[[Task, dict[str, Any]], None] | None) -> list[int]:
+    """Fill ``results`` from the cache; the indices of the tasks still to run."""
+    todo: list[int] = []
+    for i, t in enumerate(tasks):
+        hit = cache.get(t) if cache else None
+        if hit is not None:
+            results[i] = hit
+            if on_result:
+                on_result(t, hit)
+        else:
+            todo.append(i)
+    return todo
+
+
+def _run_serially(tasks: Sequence[Task], todo: list[int], finish: Callable[[int, dict[str, Any]], None],
+                  threads_per_task: int) -> None:
+    """``workers = 0``: the tasks one after another in this process (a failure stops the run)."""
+    for i in todo:
+        try:
+            res = _call(tasks[i].fn, tasks[i].args, threads_per_task)
+        except SpecError:
+            raise
+        except Exception as err:
+            raise _task_failed(tasks[i], _describe_failure(err)) from None
+        _finish_or_fail(tasks[i], i, res, finish)
 
 
 def _task_failed(task: Task, info: dict[str, Any]) -> SimulationError:

@@ -1,7 +1,7 @@
 """Named, runnable hypotheses: claim, H0/H1, multi-seed design, statistics, verdict, report.
 
-Registry: :data:`HYPOTHESES` maps a name to its module (one module per
-hypothesis, each defining ``HYPOTHESIS``). Add one by one line here.
+Registry: :data:`HYPOTHESES` (:mod:`cortex_resnet.hypotheses.registry`) maps a name to its
+module (one module per hypothesis, each defining ``HYPOTHESIS``). Add one by one line there.
 
     from cortex_resnet.hypotheses import run_hypothesis
     summary = run_hypothesis("isn-paradox", quick=True, workers=0)
@@ -10,59 +10,10 @@ hypothesis, each defining ``HYPOTHESIS``). Add one by one line here.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from cortex_resnet.errors import UnknownNameError
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, HypothesisSpec, Params
+from cortex_resnet.hypotheses.registry import HYPOTHESES, get_hypothesis, known_hypotheses, list_hypotheses
+from cortex_resnet.hypotheses.runner import rebuild_report, run_hypothesis
 
 __all__ = ["HYPOTHESES", "known_hypotheses", "get_hypothesis", "list_hypotheses", "run_hypothesis",
            "rebuild_report", "Hypothesis", "HypothesisSpec", "Params", "Analysis", "AnalysisOptions",
            "Comparison"]
-
-# name -> module defining HYPOTHESIS (one line each)
-HYPOTHESES: dict[str, str] = {
-    "isn-paradox": "cortex_resnet.hypotheses.isn_paradox",
-    "amplification": "cortex_resnet.hypotheses.amplification",
-    "depth-latency": "cortex_resnet.hypotheses.depth_latency",
-    "inhibition-silencing": "cortex_resnet.hypotheses.inhibition_silencing",
-    "degradation": "cortex_resnet.hypotheses.degradation",
-    "shortcut": "cortex_resnet.hypotheses.shortcut",
-    "weight-sharing": "cortex_resnet.hypotheses.weight_sharing",
-    "iterative-refinement": "cortex_resnet.hypotheses.iterative_refinement",
-    "rate-spike-agreement": "cortex_resnet.hypotheses.rate_spike_agreement",
-}
-
-
-def known_hypotheses() -> list[str]:
-    """Registered names, sorted."""
-    return sorted(HYPOTHESES)
-
-
-def get_hypothesis(name: str) -> Hypothesis:
-    """The :class:`Hypothesis` registered under ``name`` (an unknown name lists the known ones)."""
-    if name not in HYPOTHESES:
-        raise UnknownNameError("hypothesis", name, known_hypotheses(), field="hypothesis")
-    hyp = importlib.import_module(HYPOTHESES[name]).HYPOTHESIS
-    if hyp.name != name:  # pragma: no cover - a registry typo
-        raise RuntimeError(f"module {HYPOTHESES[name]} defines {hyp.name!r}, registered as {name!r}")
-    return hyp
-
-
-def list_hypotheses() -> list[dict[str, Any]]:
-    """``[{"name", "claim", "h0", "h1", "runtime", "references", "requires"}, ...]``, sorted by name."""
-    return [get_hypothesis(n).to_json() for n in known_hypotheses()]
-
-
-def run_hypothesis(name: str, **kwargs: Any) -> dict[str, Any]:
-    """Run a hypothesis; see :func:`cortex_resnet.hypotheses.runner.run_hypothesis`."""
-    from cortex_resnet.hypotheses.runner import run_hypothesis as _run
-
-    return _run(name, **kwargs)
-
-
-def rebuild_report(directory: Any) -> dict[str, Any]:
-    """Re-analyse a finished run's ``results.nc`` and rewrite its report and figure."""
-    from cortex_resnet.hypotheses.runner import rebuild_report as _rebuild
-
-    return _rebuild(directory)

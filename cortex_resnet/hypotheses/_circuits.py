@@ -15,20 +15,20 @@ import torch
 from pydantic import Field
 
 from cortex_resnet.model.circuit import Circuit, build_circuit
-from cortex_resnet.catalog import catalog_root
 from cortex_resnet.errors import SpecError
 from cortex_resnet.model.spec import load_spec, parse_spec
-from cortex_resnet.hypotheses.base import Params
+from cortex_resnet.hypotheses.base import Hypothesis, Params
+from cortex_resnet.catalog import catalog_root
 
 __all__ = ["CircuitParams", "resolve_file", "prepare_circuit", "circuit_for_seed", "spiking_circuit_for_seed", "pop_mean",
-           "linear_response", "population_prediction"]
+           "linear_response", "population_prediction", "circuit_hypothesis"]
 
 
 class CircuitParams(Params):
     """A circuit from a model file with optional changes.
 
     ``model``: path of a model file (relative paths: the working directory, the
-    spec file's folder, the bundled catalog); ``n_E``/``n_I``: population sizes;
+    spec file's folder, the repository root); ``n_E``/``n_I``: population sizes;
     ``weight_cv``: weight heterogeneity across seeds; ``overrides``: any dotted
     spec fields, e.g. ``{"connectivity.J_EE" = 1.5}``.
     """
@@ -41,7 +41,7 @@ class CircuitParams(Params):
 
 
 def resolve_file(path: str, base_dir: Path | None) -> Path:
-    """Find a file given relative to the cwd, the spec's folder or the bundled catalog."""
+    """Find a file given relative to the cwd, the spec's folder or the repository root."""
     p = Path(path)
     candidates = [p] if p.is_absolute() else [Path.cwd() / p]
     if base_dir is not None and not p.is_absolute():
@@ -115,3 +115,10 @@ def spiking_circuit_for_seed(prepared: dict[str, Any], seed: int, J_EE: float) -
     if prepared.get("spiking_pool_size") is not None:
         changes["spiking.pool_size"] = prepared["spiking_pool_size"]
     return circuit_for_seed(prepared, seed, **changes)
+
+
+def circuit_hypothesis(**fields: Any) -> Hypothesis:
+    """Preset of the circuit hypotheses: random circuits from a model file, the params prepared by
+    :func:`prepare_circuit` (unless ``prepare`` is given); ``fields`` as :class:`Hypothesis`."""
+    fields.setdefault("prepare", prepare_circuit)
+    return Hypothesis(**fields)

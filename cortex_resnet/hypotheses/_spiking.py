@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.spiking.simulator import simulate_spiking
 
 __all__ = ["window_means", "run_spiking"]
 
@@ -31,6 +32,4 @@ def window_means(ds: Any, var: str, t0_ms: float, t1_ms: float) -> dict[str, flo
 
 def run_spiking(circuit: Circuit, stimulus: str, duration_ms: float, seed: int, *, decompose: bool) -> Any:
     """One spiking run (Brian2 runtime mode) of ``circuit`` with ``stimulus`` (CLI form)."""
-    from cortex_resnet.spiking.simulator import simulate_spiking
-
     return simulate_spiking(circuit, stimulus, duration_ms=duration_ms, seed=int(seed), decompose=decompose)

@@ -26,15 +26,22 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.bridge import CircuitClassifier, unroll
 from cortex_resnet.data.datasets import Dataset, get_dataset, known_datasets
 from cortex_resnet.errors import SpecError
+from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.spec import load_spec, parse_spec
-from cortex_resnet.hypotheses.base import Params
+from cortex_resnet.training.distributed import rank_device
+from cortex_resnet.training.epoch import fit_epoch, global_batches
+from cortex_resnet.training.loop import evaluate
+from cortex_resnet.hypotheses.base import Hypothesis, Params
 from cortex_resnet.hypotheses._circuits import resolve_file
 
 __all__ = ["TrainingParams", "prepare_training", "train_classifier", "TrainedClassifier", "dataset_for",
-           "step_dt"]
+           "step_dt", "trained_hypothesis", "TRAINING_REQUIRES"]
+
+#: what a training hypothesis needs installed (checked before a run starts)
+TRAINING_REQUIRES = ("cortex_resnet.bridge", "cortex_resnet.training.loop")
 
 
 class TrainingParams(Params):
@@ -127,11 +134,6 @@ def train_classifier(prepared: dict[str, Any], seed: int, *, variant: str, steps
     dt_ms : Euler step; default :func:`step_dt`
     input_mode : ``pulse`` or ``sustained``; default ``prepared["input_mode"]``
     """
-    from cortex_resnet.bridge import CircuitClassifier, unroll
-    from cortex_resnet.training.distributed import rank_device
-    from cortex_resnet.training.epoch import fit_epoch, global_batches
-    from cortex_resnet.training.loop import evaluate
-
     ds = dataset_for(prepared["dataset"], prepared["data_seed"], prepared["n_train"], prepared["n_test"])
     spec = parse_spec(prepared["circuit_spec"]).replace(seed=int(seed))
     circuit = build_circuit(spec, np.random.default_rng([int(seed), 7]))
@@ -166,3 +168,9 @@ def train_classifier(prepared: dict[str, Any], seed: int, *, variant: str, steps
                              int(net.param_count()) + sum(p.numel() for n_, p in model.named_parameters()
                                                           if not n_.startswith("net.")),
                              seconds, x_te, y_te)
+
+
+def trained_hypothesis(**fields: Any) -> Hypothesis:
+    """Preset of the training hypotheses: params prepared by :func:`prepare_training`, the bridge and
+    the training loop required; ``fields`` as :class:`Hypothesis`."""
+    return Hypothesis(prepare=prepare_training, requires=TRAINING_REQUIRES, **fields)

@@ -27,10 +27,11 @@ from pydantic import Field, model_validator
 from cortex_resnet.model.analysis import analyze as linear_analysis
 from cortex_resnet.errors import ConvergenceError
 from cortex_resnet.model.fixedpoint import steady_state
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from cortex_resnet.hypotheses._circuits import (CircuitParams, circuit_for_seed, pop_mean, population_prediction, prepare_circuit,
-                        spiking_circuit_for_seed)
+from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_figure, verdict_title
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
+from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, pop_mean, population_prediction, spiking_circuit_for_seed)
+from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "AmplificationParams"]
 
@@ -83,8 +84,6 @@ def _design(params: AmplificationParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     dur = prepared["spiking_duration_ms"]
     ds = run_spiking(c, f"constant:amp={prepared['input_amp']}", dur, seed, decompose=True)
@@ -110,7 +109,6 @@ def _nan_result() -> dict[str, Any]:
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-    from cortex_resnet.rate.simulator import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     u = np.full(c.n_inputs, prepared["input_amp"])
@@ -151,22 +149,21 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test)
     test = _label(params.test_J_EE)
     gain = condition_values(ds, "gain", test)
     rem = condition_values(ds, "remaining", test)
     comps = [
         Comparison(f"{test}: recurrence amplifies x_E (gain r_E/x_E > 1)",
-                   compare(gain, null_value=1.0, alternative="greater", **kw), params.min_gain_effect),
+                   opt.compare(gain, null_value=1.0, alternative="greater"), params.min_gain_effect),
         Comparison(f"{test}: silencing recurrence leaves more than {params.remaining_low:.3g} of r_E",
-                   compare(rem, null_value=params.remaining_low, alternative="greater", **kw), 0.0),
+                   opt.compare(rem, null_value=params.remaining_low, alternative="greater"), 0.0),
         Comparison(f"{test}: silencing recurrence leaves less than {params.remaining_high:.3g} of r_E",
-                   compare(rem, null_value=params.remaining_high, alternative="less", **kw), 0.0),
+                   opt.compare(rem, null_value=params.remaining_high, alternative="less"), 0.0),
     ]
     if "spiking" in params.backends:
         sg = condition_values(ds, "gain", test + " spiking")
         comps.append(Comparison(f"{test} spiking: recurrence amplifies the E pool rate (gain > 1)",
-                                compare(sg, null_value=1.0, alternative="greater", **kw), params.min_gain_effect))
+                                opt.compare(sg, null_value=1.0, alternative="greater"), params.min_gain_effect))
     table = summary_rows(ds, {"J_EE": "J_EE", "stable": "stable (fraction)", "isn": "ISN (fraction)",
                               "gain": "gain r_E/x_E", "pred_gain": "gain, linear prediction (unit level)",
                               "pop_gain": "gain, two-population formula", "remaining": "x_E/r_E left"})
@@ -184,50 +181,45 @@ def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) 
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: AmplificationParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
-
-    style()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
-    backend = np.asarray(ds["backend"].values).astype(str)
-    jee = np.asarray(ds["J_EE"].values, float)
-    for i, j in enumerate(jee):
-        g = np.asarray(ds["gain"].isel(condition=i).values, float)
-        spk = backend[i] == "spiking"
-        a1.scatter(np.full(g.size, j) + (0.04 if spk else 0.0), g, s=10, marker="^" if spk else "o",
-                   color=PALETTE["orange"] if spk else POP_COLORS["E"], alpha=0.7, zorder=3,
-                   label=("spiking (per seed)" if spk else "rate steady state (per seed)")
-                   if spk or i == 0 else None)
-    first = {k: float(np.nanmean(ds[k].values)) for k in ("J_EI", "J_IE", "J_II", "hE", "hI")}
-    grid = np.linspace(0.0, max(jee.max(), 0.1), 200)
-    curve = []
-    for j in grid:
-        p = population_prediction(j, first["J_EI"], first["J_IE"], first["J_II"])
-        curve.append((p["dE_dgE"] * first["hE"] + p["dE_dgI"] * first["hI"]) / first["hE"] if p["D"] > 0 else np.nan)
-    a1.plot(grid, curve, color=PALETTE["black"], lw=1, label="two-population formula")
-    a1.axhspan(1 / params.remaining_high, 1 / params.remaining_low, color=PALETTE["green"], alpha=0.15,
-               label="published range (2-3x)")
-    a1.set_xlabel("J_EE (recurrent excitation)")
-    a1.set_ylabel("gain r_E / x_E")
-    a1.set_title(f"amplification: {analysis.verdict}", loc="left")
-    a1.legend(loc="upper left")
-    sel = ds.sel(condition=_label(params.test_J_EE)).isel(seed=0)
-    dt = float(sel["trace_dt_ms"])
-    n = int(np.isfinite(sel["rE_trace"].values).sum())
-    t = np.arange(n) * dt
-    a2.plot(t, sel["rE_trace"].values[:n], color=POP_COLORS["E"], label="r_E = x_E + F(x)")
-    a2.plot(t, sel["xE_trace"].values[:n], color=POP_COLORS["E"], ls="--", label="x_E (recurrence silenced)")
-    a2.plot(t, sel["rE_trace"].values[:n] - sel["xE_trace"].values[:n], color=PALETTE["black"], ls=":",
-            label="F(x)_E")
-    a2.set_xlabel("time (ms)")
-    a2.set_ylabel("mean E rate (model units)")
-    a2.set_title(f"J_EE = {params.test_J_EE:g}, first seed", loc="left")
-    a2.legend(loc="best")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, 2, width=2) as (a1, a2):
+        backend = np.asarray(ds["backend"].values).astype(str)
+        jee = np.asarray(ds["J_EE"].values, float)
+        for i, j in enumerate(jee):
+            g = np.asarray(ds["gain"].isel(condition=i).values, float)
+            spk = backend[i] == "spiking"
+            a1.scatter(np.full(g.size, j) + (0.04 if spk else 0.0), g, s=10, marker="^" if spk else "o",
+                       color=PALETTE["orange"] if spk else POP_COLORS["E"], alpha=0.7, zorder=3,
+                       label=("spiking (per seed)" if spk else "rate steady state (per seed)")
+                       if spk or i == 0 else None)
+        first = {k: float(np.nanmean(ds[k].values)) for k in ("J_EI", "J_IE", "J_II", "hE", "hI")}
+        grid = np.linspace(0.0, max(jee.max(), 0.1), 200)
+        curve = []
+        for j in grid:
+            p = population_prediction(j, first["J_EI"], first["J_IE"], first["J_II"])
+            curve.append((p["dE_dgE"] * first["hE"] + p["dE_dgI"] * first["hI"]) / first["hE"] if p["D"] > 0 else np.nan)
+        a1.plot(grid, curve, color=PALETTE["black"], lw=1, label="two-population formula")
+        a1.axhspan(1 / params.remaining_high, 1 / params.remaining_low, color=PALETTE["green"], alpha=0.15,
+                   label="published range (2-3x)")
+        a1.set_xlabel("J_EE (recurrent excitation)")
+        a1.set_ylabel("gain r_E / x_E")
+        verdict_title(a1, "amplification", analysis)
+        a1.legend(loc="upper left")
+        sel = ds.sel(condition=_label(params.test_J_EE)).isel(seed=0)
+        dt = float(sel["trace_dt_ms"])
+        n = int(np.isfinite(sel["rE_trace"].values).sum())
+        t = np.arange(n) * dt
+        a2.plot(t, sel["rE_trace"].values[:n], color=POP_COLORS["E"], label="r_E = x_E + F(x)")
+        a2.plot(t, sel["xE_trace"].values[:n], color=POP_COLORS["E"], ls="--", label="x_E (recurrence silenced)")
+        a2.plot(t, sel["rE_trace"].values[:n] - sel["xE_trace"].values[:n], color=PALETTE["black"], ls=":",
+                label="F(x)_E")
+        a2.set_xlabel("time (ms)")
+        a2.set_ylabel("mean E rate (model units)")
+        a2.set_title(f"J_EE = {params.test_J_EE:g}, first seed", loc="left")
+        a2.legend(loc="best")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = circuit_hypothesis(
     name="amplification",
     claim="Recurrent excitation amplifies the input-driven pyramidal response by the gain the linear "
           "E-I analysis predicts; silencing recurrence leaves 1/3 to 1/2 of it.",
@@ -243,6 +235,5 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_circuit,
     var_dims={"rE_trace": ("time",), "xE_trace": ("time",)},
 )

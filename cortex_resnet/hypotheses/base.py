@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import xarray as xr
@@ -32,7 +32,8 @@ from pydantic import Field, ValidationError
 from cortex_resnet.errors import SpecError, TooFewSeedsError
 from cortex_resnet.model.spec import validation_to_spec_error
 from cortex_resnet.core.specbase import Frozen
-from cortex_resnet.hypotheses.stats import TestResult, combine_verdicts, decide, holm, require_seeds
+from cortex_resnet.hypotheses.stats import (Alternative, TestResult, combine_verdicts, compare, decide, holm,
+                                           require_seeds)
 
 __all__ = ["Hypothesis", "HypothesisSpec", "QuickSpec", "Params", "Comparison", "comparison", "Analysis",
            "AnalysisOptions", "parse_hypothesis_spec", "condition_values", "paired_values", "summary_rows"]
@@ -75,6 +76,13 @@ class AnalysisOptions:
 
     alpha: float = 0.05
     test: str = "t"
+
+    def compare(self, a: Sequence[float], b: Sequence[float] | None = None, *, null_value: float = 0.0,
+                alternative: Alternative = "greater",
+                design: Literal["one-sample", "paired", "independent"] = "one-sample") -> TestResult:
+        """:func:`~cortex_resnet.hypotheses.stats.compare` in this run's test family (t or rank)."""
+        return compare(a, b, null_value=null_value, alternative=alternative, design=design,
+                       family=self.test)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -23,9 +23,9 @@ import numpy as np
 import xarray as xr
 from pydantic import Field, field_validator
 
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
-from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses._figures import PALETTE, hypothesis_figure
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, comparison, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import trained_hypothesis, TrainingParams, train_classifier
 
 __all__ = ["HYPOTHESIS", "DegradationParams"]
 
@@ -67,24 +67,23 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: DegradationParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test)
     lo, hi = params.depths[0], params.depths[-1]
     def pair(a: str, b: str) -> tuple:
         return paired_values(ds, "train_loss", a, b)
 
     def residual_change():
         deep, shallow = pair(_label("residual", hi), _label("residual", lo))
-        return compare(deep - shallow, null_value=params.margin, design="one-sample", alternative="less", **kw)
+        return opt.compare(deep - shallow, null_value=params.margin, alternative="less")
 
     comps = [
         comparison(f"plain nets degrade: training loss K={hi} minus K={lo} > 0",
-                   lambda: compare(*pair(_label("plain", hi), _label("plain", lo)), design="paired",
-                                   alternative="greater", **kw), params.min_effect),
+                   lambda: opt.compare(*pair(_label("plain", hi), _label("plain", lo)), design="paired",
+                                       alternative="greater"), params.min_effect),
         comparison(f"residual nets do not: training loss K={hi} minus K={lo} < margin {params.margin:g}",
                    residual_change, 0.0),
         comparison(f"at K={hi} the plain net trains worse than the residual one",
-                   lambda: compare(*pair(_label("plain", hi), _label("residual", hi)), design="paired",
-                                   alternative="greater", **kw), params.min_effect),
+                   lambda: opt.compare(*pair(_label("plain", hi), _label("residual", hi)), design="paired",
+                                       alternative="greater"), params.min_effect),
     ]
     table = summary_rows(ds, {"steps": "depth K", "train_loss": "training loss (nats)",
                               "train_accuracy": "training accuracy", "test_accuracy": "test accuracy",
@@ -98,30 +97,25 @@ def _analyze(ds: xr.Dataset, params: DegradationParams, opt: AnalysisOptions) ->
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: DegradationParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-
-    style()
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
-    colors = {"plain": PALETTE["vermillion"], "residual": PALETTE["blue"]}
-    for ax, var, ylab in zip(axes, ("train_loss", "test_accuracy"), ("training loss (nats)", "test accuracy")):
-        for kind in ("plain", "residual"):
-            vals = np.array([np.asarray(ds[var].sel(condition=_label(kind, k)).values, float)
-                             for k in params.depths])
-            for k, v in zip(params.depths, vals):
-                ax.scatter(np.full(v.size, k), v, s=8, color=colors[kind], alpha=0.5)
-            ax.plot(params.depths, np.nanmean(vals, axis=1), color=colors[kind], marker="o", ms=3,
-                    label=f"{kind} ({'alpha = 1' if kind == 'plain' else 'alpha = dt/tau'})")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("depth K (steps)")
-        ax.set_ylabel(ylab)
-    axes[0].legend(loc="best")
-    axes[0].set_title(f"degradation: {analysis.verdict}", loc="left")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, 2, width=2) as axes:
+        colors = {"plain": PALETTE["vermillion"], "residual": PALETTE["blue"]}
+        for ax, var, ylab in zip(axes, ("train_loss", "test_accuracy"), ("training loss (nats)", "test accuracy")):
+            for kind in ("plain", "residual"):
+                vals = np.array([np.asarray(ds[var].sel(condition=_label(kind, k)).values, float)
+                                 for k in params.depths])
+                for k, v in zip(params.depths, vals):
+                    ax.scatter(np.full(v.size, k), v, s=8, color=colors[kind], alpha=0.5)
+                ax.plot(params.depths, np.nanmean(vals, axis=1), color=colors[kind], marker="o", ms=3,
+                        label=f"{kind} ({'alpha = 1' if kind == 'plain' else 'alpha = dt/tau'})")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("depth K (steps)")
+            ax.set_ylabel(ylab)
+        axes[0].legend(loc="best")
+        axes[0].set_title(f"degradation: {analysis.verdict}", loc="left")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = trained_hypothesis(
     name="degradation",
     claim="Deeper plain unrolled nets (alpha = 1) train worse, while residual ones (alpha = dt/tau: the "
           "membrane leak as the skip path) do not.",
@@ -137,6 +131,4 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_training,
-    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

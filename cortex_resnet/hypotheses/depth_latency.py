@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,10 +32,11 @@ import xarray as xr
 from pydantic import Field
 
 from cortex_resnet.model.fixedpoint import steady_state
-from cortex_resnet.rate.simulator import RateSystem, euler_step
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
-from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, prepare_circuit
+from cortex_resnet.model.stimulus import Stimulus
+from cortex_resnet.rate.simulator import RateSystem, euler_step, integrate
+from cortex_resnet.hypotheses._figures import PALETTE, hypothesis_figure
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, summary_rows
+from cortex_resnet.hypotheses._circuits import circuit_hypothesis, CircuitParams, circuit_for_seed
 
 __all__ = ["HYPOTHESIS", "DepthLatencyParams", "first_stable_index"]
 
@@ -94,6 +95,44 @@ def _accuracy(rE: np.ndarray, beta: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(rE @ beta[:-1] + beta[-1], axis=-1) == y))
 
 
+def _recurrent_latency(system: RateSystem, u: torch.Tensor, r_star: np.ndarray, p: dict[str, Any],
+                       accuracy: Callable[[np.ndarray], float], target: float) -> dict[str, Any]:
+    """Euler run of the rate simulator from ``r = 0`` under constant input ``u`` (batch, n_inputs);
+    the readout's accuracy every ``record_every_ms`` and the latency to a stable correct readout (ms)."""
+    dt = p["dt_ms"]
+    stride = max(1, int(round(p["record_every_ms"] / dt)))
+    stim = Stimulus.from_array(u[None], dt_ms=p["duration_ms"], dtype=torch.float64)
+    run = integrate(system, stim, p["duration_ms"], dt, record_stride=stride)
+    acc = np.asarray([accuracy(r) for r in run.r.numpy()])
+    k = first_stable_index(acc >= target)
+    return {"latency_ms": k * dt * stride if k < acc.size else float("nan"), "censored": float(k >= acc.size),
+            "accuracy": acc.tolist(), "step_ms": dt * stride,
+            "final_error": float(np.max(np.abs(run.state.r.numpy() - r_star)))}
+
+
+def _chain_latency(system: RateSystem, drive: torch.Tensor, r_star: np.ndarray, p: dict[str, Any],
+                   accuracy: Callable[[np.ndarray], float], target: float) -> dict[str, Any]:
+    """The equivalent feedforward chain: layer 0 is ``phi(drive)``, layer ``k`` one step of
+    :func:`euler_step` with ``alpha = 1`` (a layer, not a time step: the rate simulator's loop
+    takes ``alpha = dt / tau``); stops at the first non-finite or runaway (> 1e6) layer."""
+    rec = system.recurrent_op()
+    r = system.phi(drive)
+    accs = [accuracy(r.numpy())]
+    for _ in range(p["max_layers"]):
+        r = euler_step(r, drive, rec, 1.0, system.phi)
+        if not bool(torch.isfinite(r).all()) or float(r.abs().max()) > 1e6:
+            break
+        accs.append(accuracy(r.numpy()))
+    acc = np.asarray(accs)
+    k = first_stable_index(acc >= target)
+    delay = p["layer_delay_ms"]
+    converged = k < acc.size and len(accs) == p["max_layers"] + 1
+    return {"latency_ms": (k + 1) * delay if converged else (p["max_layers"] + 1) * delay,
+            "censored": float(not converged), "layers": float(k + 1) if converged else float("nan"),
+            "accuracy": acc.tolist(), "step_ms": delay,
+            "final_error": float(np.max(np.abs(r.numpy() - r_star)))}
+
+
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     c = circuit_for_seed(prepared, seed)
     rng = np.random.default_rng([int(seed), 1])
@@ -105,42 +144,14 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
     acc_final = _accuracy(r_te[:, e], beta, y_te)
     target = prepared["criterion"] * acc_final
     system = RateSystem(c, torch.float64, "cpu")
-    drive = system.drive(torch.as_tensor(u_te, dtype=torch.float64), None)
-    rec = system.recurrent_op()
+    u_te_t = torch.as_tensor(u_te, dtype=torch.float64)
+    drive = system.drive(u_te_t, None)
     out: dict[str, Any] = {"acc_final": acc_final, "chance": 1.0 / prepared["n_classes"],
                            "acc_input_only": _accuracy(c.phi(drive).numpy()[:, e], beta, y_te)}
     if condition["condition"] == "recurrent":
-        dt = prepared["dt_ms"]
-        n = int(round(prepared["duration_ms"] / dt))
-        stride = max(1, int(round(prepared["record_every_ms"] / dt)))
-        alpha = dt / system.tau
-        r = torch.zeros_like(drive)
-        accs = [_accuracy(r.numpy()[:, e], beta, y_te)]
-        for i in range(1, n + 1):
-            r = euler_step(r, drive, rec, alpha, system.phi)
-            if i % stride == 0:
-                accs.append(_accuracy(r.numpy()[:, e], beta, y_te))
-        acc = np.asarray(accs)
-        k = first_stable_index(acc >= target)
-        out |= {"latency_ms": k * dt * stride if k < acc.size else float("nan"), "censored": float(k >= acc.size),
-                "accuracy": acc.tolist(), "step_ms": dt * stride,
-                "final_error": float(np.max(np.abs(r.numpy() - r_te)))}
+        out |= _recurrent_latency(system, u_te_t, r_te, prepared, lambda r: _accuracy(r[:, e], beta, y_te), target)
     else:
-        r = c.phi(drive)
-        accs = [_accuracy(r.numpy()[:, e], beta, y_te)]
-        for _ in range(prepared["max_layers"]):
-            r = euler_step(r, drive, rec, 1.0, system.phi)
-            if not bool(torch.isfinite(r).all()) or float(r.abs().max()) > 1e6:
-                break
-            accs.append(_accuracy(r.numpy()[:, e], beta, y_te))
-        acc = np.asarray(accs)
-        k = first_stable_index(acc >= target)
-        delay = prepared["layer_delay_ms"]
-        converged = k < acc.size and len(accs) == prepared["max_layers"] + 1
-        out |= {"latency_ms": (k + 1) * delay if converged else (prepared["max_layers"] + 1) * delay,
-                "censored": float(not converged), "layers": float(k + 1) if converged else float("nan"),
-                "accuracy": acc.tolist(), "step_ms": delay,
-                "final_error": float(np.max(np.abs(r.numpy() - r_te)))}
+        out |= _chain_latency(system, drive, r_te, prepared, lambda r: _accuracy(r[:, e], beta, y_te), target)
     return out
 
 
@@ -149,7 +160,7 @@ def _analyze(ds: xr.Dataset, params: DepthLatencyParams, opt: AnalysisOptions) -
     t_ff = np.asarray(ds["latency_ms"].sel(condition="chain").values, float)
     ok = np.isfinite(t_rec) & np.isfinite(t_ff)
     log_ratio = np.log(t_ff[ok]) - np.log(t_rec[ok])
-    res = compare(log_ratio, null_value=0.0, alternative="greater", design="one-sample", family=opt.test)
+    res = opt.compare(log_ratio, null_value=0.0, alternative="greater")
     comps = [Comparison(f"recurrent circuit correct sooner than the plain chain "
                         f"({params.layer_delay_ms:g} ms per layer): log(t_chain / t_rec) > 0", res,
                         params.min_log_ratio)]
@@ -171,34 +182,29 @@ def _analyze(ds: xr.Dataset, params: DepthLatencyParams, opt: AnalysisOptions) -
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: DepthLatencyParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-
-    style()
-    fig, ax = plt.subplots(figsize=(1.5 * COLUMN_WIDTH_IN, 2.6))
-    for cond, color, lab in (("recurrent", PALETTE["blue"], "recurrent circuit (continuous time)"),
-                             ("chain", PALETTE["vermillion"], f"plain chain, {params.layer_delay_ms:g} ms/layer")):
-        sub = ds.sel(condition=cond)
-        for i in range(sub["seed"].size):
-            s = sub.isel(seed=i)
-            acc = np.asarray(s["accuracy"].values, float)
-            acc = acc[np.isfinite(acc)]
-            step = float(s["step_ms"])
-            t = (np.arange(acc.size) + (1 if cond == "chain" else 0)) * step
-            ax.plot(t, acc, color=color, alpha=0.6, lw=1, label=lab if i == 0 else None,
-                    drawstyle="steps-post" if cond == "chain" else "default")
-            ax.axvline(float(s["latency_ms"]), color=color, lw=0.5, ls=":")
-    ax.axhline(float(ds["chance"].values.ravel()[0]), color="0.6", lw=0.6, ls="--", label="chance")
-    ax.set_xlim(0, min(params.duration_ms, float(np.nanmax(ds["latency_ms"].values)) * 2.0))
-    ax.set_xlabel("time after stimulus onset (ms)")
-    ax.set_ylabel("readout accuracy")
-    ax.set_title(f"depth-latency: {analysis.verdict} (dotted: time to correct)", loc="left")
-    ax.legend(loc="lower right")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, width=1.5) as (ax,):
+        for cond, color, lab in (("recurrent", PALETTE["blue"], "recurrent circuit (continuous time)"),
+                                 ("chain", PALETTE["vermillion"], f"plain chain, {params.layer_delay_ms:g} ms/layer")):
+            sub = ds.sel(condition=cond)
+            for i in range(sub["seed"].size):
+                s = sub.isel(seed=i)
+                acc = np.asarray(s["accuracy"].values, float)
+                acc = acc[np.isfinite(acc)]
+                step = float(s["step_ms"])
+                t = (np.arange(acc.size) + (1 if cond == "chain" else 0)) * step
+                ax.plot(t, acc, color=color, alpha=0.6, lw=1, label=lab if i == 0 else None,
+                        drawstyle="steps-post" if cond == "chain" else "default")
+                ax.axvline(float(s["latency_ms"]), color=color, lw=0.5, ls=":")
+        ax.axhline(float(ds["chance"].values.ravel()[0]), color="0.6", lw=0.6, ls="--", label="chance")
+        ax.set_xlim(0, min(params.duration_ms, float(np.nanmax(ds["latency_ms"].values)) * 2.0))
+        ax.set_xlabel("time after stimulus onset (ms)")
+        ax.set_ylabel("readout accuracy")
+        ax.set_title(f"depth-latency: {analysis.verdict} (dotted: time to correct)", loc="left")
+        ax.legend(loc="lower right")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = circuit_hypothesis(
     name="depth-latency",
     claim="A leaky recurrent circuit reaches a correct readout sooner than the equivalent feedforward "
           "chain (same weights, no leak, one processing delay per layer) computing the same steady state.",
@@ -213,6 +219,5 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_circuit,
     var_dims={"accuracy": ("step",)},
 )

@@ -30,12 +30,19 @@ import torch
 import xarray as xr
 from pydantic import Field, model_validator
 
-from cortex_resnet.rate.simulator import RateSystem, euler_step
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, prepare_circuit
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.model.spec import StimulusSpec
+from cortex_resnet.model.stimulus import make_stimulus
+from cortex_resnet.rate.simulator import RateSystem, integrate
+from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_figure
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
+from cortex_resnet.hypotheses._circuits import circuit_hypothesis, CircuitParams, circuit_for_seed
 
 __all__ = ["HYPOTHESIS", "SilencingParams", "relative_change", "gain_model_r2"]
+
+#: the simulator's rate bound for these runs: the largest float64, so runaway (an expected outcome
+#: of silencing inhibition in an ISN) is recorded while NaN/inf still stop the run with a diagnosis
+RUNAWAY_OK = float(torch.finfo(torch.float64).max)
 
 
 class SilencingParams(CircuitParams):
@@ -95,22 +102,14 @@ def gain_model_r2(F: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     return fx * fx / (xx * ff), 1.0 + fx / xx
 
 
-def _run(c, u: torch.Tensor, p: dict[str, Any], *, recurrence: bool = True) -> np.ndarray:
-    """E rates (time, units) of one Euler run; the step stimulus starts at onset_ms."""
+def _run(c: Circuit, amp: float, p: dict[str, Any], *, recurrence: bool = True) -> np.ndarray:
+    """E rates (time, units) of one Euler run of the rate simulator; the step stimulus (``amp`` on
+    every input) starts at onset_ms. Runaway is an outcome here, not an error: only non-finite
+    rates stop the run (:data:`RUNAWAY_OK`)."""
     system = RateSystem(c, torch.float64, "cpu", recurrence=recurrence)
-    dt = p["dt_ms"]
-    n = int(round(p["duration_ms"] / dt))
-    on = int(round(p["onset_ms"] / dt))
-    alpha = dt / system.tau
-    rec = system.recurrent_op()
-    d_on, d_off = system.drive(u, None), system.drive(torch.zeros_like(u), None)
-    r = torch.zeros_like(d_on)
-    out = np.empty((n + 1, c.n_E))
-    out[0] = r[0, : c.n_E].numpy()
-    for i in range(1, n + 1):
-        r = euler_step(r, d_on if i - 1 >= on else d_off, rec, alpha, system.phi)
-        out[i] = r[0, : c.n_E].numpy()
-    return out
+    stim = make_stimulus(StimulusSpec(kind="step", amp=amp, onset_ms=p["onset_ms"]), c.n_inputs)
+    run = integrate(system, stim, p["duration_ms"], p["dt_ms"], max_rate=RUNAWAY_OK)
+    return run.r[:, 0, : c.n_E].numpy()
 
 
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -118,8 +117,8 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
     W = c.W.copy()
     W[:, ~c.is_E] *= 1.0 - condition["fraction"]
     silenced = c.with_weights(W=W)
-    u = torch.full((1, c.n_inputs), prepared["input_amp"], dtype=torch.float64)
-    r, rs, x = _run(c, u, prepared), _run(silenced, u, prepared), _run(c, u, prepared, recurrence=False)
+    amp = prepared["input_amp"]
+    r, rs, x = _run(c, amp, prepared), _run(silenced, amp, prepared), _run(c, amp, prepared, recurrence=False)
     dt, on = prepared["dt_ms"], prepared["onset_ms"]
     t = np.arange(r.shape[0]) * dt - on
     early = (t > 0) & (t <= prepared["early_ms"] + 1e-9)
@@ -140,20 +139,19 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: SilencingParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test)
     test = _label(params.test_fraction)
     early = condition_values(ds, "early_change", test)
     ratio = condition_values(ds, "log_late_over_early", test)
     r2 = condition_values(ds, "gain_r2", test)
     comps = [
         Comparison(f"{test}: early response (first {params.early_ms:g} ms) changes by less than "
-                   f"{params.early_tolerance:g}", compare(early, null_value=params.early_tolerance,
-                                                          alternative="less", **kw), 0.0),
+                   f"{params.early_tolerance:g}", opt.compare(early, null_value=params.early_tolerance,
+                                                              alternative="less"), 0.0),
         Comparison(f"{test}: late part (from {params.late_start_ms:g} ms) changes more than the early one "
-                   "(log ratio > 0)", compare(ratio, null_value=0.0, alternative="greater", **kw),
+                   "(log ratio > 0)", opt.compare(ratio, null_value=0.0, alternative="greater"),
                    params.min_log_ratio),
         Comparison(f"recurrence is more than a gain: R^2 of F(x) ~ (g - 1) x below {params.gain_r2_threshold:g}",
-                   compare(r2, null_value=params.gain_r2_threshold, alternative="less", **kw), 0.0),
+                   opt.compare(r2, null_value=params.gain_r2_threshold, alternative="less"), 0.0),
     ]
     table = summary_rows(ds, {"fraction": "I output removed", "early_change": "early relative change",
                               "late_change": "late relative change", "early_Fx_fraction": "|F(x)|/|r| early",
@@ -171,33 +169,28 @@ def _analyze(ds: xr.Dataset, params: SilencingParams, opt: AnalysisOptions) -> A
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: SilencingParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
-
-    style()
-    fig, axes = plt.subplots(1, len(ds["condition"]), figsize=(2 * COLUMN_WIDTH_IN, 2.6), squeeze=False)
-    for ax, cond in zip(axes[0], ds["condition"].values):
-        s = ds.sel(condition=cond).isel(seed=0)
-        dt = float(s["trace_dt_ms"])
-        n = int(np.isfinite(s["rE_trace"].values).sum())
-        t = np.arange(n) * dt - params.onset_ms
-        ax.plot(t, s["rE_trace"].values[:n], color=POP_COLORS["E"], label="intact r_E")
-        ax.plot(t, s["rE_silenced_trace"].values[:n], color=PALETTE["vermillion"], label="I silenced")
-        ax.plot(t, s["xE_trace"].values[:n], color=POP_COLORS["E"], ls="--", label="x_E (no recurrence)")
-        ax.axvspan(0, params.early_ms, color=PALETTE["green"], alpha=0.25, label="early window")
-        ax.axvspan(params.late_start_ms, t[-1], color="0.85", alpha=0.5, label="late window")
-        if np.nanmax(s["rE_silenced_trace"].values) > 20 * np.nanmax(s["rE_trace"].values):
-            ax.set_yscale("log")
-        ax.set_xlabel("time after onset (ms)")
-        ax.set_title(f"{cond}, first seed", loc="left")
-    axes[0][0].set_ylabel("mean E rate (model units)")
-    axes[0][0].legend(loc="best")
-    fig.suptitle(f"inhibition-silencing: {analysis.verdict}", x=0.01, ha="left", fontsize=8)
-    return save_figure(fig, path)
+    with hypothesis_figure(path, len(ds["condition"]), width=2) as axes:
+        for ax, cond in zip(axes, ds["condition"].values):
+            s = ds.sel(condition=cond).isel(seed=0)
+            dt = float(s["trace_dt_ms"])
+            n = int(np.isfinite(s["rE_trace"].values).sum())
+            t = np.arange(n) * dt - params.onset_ms
+            ax.plot(t, s["rE_trace"].values[:n], color=POP_COLORS["E"], label="intact r_E")
+            ax.plot(t, s["rE_silenced_trace"].values[:n], color=PALETTE["vermillion"], label="I silenced")
+            ax.plot(t, s["xE_trace"].values[:n], color=POP_COLORS["E"], ls="--", label="x_E (no recurrence)")
+            ax.axvspan(0, params.early_ms, color=PALETTE["green"], alpha=0.25, label="early window")
+            ax.axvspan(params.late_start_ms, t[-1], color="0.85", alpha=0.5, label="late window")
+            if np.nanmax(s["rE_silenced_trace"].values) > 20 * np.nanmax(s["rE_trace"].values):
+                ax.set_yscale("log")
+            ax.set_xlabel("time after onset (ms)")
+            ax.set_title(f"{cond}, first seed", loc="left")
+        axes[0].set_ylabel("mean E rate (model units)")
+        axes[0].legend(loc="best")
+        axes[0].figure.suptitle(f"inhibition-silencing: {analysis.verdict}", x=0.01, ha="left", fontsize=8)
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = circuit_hypothesis(
     name="inhibition-silencing",
     claim="Silencing inhibitory units leaves the early, input-driven pyramidal response and changes the "
           "late, recurrent part; the recurrent part is not just a gain on the input-driven one.",
@@ -214,6 +207,5 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_circuit,
     var_dims={"rE_trace": ("time",), "rE_silenced_trace": ("time",), "xE_trace": ("time",)},
 )

@@ -26,10 +26,12 @@ from pydantic import Field
 from cortex_resnet.model.analysis import analyze as linear_analysis
 from cortex_resnet.errors import SimulationError, SpecError
 from cortex_resnet.model.fixedpoint import steady_state
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, condition_values, summary_rows
-from cortex_resnet.hypotheses._circuits import (CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
+from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_figure, strip_plot
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
+from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
+from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
 
@@ -77,8 +79,6 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
     ds = run_spiking(c, f"step:amp={prepared['extra_drive']},onset_ms={on},channels=[1]", dur, seed,
@@ -97,7 +97,6 @@ def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-    from cortex_resnet.rate.simulator import simulate
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     du = np.array([0.0, prepared["extra_drive"]])
@@ -136,19 +135,18 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test)
-    isn = compare(condition_values(ds, "delta_rI", "isn"), null_value=0.0, alternative="less", **kw)
-    ctl = compare(condition_values(ds, "delta_rI", "control"), null_value=0.0, alternative="greater", **kw)
+    isn = opt.compare(condition_values(ds, "delta_rI", "isn"), null_value=0.0, alternative="less")
+    ctl = opt.compare(condition_values(ds, "delta_rI", "control"), null_value=0.0, alternative="greater")
     comps = [Comparison(f"ISN (J_EE = {params.isn_J_EE:g}): extra I drive lowers mean r_I", isn, params.min_effect),
              Comparison(f"control (J_EE = {params.control_J_EE:g}): extra I drive raises mean r_I", ctl,
                         params.min_effect)]
     if "spiking" in params.backends:
         comps += [Comparison("spiking ISN: extra I drive lowers the mean I pool rate",
-                             compare(condition_values(ds, "delta_rI", "isn spiking"), null_value=0.0,
-                                     alternative="less", **kw), params.min_effect),
+                             opt.compare(condition_values(ds, "delta_rI", "isn spiking"), null_value=0.0,
+                                         alternative="less"), params.min_effect),
                   Comparison("spiking control: extra I drive raises the mean I pool rate",
-                             compare(condition_values(ds, "delta_rI", "control spiking"), null_value=0.0,
-                                     alternative="greater", **kw), params.min_effect)]
+                             opt.compare(condition_values(ds, "delta_rI", "control spiking"), null_value=0.0,
+                                         alternative="greater"), params.min_effect)]
     table = summary_rows(ds, {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
                               "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
                               "pred_delta_rI": "Δr_I linear prediction (unit level)",
@@ -177,36 +175,30 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: IsnParadoxParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
-    from cortex_resnet.hypotheses.report import strip_plot
-
-    style()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
-    strip_plot(a1, ds, "delta_rI", color=POP_COLORS["I"], label="Newton steady state")
-    for i, cond in enumerate(ds["condition"].values):
-        a1.scatter([i + 0.3], [float(ds["pop_pred_delta_rI"].sel(condition=cond).mean())], marker="x",
-                   color=PALETTE["black"], label="(1 - J_EE)/D prediction" if i == 0 else None, zorder=5)
-    a1.axhline(0, color="0.7", lw=0.6)
-    a1.set_ylabel("Δ mean I rate (model units)")
-    a1.set_title(f"extra I drive {params.extra_drive:g}: {analysis.verdict}", loc="left")
-    a1.legend(loc="best")
-    for cond, ls in zip(ds["condition"].values[:2], ("-", "--")):
-        tr = ds.sel(condition=cond).isel(seed=0)
-        dt = float(tr["trace_dt_ms"])
-        t = np.arange(np.isfinite(tr["rI_trace"].values).sum()) * dt
-        a2.plot(t, tr["rI_trace"].values[: t.size], color=POP_COLORS["I"], ls=ls, label=f"I ({cond})")
-        a2.plot(t, tr["rE_trace"].values[: t.size], color=POP_COLORS["E"], ls=ls, label=f"E ({cond})")
-    a2.axvline(params.onset_ms, color="0.6", lw=0.6)
-    a2.set_xlabel("time (ms)")
-    a2.set_ylabel("mean rate (model units)")
-    a2.set_title("time course, first seed (extra I drive at the line)", loc="left")
-    a2.legend(loc="best", ncol=2)
-    return save_figure(fig, path)
+    with hypothesis_figure(path, 2, width=2) as (a1, a2):
+        strip_plot(a1, ds, "delta_rI", color=POP_COLORS["I"], label="Newton steady state")
+        for i, cond in enumerate(ds["condition"].values):
+            a1.scatter([i + 0.3], [float(ds["pop_pred_delta_rI"].sel(condition=cond).mean())], marker="x",
+                       color=PALETTE["black"], label="(1 - J_EE)/D prediction" if i == 0 else None, zorder=5)
+        a1.axhline(0, color="0.7", lw=0.6)
+        a1.set_ylabel("Δ mean I rate (model units)")
+        a1.set_title(f"extra I drive {params.extra_drive:g}: {analysis.verdict}", loc="left")
+        a1.legend(loc="best")
+        for cond, ls in zip(ds["condition"].values[:2], ("-", "--")):
+            tr = ds.sel(condition=cond).isel(seed=0)
+            dt = float(tr["trace_dt_ms"])
+            t = np.arange(np.isfinite(tr["rI_trace"].values).sum()) * dt
+            a2.plot(t, tr["rI_trace"].values[: t.size], color=POP_COLORS["I"], ls=ls, label=f"I ({cond})")
+            a2.plot(t, tr["rE_trace"].values[: t.size], color=POP_COLORS["E"], ls=ls, label=f"E ({cond})")
+        a2.axvline(params.onset_ms, color="0.6", lw=0.6)
+        a2.set_xlabel("time (ms)")
+        a2.set_ylabel("mean rate (model units)")
+        a2.set_title("time course, first seed (extra I drive at the line)", loc="left")
+        a2.legend(loc="best", ncol=2)
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = circuit_hypothesis(
     name="isn-paradox",
     claim="In the inhibition-stabilised regime extra drive to inhibitory cells lowers their rate "
           "(paradoxical response), while a non-ISN control responds normally.",

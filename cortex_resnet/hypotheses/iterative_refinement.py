@@ -32,9 +32,9 @@ import torch
 import xarray as xr
 from pydantic import Field
 
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, condition_values, paired_values, summary_rows
-from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses._figures import PALETTE, hypothesis_figure
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, comparison, condition_values, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import trained_hypothesis, TrainingParams, train_classifier
 
 __all__ = ["HYPOTHESIS", "RefinementParams", "states_with_lesion"]
 
@@ -108,23 +108,22 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: RefinementParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test)
     chance = float(np.nanmean(ds["chance"]))
     early = max(1, params.steps // 4)
     comps = [
         comparison("residual: anytime accuracy rises from the first to the last step",
-                   lambda: compare(condition_values(ds, "rise", "residual"), design="one-sample",
-                                   alternative="greater", **kw), params.min_rise),
+                   lambda: opt.compare(condition_values(ds, "rise", "residual"),
+                                       alternative="greater"), params.min_rise),
         comparison(f"residual: above chance ({chance:.3g}) early, at step {early}",
-                   lambda: compare(condition_values(ds, "acc_early", "residual"), null_value=chance,
-                                   design="one-sample", alternative="greater", **kw), params.min_above_chance),
+                   lambda: opt.compare(condition_values(ds, "acc_early", "residual"), null_value=chance,
+                                       design="one-sample", alternative="greater"), params.min_above_chance),
         comparison("residual: increments |F|/|x| shrink along the unroll (log last/first < 0)",
-                   lambda: compare(condition_values(ds, "log_increment_shrink", "residual"), design="one-sample",
-                                   alternative="less", **kw), params.min_log_shrink),
+                   lambda: opt.compare(condition_values(ds, "log_increment_shrink", "residual"),
+                                       alternative="less"), params.min_log_shrink),
         comparison("lesioning one step costs the plain net more of its above-chance accuracy than the residual "
                    "net (input as a pulse)",
-                   lambda: compare(*paired_values(ds, "relative_lesion_cost", "plain pulse", "residual pulse"),
-                                   design="paired", alternative="greater", **kw), params.min_lesion_gap),
+                   lambda: opt.compare(*paired_values(ds, "relative_lesion_cost", "plain pulse", "residual pulse"),
+                                       design="paired", alternative="greater"), params.min_lesion_gap),
     ]
     table = summary_rows(ds, {"acc_first": "accuracy step 1", "acc_early": f"accuracy step {early}",
                               "acc_last": f"accuracy step {params.steps}", "mean_increment": "mean |F|/|x|",
@@ -139,37 +138,32 @@ def _analyze(ds: xr.Dataset, params: RefinementParams, opt: AnalysisOptions) -> 
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: RefinementParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-
-    style()
-    fig, axes = plt.subplots(1, 3, figsize=(2 * COLUMN_WIDTH_IN, 2.3))
-    fig.subplots_adjust(wspace=0.5)
-    colors = {"residual": PALETTE["blue"], "residual pulse": PALETTE["sky"], "plain pulse": PALETTE["vermillion"]}
-    for cond in ds["condition"].values:
-        sub = ds.sel(condition=cond)
-        for ax, var in zip(axes, ("accuracy", "increment", "lesion_drop")):
-            if var != "lesion_drop" and cond != "residual" or var == "lesion_drop" and cond == "residual":
-                continue
-            v = np.asarray(sub[var].values, float)
-            x = np.arange(1, v.shape[1] + 1) if var != "lesion_drop" else np.arange(2, v.shape[1] + 2)
-            cols = np.isfinite(v).any(axis=0)
-            mean = np.array([np.mean(c[np.isfinite(c)]) for c in v.T[cols]])
-            ax.plot(x[cols], mean, color=colors[str(cond)], marker="o", ms=2.5, label=str(cond))
-            ax.fill_between(x[cols], np.nanmin(v[:, cols], axis=0), np.nanmax(v[:, cols], axis=0),
-                            color=colors[str(cond)], alpha=0.15)
-    axes[0].axhline(float(np.nanmean(ds["chance"])), color="0.6", ls="--", lw=0.6)
-    axes[0].set(xlabel="step k", ylabel="test accuracy (anytime readout)")
-    axes[1].set(xlabel="step k", ylabel="|r_k+1 - r_k| / |r_k|", yscale="log")
-    axes[2].set(xlabel="lesioned step", ylabel="accuracy drop")
-    axes[0].legend(loc="lower right")
-    axes[2].legend(loc="best")
-    axes[0].set_title(f"iterative-refinement: {analysis.verdict}", loc="left")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, 3, width=2, height_in=2.3) as axes:
+        axes[0].figure.subplots_adjust(wspace=0.5)
+        colors = {"residual": PALETTE["blue"], "residual pulse": PALETTE["sky"], "plain pulse": PALETTE["vermillion"]}
+        for cond in ds["condition"].values:
+            sub = ds.sel(condition=cond)
+            for ax, var in zip(axes, ("accuracy", "increment", "lesion_drop")):
+                if var != "lesion_drop" and cond != "residual" or var == "lesion_drop" and cond == "residual":
+                    continue
+                v = np.asarray(sub[var].values, float)
+                x = np.arange(1, v.shape[1] + 1) if var != "lesion_drop" else np.arange(2, v.shape[1] + 2)
+                cols = np.isfinite(v).any(axis=0)
+                mean = np.array([np.mean(c[np.isfinite(c)]) for c in v.T[cols]])
+                ax.plot(x[cols], mean, color=colors[str(cond)], marker="o", ms=2.5, label=str(cond))
+                ax.fill_between(x[cols], np.nanmin(v[:, cols], axis=0), np.nanmax(v[:, cols], axis=0),
+                                color=colors[str(cond)], alpha=0.15)
+        axes[0].axhline(float(np.nanmean(ds["chance"])), color="0.6", ls="--", lw=0.6)
+        axes[0].set(xlabel="step k", ylabel="test accuracy (anytime readout)")
+        axes[1].set(xlabel="step k", ylabel="|r_k+1 - r_k| / |r_k|", yscale="log")
+        axes[2].set(xlabel="lesioned step", ylabel="accuracy drop")
+        axes[0].legend(loc="lower right")
+        axes[2].legend(loc="best")
+        axes[0].set_title(f"iterative-refinement: {analysis.verdict}", loc="left")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = trained_hypothesis(
     name="iterative-refinement",
     claim="Readout accuracy rises with the time step and is above chance early; residual increments |F|/|x| "
           "shrink along the unroll; lesioning one step costs little in a residual net and much in a plain one.",
@@ -186,7 +180,5 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_training,
     var_dims={"accuracy": ("step",), "increment": ("step",), "lesion_drop": ("lesioned_step",)},
-    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

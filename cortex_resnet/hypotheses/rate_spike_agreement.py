@@ -24,9 +24,10 @@ import xarray as xr
 from pydantic import Field
 
 from cortex_resnet.model.fixedpoint import steady_state
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, Hypothesis, summary_rows
-from cortex_resnet.hypotheses._circuits import CircuitParams, circuit_for_seed, pop_mean, prepare_circuit
+from cortex_resnet.hypotheses._figures import POP_COLORS, hypothesis_figure, verdict_title
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, summary_rows
+from cortex_resnet.hypotheses._circuits import circuit_hypothesis, CircuitParams, circuit_for_seed, pop_mean
+from cortex_resnet.hypotheses._spiking import run_spiking, window_means
 
 __all__ = ["HYPOTHESIS", "AgreementParams"]
 
@@ -52,8 +53,6 @@ def _design(params: AgreementParams) -> list[dict[str, Any]]:
 
 
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-
     changes = {} if prepared["pool_size"] is None else {"spiking.pool_size": prepared["pool_size"]}
     c = circuit_for_seed(prepared, seed, **changes)
     u = np.full(c.n_inputs, condition["amp"])
@@ -77,14 +76,13 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: AgreementParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(design="one-sample", family=opt.test)
     comps = []
     for pop in ("E", "I"):
         per_seed = np.asarray(ds[f"rel_err_{pop}"].mean("condition", skipna=True).values, float)
         per_seed = per_seed[np.isfinite(per_seed)]
         comps.append(Comparison(f"{pop}: spiking rates within {100 * params.tolerance:g} % of the LIF rate model "
                                 "(mean relative error over input levels)",
-                                compare(per_seed, null_value=params.tolerance, alternative="less", **kw), 0.0))
+                                opt.compare(per_seed, null_value=params.tolerance, alternative="less"), 0.0))
     table = summary_rows(ds, {"amp": "input", "rate_E": "rate model E", "spiking_E": "spiking E",
                               "meanfield_E": "spiking mean field E", "rel_err_E": "relative error E",
                               "rate_I": "rate model I", "spiking_I": "spiking I", "rel_err_I": "relative error I"})
@@ -99,28 +97,23 @@ def _analyze(ds: xr.Dataset, params: AgreementParams, opt: AnalysisOptions) -> A
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: AgreementParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, POP_COLORS, save_figure, style
-
-    style()
-    fig, ax = plt.subplots(figsize=(1.3 * COLUMN_WIDTH_IN, 2.6))
-    amps = np.asarray(ds["amp"].values, float)
-    for pop in ("E", "I"):
-        rate = np.nanmean(np.asarray(ds[f"rate_{pop}"].values, float), axis=1)
-        ax.plot(amps, rate, color=POP_COLORS[pop], label=f"{pop} rate model (LIF)")
-        spk = np.asarray(ds[f"spiking_{pop}"].values, float)
-        for i, a in enumerate(amps):
-            ax.scatter(np.full(spk.shape[1], a), spk[i], color=POP_COLORS[pop], marker="^", s=12, alpha=0.7,
-                       label=f"{pop} spiking (per seed)" if i == 0 else None)
-    ax.set_xlabel("input (model units)")
-    ax.set_ylabel("population rate (Hz)")
-    ax.set_title(f"rate-spike-agreement: {analysis.verdict}", loc="left")
-    ax.legend(loc="best")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, width=1.3) as (ax,):
+        amps = np.asarray(ds["amp"].values, float)
+        for pop in ("E", "I"):
+            rate = np.nanmean(np.asarray(ds[f"rate_{pop}"].values, float), axis=1)
+            ax.plot(amps, rate, color=POP_COLORS[pop], label=f"{pop} rate model (LIF)")
+            spk = np.asarray(ds[f"spiking_{pop}"].values, float)
+            for i, a in enumerate(amps):
+                ax.scatter(np.full(spk.shape[1], a), spk[i], color=POP_COLORS[pop], marker="^", s=12, alpha=0.7,
+                           label=f"{pop} spiking (per seed)" if i == 0 else None)
+        ax.set_xlabel("input (model units)")
+        ax.set_ylabel("population rate (Hz)")
+        verdict_title(ax, "rate-spike-agreement", analysis)
+        ax.legend(loc="best")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = circuit_hypothesis(
     name="rate-spike-agreement",
     claim="The spiking circuit's population rates follow the rate model with the LIF transfer function.",
     h0="The mean relative error between spiking and rate-model population rates is at least the tolerance.",
@@ -133,6 +126,5 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_circuit,
     requires=("cortex_resnet.spiking.simulator", "brian2"),
 )

@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
 
 from cortex_resnet.core.jsonable import to_jsonable
 from cortex_resnet.io.results import atomic_write_text, library_versions, save_dataset
+from cortex_resnet.hypotheses.base import Analysis
+from cortex_resnet.hypotheses.config import RunConfig
 
-if TYPE_CHECKING:  # pragma: no cover
-    from cortex_resnet.hypotheses.base import Analysis
-    from cortex_resnet.hypotheses.runner import RunConfig
-
-__all__ = ["write_report", "render_markdown", "markdown_table", "strip_plot", "fmt"]
+__all__ = ["write_report", "render_markdown", "markdown_table", "fmt"]
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -62,7 +60,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_dict(out_dir: Path, cfg: "RunConfig", analysis: "Analysis", *, runtime_s: float,
+def summary_dict(out_dir: Path, cfg: RunConfig, analysis: Analysis, *, runtime_s: float,
                  compute_s: float, figure_rel: str | None) -> dict[str, Any]:
     hyp, main = cfg.hypothesis, analysis.main
     r = main.result
@@ -83,7 +81,7 @@ def summary_dict(out_dir: Path, cfg: "RunConfig", analysis: "Analysis", *, runti
     }
 
 
-def render_markdown(summary: dict[str, Any], cfg: "RunConfig", analysis: "Analysis",
+def render_markdown(summary: dict[str, Any], cfg: RunConfig, analysis: Analysis,
                     conditions: list[dict[str, Any]]) -> str:
     """The human report (claim, design, table, tests, verdict, figure, provenance)."""
     hyp = cfg.hypothesis
@@ -138,7 +136,7 @@ def render_markdown(summary: dict[str, Any], cfg: "RunConfig", analysis: "Analys
     return "\n".join(parts)
 
 
-def write_report(out_dir: Path, cfg: "RunConfig", ds: xr.Dataset, analysis: "Analysis", *,
+def write_report(out_dir: Path, cfg: RunConfig, ds: xr.Dataset, analysis: Analysis, *,
                  runtime_s: float, compute_s: float, figure: bool = True,
                  save_results: bool = True) -> dict[str, Any]:
     """Write results.nc, the figure, report.md and (last) report.json; return the summary."""
@@ -157,21 +155,3 @@ def write_report(out_dir: Path, cfg: "RunConfig", ds: xr.Dataset, analysis: "Ana
     summary = _finite(summary)
     atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=2))
     return summary
-
-
-def strip_plot(ax: Any, ds: xr.Dataset, var: str, *, conditions: Sequence[str] | None = None,
-               color: str | None = None, label: str | None = None) -> None:
-    """One dot per seed and the mean (bar) per condition of a scalar variable."""
-    from cortex_resnet.plots.base import PALETTE
-
-    conds = list(conditions) if conditions is not None else [str(c) for c in ds["condition"].values]
-    c = color or PALETTE["blue"]
-    for i, cond in enumerate(conds):
-        v = np.asarray(ds[var].sel(condition=cond).values, dtype=float).ravel()
-        v = v[np.isfinite(v)]
-        jitter = np.linspace(-0.12, 0.12, v.size) if v.size > 1 else np.zeros(v.size)
-        ax.scatter(i + jitter, v, s=10, color=c, alpha=0.7, zorder=3, label=label if i == 0 else None)
-        if v.size:
-            ax.hlines(v.mean(), i - 0.25, i + 0.25, color="k", lw=1.2, zorder=4)
-    ax.set_xticks(range(len(conds)))
-    ax.set_xticklabels(conds)

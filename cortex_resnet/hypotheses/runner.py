@@ -18,85 +18,22 @@ import importlib
 import json
 import time
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cortex_resnet.catalog import catalog_root
 from cortex_resnet.errors import SpecError
-from cortex_resnet.io.results import library_versions
-from cortex_resnet.model.spec import read_toml
-from cortex_resnet.hypotheses.stats import require_seeds
 from cortex_resnet.fanout.tasks import DEFAULT_CONNECT_TIMEOUT_S, Task, run_tasks, to_dataset
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, HypothesisSpec, Params, parse_hypothesis_spec
+from cortex_resnet.io.results import library_versions, load_dataset
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, HypothesisSpec, Params
+from cortex_resnet.hypotheses.config import RunConfig, default_out, find_spec_file, load_run_config
+from cortex_resnet.hypotheses.registry import get_hypothesis
 from cortex_resnet.hypotheses.report import write_report
 
 __all__ = ["with_condition_coords", "RunConfig", "load_run_config", "find_spec_file", "execute_task", "build_tasks",
            "run_hypothesis", "rebuild_report", "default_out"]
 
-def find_spec_file(name: str) -> Path | None:
-    """``experiments/hypotheses/NAME.toml`` under the working directory or the installed package."""
-    for root in (Path.cwd(), catalog_root()):
-        p = root / "experiments" / "hypotheses" / f"{name}.toml"
-        if p.is_file():
-            return p
-    return None
-
-
-def default_out(name: str, quick: bool) -> Path:
-    return Path("runs") / "hypotheses" / (f"{name}-quick" if quick else name)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a run is determined by."""
-
-    hypothesis: Hypothesis
-    spec: HypothesisSpec
-    params: Params
-    seeds: tuple[int, ...]
-    quick: bool
-    spec_path: Path | None
-
-    @property
-    def options(self) -> AnalysisOptions:
-        return AnalysisOptions(alpha=self.spec.alpha, test=self.spec.test)
-
-
-def load_run_config(name: str, *, spec_path: str | Path | None = None, quick: bool = False,
-                    seeds: int | None = None, seed: int | None = None) -> RunConfig:
-    """Read and validate the experiment spec (or the built-in defaults) for one run."""
-    from cortex_resnet.hypotheses import get_hypothesis
-
-    hyp = get_hypothesis(name)
-    path = Path(spec_path) if spec_path is not None else find_spec_file(name)
-    data: dict[str, Any] = read_toml(path) if path is not None else {"hypothesis": name}
-    src = str(path) if path else None
-    spec = parse_hypothesis_spec(data, src)
-    if spec.hypothesis != name:
-        raise SpecError("hypothesis", spec.hypothesis, f"'{name}' (the spec file is for another hypothesis)",
-                        source=src)
-    raw_params = dict(spec.params)
-    n = spec.seeds
-    if quick:
-        raw_params.update(spec.quick.params)
-        n = spec.quick.seeds if spec.quick.seeds is not None else n
-    if seeds is not None:
-        require_seeds(seeds, "--seeds")
-        n = seeds
-    require_seeds(n, "seeds")
-    if seed is not None:
-        if seed < 0:
-            raise SpecError("--seed", seed, "an integer >= 0")
-        spec = spec.model_copy(update={"seed": seed})
-    params = hyp.parse_params(raw_params, src)
-    return RunConfig(hyp, spec, params, tuple(spec.seed + i for i in range(n)), quick, path)
-
-
 def execute_task(name: str, prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     """One (condition, seed) cell; module-level so Dask workers import it by reference."""
-    from cortex_resnet.hypotheses import get_hypothesis
-
     return get_hypothesis(name).task(prepared, condition, seed)
 
 
@@ -210,9 +147,6 @@ def run_hypothesis(name: str, *, quick: bool = False, seeds: int | None = None, 
 
 def rebuild_report(directory: str | Path) -> dict[str, Any]:
     """Re-analyse ``DIR/results.nc`` with the spec stored in it; rewrite report and figure."""
-    from cortex_resnet.io.results import load_dataset
-    from cortex_resnet.hypotheses import get_hypothesis
-
     d = Path(directory)
     if not (d / "results.nc").is_file():
         raise SpecError("DIR", str(d), "a hypothesis run folder containing results.nc (from `hypothesis run`)")

@@ -22,9 +22,9 @@ import numpy as np
 import xarray as xr
 from pydantic import Field
 
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
-from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses._figures import PALETTE, hypothesis_figure, strip_plot, verdict_title
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, comparison, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import trained_hypothesis, TrainingParams, train_classifier
 
 __all__ = ["HYPOTHESIS", "ShortcutParams"]
 
@@ -53,10 +53,9 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: ShortcutParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test)
     def diff():
         ai, ap = paired_values(ds, "test_accuracy", "identity", "projection")
-        return compare(ai - ap, null_value=-params.margin, design="one-sample", alternative="greater", **kw)
+        return opt.compare(ai - ap, null_value=-params.margin, alternative="greater")
 
     comps = [comparison(f"identity at least as accurate: accuracy(identity) - accuracy(projection) > "
                         f"-{params.margin:g}", diff, 0.0)]
@@ -76,23 +75,17 @@ def _analyze(ds: xr.Dataset, params: ShortcutParams, opt: AnalysisOptions) -> An
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: ShortcutParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-    from cortex_resnet.hypotheses.report import strip_plot
-
-    style()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4))
-    strip_plot(a1, ds, "test_accuracy", color=PALETTE["blue"])
-    a1.set_ylabel("test accuracy")
-    a1.set_title(f"shortcut (K = {params.steps}): {analysis.verdict}", loc="left")
-    strip_plot(a2, ds, "params", color=PALETTE["vermillion"])
-    a2.set_ylabel("parameters")
-    a2.set_title("parameter cost", loc="left")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, 2, width=2, height_in=2.4) as (a1, a2):
+        strip_plot(a1, ds, "test_accuracy", color=PALETTE["blue"])
+        a1.set_ylabel("test accuracy")
+        verdict_title(a1, "shortcut", analysis, f"K = {params.steps}")
+        strip_plot(a2, ds, "params", color=PALETTE["vermillion"])
+        a2.set_ylabel("parameters")
+        a2.set_title("parameter cost", loc="left")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = trained_hypothesis(
     name="shortcut",
     claim="Identity shortcuts (the leak) do at least as well as learned projection shortcuts, at a lower "
           "parameter cost.",
@@ -105,6 +98,4 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_training,
-    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

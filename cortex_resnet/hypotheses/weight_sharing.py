@@ -24,9 +24,9 @@ import numpy as np
 import xarray as xr
 from pydantic import Field
 
-from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
-from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
+from cortex_resnet.hypotheses._figures import PALETTE, hypothesis_figure, verdict_title
+from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, comparison, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import trained_hypothesis, TrainingParams, train_classifier
 
 __all__ = ["HYPOTHESIS", "WeightSharingParams"]
 
@@ -53,10 +53,9 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 
 
 def _analyze(ds: xr.Dataset, params: WeightSharingParams, opt: AnalysisOptions) -> Analysis:
-    kw = dict(family=opt.test)
     def similar():
         at, au = paired_values(ds, "test_accuracy", "tied", "untied")
-        return compare(at - au, null_value=-params.margin, design="one-sample", alternative="greater", **kw)
+        return opt.compare(at - au, null_value=-params.margin, alternative="greater")
 
     comps = [comparison(f"tied is non-inferior: accuracy(tied) - accuracy(untied) > -{params.margin:g}",
                         similar, 0.0)]
@@ -72,28 +71,23 @@ def _analyze(ds: xr.Dataset, params: WeightSharingParams, opt: AnalysisOptions) 
 
 
 def _figure(ds: xr.Dataset, analysis: Analysis, params: WeightSharingParams, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, save_figure, style
-
-    style()
-    fig, ax = plt.subplots(figsize=(1.3 * COLUMN_WIDTH_IN, 2.6))
-    for cond, color in (("tied", PALETTE["blue"]), ("untied", PALETTE["vermillion"])):
-        sub = ds.sel(condition=cond)
-        ax.scatter(sub["params"].values, sub["test_accuracy"].values, color=color, s=14, alpha=0.8,
-                   label=f"{cond} ({'recurrent circuit' if cond == 'tied' else 'ResNet'})")
-    for s in ds["seed"].values:
-        pts = ds.sel(seed=s)
-        ax.plot(pts["params"].values, pts["test_accuracy"].values, color="0.8", lw=0.6, zorder=0)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"weight-sharing (K = {params.steps}): {analysis.verdict}", loc="left")
-    ax.legend(loc="lower right")
-    return save_figure(fig, path)
+    with hypothesis_figure(path, width=1.3) as (ax,):
+        for cond, color in (("tied", PALETTE["blue"]), ("untied", PALETTE["vermillion"])):
+            sub = ds.sel(condition=cond)
+            ax.scatter(sub["params"].values, sub["test_accuracy"].values, color=color, s=14, alpha=0.8,
+                       label=f"{cond} ({'recurrent circuit' if cond == 'tied' else 'ResNet'})")
+        for s in ds["seed"].values:
+            pts = ds.sel(seed=s)
+            ax.plot(pts["params"].values, pts["test_accuracy"].values, color="0.8", lw=0.6, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("test accuracy")
+        verdict_title(ax, "weight-sharing", analysis, f"K = {params.steps}")
+        ax.legend(loc="lower right")
+    return Path(path)
 
 
-HYPOTHESIS = Hypothesis(
+HYPOTHESIS = trained_hypothesis(
     name="weight-sharing",
     claim="Tied weights (the recurrent circuit, K-fold fewer recurrent weights) reach the accuracy of untied "
           "weights (a ResNet) at equal depth K, within a margin.",
@@ -107,6 +101,4 @@ HYPOTHESIS = Hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    prepare=prepare_training,
-    requires=("cortex_resnet.bridge", "cortex_resnet.training.loop"),
 )

@@ -121,6 +121,34 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
     return save_figure(fig, path)
 
 
+def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: int) -> None:
+    """Spikes of ``n_per_population`` neurons drawn (``seed``) from each of E and I, one row each."""
+    sel = ds["spike_batch"].values == batch
+    t = ds["spike_time_ms"].values[sel]
+    neuron = ds["spike_neuron"].values[sel]
+    unit = ds["spike_unit"].values[sel]
+    pop_of_unit = ds["population"].values
+    rng = np.random.default_rng(seed)
+    pool = int(ds.attrs.get("pool_size", 1))
+    row0 = 0
+    for p in ("E", "I"):
+        units = np.where(pop_of_unit == p)[0]
+        neurons = (units[:, None] * pool + np.arange(pool)[None]).ravel()
+        if neurons.size == 0:
+            continue
+        pick = np.sort(rng.choice(neurons, size=min(n_per_population, neurons.size), replace=False))
+        rows = np.full(int(neurons.max()) + 1, -1)
+        rows[pick] = row0 + np.arange(pick.size)
+        keep = (pop_of_unit[unit] == p) & (rows[np.minimum(neuron, rows.size - 1)] >= 0) & (neuron < rows.size)
+        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=POP_COLORS[p], linewidths=0.5,
+                   label=f"{p} ({pick.size} of {neurons.size})", rasterized=True)
+        row0 += pick.size
+    ax.set_ylabel("neuron (sample)")
+    ax.set_ylim(-1, max(row0, 1))
+    ax.set_title(f"spiking {ds.attrs.get('circuit', '')} — raster", loc="left")
+    ax.legend(loc="upper right", markerscale=8)
+
+
 @styled
 def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int = 0,
                 n_per_population: int = 100, seed: int = 0) -> Path:
@@ -139,31 +167,7 @@ def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int
     split = "x" in ds and "Fx" in ds
     fig, axes = plt.subplots(3 if split else 2, 1, figsize=(COLUMN_WIDTH_IN * 1.6, 5.2 if split else 3.8),
                              sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1] if split else [2.2, 1]})
-    sel = ds["spike_batch"].values == batch
-    t = ds["spike_time_ms"].values[sel]
-    neuron = ds["spike_neuron"].values[sel]
-    unit = ds["spike_unit"].values[sel]
-    pop_of_unit = ds["population"].values
-    rng = np.random.default_rng(seed)
-    pool = int(ds.attrs.get("pool_size", 1))
-    row0 = 0
-    ax = axes[0]
-    for p in ("E", "I"):
-        units = np.where(pop_of_unit == p)[0]
-        neurons = (units[:, None] * pool + np.arange(pool)[None]).ravel()
-        if neurons.size == 0:
-            continue
-        pick = np.sort(rng.choice(neurons, size=min(n_per_population, neurons.size), replace=False))
-        rows = np.full(int(neurons.max()) + 1, -1)
-        rows[pick] = row0 + np.arange(pick.size)
-        keep = (pop_of_unit[unit] == p) & (rows[np.minimum(neuron, rows.size - 1)] >= 0) & (neuron < rows.size)
-        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=POP_COLORS[p], linewidths=0.5,
-                   label=f"{p} ({pick.size} of {neurons.size})", rasterized=True)
-        row0 += pick.size
-    ax.set_ylabel("neuron (sample)")
-    ax.set_ylim(-1, max(row0, 1))
-    ax.set_title(f"spiking {ds.attrs.get('circuit', '')} — raster", loc="left")
-    ax.legend(loc="upper right", markerscale=8)
+    _raster(axes[0], ds, batch, n_per_population, seed)
     units_label = rate_label(ds)
     tt = ds["time"].values
     for p in ("E", "I"):

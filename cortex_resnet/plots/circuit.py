@@ -28,6 +28,7 @@ from cortex_resnet.plots.base import (COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_
                     styled)
 from cortex_resnet.io.results import require_vars
 from cortex_resnet.model.spec import parse_spec
+from cortex_resnet.errors import SpecError
 
 __all__ = ["circuit_from_result", "plot_weights_spectrum", "plot_isn_paradox", "plot_amplification"]
 
@@ -36,8 +37,6 @@ def circuit_from_result(result: xr.Dataset | str | Path) -> Circuit:
     """Rebuild the circuit of a result from its stored spec and seed."""
     ds = _as_dataset(result)
     if "spec" not in ds.attrs:
-        from cortex_resnet.errors import SpecError
-
         raise SpecError("result", "no 'spec' attribute", "a cortex_resnet result file")
     return build_circuit(parse_spec(json.loads(ds.attrs["spec"])))
 

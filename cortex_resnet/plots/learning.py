@@ -25,6 +25,9 @@ from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.errors import SpecError
 from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, rate_label, save_figure, styled
 from cortex_resnet.io.results import require_vars
+from cortex_resnet.bridge import unroll
+from cortex_resnet.bridge.check import simulator_trajectory
+from cortex_resnet.training.report import read_metrics
 
 __all__ = ["unroll_check_dataset", "plot_unroll_check", "plot_training_curves", "plot_anytime_accuracy",
            "plot_compare", "VARIANT_COLORS"]
@@ -39,9 +42,6 @@ def unroll_check_dataset(circuit: Circuit, steps: int, dt_ms: float, u: np.ndarr
     Variables ``r_sim``, ``r_net`` (dtype, step, unit) for the first stimulus and
     ``abs_error`` (dtype, step) = max over units and stimuli.
     """
-    from cortex_resnet.bridge import unroll
-    from cortex_resnet.bridge.check import simulator_trajectory
-
     sims, nets, errs = [], [], []
     for name, dt in (("float64", torch.float64), ("float32", torch.float32)):
         net = unroll(circuit, steps, dt_ms, dtype=dt)
@@ -102,8 +102,6 @@ def _run_label(run: Path) -> tuple[str, dict]:
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:
-    from cortex_resnet.training.report import read_metrics
-
     if not (run / "metrics.csv").is_file():
         raise SpecError("run", str(run), "a training run folder with metrics.csv")
     return read_metrics(run / "metrics.csv")

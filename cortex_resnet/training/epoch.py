@@ -195,13 +195,7 @@ def fit_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: 
     params = [p for g in opt.param_groups for p in g["params"]]
     seen = 0
     for step, (a, b) in enumerate(batches):
-        loc = shard(b - a, ctx) if ctx is not None else slice(0, b - a)
-        idx = perm[a:b][loc]
-        xb, yb = x[idx], y[idx]
-        if augment is not None:
-            xb = apply_crop_flip(xb, augment[:, a:b][:, loc])
-        if channels_last and xb.ndim == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+        xb, yb = _batch(x, y, perm, a, b, ctx, augment, channels_last)
         if lr_at is not None:
             sums.lr = lr_at(step)
             for group in opt.param_groups:
@@ -224,12 +218,33 @@ def fit_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: 
         sums.steps, seen = step + 1, seen + len(yb)
         if bar is not None:
             bar.update(1)
-        if (step + 1) % sync_every == 0 or step == len(batches) - 1:
-            found = _first_bad(ctx, first)
-            if found < none:
-                sums.bad_step, sums.bad_value = found, float(bad_val)
-                return sums
-            if bar is not None:
-                bar.set_postfix(loss=f"{float(sums.loss) / max(seen, 1):.3f}",
-                                acc=f"{float(sums.correct) / max(seen, 1):.3f}", lr=f"{sums.lr:.2g}")
+        if ((step + 1) % sync_every == 0 or step == len(batches) - 1) and _stopped(sums, ctx, first, bad_val,
+                                                                                     none, bar, seen):
+            return sums
     return sums
+
+
+def _batch(x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, a: int, b: int, ctx: DistContext | None,
+           augment: torch.Tensor | None, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's shard of the global batch ``perm[a:b]``, augmented and in the memory format asked for."""
+    loc = shard(b - a, ctx) if ctx is not None else slice(0, b - a)
+    idx = perm[a:b][loc]
+    xb, yb = x[idx], y[idx]
+    if augment is not None:
+        xb = apply_crop_flip(xb, augment[:, a:b][:, loc])
+    if channels_last and xb.ndim == 4:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, yb
+
+
+def _stopped(sums: EpochSums, ctx: DistContext | None, first: torch.Tensor, bad_val: torch.Tensor, none: int,
+             bar: Any, seen: int) -> bool:
+    """The host's look at the device (one sync): record the first bad step and stop, or update the bar."""
+    found = _first_bad(ctx, first)
+    if found < none:
+        sums.bad_step, sums.bad_value = found, float(bad_val)
+        return True
+    if bar is not None:
+        bar.set_postfix(loss=f"{float(sums.loss) / max(seen, 1):.3f}",
+                        acc=f"{float(sums.correct) / max(seen, 1):.3f}", lr=f"{sums.lr:.2g}")
+    return False

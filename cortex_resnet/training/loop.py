@@ -29,26 +29,30 @@ from __future__ import annotations
 import os
 import signal
 import time
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cortex_resnet.training.baselines import build_baseline, param_count, uses_conv2d
-from cortex_resnet.data.datasets import Dataset, get_dataset
+from cortex_resnet.data.datasets import Dataset
 from cortex_resnet.errors import SimulationError, SpecError
-from cortex_resnet.core.resources import check_memory
-from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, dump_experiment, learning_rate
+from cortex_resnet.io.results import atomic_path, atomic_write_text
+from cortex_resnet.training.baselines import uses_conv2d
+from cortex_resnet.training.build import build_model, build_optimizer, check_training_memory, load_data
 from cortex_resnet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cortex_resnet.training.distributed import DistContext, setup_distributed, teardown_distributed
 from cortex_resnet.training.epoch import (crop_flip_draws, echo, epoch_generator, evaluate, fit_epoch, global_batches,
-                          progress_bar)
+                                          progress_bar)
+from cortex_resnet.training.experiment import ExperimentSpec, dump_experiment, learning_rate, parse_experiment
 from cortex_resnet.training.report import write_metrics, write_report
 
 __all__ = ["TrainingDivergedError", "build_model", "load_data", "train", "evaluate",
-           "FAULT_ENV"]
+           "FAULT_ENV", "check_training_memory"]
 
 # Test hook: SIGKILL this process right before the optimiser step with this global step
 # number (1-based), to test that --resume after a hard kill is exact.
@@ -63,95 +67,10 @@ class TrainingDivergedError(SimulationError):
         super().__init__(message)
 
 
-# ------------------------------------------------------------------ building
-
-def load_data(spec: ExperimentSpec, data_dir: str | Path | None = None) -> Dataset:
-    """The experiment's dataset (``data_dir`` overrides ``data.data_dir``)."""
-    d = spec.data
-    return get_dataset(d.name, seed=d.seed, data_dir=data_dir or d.data_dir, params=d.params,
-                       n_train=d.n_train, n_test=d.n_test)
-
-
-def check_training_memory(spec: ExperimentSpec, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    """Refuse a run whose parameters (with gradients and two optimiser moments) and one batch's
-    activations exceed the memory budget, before the first step allocates them.
-
-    Activations of an unrolled circuit: the state of every unit at every step, kept for
-    backprop, with ~6 tensors of that size per step (drive, pre-activation, phi, its
-    derivative, the update and the readout input). Checked against the training device's
-    memory (a GPU's free memory, :func:`~cortex_resnet.core.resources.memory_budget_bytes`).
-    """
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    act_bytes = 0
-    what = f"parameters ({param_bytes / 2**20:.1f} MiB) with gradients and optimiser state"
-    if isinstance(spec.model, CircuitModelSpec):
-        n = spec.circuit_spec().n_units
-        k = spec.model.steps
-        act_bytes = 6 * (k + 1) * spec.train.batch_size * n * 4
-        what += f" + activations of {k + 1} steps x batch {spec.train.batch_size} x {n} units"
-    check_memory(4 * param_bytes + act_bytes, "training memory",
-                 f"{what}; lower train.batch_size, model.steps or the circuit size", device=device)
-
-
-def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]]:
-    """The network of an experiment: an unrolled circuit classifier or a baseline.
-
-    Returns the module (``(batch, *in_shape)`` -> logits ``(K, batch, n_classes)``) and
-    ``{"model", "variant", "kind", "params", "params_allocated"}``: for circuits ``params``
-    counts only the connections inside the circuit's masks (sparse/spatial circuits
-    allocate dense matrices). Initial weights depend only on the seeds.
-    """
-    m = spec.model
-    with torch.random.fork_rng(devices=[]):  # initialisers draw from the global RNG: isolate it
-        torch.manual_seed(spec.seed)
-        if isinstance(m, CircuitModelSpec):
-            from cortex_resnet.bridge import CircuitClassifier, unroll
-            from cortex_resnet.model.circuit import build_circuit
-
-            cspec = spec.circuit_spec()
-            circuit = build_circuit(cspec, np.random.default_rng([cspec.seed, spec.seed]))
-            net = unroll(circuit, steps=m.steps, dt_ms=m.dt_ms, variant=m.variant,
-                         input_mode=m.input_mode, dtype=torch.float32, learnable=m.learnable,
-                         norm=m.norm, state_gate=m.state_gate, dale=m.dale, init=m.init,
-                         init_radius=m.init_radius, seed=spec.seed)
-            model = CircuitClassifier(net, in_shape=dataset.in_shape, n_classes=dataset.n_classes,
-                                      input_projection=m.input_projection,
-                                      kernel_size=m.kernel_size, seed=spec.seed)
-            info = {"model": f"E/I circuit, {m.variant}, {m.input_projection} input, K={m.steps}",
-                    "variant": m.variant, "kind": "circuit"}
-        else:
-            model = build_baseline(m.name, dataset.in_shape, dataset.n_classes, m.params,
-                                   seed=spec.seed)
-            info = {"model": m.name + "".join(f" {k}={v}" for k, v in m.params.items()),
-                    "variant": m.name, "kind": "baseline"}
-    info["params_allocated"] = param_count(model)
-    info["params"] = info["params_allocated"]
-    if info["kind"] == "circuit":  # count connections inside the circuit's masks only
-        info["params"] = int(model.net.param_count()) + sum(
-            p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net."))
-    return model, info
-
-
-def _optimizer(spec: ExperimentSpec, model: nn.Module) -> torch.optim.Optimizer:
-    o = spec.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise SpecError("model.learnable", False, "a model with trainable parameters")
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                               weight_decay=o.weight_decay)
-    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-
-
 # ------------------------------------------------------------------ the run
 
 def _same_run(saved: str, spec: ExperimentSpec) -> bool:
     """A resume must continue the same experiment (only the number of epochs may grow)."""
-    import tomllib
-
-    from cortex_resnet.training.experiment import parse_experiment
-
     try:
         old = parse_experiment(tomllib.loads(saved))
     except (tomllib.TOMLDecodeError, SpecError):
@@ -202,10 +121,71 @@ def train(spec: ExperimentSpec, out: str | Path, *, resume: bool = False,
         teardown_distributed()
 
 
+@dataclass
+class _Run:
+    """The state of one training run between epochs."""
+
+    spec: ExperimentSpec
+    out: Path
+    ckpt_path: Path
+    ctx: DistContext
+    dataset: Dataset
+    model: nn.Module  # the raw module (its state dict is saved)
+    run_model: nn.Module  # DDP-wrapped and/or compiled: what trains
+    eval_model: nn.Module
+    opt: torch.optim.Optimizer
+    info: dict[str, Any]
+    text: str  # the experiment as TOML
+    amp: bool
+    channels_last: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    global_step: int = 0
+    data: tuple[torch.Tensor, ...] = ()  # x_train, y_train, x_test, y_test on the device
+    batches: list[tuple[int, int]] = field(default_factory=list)
+    report_base: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint(self, epoch: int) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.ckpt_path, {
+                "epoch": epoch, "global_step": self.global_step, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "rng": rng_state(), "history": self.history,
+                "experiment": self.text, "info": dict(self.info)})
+        self.ctx.barrier()
+
+
 def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: DistContext,
          data_dir: str | Path | None, progress: bool) -> dict[str, Any]:
-    dev = ctx.device
-    t = spec.train
+    run = _setup(spec, out, ckpt_path, ctx, data_dir)
+    if resume and ckpt_path.exists():
+        _resume(run)
+    _wrap(run)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", run.text)
+    if run.start_epoch == 0 and not run.history:
+        run.checkpoint(0)  # a last good checkpoint exists even if the first epoch diverges
+    _place_data(run)
+    t_start = time.perf_counter()
+    for epoch in range(run.start_epoch, spec.train.epochs):
+        row = _epoch(run, epoch, progress)
+        run.history.append(row)
+        run.checkpoint(epoch + 1)
+        if ctx.is_main:
+            write_metrics(out / "metrics.csv", run.history)
+            if progress:
+                echo(f"epoch {epoch + 1}/{spec.train.epochs}: train loss {row['train_loss']:.4f} acc "
+                     f"{row['train_accuracy']:.3f} | test loss {row['test_loss']:.4f} acc "
+                     f"{row['test_accuracy']:.3f}")
+    if not run.history:  # resumed a run with nothing to do and no history: evaluate once
+        raise SpecError("train.epochs", spec.train.epochs, "at least one epoch to train")
+    return _finish(run, t_start)
+
+
+def _setup(spec: ExperimentSpec, out: Path, ckpt_path: Path, ctx: DistContext,
+           data_dir: str | Path | None) -> _Run:
+    """Data, model (on the device), optimiser; bad combinations refused before any work."""
+    dev, t = ctx.device, spec.train
     if t.batch_size < ctx.world_size:
         raise SpecError("train.batch_size", t.batch_size, f">= the number of processes ({ctx.world_size})")
     dataset = load_data(spec, data_dir)
@@ -216,125 +196,105 @@ def _run(spec: ExperimentSpec, out: Path, ckpt_path: Path, resume: bool, ctx: Di
     check_training_memory(spec, model, dev)
     channels_last = dev.type == "cuda" and uses_conv2d(model)
     model.to(dev, memory_format=torch.channels_last) if channels_last else model.to(dev)
-    opt = _optimizer(spec, model)
-    text = dump_experiment(spec)
-    history: list[dict[str, Any]] = []
-    start_epoch, global_step = 0, 0
-    if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, map_location=dev)
-        if not _same_run(ck["experiment"], spec):
-            raise SpecError("--resume", str(out), "the same experiment as the run in this folder "
-                            "(only train.epochs may change); see its config.toml")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        set_rng_state(ck["rng"])
-        start_epoch, global_step, history = int(ck["epoch"]), int(ck["global_step"]), list(ck["history"])
     amp = t.amp == "bf16" or (t.amp == "auto" and dev.type == "cuda")  # bf16 also on CPU if asked
-    raw_model = model
-    run_model: nn.Module = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+    return _Run(spec, out, ckpt_path, ctx, dataset, model, model, model, build_optimizer(spec, model), info,
+                dump_experiment(spec), amp, channels_last)
 
-        run_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    eval_model = raw_model
-    if t.compile:  # evaluation runs compiled too (without the DDP wrapper: no gradient hooks)
-        run_model = torch.compile(run_model)
-        eval_model = torch.compile(raw_model) if ctx.distributed else run_model
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        from cortex_resnet.io.results import atomic_write_text
 
-        atomic_write_text(out / "config.toml", text)
+def _resume(run: _Run) -> None:
+    """Continue from the checkpoint: weights, optimiser, RNG states, history."""
+    ck = load_checkpoint(run.ckpt_path, map_location=run.ctx.device)
+    if not _same_run(ck["experiment"], run.spec):
+        raise SpecError("--resume", str(run.out), "the same experiment as the run in this folder "
+                        "(only train.epochs may change); see its config.toml")
+    run.model.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    set_rng_state(ck["rng"])
+    run.start_epoch, run.global_step, run.history = int(ck["epoch"]), int(ck["global_step"]), list(ck["history"])
 
-    def checkpoint(epoch: int) -> None:
-        if ctx.is_main:
-            save_checkpoint(ckpt_path, {"epoch": epoch, "global_step": global_step,
-                                        "model": raw_model.state_dict(), "optimizer": opt.state_dict(),
-                                        "rng": rng_state(), "history": history, "experiment": text,
-                                        "info": dict(info)})
-        ctx.barrier()
 
-    if start_epoch == 0 and not history:
-        checkpoint(0)  # a last good checkpoint exists even if the first epoch diverges
-    x_tr = torch.as_tensor(dataset.x_train, device=dev)
-    y_tr = torch.as_tensor(dataset.y_train, device=dev)
-    x_te = torch.as_tensor(dataset.x_test, device=dev)
-    y_te = torch.as_tensor(dataset.y_test, device=dev)
-    n = len(y_tr)
-    batches = global_batches(n, t.batch_size, t.drop_last, ctx.world_size)
+def _wrap(run: _Run) -> None:
+    """DDP under torchrun; ``torch.compile`` when asked (evaluation compiled too, without DDP hooks)."""
+    dev = run.ctx.device
+    if run.ctx.distributed:
+        run.run_model = DDP(run.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if run.spec.train.compile:
+        run.run_model = torch.compile(run.run_model)
+        run.eval_model = torch.compile(run.model) if run.ctx.distributed else run.run_model
+
+
+def _place_data(run: _Run) -> None:
+    d, dev = run.dataset, run.ctx.device
+    run.data = tuple(torch.as_tensor(a, device=dev) for a in (d.x_train, d.y_train, d.x_test, d.y_test))
+    n = len(run.data[1])
+    run.batches = global_batches(n, run.spec.train.batch_size, run.spec.train.drop_last, run.ctx.world_size)
+    run.report_base = {"experiment": run.spec.name, "dataset": d.name, "seed": run.spec.seed,
+                       "chance": d.chance, "device": str(dev), "world_size": run.ctx.world_size,
+                       "n_train": n, "n_test": len(run.data[3]), **run.info}
+
+
+def _epoch(run: _Run, epoch: int, progress: bool) -> dict[str, Any]:
+    """Train one epoch through :func:`fit_epoch` and evaluate; the metrics row (diverged: raises)."""
+    spec, ctx, batches = run.spec, run.ctx, run.batches
+    x_tr, y_tr, x_te, y_te = run.data
+    t0 = time.perf_counter()
+    g = epoch_generator(spec.seed, epoch)
+    perm = torch.randperm(len(y_tr), generator=g).to(ctx.device)
+    augment = (crop_flip_draws(g, [b - a for a, b in batches], device=ctx.device)
+               if spec.data.augment == "crop_flip" else None)
+    run.run_model.train()
+    bar = progress_bar(len(batches), f"epoch {epoch + 1}/{spec.train.epochs}", progress and ctx.is_main)
+    step0 = run.global_step
     fault = int(os.environ.get(FAULT_ENV, "0") or 0)
-    report_base = {"experiment": spec.name, "dataset": dataset.name, "seed": spec.seed,
-                   "chance": dataset.chance, "device": str(dev), "world_size": ctx.world_size,
-                   "n_train": n, "n_test": len(y_te), **info}
-    t_start = time.perf_counter()
-    for epoch in range(start_epoch, t.epochs):
-        t0 = time.perf_counter()
-        g = epoch_generator(spec.seed, epoch)
-        perm = torch.randperm(n, generator=g).to(dev)
-        augment = (crop_flip_draws(g, [b - a for a, b in batches], device=dev)
-                   if spec.data.augment == "crop_flip" else None)
-        run_model.train()
-        bar = progress_bar(len(batches), f"epoch {epoch + 1}/{t.epochs}", progress and ctx.is_main)
-        step0 = global_step
 
-        def before_step(step: int) -> None:
-            if fault and step0 + step + 1 == fault:
-                os.kill(os.getpid(), signal.SIGKILL)
+    def before_step(step: int) -> None:
+        if fault and step0 + step + 1 == fault:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-        sums = fit_epoch(run_model, opt, x_tr, y_tr, perm, batches, loss_steps=t.loss_steps, amp=amp,
-                         ctx=ctx, lr_at=lambda s: learning_rate(spec, epoch + s / len(batches)),
-                         grad_clip=spec.optim.grad_clip, augment=augment, channels_last=channels_last,
-                         before_step=before_step, bar=bar)
-        bar.close()
-        global_step += sums.steps
-        lr = sums.lr
-        if sums.bad_step >= 0:
-            _diverged(out, ctx, report_base, history, epoch, sums.bad_step, step0 + sums.bad_step, lr,
-                      sums.bad_value, len(batches))
-        train_time = time.perf_counter() - t0
-        if not bool(torch.stack([torch.isfinite(p).all() for p in raw_model.parameters()]).all()):
-            _diverged(out, ctx, report_base, history, epoch, len(batches) - 1, global_step - 1, lr,
-                      float("nan"), len(batches))
-        sum_loss, sum_correct = sums.loss, sums.correct
-        seen = sum(bb - aa for aa, bb in batches)
-        test_loss, acc_steps = evaluate(eval_model, x_te, y_te, batch_size=t.eval_batch_size,
-                                        ctx=ctx, amp=amp, channels_last=channels_last)
-        row = {"epoch": epoch + 1, "lr": lr,
-               "train_loss": float(ctx.all_sum(sum_loss)) / seen,
-               "train_accuracy": float(ctx.all_sum(sum_correct)) / seen,
-               "test_loss": test_loss, "test_accuracy": acc_steps[-1],
-               **{f"test_accuracy_step_{k + 1}": a for k, a in enumerate(acc_steps)},
-               "wall_s": time.perf_counter() - t0, "examples_per_s": seen / train_time}
-        history.append(row)
-        checkpoint(epoch + 1)
-        if ctx.is_main:
-            write_metrics(out / "metrics.csv", history)
-            if progress:
-                echo(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc "
-                      f"{row['train_accuracy']:.3f} | test loss {test_loss:.4f} acc {acc_steps[-1]:.3f}")
-    if not history:  # resumed a run with nothing to do and no history: evaluate once
-        raise SpecError("train.epochs", t.epochs, "at least one epoch to train")
-    last = history[-1]
+    sums = fit_epoch(run.run_model, run.opt, x_tr, y_tr, perm, batches, loss_steps=spec.train.loss_steps,
+                     amp=run.amp, ctx=ctx, lr_at=lambda s: learning_rate(spec, epoch + s / len(batches)),
+                     grad_clip=spec.optim.grad_clip, augment=augment, channels_last=run.channels_last,
+                     before_step=before_step, bar=bar)
+    bar.close()
+    run.global_step += sums.steps
+    if sums.bad_step >= 0:
+        _diverged(run.out, ctx, run.report_base, run.history, epoch, sums.bad_step, step0 + sums.bad_step,
+                  sums.lr, sums.bad_value, len(batches))
+    train_time = time.perf_counter() - t0
+    if not bool(torch.stack([torch.isfinite(p).all() for p in run.model.parameters()]).all()):
+        _diverged(run.out, ctx, run.report_base, run.history, epoch, len(batches) - 1, run.global_step - 1,
+                  sums.lr, float("nan"), len(batches))
+    seen = sum(b - a for a, b in batches)
+    test_loss, acc_steps = evaluate(run.eval_model, x_te, y_te, batch_size=spec.train.eval_batch_size,
+                                    ctx=ctx, amp=run.amp, channels_last=run.channels_last)
+    return {"epoch": epoch + 1, "lr": sums.lr,
+            "train_loss": float(ctx.all_sum(sums.loss)) / seen,
+            "train_accuracy": float(ctx.all_sum(sums.correct)) / seen,
+            "test_loss": test_loss, "test_accuracy": acc_steps[-1],
+            **{f"test_accuracy_step_{k + 1}": a for k, a in enumerate(acc_steps)},
+            "wall_s": time.perf_counter() - t0, "examples_per_s": seen / train_time}
+
+
+def _finish(run: _Run, t_start: float) -> dict[str, Any]:
+    """The summary; rank 0 writes metrics, the final weights and the report."""
+    last, out, info = run.history[-1], run.out, run.info
     acc_steps = [last[f"test_accuracy_step_{k + 1}"] for k in range(sum(
         1 for key in last if key.startswith("test_accuracy_step_")))]
-    eps = [h["examples_per_s"] for h in history]
-    summary = {"out": str(out), "dataset": dataset.name, "variant": info["variant"],
+    eps = [h["examples_per_s"] for h in run.history]
+    summary = {"out": str(out), "dataset": run.dataset.name, "variant": info["variant"],
                "params": info["params"], "test_accuracy": last["test_accuracy"],
-               "accuracy_per_step": acc_steps, "epochs": int(last["epoch"]), "device": str(dev),
+               "accuracy_per_step": acc_steps, "epochs": int(last["epoch"]), "device": str(run.ctx.device),
                "examples_per_s": float(np.median(eps)), "model": info["model"],
                "train_accuracy": last["train_accuracy"], "test_loss": last["test_loss"],
-               "world_size": ctx.world_size, "status": "completed",
+               "world_size": run.ctx.world_size, "status": "completed",
                "train_seconds": time.perf_counter() - t_start}
-    if ctx.is_main:
-        from cortex_resnet.io.results import atomic_path
-
-        write_metrics(out / "metrics.csv", history)  # also after a kill between checkpoint and csv
-
+    if run.ctx.is_main:
+        write_metrics(out / "metrics.csv", run.history)  # also after a kill between checkpoint and csv
         with atomic_path(out / "model.pt") as tmp:
-            torch.save({"format": "cortex_resnet.train.model", "model": raw_model.state_dict(),
-                        "experiment": text, "info": info}, tmp)
-        write_report(out, {**report_base, **summary})
-    ctx.barrier()
+            torch.save({"format": "cortex_resnet.train.model", "model": run.model.state_dict(),
+                        "experiment": run.text, "info": info}, tmp)
+        write_report(out, {**run.report_base, **summary})
+    run.ctx.barrier()
     return summary
 
 

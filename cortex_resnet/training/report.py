@@ -75,7 +75,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
                   "| step | " + " | ".join(str(k + 1) for k in range(len(steps))) + " |",
                   "|---" * (len(steps) + 1) + "|",
                   "| accuracy | " + " | ".join(f"{100 * a:.1f}" for a in steps) + " |"]
-    lines += ["", f"Files: `config.toml` (the experiment, circuit inline), `metrics.csv` (per epoch), "
+    lines += ["", "Files: `config.toml` (the experiment, circuit inline), `metrics.csv` (per epoch), "
               "`checkpoint.pt` (last completed epoch), `model.pt` (final weights).", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
 

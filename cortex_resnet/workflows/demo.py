@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,16 @@ import numpy as np
 from cortex_resnet.catalog import experiments_dir, models_dir
 from cortex_resnet.io.outdir import OutputFolder, claim_folder
 from cortex_resnet.io.results import atomic_write_text, save_dataset
+from cortex_resnet import load_model
+from cortex_resnet.bridge.check import check_unroll
+from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.workflows.compare import compare_run
+from cortex_resnet.training.experiment import load_experiment
+from cortex_resnet.hypotheses.runner import run_hypothesis
+from cortex_resnet.plots.base import plot_decomposition, plot_raster
+from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.training.loop import train
 
 __all__ = ["run_demo", "DEMO_FILES"]
 
@@ -32,6 +43,8 @@ __all__ = ["run_demo", "DEMO_FILES"]
 DEMO_FILES = ("rate.nc", "decomposition_rate.png", "spiking.nc", "decomposition_spiking.png",
               "raster_spiking.png", "train_tied", "train_untied", "compare.png", "hypotheses",
               "summary.json", "summary.md")
+
+
 
 def _fmt(x: Any, nd: int = 3) -> str:
     if x is None:
@@ -82,90 +95,86 @@ def run_demo(out: str | Path = "demo_out", *, quick: bool = False, seed: int = 0
         return _run_demo(folder, quick=quick, seed=seed, echo=echo, progress=progress)
 
 
+@dataclass(frozen=True)
+class _Demo:
+    """What every step of the demo reads: the folder, the circuit, the stimulus and the settings."""
+
+    out: Path
+    circuit: Circuit
+    quick: bool
+    seed: int
+    progress: bool
+    stimulus: str = "step:amp=1.0,onset_ms=50"
+
+
 def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[str], None],
               progress: bool) -> dict[str, Any]:
-    from cortex_resnet import load_model
-    from cortex_resnet.bridge.check import check_unroll
-    from cortex_resnet.workflows.compare import compare_run
-    from cortex_resnet.training.experiment import load_experiment
-    from cortex_resnet.hypotheses.runner import run_hypothesis
-    from cortex_resnet.plots.base import plot_decomposition
-    from cortex_resnet.rate.simulator import simulate
-    from cortex_resnet.spiking.simulator import simulate_spiking
-    from cortex_resnet.training.loop import train
-
     out = folder.path
     for sub in ("train_tied", "train_untied", "hypotheses"):
         folder.remove_own(sub)  # an earlier demo's runs (train refuses a folder holding a run)
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(7, echo)
     summary: dict[str, Any] = {"out": str(out), "quick": quick, "seed": seed}
-    circuit = load_model(models_dir() / "canonical_microcircuit.toml", seed=seed)
-    stim = "step:amp=1.0,onset_ms=50"
-
-    def rate_step() -> dict[str, Any]:
-        ds = simulate(circuit, stim, duration_ms=200 if quick else 400, dt_ms=0.1, record_stride=10,
-                      device="cpu")
-        save_dataset(ds, out / "rate.nc")
-        plot_decomposition(ds, out / "decomposition_rate.png")
-        e = ds["population"] == "E"
-        r_e, x_e = float(ds["r"].isel(time=-1).where(e).mean()), float(ds["x"].isel(time=-1).where(e).mean())
-        return {"r_E": r_e, "x_E": x_e, "x_over_r_E": x_e / r_e, "units": circuit.rate_units,
-                "hz_per_unit_E": float(circuit.hz_per_unit["E"])}
-
-    def spiking_step() -> dict[str, Any]:
-        ds = simulate_spiking(circuit, stim, duration_ms=200 if quick else 400, seed=seed)
-        save_dataset(ds, out / "spiking.nc")
-        plot_decomposition(ds, out / "decomposition_spiking.png")
-        try:
-            from cortex_resnet.plots.base import plot_raster
-
-            plot_raster(ds, out / "raster_spiking.png")
-        except ImportError:
-            pass
-        half = ds["time"] > float(ds["time"].values[-1]) / 2
-        rates = {p: float(ds["r"].where(half & (ds["population"] == p)).mean()) for p in ("E", "I")}
-        return {"mean_rate": rates, "units": ds.attrs.get("rate_units", "")}
-
-    def unroll_step() -> dict[str, Any]:
-        res = check_unroll(circuit, 20 if quick else 50, 0.5, np.array([[1.0]]))
-        return {k: res[k] for k in ("max_abs_error", "max_rel_error", "within_tolerance", "params")}
-
-    def train_one(variant: str) -> dict[str, Any]:
-        name = "digits_tied" if quick else "mnist1d_tied"
-        spec = load_experiment(experiments_dir() / f"{name}.toml")
-        changes: dict[str, Any] = {"model.variant": variant, "seed": seed, "device": "cpu",
-                                   "train.epochs": 2 if quick else 12}
-        spec = spec.replace(**changes)
-        return train(spec, out / f"train_{variant}", progress=progress)
-
-    def train_step() -> dict[str, Any]:
-        return {v: train_one(v) for v in ("tied", "untied")}
-
-    def compare_step() -> dict[str, Any]:
-        return compare_run(out / "train_tied", spiking_examples=4 if quick else 40, seed=seed,
-                           figure=out / "compare.png")
-
-    def hypotheses_step() -> dict[str, Any]:
-        res = {}
-        for name in ("isn-paradox", "amplification"):
-            res[name] = run_hypothesis(name, quick=True, workers=0, out=out / "hypotheses" / name,
-                                       seed=seed)
-        return res
-
-    summary["rate"] = steps.run("simulate the canonical microcircuit (rate model)", rate_step)
-    summary["spiking"] = steps.run("simulate it as a spiking network (Brian2)", spiking_step)
-    summary["unroll"] = steps.run("unroll it into residual blocks and check against the simulator", unroll_step)
-    trained = steps.run("train a tied (recurrent) and an untied (ResNet) net", train_step)
+    d = _Demo(out, load_model(models_dir() / "canonical_microcircuit.toml", seed=seed), quick, seed, progress)
+    summary["rate"] = steps.run("simulate the canonical microcircuit (rate model)", lambda: _rate_step(d))
+    summary["spiking"] = steps.run("simulate it as a spiking network (Brian2)", lambda: _spiking_step(d))
+    summary["unroll"] = steps.run("unroll it into residual blocks and check against the simulator",
+                                  lambda: _unroll_step(d))
+    trained = steps.run("train a tied (recurrent) and an untied (ResNet) net",
+                        lambda: {v: _train_one(d, v) for v in ("tied", "untied")})
     summary["train"] = {v: {k: trained[v].get(k) for k in ("test_accuracy", "params", "epochs", "dataset",
                                                            "examples_per_s")} for v in trained}
-    summary["compare"] = steps.run("run the trained tied net as network, rate and spiking circuit", compare_step)
-    hyps = steps.run("test two hypotheses (quick)", hypotheses_step)
+    summary["compare"] = steps.run("run the trained tied net as network, rate and spiking circuit",
+                                   lambda: compare_run(out / "train_tied", spiking_examples=4 if quick else 40,
+                                                       seed=seed, figure=out / "compare.png"))
+    hyps = steps.run("test two hypotheses (quick)", lambda: _hypotheses_step(d))
     summary["hypotheses"] = {n: {k: h.get(k) for k in ("verdict", "test", "p_value", "effect_size", "seeds")}
                              for n, h in hyps.items()}
     summary["timings_s"] = steps.timings
     steps.run("write the summary", lambda: _write_summary(out, summary))
     return summary
+
+
+def _rate_step(d: _Demo) -> dict[str, Any]:
+    ds = simulate(d.circuit, d.stimulus, duration_ms=200 if d.quick else 400, dt_ms=0.1, record_stride=10,
+                  device="cpu")
+    save_dataset(ds, d.out / "rate.nc")
+    plot_decomposition(ds, d.out / "decomposition_rate.png")
+    e = ds["population"] == "E"
+    r_e, x_e = float(ds["r"].isel(time=-1).where(e).mean()), float(ds["x"].isel(time=-1).where(e).mean())
+    return {"r_E": r_e, "x_E": x_e, "x_over_r_E": x_e / r_e, "units": d.circuit.rate_units,
+            "hz_per_unit_E": float(d.circuit.hz_per_unit["E"])}
+
+
+def _spiking_step(d: _Demo) -> dict[str, Any]:
+    ds = simulate_spiking(d.circuit, d.stimulus, duration_ms=200 if d.quick else 400, seed=d.seed)
+    save_dataset(ds, d.out / "spiking.nc")
+    plot_decomposition(ds, d.out / "decomposition_spiking.png")
+    try:
+        plot_raster(ds, d.out / "raster_spiking.png")
+    except ImportError:
+        pass
+    half = ds["time"] > float(ds["time"].values[-1]) / 2
+    rates = {p: float(ds["r"].where(half & (ds["population"] == p)).mean()) for p in ("E", "I")}
+    return {"mean_rate": rates, "units": ds.attrs.get("rate_units", "")}
+
+
+def _unroll_step(d: _Demo) -> dict[str, Any]:
+    res = check_unroll(d.circuit, 20 if d.quick else 50, 0.5, np.array([[1.0]]))
+    return {k: res[k] for k in ("max_abs_error", "max_rel_error", "within_tolerance", "params")}
+
+
+def _train_one(d: _Demo, variant: str) -> dict[str, Any]:
+    name = "digits_tied" if d.quick else "mnist1d_tied"
+    spec = load_experiment(experiments_dir() / f"{name}.toml")
+    spec = spec.replace(**{"model.variant": variant, "seed": d.seed, "device": "cpu",
+                           "train.epochs": 2 if d.quick else 12})
+    return train(spec, d.out / f"train_{variant}", progress=d.progress)
+
+
+def _hypotheses_step(d: _Demo) -> dict[str, Any]:
+    return {name: run_hypothesis(name, quick=True, workers=0, out=d.out / "hypotheses" / name, seed=d.seed)
+            for name in ("isn-paradox", "amplification")}
 
 
 def _write_summary(out: Path, s: dict[str, Any]) -> None:

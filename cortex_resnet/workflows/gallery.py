@@ -15,7 +15,17 @@ from typing import Callable
 
 from cortex_resnet.catalog import experiments_dir, models_dir
 from cortex_resnet.errors import UnknownNameError
-from cortex_resnet.io.results import atomic_write_text, save_dataset
+from cortex_resnet.io.results import atomic_write_text, save_dataset, load_dataset
+from cortex_resnet import load_model, simulate
+from cortex_resnet.plots.base import plot_decomposition, plot_raster
+from cortex_resnet.plots.circuit import plot_weights_spectrum, plot_isn_paradox, plot_amplification, plot_rate_vs_spiking
+from cortex_resnet.spiking.simulator import simulate_spiking
+from cortex_resnet.plots.learning import plot_unroll_check, unroll_check_dataset, plot_training_curves, plot_anytime_accuracy, plot_compare
+from cortex_resnet.training.experiment import load_experiment
+from cortex_resnet.training.loop import train
+from cortex_resnet.io.outdir import remove_written, claim_folder
+from cortex_resnet.workflows.compare import compare_run
+from cortex_resnet.hypotheses.runner import run_hypothesis
 
 __all__ = ["FigureEntry", "GALLERY", "register_figure", "make_gallery", "DEFAULT_OUT"]
 
@@ -55,9 +65,6 @@ def _both(plot: Callable, result, out_dir: Path, stem: str, **kw) -> list[Path]:
                  "Canonical microcircuit (rate model): r(t) = x(t) + F(x)(t) for E and I after a step input; "
                  "removing recurrence leaves 40 % of the E response.", order=10)
 def _decomposition_rate(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet import load_model, simulate
-    from cortex_resnet.plots.base import plot_decomposition
-
     ds = simulate(load_model(MODELS / "canonical_microcircuit.toml"), "step:amp=1.0,onset_ms=50",
                   duration_ms=500 if full else 300, dt_ms=0.05 if full else 0.1, device="cpu",
                   record_stride=10)
@@ -69,9 +76,7 @@ def _decomposition_rate(out_dir: Path, full: bool) -> list[Path]:
                  "Canonical microcircuit: weight matrix with E/I blocks (Dale's law) and the Jacobian spectrum "
                  "at the operating point with the stability line.", order=20)
 def _weights_spectrum(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet.plots.circuit import plot_weights_spectrum
 
-    from cortex_resnet.io.results import load_dataset
 
     src = out_dir / "data" / "decomposition_rate.nc"
     if not src.exists():
@@ -83,9 +88,6 @@ def _weights_spectrum(out_dir: Path, full: bool) -> list[Path]:
                  "Inhibition-stabilised network (models/isn.toml): extra drive to I at 100 ms lowers the I rate "
                  "(1.0 -> 0.9, as the linear analysis predicts).", order=30)
 def _isn(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet import load_model, simulate
-    from cortex_resnet.plots.circuit import plot_isn_paradox
-
     ds = simulate(load_model(MODELS / "isn.toml"), device="cpu")
     save_dataset(ds, out_dir / "data" / "isn_paradox.nc")
     return _both(plot_isn_paradox, ds, out_dir, "isn_paradox")
@@ -95,9 +97,6 @@ def _isn(out_dir: Path, full: bool) -> list[Path]:
                  "Cortical amplification: steady E and I rates with (r) and without (x) recurrence across "
                  "input strengths; x/r for E against the cat V1 (0.46) and mouse L4 (~1/3) measurements.", order=40)
 def _amplification(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet import load_model, simulate
-    from cortex_resnet.plots.circuit import plot_amplification
-
     amps = "[0.25,0.5,1,1.5,2,3]" if full else "[0.5,1,2]"
     ds = simulate(load_model(MODELS / "canonical_microcircuit.toml"), f"step:amp={amps},onset_ms=0",
                   duration_ms=600, dt_ms=0.1, device="cpu", record_stride=10)
@@ -110,10 +109,6 @@ def _amplification(out_dir: Path, full: bool) -> list[Path]:
                  "The canonical microcircuit as a rate model and as a spiking network (LIF pools, Brian2): "
                  "the same decomposition r = x + F(x) side by side.", order=12)
 def _rate_vs_spiking(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet import load_model, simulate
-    from cortex_resnet.plots.circuit import plot_rate_vs_spiking
-    from cortex_resnet.spiking.simulator import simulate_spiking
-
     circuit = load_model(MODELS / "canonical_microcircuit.toml")
     duration = 500 if full else 300
     rate = simulate(circuit, "step:amp=1.0,onset_ms=50", duration_ms=duration, dt_ms=0.1, record_stride=10,
@@ -128,10 +123,6 @@ def _rate_vs_spiking(out_dir: Path, full: bool) -> list[Path]:
                  "of neurons with E and I population rates beneath (self-sustained asynchronous irregular activity).",
                  order=14)
 def _raster_coba(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet import load_model
-    from cortex_resnet.plots.base import plot_raster
-    from cortex_resnet.spiking.simulator import simulate_spiking
-
     ds = simulate_spiking(load_model(MODELS / "vogels_abbott_coba.toml"), duration_ms=1000 if full else 500,
                           seed=0, decompose=False)
     save_dataset(ds, out_dir / "data" / "raster_coba.nc")
@@ -145,8 +136,6 @@ def _raster_coba(out_dir: Path, full: bool) -> list[Path]:
 def _unroll_check(out_dir: Path, full: bool) -> list[Path]:
     import numpy as np
 
-    from cortex_resnet import load_model
-    from cortex_resnet.plots.learning import plot_unroll_check, unroll_check_dataset
 
     ds = unroll_check_dataset(load_model(MODELS / "canonical_microcircuit.toml"), 100 if full else 50, 1.0,
                               np.array([[1.0], [0.5]]))
@@ -159,9 +148,6 @@ TRAIN_VARIANTS = ("tied", "untied", "plain")
 
 def _train_runs(out_dir: Path, full: bool) -> list[Path]:
     """MNIST-1D runs of the tied, untied and plain circuit (reused by several figures)."""
-    from cortex_resnet.training.experiment import load_experiment
-    from cortex_resnet.training.loop import train
-
     runs = []
     for variant in TRAIN_VARIANTS:
         run = out_dir / "data" / f"train_{variant}"
@@ -170,7 +156,6 @@ def _train_runs(out_dir: Path, full: bool) -> list[Path]:
             spec = spec.replace(**{"model.variant": variant, "device": "cpu",
                                    "train.epochs": 30 if full else 8})
             if run.exists():  # an unfinished run of an earlier gallery: only its own files go
-                from cortex_resnet.io.outdir import remove_written
 
                 remove_written(run)
             train(spec, run, progress=False)
@@ -182,8 +167,6 @@ def _train_runs(out_dir: Path, full: bool) -> list[Path]:
                  "MNIST-1D: loss and test accuracy per epoch of the tied (recurrent circuit), untied (ResNet) "
                  "and plain (alpha = 1) E/I nets.", order=60)
 def _training_curves(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet.plots.learning import plot_training_curves
-
     runs = _train_runs(out_dir, full)
     return _both(plot_training_curves, runs, out_dir, "training_curves")
 
@@ -192,8 +175,6 @@ def _training_curves(out_dir: Path, full: bool) -> list[Path]:
                  "MNIST-1D: test accuracy of the pyramidal readout at every time step (anytime readout) for "
                  "tied, untied and plain nets.", order=61)
 def _anytime(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet.plots.learning import plot_anytime_accuracy
-
     runs = _train_runs(out_dir, full)
     return _both(plot_anytime_accuracy, runs, out_dir, "anytime_accuracy")
 
@@ -202,9 +183,6 @@ def _anytime(out_dir: Path, full: bool) -> list[Path]:
                  "The trained tied MNIST-1D net scored as a network, as a rate circuit (identical) and as a "
                  "spiking LIF circuit (seeded test subsample).", order=62)
 def _compare(out_dir: Path, full: bool) -> list[Path]:
-    from cortex_resnet.workflows.compare import compare_run
-    from cortex_resnet.plots.learning import plot_compare
-
     run = _train_runs(out_dir, full)[0]
     summary = compare_run(run, spiking_examples=200 if full else 40, seed=0)
     return _both(plot_compare, summary, out_dir, "compare")
@@ -218,7 +196,6 @@ def _hypothesis_maker(name: str):
     def make(out_dir: Path, full: bool) -> list[Path]:
         import shutil
 
-        from cortex_resnet.hypotheses.runner import run_hypothesis
 
         run_dir = out_dir / "data" / "hypotheses" / name
         run_hypothesis(name, quick=not full, workers=2 if full else 0, out=run_dir)
@@ -252,8 +229,6 @@ def make_gallery(out_dir: str | Path = DEFAULT_OUT, *, full: bool = False,
     ``out_dir`` must be new, empty or a gallery folder (its manifest lists what the
     gallery wrote, and only that is replaced); ``force`` writes beside other files.
     """
-    from cortex_resnet.io.outdir import claim_folder
-
     names = known_figures() if not only else only
     for n in names:
         if n not in GALLERY:

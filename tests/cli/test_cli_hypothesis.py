@@ -100,3 +100,11 @@ def test_out_that_is_a_file_exits_2(tmp_path):
 def test_help_has_an_example():
     res = _invoke("run", "--help")
     assert res.exit_code == 0 and "hypothesis run isn-paradox --quick" in res.stdout
+
+
+def test_run_help_shows_the_quick_table_name():
+    """Rich reads "[quick]" as markup and prints nothing: the help text escapes it."""
+    res = runner.invoke(app, ["hypothesis", "run", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "the spec's [quick] table" in res.output
+    assert "\\[quick]" not in res.output

@@ -12,7 +12,7 @@ from cortex_resnet import load_model, simulate
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.cli import app
 from cortex_resnet.errors import SpecError
-from cortex_resnet.fanout.sweep import parse_param, sweep_model
+from cortex_resnet.fanout.sweep import sweep_model
 from cortex_resnet.io.results import load_dataset, population_mean
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,12 +49,6 @@ def test_result_file_and_cache(swept) -> None:
     saved = load_dataset(out / "sweep.nc")
     np.testing.assert_array_equal(saved["rate_E"].values, ds["rate_E"].values)
     assert len(list((out / ".cache").glob("*.json"))) == 4  # 2 values x 2 seeds, reused on a rerun
-
-
-@pytest.mark.parametrize("text", ["connectivity.J_EE", "=1,2", "connectivity.J_EE=", "x=1,1"])
-def test_bad_param_syntax(text: str) -> None:
-    with pytest.raises(SpecError, match="--param"):
-        parse_param(text)
 
 
 def test_unknown_field_fails_before_running(tmp_path: Path) -> None:

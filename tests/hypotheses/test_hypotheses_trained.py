@@ -14,6 +14,7 @@ from cortex_resnet.hypotheses._training import prepare_training, train_classifie
 from cortex_resnet.hypotheses.iterative_refinement import RefinementParams, states_with_lesion
 from cortex_resnet.io.results import load_dataset
 from cortex_resnet.hypotheses.stats import VERDICTS
+from cortex_resnet.training.epoch import fit_epoch as train_epoch_fit_epoch
 
 TRAINED = ["degradation", "shortcut", "weight-sharing", "iterative-refinement"]
 CONTRACT = {"name", "verdict", "test", "statistic", "p_value", "effect_size", "ci", "seeds", "out"}
@@ -122,15 +123,16 @@ def test_trained_hypotheses_use_the_training_loop_with_the_same_numbers(loss_ste
     the numbers of the plain loop it replaced (same seed, same batches, mean loss, Adam)."""
     import torch.nn.functional as F
 
-    from cortex_resnet.training import epoch as train_epoch
+    from cortex_resnet.hypotheses import _training
     from cortex_resnet.bridge import CircuitClassifier, unroll
     from cortex_resnet.model.circuit import build_circuit
     from cortex_resnet.hypotheses._training import dataset_for, step_dt
     from cortex_resnet.model.spec import parse_spec
 
     calls = []
-    real = train_epoch.fit_epoch
-    monkeypatch.setattr(train_epoch, "fit_epoch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = _training.fit_epoch
+    assert real is train_epoch_fit_epoch  # the training loop's own epoch, not a copy
+    monkeypatch.setattr(_training, "fit_epoch", lambda *a, **k: calls.append(1) or real(*a, **k))
     prepared = prepare_training(RefinementParams.model_validate(
         {"dataset": "digits", "n_train": 150, "n_test": 60, "n_E": 8, "n_I": 2, "n_inputs": 4, "epochs": 2,
          "batch_size": 40, "loss_steps": loss_steps}), None)
