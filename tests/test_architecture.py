@@ -24,42 +24,21 @@ DEFERRED = "# deferred:"
 
 # module (relative to cortex_resnet/) -> its line count when allowed
 LONG_MODULES = {
-    "bench/rate.py": 411, "hypotheses/stats.py": 507, "model/spec.py": 437,
-    "rate/simulator.py": 696,
+    "model/spec.py": 437,
 }
 
 # "module::qualified.function" -> its line count when allowed (CLI register() functions hold
 # the decorated command with its long option list)
 LONG_FUNCTIONS = {
-    "bench/rate.py::_brian2": 83, "bench/spiking.py::handwritten_coba": 70,
-    "bench/spiking.py::run": 64, "cli/compare.py::register": 64,
-    "cli/hypothesis.py::register": 80, "cli/simulate.py::register": 100,
-    "cli/simulate.py::register.simulate": 97, "cli/train.py::register": 109,
-    "cli/train.py::register.train": 68, "cli/unroll.py::register": 81,
-    "cli/unroll.py::register.unroll": 77, "data/datasets.py::_crossing": 61,
-    "fanout/tasks.py::run_tasks": 76, "model/circuit.py::build_circuit": 84,
-    "model/fixedpoint.py::anderson": 62, "model/fixedpoint.py::implicit_fixed_point": 84,
-    "plots/base.py::plot_raster": 62, "rate/simulator.py::integrate": 80,
-    "rate/simulator.py::simulate": 81, "spiking/build.py::build_plan": 97,
-    "spiking/mapping.py::map_circuit": 88, "spiking/model.py::SpikingModel.run": 78,
-    "spiking/simulator.py::simulate_spiking": 105, "training/epoch.py::fit_epoch": 74,
-    "training/loop.py::_run": 134, "workflows/compare.py::compare_run": 113,
-    "workflows/demo.py::_run_demo": 84,
+    "cli/compare.py::register": 64, "model/circuit.py::build_circuit": 84,
+    "spiking/build.py::build_plan": 97, "spiking/mapping.py::map_circuit": 88,
+    "training/epoch.py::fit_epoch": 63, "workflows/compare.py::compare_run": 113,
 }
 
 # module -> number of function-level imports of cortex_resnet modules without "# deferred:"
 FUNCTION_LEVEL_IMPORTS = {
-    "bench/bridge.py": 4, "bench/gpu_check.py": 8, "bench/spiking.py": 3, "bench/spiking_batch.py": 5,
-    "bench/train.py": 5, "bridge/convert.py": 1, "cli/_common.py": 1, "cli/bench.py": 3,
-    "cli/compare.py": 1, "cli/demo.py": 1, "cli/figures.py": 1, "cli/hypothesis.py": 7,
-    "cli/info.py": 2, "cli/simulate.py": 14, "cli/sweep.py": 3, "cli/train.py": 7,
-    "cli/unroll.py": 4, "data/files.py": 2, "fanout/sweep.py": 4, "fanout/tasks.py": 2,
-    "hypotheses/__init__.py": 2, "hypotheses/_spiking.py": 1, "hypotheses/_training.py": 4, "hypotheses/amplification.py": 3,
-    "hypotheses/degradation.py": 1, "hypotheses/depth_latency.py": 1, "hypotheses/inhibition_silencing.py": 1, "hypotheses/isn_paradox.py": 4,
-    "hypotheses/iterative_refinement.py": 1, "hypotheses/rate_spike_agreement.py": 2, "hypotheses/report.py": 1, "hypotheses/runner.py": 4,
-    "hypotheses/shortcut.py": 2, "hypotheses/weight_sharing.py": 1, "plots/circuit.py": 1, "plots/learning.py": 3,
-    "rate/simulator.py": 2, "spiking/mapping.py": 2, "spiking/model.py": 6, "spiking/simulator.py": 8,
-    "training/loop.py": 5, "workflows/compare.py": 8, "workflows/demo.py": 10, "workflows/gallery.py": 25,
+    "bench/spiking_batch.py": 5, "cli/compare.py": 1, "spiking/mapping.py": 2,
+    "workflows/compare.py": 8,
 }
 
 
