@@ -31,9 +31,9 @@ Example (TOML)::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cortex_resnet.core.specbase import Frozen
 
@@ -87,8 +87,25 @@ class LIFSpec(_Frozen):
 
 
 class SpikingPopulations(_Frozen):
+    """``[spiking.populations.NAME]``: the LIF parameters of each population, by name
+    (defaults: :class:`LIFSpec`'s)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    __pydantic_extra__: dict[str, LIFSpec] = Field(init=False)
+    EXTRA_MODEL: ClassVar[type[BaseModel]] = LIFSpec  # for "did you mean" messages (specbase)
     E: LIFSpec = LIFSpec()
     I: LIFSpec = LIFSpec()
+
+    def of(self, name: str) -> LIFSpec:
+        """The neuron of population ``name``."""
+        if name in ("E", "I"):
+            return getattr(self, name)
+        return (self.model_extra or {}).get(name, LIFSpec())
+
+    @property
+    def named(self) -> list[str]:
+        """Population names given here (E/I only when they differ from the default neuron)."""
+        return [k for k in ("E", "I") if getattr(self, k) != LIFSpec()] + list(self.model_extra or {})
 
 
 class SynapseSpec(_Frozen):
@@ -196,5 +213,5 @@ class SpikingSpec(_Frozen):
     v_init_sd_mV: float = Field(default=5.0, ge=0.0, le=1e3)
 
     def lif(self, population: str) -> LIFSpec:
-        """The neuron parameters of ``"E"`` or ``"I"``."""
-        return getattr(self.populations, population)
+        """The neuron parameters of population ``population`` (a name, e.g. ``"E"`` or ``"L4E"``)."""
+        return self.populations.of(population)
