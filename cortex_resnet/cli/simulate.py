@@ -34,7 +34,12 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     try:
         from cortex_resnet.model.fixedpoint import steady_state
 
-        r_star = steady_state(circuit, u_final).numpy()
+        try:
+            r_star = steady_state(circuit, u_final).numpy()
+        except ConvergenceError:  # Newton from rest can fail (e.g. steep lif transfers): start where the run ended
+            import torch  # deferred like the other heavy imports of this command
+
+            r_star = steady_state(circuit, u_final, r0=torch.as_tensor(ds["r"].isel(time=-1).values)).numpy()
         e = circuit.is_E
         ss = {"E": r_star[:, e].mean(axis=1).tolist(), "I": r_star[:, ~e].mean(axis=1).tolist(),
               "max_abs_error_vs_final": float(np.max(np.abs(r_star - ds["r"].isel(time=-1).values)))}

@@ -401,6 +401,12 @@ class CircuitSpec(_Frozen):
         for name in self.spiking.populations.named:
             if name not in known:
                 raise SpecError(f"spiking.populations.{name}", name, allowed)
+        for post, row in self.spiking.pathways.items():
+            if post not in known:
+                raise SpecError(f"spiking.pathways.{post}", post, allowed)
+            for pre in row:
+                if pre not in known:
+                    raise SpecError(f"spiking.pathways.{post}.{pre}", pre, allowed)
         return self
 
     @property

@@ -31,7 +31,7 @@ Example (TOML)::
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -192,6 +192,9 @@ class SpikingSpec(_Frozen):
     ``sigma_mV`` here (other transfers); ``"none"``: only synaptic shot noise.
     ``dt_ms``: integration step; ``method``: Brian2 integrator (``euler``, or
     ``exponential_euler`` where there is no white noise).
+    ``pathways``: neuron-pair connection probability per (post, pre) population pair,
+    ``[spiking.pathways.POST] PRE = 0.1`` (default ``synapse.p_connect``): sets each pathway's
+    in-degree (``p`` times the presynaptic population's neurons), e.g. the Potjans-Diesmann table.
     ``v_init``: initial potentials: ``stationary`` (default) drawn from the LIF
     stationary density at the mean-field fixed point of the initial drive (no
     start-up volley; see :mod:`cortex_resnet.spiking.initial_state`), ``uniform`` between
@@ -211,6 +214,11 @@ class SpikingSpec(_Frozen):
     method: Literal["euler", "exponential_euler"] = "euler"
     v_init: Literal["stationary", "uniform", "normal"] = "stationary"
     v_init_sd_mV: float = Field(default=5.0, ge=0.0, le=1e3)
+    pathways: dict[str, dict[str, Annotated[float, Field(gt=0.0, le=1.0)]]] = Field(default={}, max_length=1000)
+
+    def p_connect(self, post: str, pre: str) -> float:
+        """Neuron-pair connection probability from population ``pre`` onto ``post``."""
+        return float(self.pathways.get(post, {}).get(pre, self.synapse.p_connect))
 
     def lif(self, population: str) -> LIFSpec:
         """The neuron parameters of population ``population`` (a name, e.g. ``"E"`` or ``"L4E"``)."""

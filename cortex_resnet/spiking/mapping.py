@@ -44,7 +44,8 @@ from cortex_resnet.rate.simulator import RateSystem, integrate
 from cortex_resnet.spiking.meanfield import PoolModel, siegert_derivative, siegert_inverse
 from cortex_resnet.model.spiking_spec import LIFSpec, SpikingSpec
 
-__all__ = ["Mapping", "lif_matches", "operating_rates", "pool_connectivity", "pool_model", "map_circuit",
+__all__ = ["Mapping", "lif_matches", "operating_rates", "pair_probability", "pool_connectivity", "pool_model",
+           "map_circuit",
            "MIN_OPERATING_RATE_HZ"]
 
 MIN_OPERATING_RATE_HZ = 1.0
@@ -112,10 +113,22 @@ def operating_rates(circuit: Circuit, u_op: np.ndarray) -> np.ndarray:
         return run.r[-1, 0].numpy()
 
 
+def pair_probability(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray | float:
+    """Neuron-pair connection probability: ``synapse.p_connect``, or (N, N) per unit pair
+    from ``spiking.pathways`` (by the units' populations)."""
+    if not sspec.pathways:
+        return sspec.synapse.p_connect
+    p = np.empty((circuit.n_units, circuit.n_units))
+    for post, sa in circuit.layout.items():
+        for pre, sb in circuit.layout.items():
+            p[sa, sb] = sspec.p_connect(post, pre)
+    return p
+
+
 def pool_connectivity(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray:
     """Expected synapses ``K_ab`` (N, N) from pool b onto one neuron of pool a."""
     present = circuit.mask & (circuit.W != 0)
-    return present * (sspec.synapse.p_connect * sspec.pool_size)
+    return present * (pair_probability(circuit, sspec) * sspec.pool_size)
 
 
 def _ref_potential(sspec: SpikingSpec, pop: str) -> float:
