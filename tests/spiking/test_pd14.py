@@ -8,6 +8,8 @@ mean and variance preserved at the reference rates), and the mean field solved b
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,11 @@ from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.spec import load_spec, parse_spec
 from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.spiking.mapping import pool_connectivity
+from cortex_resnet.spiking.mapping import pool_model as mapping_pool_model
+from cortex_resnet.spiking.meanfield import solve
 from cortex_resnet.spiking.pd14 import circuit_data, mean_field_rates, pool_model
+from cortex_resnet.spiking.simulator import simulate_spiking
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "potjans_diesmann_2014.toml"
 NEST = P.NEST_FULL_SCALE_RATES_HZ
@@ -91,3 +97,58 @@ def test_thalamic_input_reaches_l4_and_l6_only():
     c = build_circuit(load_spec(MODEL))
     driven = {k for k, sl in c.layout.items() if np.any(c.B[sl] > 0)}
     assert driven == {"L4E", "L4I", "L6E", "L6I"}
+
+
+def test_plan_pool_model_is_the_pd14_mean_field():
+    """The spiking realisation's pool model (built by the generic mapping from the model table,
+    per-pathway in-degrees included) gives the same mean field as the 8-pool model built
+    directly from the published parameters."""
+    scale = 0.1
+    c = build_circuit(parse_spec(dict(circuit_data(scale, "dc", pool_size=50), name="pd14")))
+    sspec = c.spec.spiking
+    N = c.n_units
+    model = mapping_pool_model(c, sspec, np.ones(N), np.ones(N), np.zeros(N), c.b.copy(), np.zeros(N))
+    nu_units = solve(model, 5.0).rates_hz
+    got = np.array([nu_units[c.layout[k]].mean() for k in P.POPULATIONS])
+    np.testing.assert_allclose(got, mean_field_rates(scale, "dc").rates_hz, rtol=1e-6, atol=1e-9)
+    # in-degrees per pathway: K_XY scale, whatever the rounding of population sizes to pools
+    K = pool_connectivity(c, sspec)
+    a, b = c.layout["L23E"], c.layout["L4E"]
+    assert K[a.start, b].sum() == pytest.approx(P.full_indegrees()[0, 2] * scale, rel=1e-12)
+
+
+def _spiking_rates(scale: float, pool_size: int, duration_ms: float, seed: int = 0) -> tuple[dict, dict]:
+    """Spiking per-population rates (Hz, second half of the run) and the plan's mean field."""
+    c = build_circuit(parse_spec(dict(circuit_data(scale, "poisson", pool_size=pool_size), name="pd14")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = simulate_spiking(c, "constant:amp=0.0", duration_ms=duration_ms, seed=seed)
+    stats = json.loads(ds.attrs["spike_stats"])["by_population"]
+    mf = json.loads(ds.attrs["mean_field_rate_hz"])["by_population"]
+    return {k: stats[k]["rate_hz"] for k in P.POPULATIONS}, mf
+
+
+def _assert_pd14_state(rates: dict, mf: dict, factor: float) -> None:
+    """The full network's state (PD14 Fig. 6; NEST's rates): every population fires; L2/3E and
+    L6E are the quietest excitatory populations; each layer's I fires more than its E; and every
+    rate is within ``factor`` of the mean field of the same (downscaled) network."""
+    assert all(r > 0.05 for r in rates.values()), rates
+    assert max(rates["L23E"], rates["L6E"]) < min(rates["L4E"], rates["L5E"]), rates
+    for layer in ("L23", "L4", "L5", "L6"):
+        assert rates[layer + "I"] > rates[layer + "E"], rates
+    for k in P.POPULATIONS:
+        assert mf[k] / factor < rates[k] < mf[k] * factor, (k, rates[k], mf[k])
+
+
+def test_spiking_pd14_at_scale_005_keeps_the_state():
+    """Scale 0.05 (3,880 neurons, 0.75 M synapses, Poisson background): measured 2026-11
+    (500 ms): L23E 0.33, L23I 1.97, L4E 4.24, L4I 4.73, L5E 4.60, L5I 8.00, L6E 0.26,
+    L6I 7.37 Hz; the DC-background variant falls silent at this scale (mean field: L23E 0.03 Hz)."""
+    rates, mf = _spiking_rates(0.05, 20, 300.0)
+    _assert_pd14_state(rates, mf, 4.0)
+
+
+@pytest.mark.slow
+def test_spiking_pd14_at_scale_01():
+    rates, mf = _spiking_rates(0.1, 25, 1000.0)
+    _assert_pd14_state(rates, mf, 2.5)
