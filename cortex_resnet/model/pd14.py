@@ -24,8 +24,20 @@ import numpy as np
 
 from cortex_resnet.errors import SpecError
 
-__all__ = ["POPULATIONS", "N_FULL", "CONN_PROBS", "K_EXT", "NEST_FULL_SCALE_RATES_HZ", "PD14", "pd14",
-           "psc_over_psp", "full_indegrees", "thalamic_indegrees", "N_THAL", "CONN_PROBS_TH"]
+__all__ = [
+    "CONN_PROBS",
+    "CONN_PROBS_TH",
+    "K_EXT",
+    "NEST_FULL_SCALE_RATES_HZ",
+    "N_FULL",
+    "N_THAL",
+    "PD14",
+    "POPULATIONS",
+    "full_indegrees",
+    "pd14",
+    "psc_over_psp",
+    "thalamic_indegrees",
+]
 
 POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
 # population sizes (PD14 Table 5; NEST full_num_neurons)

@@ -13,7 +13,7 @@ import numpy as np
 from cortex_resnet.model import pd14 as P
 from cortex_resnet.spiking.meanfield import MeanFieldResult, PoolModel, solve
 
-__all__ = ["pool_model", "mean_field_rates", "circuit_data", "spiking_table"]
+__all__ = ["circuit_data", "mean_field_rates", "pool_model", "spiking_table"]
 
 
 def pool_model(net: P.PD14, dt_ms: float = 0.1) -> PoolModel:
