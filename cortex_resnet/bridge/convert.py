@@ -181,10 +181,11 @@ def _read_npz(path: Path, spec: CircuitSpec, source: str) -> dict[str, np.ndarra
             continue
         if k != "mask" and (a.dtype.kind not in "fi" or not np.all(np.isfinite(a))):
             raise SpecError(f"weights.{k}", str(a.dtype), "finite real numbers", source=source)
-    expected = np.array(["E"] * spec.populations.E.n + ["I"] * spec.populations.I.n)
+    pops = spec.populations
+    expected = np.concatenate([np.full(pops[k].n, pops.label(k)) for k in pops.order])
     if not np.array_equal(arrays["population"].astype(str), expected):
-        raise SpecError("weights.population", "a different E/I layout",
-                        f"{spec.populations.E.n} 'E' then {spec.populations.I.n} 'I' units", source=source)
+        layout = ", ".join(f"{pops[k].n} '{pops.label(k)}' ({k})" for k in pops.order)
+        raise SpecError("weights.population", "a different E/I layout", f"{layout} units", source=source)
     return arrays
 
 

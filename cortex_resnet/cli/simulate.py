@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 import typer
 
 from cortex_resnet.catalog import find_model_file
@@ -38,13 +39,21 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     ss: dict[str, Any] = {"E": None, "I": None, "max_abs_error_vs_final": None}
     max_re, isn, ee_gain = None, None, None
     try:
-        r_star = steady_state(circuit, u_final).numpy()
+        try:
+            r_star = steady_state(circuit, u_final).numpy()
+        except ConvergenceError:  # Newton from rest can fail (e.g. steep lif transfers): start where the run ended
+            r_star = steady_state(circuit, u_final, r0=torch.as_tensor(ds["r"].isel(time=-1).values)).numpy()
         e = circuit.is_E
         ss = {"E": r_star[:, e].mean(axis=1).tolist(), "I": r_star[:, ~e].mean(axis=1).tolist(),
               "max_abs_error_vs_final": float(np.max(np.abs(r_star - ds["r"].isel(time=-1).values)))}
+        if list(circuit.layout) != ["E", "I"]:  # named populations: each one's steady state too
+            ss["by_population"] = {k: r_star[:, sl].mean(axis=1).tolist() for k, sl in circuit.layout.items()}
         if circuit.n_units <= 4000:
             lin = analyze(circuit, u_final[0], r_star=r_star[0])
             max_re, isn, ee_gain = lin.max_eig_real, lin.inhibition_stabilized, lin.ee_loop_gain
+            if list(circuit.layout) != ["E", "I"]:
+                ss["ee_loop_gain_by_population"] = lin.ee_loop_gain_by_population
+                ss["inhibition_stabilized_by_population"] = lin.isn_by_population
     except ConvergenceError as err:
         ss["error"] = str(err)
     # never report an unstable fixed point (a saddle the run has not left yet) as the steady state silently
@@ -63,7 +72,7 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
         "mean_rate": mean,  # in rate_units; mean_rate[p] * hz_per_unit[p] is in Hz
         "mean_rate_hz": {p: mean[p] * hz[p] for p in mean},  # deprecated: use mean_rate, rate_units
         "final_rate": {p: ds["r"].isel(time=-1).where(ds["population"] == p, drop=True).mean("unit").values.tolist()
-                       for p in ("E", "I")},
+                       for p in mean},
         "steady_state": ss,
         "max_eig_real": max_re,
         "ee_loop_gain": ee_gain,
@@ -85,11 +94,12 @@ def summary_line(name: str, backend: str, summary: dict[str, Any]) -> str:
     """The text summary: mean rates in the run's units, with the Hz-per-unit factor where not Hz."""
     rates, units = summary["mean_rate"], summary["rate_units"]
     hz = summary.get("hz_per_unit") or {}
-    factor = "" if units == "Hz" or not hz else (
-        f" (1 {units} = {hz['E']:g} Hz)" if hz["E"] == hz["I"] else
-        f" (1 {units} = {hz['E']:g} Hz for E, {hz['I']:g} Hz for I)")
-    return (f"{name} ({backend}): mean rate E {rates['E']:.4g}, I {rates['I']:.4g} {units}{factor}; "
-            f"runtime {summary['runtime_s']:.2f} s")
+    factors = {p: hz[p] for p in rates if p in hz}
+    factor = "" if units == "Hz" or not factors else (
+        f" (1 {units} = {next(iter(factors.values())):g} Hz)" if len(set(factors.values())) == 1 else
+        " (1 " + units + " = " + ", ".join(f"{v:g} Hz for {p}" for p, v in factors.items()) + ")")
+    shown = ", ".join(f"{p} {v:.4g}" for p, v in rates.items())
+    return f"{name} ({backend}): mean rate {shown} {units}{factor}; runtime {summary['runtime_s']:.2f} s"
 
 
 def _run_rate(circuit, opts: dict[str, Any]):
@@ -183,8 +193,8 @@ def _circuit(model: Path, seed: int | None, phi: str | None, extra: list[str]) -
             raise SpecError("--seed", seed, "an integer >= 0")
         changes["seed"] = seed
     if phi is not None:
-        changes["populations.E.transfer"] = {"name": phi}
-        changes["populations.I.transfer"] = {"name": phi}
+        for pop in spec.populations.names:
+            changes[f"populations.{pop}.transfer"] = {"name": phi}
     changes |= parse_set(extra)
     if changes:
         try:

@@ -105,8 +105,9 @@ def _walk(root: type[BaseModel], parts: list[str]) -> tuple[list[str], type[Base
                 continue
         names.append(p)
         field = cands[0].model_fields.get(p) if len(cands) == 1 else None
+        extra = getattr(cands[0], "EXTRA_MODEL", None) if len(cands) == 1 and field is None else None
         cands = ([m for m in _members(field.annotation) if inspect.isclass(m) and issubclass(m, BaseModel)]
-                 if field is not None else [])
+                 if field is not None else [extra] if extra is not None else [])
     return names, (cands[0] if len(cands) == 1 else None)
 
 

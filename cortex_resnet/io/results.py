@@ -3,7 +3,9 @@
 Layout of a trajectory result (both backends):
 
 * dims ``time`` (ms), ``batch`` (stimulus index), ``unit``, ``input``;
-  coordinate ``population`` (``"E"``/``"I"``) on ``unit``;
+  coordinate ``population`` on ``unit``: each unit's population name (``"E"``/``"I"``
+  for a two-population circuit); circuits of other named populations add
+  ``cell_type`` (``"E"``/``"I"``, Dale's sign);
 * variables ``r`` (rates), ``x`` (input-driven part: the same run with
   recurrence removed), ``Fx = r - x`` (what recurrence adds), ``u`` (stimulus);
 * attributes: ``spec`` (full circuit spec, JSON), ``seed``, ``backend``,
@@ -70,8 +72,10 @@ def trajectory_dataset(circuit: Circuit, times_ms: np.ndarray, r: torch.Tensor |
         "time": ("time", np.asarray(times_ms, dtype=np.float64), {"units": "ms"}),
         "batch": np.arange(r_np.shape[1]),
         "unit": np.arange(r_np.shape[2]),
-        "population": ("unit", circuit.population.astype(str)),
+        "population": ("unit", circuit.unit_population.astype(str)),
     }
+    if not np.array_equal(circuit.unit_population, circuit.population):  # named populations: Dale labels too
+        coords["cell_type"] = ("unit", circuit.population.astype(str))
     data = {"r": (("time", "batch", "unit"), r_np, {"units": units, "long_name": "rate r(t)"}),
             "u": (("time", "batch", "input"), _np(u), {"long_name": "stimulus u(t)"})}
     if x is not None:
@@ -185,6 +189,12 @@ def require_vars(ds: xr.Dataset, names: list[str], what: str) -> None:
                         f"{what} needs {', '.join(missing)} (was the run made with decompose off?)")
 
 
+def population_names(ds: xr.Dataset) -> list[str]:
+    """The populations of a result in unit order (``["E", "I"]`` for a two-population circuit)."""
+    names = [str(p) for p in ds["population"].values]
+    return list(dict.fromkeys(names)) or ["E", "I"]
+
+
 def population_mean(ds: xr.Dataset, var: str = "r", *, last_fraction: float = 0.5) -> dict[str, float]:
     """Mean of ``var`` per population over the last ``last_fraction`` of the run (all stimuli)."""
     require_vars(ds, [var], f"the mean of {var}")
@@ -192,7 +202,7 @@ def population_mean(ds: xr.Dataset, var: str = "r", *, last_fraction: float = 0.
     t_start = t[0] + (1 - last_fraction) * (t[-1] - t[0])
     window = ds[var].sel(time=slice(t_start, None))
     out = {}
-    for pop in ("E", "I"):
+    for pop in population_names(ds):
         sel = window.where(ds["population"] == pop, drop=True)
         out[pop] = float(sel.mean()) if sel.size else float("nan")
     return out

@@ -17,7 +17,7 @@ unstable in the linear analysis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class LinearAnalysis:
     inhibition_stabilized : ``ee_loop_gain > 1`` and ``stable``
     condition : ``"stable"``, ``"unstable"``, ``"marginal"`` or ``"singular"`` (module docstring)
     condition_number : of ``I - D W`` (inf when exactly singular)
+    ee_loop_gain_by_population : the same loop gain for each excitatory population on its own
+        (``eig(D_X W_XX)``: e.g. per cortical layer); ISN per population when > 1 and ``stable``
     """
 
     r_star: np.ndarray
@@ -61,6 +63,12 @@ class LinearAnalysis:
     inhibition_stabilized: bool
     condition: str = "stable"
     condition_number: float = 1.0
+    ee_loop_gain_by_population: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def isn_by_population(self) -> dict[str, bool]:
+        """Inhibition-stabilised per excitatory population (its own E-E loop unstable, circuit stable)."""
+        return {k: bool(self.stable and g > 1.0) for k, g in self.ee_loop_gain_by_population.items()}
 
 
 def jacobian(circuit: Circuit, r_star: np.ndarray, u: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +94,11 @@ def analyze(circuit: Circuit, u: np.ndarray | float = 0.0, r_star: np.ndarray | 
     e = circuit.is_E
     ee = d[e][:, None] * circuit.W[np.ix_(e, e)]
     ee_gain = float(np.max(np.linalg.eigvals(ee).real)) if ee.size else 0.0
+    by_pop = {}
+    for name, sl in circuit.layout.items():
+        if sl.stop > sl.start and circuit.population[sl.start] == "E":
+            block = d[sl][:, None] * circuit.W[sl, sl]
+            by_pop[name] = float(np.max(np.linalg.eigvals(block).real))
     cond = float(np.linalg.cond(np.eye(circuit.n_units) - d[:, None] * circuit.W))
     if not cond <= SINGULAR_CONDITION:  # inf/NaN too
         condition = "singular"
@@ -97,4 +110,4 @@ def analyze(circuit: Circuit, u: np.ndarray | float = 0.0, r_star: np.ndarray | 
     return LinearAnalysis(r_star=r_star, jacobian=J, eigenvalues=eig, max_eig_real=max_re,
                           stable=stable, ee_loop_gain=ee_gain,
                           inhibition_stabilized=bool(stable and ee_gain > 1.0),
-                          condition=condition, condition_number=cond)
+                          condition=condition, condition_number=cond, ee_loop_gain_by_population=by_pop)

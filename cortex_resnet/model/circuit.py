@@ -1,6 +1,9 @@
 """Circuits: weight matrices, populations and Dale's law, built from a spec.
 
-Units are ordered E first (``0 .. N_E-1``), then I. ``W[i, j]`` is the weight
+Units are ordered by population, excitatory populations first (in file order),
+then the inhibitory ones: all E units ``0 .. N_E-1``, then all I units
+(:func:`population_layout`). ``population`` holds each unit's Dale label
+(``"E"``/``"I"``), ``unit_population`` its population's name. ``W[i, j]`` is the weight
 from presynaptic unit ``j`` onto postsynaptic unit ``i``; E columns are
 ``>= 0`` and I columns ``<= 0`` by construction (Dale's law), and
 :class:`Circuit` refuses weights that break it.
@@ -21,7 +24,7 @@ from cortex_resnet.core.resources import check_memory
 from cortex_resnet.model.spec import CircuitSpec
 from cortex_resnet.model.transfer import Transfer
 
-__all__ = ["Circuit", "build_circuit", "check_dale", "spatial_positions"]
+__all__ = ["Circuit", "build_circuit", "check_dale", "population_layout", "spatial_positions"]
 
 
 def check_dale(W: np.ndarray, population: np.ndarray, *, atol: float = 0.0) -> None:
@@ -99,10 +102,13 @@ class Circuit:
         """One line: name, sizes, time constants, transfers, connectivity (not the arrays)."""
         sp = self.spec
         n_conn = int(np.count_nonzero(self.mask))
-        taus = "/".join(_span(self.tau_ms[self.population == pop]) for pop in ("E", "I"))
+        names = "/".join(self.population_names)
+        sizes = ", ".join(f"{k} {s.stop - s.start}" for k, s in self.layout.items())
+        taus = "/".join(_span(self.tau_ms[s]) for s in self.layout.values())
+        phis = "/".join(t.name for t in self.transfers.values())
         steps = "" if self.step_weights is None else f", step_weights {tuple(self.step_weights.shape)}"
-        return (f"Circuit({sp.name!r}: N={self.n_units} (E {self.n_E}, I {self.n_I}), n_inputs={self.n_inputs}, "
-                f"tau_ms E/I={taus}, phi E/I={sp.populations.E.transfer.name}/{sp.populations.I.transfer.name}, "
+        return (f"Circuit({sp.name!r}: N={self.n_units} ({sizes}), n_inputs={self.n_inputs}, "
+                f"tau_ms {names}={taus}, phi {names}={phis}, "
                 f"{sp.connectivity.kind} W {self.W.shape[0]}x{self.W.shape[1]} ({n_conn:,} connections){steps})")
 
     __str__ = __repr__
@@ -128,33 +134,73 @@ class Circuit:
     def is_E(self) -> np.ndarray:
         return self.population == "E"
 
+    # ---------------------------------------------------------- populations
+    @cached_property
+    def layout(self) -> dict[str, slice]:
+        """Unit slice of each named population (unit order: excitatory first).
+
+        A circuit whose arrays do not match its spec's sizes (e.g. built by hand)
+        falls back to the two Dale groups ``E`` and ``I``.
+        """
+        lay = population_layout(self.spec)
+        if sum(s.stop - s.start for s in lay.values()) == self.n_units and all(
+                np.all(self.population[s] == self.spec.populations.label(k)) for k, s in lay.items()):
+            return lay
+        return {"E": slice(0, self.n_E), "I": slice(self.n_E, self.n_units)}
+
+    @property
+    def population_names(self) -> list[str]:
+        """The populations' names in unit order."""
+        return list(self.layout)
+
+    @cached_property
+    def unit_population(self) -> np.ndarray:
+        """(N,) the name of each unit's population."""
+        out = np.empty(self.n_units, dtype=object)
+        for k, s in self.layout.items():
+            out[s] = k
+        return out.astype(str)
+
     # ------------------------------------------------------------- transfer
     @cached_property
-    def transfer_E(self) -> Transfer:
-        return self.spec.populations.E.transfer.build()
+    def transfers(self) -> dict[str, Transfer]:
+        """Each population's transfer function, by name."""
+        pops = self.spec.populations
+        if set(self.layout) <= set(pops.names):
+            return {k: pops[k].transfer.build() for k in self.layout}
+        first = {lab: next(k for k in pops.order if pops.label(k) == lab) for lab in ("E", "I")
+                 if any(pops.label(k) == lab for k in pops.order)}
+        return {lab: pops[first.get(lab, pops.order[0])].transfer.build() for lab in self.layout}
 
-    @cached_property
+    @property
+    def transfer_E(self) -> Transfer:
+        """The transfer of the first excitatory population."""
+        return self.transfers[self.population_names[0]]
+
+    @property
     def transfer_I(self) -> Transfer:
-        return self.spec.populations.I.transfer.build()
+        """The transfer of the first inhibitory population (of the last population if none is)."""
+        names = [k for k, s in self.layout.items() if s.stop > s.start and self.population[s.start] == "I"]
+        return self.transfers[names[0] if names else self.population_names[-1]]
+
+    def _per_population(self, z: torch.Tensor, fn: str) -> torch.Tensor:
+        fs = [(self.transfers[k], s) for k, s in self.layout.items() if s.stop > s.start]
+        if all(f == fs[0][0] for f, _ in fs):
+            return getattr(fs[0][0], fn)(z)
+        return torch.cat([getattr(f, fn)(z[..., s]) for f, s in fs], dim=-1)
 
     def phi(self, z: torch.Tensor) -> torch.Tensor:
-        """Apply each population's transfer function along the last axis (E first)."""
-        fe, fi = self.transfer_E, self.transfer_I
-        if fe == fi:
-            return fe(z)
-        return torch.cat([fe(z[..., : self.n_E]), fi(z[..., self.n_E:])], dim=-1)
+        """Apply each population's transfer function along the last axis (unit order)."""
+        return self._per_population(z, "__call__")
 
     def phi_derivative(self, z: torch.Tensor) -> torch.Tensor:
         """``phi'(z)`` per unit along the last axis."""
-        fe, fi = self.transfer_E, self.transfer_I
-        if fe == fi:
-            return fe.derivative(z)
-        return torch.cat([fe.derivative(z[..., : self.n_E]), fi.derivative(z[..., self.n_E:])], -1)
+        return self._per_population(z, "derivative")
 
     @property
     def rate_units(self) -> str:
         """Units of ``r``: Hz for the LIF transfer, arbitrary otherwise."""
-        names = {self.transfer_E.name, self.transfer_I.name}
+        names = {t.name for t in self.transfers.values()}
         return "Hz" if names == {"lif"} else "a.u."
 
     @property
@@ -164,7 +210,7 @@ class Circuit:
         ``spiking.rate_unit_hz`` Hz (1 with ``weight_scaling = "identity"``)."""
         s = self.spec.spiking
         return {p: 1.0 if t.name == "lif" or s.weight_scaling == "identity" else float(s.rate_unit_hz)
-                for p, t in (("E", self.transfer_E), ("I", self.transfer_I))}
+                for p, t in self.transfers.items()}
 
     # --------------------------------------------------------------- copies
     def with_weights(self, W: np.ndarray | None = None, B: np.ndarray | None = None,
@@ -185,9 +231,18 @@ class Circuit:
         sw = None if self.step_weights is None else np.zeros_like(self.step_weights)
         return replace(self, W=np.zeros_like(self.W), step_weights=sw)
 
+    def select(self, name: str) -> np.ndarray:
+        """(N,) bool: the units of population ``name``, or of all ``"E"``/``"I"`` units
+        when no population has that name."""
+        if name in self.layout:
+            return self.unit_population == name
+        if name in ("E", "I"):
+            return self.population == name
+        raise SpecError("population", name, "a population name: " + ", ".join(self.population_names))
+
     def block(self, post: str, pre: str) -> np.ndarray:
-        """Sub-matrix ``W_{post,pre}``, e.g. ``block("E", "E")``."""
-        return self.W[np.ix_(self.population == post, self.population == pre)]
+        """Sub-matrix ``W_{post,pre}``, e.g. ``block("E", "E")`` or ``block("PV", "SOM")``."""
+        return self.W[np.ix_(self.select(post), self.select(pre))]
 
     def spectral_radius(self) -> float:
         """Largest ``|eig(W)|``."""
@@ -231,6 +286,71 @@ def _spatial_kernel(pos_post: np.ndarray, pos_pre: np.ndarray, map_shape: tuple[
     return k / k.sum(axis=1, keepdims=True)
 
 
+def population_layout(spec: CircuitSpec) -> dict[str, slice]:
+    """Unit slice of each population, in unit order (excitatory populations first)."""
+    out, start = {}, 0
+    for name in spec.populations.order:
+        n = spec.populations[name].n
+        out[name] = slice(start, start + n)
+        start += n
+    return out
+
+
+def _block_base(spec: CircuitSpec, rng: np.random.Generator, post: str, pre: str,
+                pos: dict[str, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, weight per unit coupling) of the (post, pre) block before magnitudes and sign."""
+    c, pops = spec.connectivity, spec.populations
+    shape = (pops[post].n, pops[pre].n)
+    if c.kind == "dense":
+        return np.ones(shape, dtype=bool), np.full(shape, 1.0 / shape[1])
+    if c.kind == "sparse":
+        p = c.probability(post, pre)
+        m = rng.random(shape) < p
+        return m, (np.full(shape, 1.0 / (p * shape[1])) if p > 0 else np.zeros(shape))
+    sigma = c.sigma_E if pops.is_excitatory(pre) else c.sigma_I
+    base = _spatial_kernel(pos[post], pos[pre], c.map_shape, sigma)
+    m = base > 0
+    if c.p < 1.0:
+        m &= rng.random(shape) < c.p
+        base = base / max(c.p, 1e-12)
+    return m, base
+
+
+def _balance(W: np.ndarray, nE: int) -> None:
+    """Rescale each row's inhibition to cancel its excitation (``connectivity.balanced``), in place."""
+    exc = W[:, :nE].sum(axis=1)
+    inh = -W[:, nE:].sum(axis=1)
+    starved = np.where((exc > 0) & ~(inh > 1e-9 * exc))[0]
+    if starved.size:
+        raise SpecError("connectivity.balanced", True,
+                        f"every unit with excitatory input needs inhibitory input to balance; "
+                        f"{starved.size} unit(s) (e.g. unit {int(starved[0])}) receive none: "
+                        "set the inhibitory couplings (J_EI and J_II) > 0, or raise p")
+    scale = np.divide(exc, inh, out=np.zeros_like(exc), where=inh > 0)
+    W[:, nE:] *= scale[:, None]
+
+
+def _input_projection(spec: CircuitSpec, rng: np.random.Generator, sl: dict[str, slice]) -> np.ndarray:
+    """``B`` (N, n_inputs) from the ``[input]`` table."""
+    inp, pops, N = spec.input, spec.populations, spec.n_units
+    gain_of = {k: inp.gain.get(k, inp.gain_E if pops.is_excitatory(k) else inp.gain_I) for k in sl}
+    gains = np.concatenate([np.full(pops[k].n, gain_of[k]) for k in sl])
+    if inp.projection == "uniform":
+        return np.repeat(gains[:, None], inp.n_inputs, axis=1)
+    if inp.projection == "by_population":
+        B = np.zeros((N, len(sl)))
+        for ch, (k, s) in enumerate(sl.items()):
+            B[s, ch] = gain_of[k]
+        return B
+    if inp.projection == "topographic":
+        sites = math.prod(spec.connectivity.map_shape)
+        site = np.concatenate([np.arange(pops[k].n) % sites for k in sl])
+        B = np.zeros((N, inp.n_inputs))
+        B[np.arange(N), site] = gains
+        return B
+    return np.abs(rng.standard_normal((N, inp.n_inputs))) * gains[:, None]
+
+
 def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> Circuit:
     """Build ``W, B, b, tau`` from a spec.
 
@@ -242,6 +362,7 @@ def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> 
     Returns
     -------
     Circuit
+        Units in :func:`population_layout` order (excitatory populations first);
         Dale's law holds by construction; each row's total input from
         population Y has expected magnitude ``J_XY``.
     """
@@ -249,69 +370,30 @@ def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> 
         raise SpecError("weights", spec.weights, "no weight file for build_circuit (it draws random weights); "
                         "load a model file with trained weights with cortex_resnet.bridge.load_circuit(path)")
     rng = np.random.default_rng(spec.seed) if rng is None else rng
-    pops = spec.populations
-    nE, nI = pops.E.n, pops.I.n
-    N = nE + nI
+    pops, c = spec.populations, spec.connectivity
+    sl = population_layout(spec)
+    N = spec.n_units
+    biggest = max(pops[k].n for k in sl)
     # W (float64) + mask (bool) + one block of temporaries (magnitudes, draws, kernel distances)
-    check_memory(N * N * 9 + max(nE, nI) ** 2 * 8 * 4, "circuit weights",
+    check_memory(N * N * 9 + biggest ** 2 * 8 * 4, "circuit weights",
                  f"N = {N} units need a dense N x N weight matrix; use fewer units")
-    c = spec.connectivity
-    population = np.array(["E"] * nE + ["I"] * nI)
-    sizes = {"E": nE, "I": nI}
-    sl = {"E": slice(0, nE), "I": slice(nE, N)}
-    J = {("E", "E"): c.J_EE, ("E", "I"): c.J_EI, ("I", "E"): c.J_IE, ("I", "I"): c.J_II}
     W = np.zeros((N, N))
     mask = np.zeros((N, N), dtype=bool)
-    if c.kind == "spatial":
-        pos = {p: spatial_positions(sizes[p], c.map_shape) for p in ("E", "I")}
-        sigma = {"E": c.sigma_E, "I": c.sigma_I}
-    for (post, pre), j in J.items():
-        shape = (sizes[post], sizes[pre])
-        sign = 1.0 if pre == "E" else -1.0
-        mag = _magnitudes(rng, shape, c.weight_cv)
-        if c.kind == "dense":
-            m = np.ones(shape, dtype=bool)
-            base = np.full(shape, 1.0 / sizes[pre])
-        elif c.kind == "sparse":
-            m = rng.random(shape) < c.p
-            base = np.full(shape, 1.0 / (c.p * sizes[pre])) if c.p > 0 else np.zeros(shape)
-        else:
-            base = _spatial_kernel(pos[post], pos[pre], c.map_shape, sigma[pre])
-            m = base > 0
-            if c.p < 1.0:
-                keep = rng.random(shape) < c.p
-                m &= keep
-                base = base / max(c.p, 1e-12)
-        with np.errstate(over="ignore", invalid="ignore"):
-            block = np.where(m, sign * j * base * mag, 0.0)  # absent connections exactly 0
-        W[sl[post], sl[pre]] = block
-        mask[sl[post], sl[pre]] = m if j > 0 else np.zeros(shape, dtype=bool)
+    pos = {k: spatial_positions(pops[k].n, c.map_shape) for k in sl} if c.kind == "spatial" else None
+    for post in sl:  # the same draw order as the two-population code: EE, EI, IE, II
+        for pre in sl:
+            j = c.coupling(post, pre)
+            sign = 1.0 if pops.is_excitatory(pre) else -1.0
+            mag = _magnitudes(rng, (pops[post].n, pops[pre].n), c.weight_cv)
+            m, base = _block_base(spec, rng, post, pre, pos)
+            with np.errstate(over="ignore", invalid="ignore"):
+                W[sl[post], sl[pre]] = np.where(m, sign * j * base * mag, 0.0)  # absent connections exactly 0
+            mask[sl[post], sl[pre]] = m if j > 0 else False
+    nE = sum(pops[k].n for k in sl if pops.is_excitatory(k))
     if c.balanced:
-        exc = W[:, :nE].sum(axis=1)
-        inh = -W[:, nE:].sum(axis=1)
-        starved = np.where((exc > 0) & ~(inh > 1e-9 * exc))[0]
-        if starved.size:
-            raise SpecError("connectivity.balanced", True,
-                            f"every unit with excitatory input needs inhibitory input to balance; "
-                            f"{starved.size} unit(s) (e.g. unit {int(starved[0])}) receive none: "
-                            "set J_EI and J_II > 0, or raise p")
-        scale = np.divide(exc, inh, out=np.zeros_like(exc), where=inh > 0)
-        W[:, nE:] *= scale[:, None]
-    inp = spec.input
-    gains = np.concatenate([np.full(nE, inp.gain_E), np.full(nI, inp.gain_I)])
-    if inp.projection == "uniform":
-        B = np.repeat(gains[:, None], inp.n_inputs, axis=1)
-    elif inp.projection == "by_population":
-        B = np.zeros((N, 2))
-        B[:nE, 0] = inp.gain_E
-        B[nE:, 1] = inp.gain_I
-    elif inp.projection == "topographic":
-        sites = math.prod(c.map_shape)
-        site = np.concatenate([np.arange(nE) % sites, np.arange(nI) % sites])
-        B = np.zeros((N, inp.n_inputs))
-        B[np.arange(N), site] = gains
-    else:
-        B = np.abs(rng.standard_normal((N, inp.n_inputs))) * gains[:, None]
-    b = np.concatenate([np.full(nE, spec.bias.E), np.full(nI, spec.bias.I)])
-    tau = np.concatenate([np.full(nE, pops.E.tau_ms), np.full(nI, pops.I.tau_ms)])
+        _balance(W, nE)
+    B = _input_projection(spec, rng, sl)
+    b = np.concatenate([np.full(pops[k].n, spec.bias.of(k)) for k in sl])
+    tau = np.concatenate([np.full(pops[k].n, pops[k].tau_ms) for k in sl])
+    population = np.concatenate([np.full(pops[k].n, pops.label(k)) for k in sl])
     return Circuit(spec=spec, W=W, B=B, b=b, tau_ms=tau, mask=mask, population=population)

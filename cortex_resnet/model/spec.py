@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.core.specbase import MAX_DEPTH, MAX_LIST, MAX_TEXT, Frozen, check_depth, strip_tags, unknown_key_message
+from cortex_resnet.core.specbase import (MAX_DEPTH, MAX_LIST, MAX_TEXT, NUMBER_ALLOWED, Frozen, check_depth,
+                                         strip_tags, unknown_key_message)
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.transfer import get_transfer
 
@@ -66,14 +68,119 @@ class TransferSpec(BaseModel):
 
 
 class PopulationSpec(_Frozen):
-    """One population (E = pyramidal, I = inhibitory).
+    """One population: ``[populations.NAME]``.
 
-    ``n``: number of rate units; ``tau_ms``: rate time constant (ms).
+    ``n``: number of rate units; ``tau_ms``: rate time constant (ms);
+    ``type``: ``"excitatory"`` or ``"inhibitory"`` -- Dale's sign of the
+    population's outgoing weights. Populations named ``E`` and ``I`` may omit it
+    (their names say it); a circuit of only those needs both (the E/I shorthand).
     """
 
     n: int = Field(ge=1, le=MAX_UNITS)
     tau_ms: float = Field(gt=0, le=1e5)
     transfer: TransferSpec = TransferSpec()
+    type: Literal["excitatory", "inhibitory"] | None = None
+
+
+SHORTHAND_TYPES = {"E": "excitatory", "I": "inhibitory"}
+MAX_POPULATIONS = 1000
+MAX_NAME = 60  # characters of a population name
+
+
+def _check_names(names: list[str], where: str, reserved: type[BaseModel] | None = None) -> None:
+    """Refuse names that cannot be population names (they label result coordinates)."""
+    if len(names) > MAX_POPULATIONS:
+        raise SpecError(where, f"{len(names)} tables", f"at most {MAX_POPULATIONS} populations")
+    for name in names:
+        if not re.match(SAFE_NAME, name) or len(name) > MAX_NAME:
+            raise SpecError(f"{where}.{name}", name, f"a population name of at most {MAX_NAME} letters, digits, "
+                            "'_', '.', '-', not starting with '.' (names label results and file names)")
+        if reserved is not None and hasattr(reserved, name):
+            raise SpecError(f"{where}.{name}", name, "a name that is not a reserved word of the spec "
+                            f"('{name}' is a method of the populations table); rename the population")
+
+
+class Populations(_Frozen):
+    """``[populations.NAME]`` tables, any number of them, in file order.
+
+    Units are ordered excitatory populations first (in file order), then the
+    inhibitory ones (in file order): :attr:`order`. The two-population
+    shorthand is ``[populations.E]`` and ``[populations.I]`` without a ``type``.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, str_max_length=MAX_TEXT)
+    __pydantic_extra__: dict[str, PopulationSpec] = Field(init=False)
+    EXTRA_MODEL: ClassVar[type[BaseModel]] = PopulationSpec  # for "did you mean" messages (specbase)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Populations":
+        pops = dict(self.model_extra or {})
+        if not pops:
+            raise SpecError("populations", {}, "at least one population table, e.g. [populations.E] and "
+                            "[populations.I], or [populations.NAME] with a type")
+        _check_names(list(pops), "populations", Populations)
+        untyped = [k for k, v in pops.items() if v.type is None]
+        for name in untyped:
+            if name not in SHORTHAND_TYPES:
+                raise SpecError(f"populations.{name}.type", None, "'excitatory' or 'inhibitory' (Dale's sign of "
+                                "the population's outgoing weights); only populations E and I may omit it")
+        for name, pop in pops.items():
+            implied = SHORTHAND_TYPES.get(name)
+            if pop.type is not None and implied is not None and pop.type != implied:
+                raise SpecError(f"populations.{name}.type", pop.type, f"'{implied}' for a population named "
+                                f"{name} (name an {pop.type} population otherwise, e.g. PV)")
+        if untyped and set(pops) <= set(SHORTHAND_TYPES):
+            for name in SHORTHAND_TYPES:
+                if name not in pops:
+                    raise SpecError(f"populations.{name}", None, "this required field is missing: the E/I "
+                                    "shorthand (populations E and I without a type) needs both tables")
+        if not any(self.type_of(k) == "excitatory" for k in pops):
+            raise SpecError("populations", sorted(pops), "at least one excitatory population "
+                            "(type = 'excitatory'): readouts and the ISN test use them")
+        return self
+
+    def type_of(self, name: str) -> str:
+        """``"excitatory"`` or ``"inhibitory"``."""
+        pop = self[name]
+        return pop.type or SHORTHAND_TYPES[name]
+
+    def is_excitatory(self, name: str) -> bool:
+        return self.type_of(name) == "excitatory"
+
+    def __getitem__(self, name: str) -> PopulationSpec:
+        return (self.model_extra or {})[name]
+
+    @property
+    def names(self) -> list[str]:
+        """Population names in file order."""
+        return list(self.model_extra or {})
+
+    @property
+    def order(self) -> list[str]:
+        """Names in unit order: excitatory first, then inhibitory (each in file order)."""
+        names = self.names
+        return [k for k in names if self.is_excitatory(k)] + [k for k in names if not self.is_excitatory(k)]
+
+    @property
+    def is_shorthand(self) -> bool:
+        """Exactly the two populations E (excitatory) and I (inhibitory)."""
+        return sorted(self.names) == ["E", "I"]
+
+    def label(self, name: str) -> str:
+        """``"E"`` or ``"I"``: the Dale label of a population's units."""
+        return "E" if self.is_excitatory(name) else "I"
+
+
+class PathwaySpec(_Frozen):
+    """One (post, pre) entry of ``[connectivity.pathways.POST]``: ``PRE = { J = 1.5, p = 0.2 }``.
+
+    ``J >= 0``: total coupling magnitude onto one POST unit from population PRE
+    (the sign follows PRE's type); ``p``: connection probability of the pair for
+    ``kind = "sparse"`` (default: ``connectivity.p``).
+    """
+
+    J: float = Field(default=0.0, ge=0.0, le=1e6)
+    p: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class ConnectivitySpec(_Frozen):
@@ -83,7 +190,11 @@ class ConnectivitySpec(_Frozen):
     probability ``p``) or ``spatial`` (units on a 1-D/2-D periodic map,
     translation-invariant Gaussian kernels of width ``sigma_E``/``sigma_I``
     map units, i.e. a convolution with E and I as channels).
-    ``J_XY >= 0``: total coupling onto one X unit from population Y.
+    ``J_XY >= 0``: total coupling onto one X unit from population Y (the E/I
+    shorthand); circuits of other populations give ``pathways``, a table over
+    (post, pre) pairs: ``[connectivity.pathways.PV]`` ``E = { J = 2.0 }``.
+    ``sigma_E``/``sigma_I``: kernel widths of excitatory/inhibitory presynaptic
+    populations.
     ``weight_cv``: coefficient of variation of the (gamma-distributed) weight
     magnitudes (0 = all equal). ``balanced``: rescale each row's inhibition so
     that it cancels that row's excitation exactly (``W 1 = 0``: the uniform mode
@@ -102,6 +213,19 @@ class ConnectivitySpec(_Frozen):
     map_shape: tuple[int, ...] | None = None
     sigma_E: float = Field(default=1.0, gt=0.0)
     sigma_I: float = Field(default=1.0, gt=0.0)
+    pathways: dict[str, dict[str, PathwaySpec]] = Field(default={}, max_length=MAX_POPULATIONS)
+
+    def coupling(self, post: str, pre: str) -> float:
+        """``J`` onto one ``post`` unit from population ``pre`` (shorthand ``J_XY`` or the pathway table)."""
+        if self.pathways:
+            pw = self.pathways.get(post, {}).get(pre)
+            return 0.0 if pw is None else pw.J
+        return float(getattr(self, f"J_{post}{pre}"))
+
+    def probability(self, post: str, pre: str) -> float:
+        """Connection probability of the pair (the pathway's ``p``, else ``connectivity.p``)."""
+        pw = self.pathways.get(post, {}).get(pre)
+        return self.p if pw is None or pw.p is None else pw.p
 
     @field_validator("map_shape")
     @classmethod
@@ -117,6 +241,15 @@ class ConnectivitySpec(_Frozen):
         return self
 
 
+def _strict_numbers_by_name(data: Any, where: str) -> Any:
+    """Refuse booleans and strings among the values of a table keyed by population name."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if isinstance(v, (bool, str)):
+                raise SpecError(f"{where}{k}", v, NUMBER_ALLOWED)
+    return data
+
+
 class InputSpec(_Frozen):
     """Feedforward projection ``B`` (N x n_inputs): to E with ``gain_E``, to I with ``gain_I``.
 
@@ -124,21 +257,48 @@ class InputSpec(_Frozen):
     population's gain; ``"random"``: magnitudes drawn |N(0, gain^2)|;
     ``"topographic"`` (spatial circuits): input channel ``s`` drives the units at
     map site ``s`` (so ``n_inputs`` must equal the number of sites);
-    ``"by_population"``: two channels, channel 0 drives E (``gain_E``) and
-    channel 1 drives I (``gain_I``), for separate control of E and I drive.
+    ``"by_population"``: one channel per population in unit order (channel 0
+    drives E with ``gain_E``, channel 1 drives I with ``gain_I``), for separate
+    control of each population's drive.
+    ``gain``: per-population gains by name (``[input.gain]`` ``L4E = 1.0``); a
+    population not listed gets ``gain_E`` (excitatory) or ``gain_I`` (inhibitory).
     """
 
     n_inputs: int = Field(default=1, ge=1, le=100_000)
     gain_E: float = Field(default=1.0, ge=0.0)
     gain_I: float = Field(default=0.0, ge=0.0)
     projection: Literal["uniform", "random", "topographic", "by_population"] = "uniform"
+    gain: dict[str, Annotated[float, Field(ge=0.0, le=1e6)]] = Field(default={}, max_length=MAX_POPULATIONS)
+
+    @field_validator("gain", mode="before")
+    @classmethod
+    def _strict_gain(cls, v: Any) -> Any:
+        return _strict_numbers_by_name(v, "")
 
 
 class BiasSpec(_Frozen):
-    """Constant background input ``b`` per population (same units as ``B u``)."""
+    """Constant background input ``b`` per population, by name (same units as ``B u``); 0 if not listed."""
 
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    __pydantic_extra__: dict[str, float] = Field(init=False)
     E: float = 0.0
     I: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_extras(cls, data: Any) -> Any:
+        return _strict_numbers_by_name(data, "")
+
+    def of(self, name: str) -> float:
+        """The bias of population ``name``."""
+        if name in ("E", "I"):
+            return float(getattr(self, name))
+        return float((self.model_extra or {}).get(name, 0.0))
+
+    @property
+    def named(self) -> list[str]:
+        """The population names this table sets."""
+        return [k for k in ("E", "I") if k in self.model_fields_set] + list(self.model_extra or {})
 
 
 class NoiseSpec(_Frozen):
@@ -163,11 +323,6 @@ class SimulationDefaults(_Frozen):
             raise SpecError("dt_ms", self.dt_ms, f"a step giving at most {MAX_STEPS:.0e} steps over "
                             f"duration_ms = {self.duration_ms:g} ms (this one gives {steps:.2g} steps)")
         return self
-
-
-class Populations(_Frozen):
-    E: PopulationSpec
-    I: PopulationSpec
 
 
 class CircuitSpec(_Frozen):
@@ -198,14 +353,16 @@ class CircuitSpec(_Frozen):
         c = self.connectivity
         if c.kind == "spatial":
             sites = math.prod(c.map_shape)
-            for pop in ("E", "I"):
-                n = getattr(self.populations, pop).n
+            for pop in self.populations.names:
+                n = self.populations[pop].n
                 if n % sites:
                     raise SpecError(f"populations.{pop}.n", n, f"a multiple of the map size {sites} "
                                     f"(map_shape {list(c.map_shape)}): channels x sites")
-        if self.input.projection == "by_population" and self.input.n_inputs != 2:
+        n_pops = len(self.populations.names)
+        if self.input.projection == "by_population" and self.input.n_inputs != n_pops:
+            order = ", ".join(f"{k} -> {self.populations.order[k]}" for k in range(n_pops))
             raise SpecError("input.n_inputs", self.input.n_inputs,
-                            "2 for projection = 'by_population' (channel 0 -> E, channel 1 -> I)")
+                            f"{n_pops} for projection = 'by_population' (one channel per population: {order})")
         if self.input.projection == "topographic":
             if c.kind != "spatial":
                 raise SpecError("input.projection", "topographic",
@@ -215,16 +372,55 @@ class CircuitSpec(_Frozen):
                                 f"the number of map sites {math.prod(c.map_shape)} for a topographic projection")
         return self
 
+    @model_validator(mode="after")
+    def _population_names(self) -> "CircuitSpec":
+        """Every name in connectivity, input, bias and spiking tables is a population."""
+        pops, c = self.populations, self.connectivity
+        known = pops.names
+        allowed = "a population name: " + ", ".join(known)
+        shorthand_J = [k for k in ("J_EE", "J_EI", "J_IE", "J_II") if getattr(c, k) != 0.0]
+        if shorthand_J and not pops.is_shorthand:
+            raise SpecError(f"connectivity.{shorthand_J[0]}", getattr(c, shorthand_J[0]),
+                            "J_EE/J_EI/J_IE/J_II only for a circuit of populations E and I; with other "
+                            "populations write [connectivity.pathways.POST] PRE = { J = ... }")
+        if shorthand_J and c.pathways:
+            raise SpecError(f"connectivity.{shorthand_J[0]}", getattr(c, shorthand_J[0]),
+                            "either the J_XY shorthand or connectivity.pathways, not both")
+        for post, row in c.pathways.items():
+            if post not in known:
+                raise SpecError(f"connectivity.pathways.{post}", post, allowed)
+            for pre in row:
+                if pre not in known:
+                    raise SpecError(f"connectivity.pathways.{post}.{pre}", pre, allowed)
+        for name in self.input.gain:
+            if name not in known:
+                raise SpecError(f"input.gain.{name}", name, allowed)
+        for name in self.bias.named:
+            if name not in known and self.bias.of(name) != 0.0:
+                raise SpecError(f"bias.{name}", self.bias.of(name), allowed)
+        for name in self.spiking.populations.named:
+            if name not in known:
+                raise SpecError(f"spiking.populations.{name}", name, allowed)
+        for post, row in self.spiking.pathways.items():
+            if post not in known:
+                raise SpecError(f"spiking.pathways.{post}", post, allowed)
+            for pre in row:
+                if pre not in known:
+                    raise SpecError(f"spiking.pathways.{post}.{pre}", pre, allowed)
+        return self
+
     @property
     def n_units(self) -> int:
-        return self.populations.E.n + self.populations.I.n
+        return sum(self.populations[k].n for k in self.populations.names)
 
     def __repr__(self) -> str:
         """One line: name, populations, couplings, input; ``spec.to_json()`` has every field."""
         p, c = self.populations, self.connectivity
-        pops = ", ".join(f"{k} n={getattr(p, k).n} tau={getattr(p, k).tau_ms:g} ms {getattr(p, k).transfer.name}"
-                         for k in ("E", "I"))
-        js = " ".join(f"{k}={getattr(c, k):g}" for k in ("J_EE", "J_EI", "J_IE", "J_II"))
+        pops = ", ".join(f"{k} n={p[k].n} tau={p[k].tau_ms:g} ms {p[k].transfer.name}" for k in p.order)
+        if c.pathways:
+            js = f"{sum(len(r) for r in c.pathways.values())} pathways"
+        else:
+            js = " ".join(f"{k}={getattr(c, k):g}" for k in ("J_EE", "J_EI", "J_IE", "J_II"))
         return (f"CircuitSpec({self.name!r}: {pops}; {c.kind} {js}; n_inputs={self.input.n_inputs}, "
                 f"seed={self.seed})")
 

@@ -31,9 +31,9 @@ Example (TOML)::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cortex_resnet.core.specbase import Frozen
 
@@ -87,8 +87,25 @@ class LIFSpec(_Frozen):
 
 
 class SpikingPopulations(_Frozen):
+    """``[spiking.populations.NAME]``: the LIF parameters of each population, by name
+    (defaults: :class:`LIFSpec`'s)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    __pydantic_extra__: dict[str, LIFSpec] = Field(init=False)
+    EXTRA_MODEL: ClassVar[type[BaseModel]] = LIFSpec  # for "did you mean" messages (specbase)
     E: LIFSpec = LIFSpec()
     I: LIFSpec = LIFSpec()
+
+    def of(self, name: str) -> LIFSpec:
+        """The neuron of population ``name``."""
+        if name in ("E", "I"):
+            return getattr(self, name)
+        return (self.model_extra or {}).get(name, LIFSpec())
+
+    @property
+    def named(self) -> list[str]:
+        """Population names given here (E/I only when they differ from the default neuron)."""
+        return [k for k in ("E", "I") if getattr(self, k) != LIFSpec()] + list(self.model_extra or {})
 
 
 class SynapseSpec(_Frozen):
@@ -175,6 +192,9 @@ class SpikingSpec(_Frozen):
     ``sigma_mV`` here (other transfers); ``"none"``: only synaptic shot noise.
     ``dt_ms``: integration step; ``method``: Brian2 integrator (``euler``, or
     ``exponential_euler`` where there is no white noise).
+    ``pathways``: neuron-pair connection probability per (post, pre) population pair,
+    ``[spiking.pathways.POST] PRE = 0.1`` (default ``synapse.p_connect``): sets each pathway's
+    in-degree (``p`` times the presynaptic population's neurons), e.g. the Potjans-Diesmann table.
     ``v_init``: initial potentials: ``stationary`` (default) drawn from the LIF
     stationary density at the mean-field fixed point of the initial drive (no
     start-up volley; see :mod:`cortex_resnet.spiking.initial_state`), ``uniform`` between
@@ -194,7 +214,12 @@ class SpikingSpec(_Frozen):
     method: Literal["euler", "exponential_euler"] = "euler"
     v_init: Literal["stationary", "uniform", "normal"] = "stationary"
     v_init_sd_mV: float = Field(default=5.0, ge=0.0, le=1e3)
+    pathways: dict[str, dict[str, Annotated[float, Field(gt=0.0, le=1.0)]]] = Field(default={}, max_length=1000)
+
+    def p_connect(self, post: str, pre: str) -> float:
+        """Neuron-pair connection probability from population ``pre`` onto ``post``."""
+        return float(self.pathways.get(post, {}).get(pre, self.synapse.p_connect))
 
     def lif(self, population: str) -> LIFSpec:
-        """The neuron parameters of ``"E"`` or ``"I"``."""
-        return getattr(self.populations, population)
+        """The neuron parameters of population ``population`` (a name, e.g. ``"E"`` or ``"L4E"``)."""
+        return self.populations.of(population)

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from cortex_resnet.io.results import atomic_path, load_dataset, require_vars
+from cortex_resnet.io.results import atomic_path, load_dataset, population_names, require_vars
 
 from cortex_resnet.io.outdir import SIGNATURE
 
@@ -69,9 +69,17 @@ def rate_label(ds: xr.Dataset) -> str:
     hz = json.loads(ds.attrs["hz_per_unit"]) if isinstance(ds.attrs.get("hz_per_unit"), str) else None
     if not hz:
         return units
-    if hz.get("E") == hz.get("I"):
-        return f"{units}; 1 {units} = {hz['E']:g} Hz"
-    return f"{units}; 1 {units} = {hz['E']:g} Hz (E), {hz['I']:g} Hz (I)"
+    if len(set(hz.values())) == 1:
+        return f"{units}; 1 {units} = {next(iter(hz.values())):g} Hz"
+    return f"{units}; 1 {units} = " + ", ".join(f"{v:g} Hz ({k})" for k, v in hz.items())
+
+
+def pop_color(pop: str, index: int = 0) -> str:
+    """E/I colours for the two-population circuit; a palette colour per other named population."""
+    if pop in POP_COLORS:
+        return POP_COLORS[pop]
+    others = [c for k, c in PALETTE.items() if c not in POP_COLORS.values() and k != "black"]
+    return others[index % len(others)]
 
 
 def _as_dataset(result: xr.Dataset | str | Path) -> xr.Dataset:
@@ -94,7 +102,7 @@ def decomposition_panel(ax: plt.Axes, ds: xr.Dataset, pop: str, *, batch: int = 
     multiplied by ``scale`` and labelled in ``units`` (default: the result's, :func:`rate_label`)."""
     sel = ds.isel(batch=batch).where(ds["population"] == pop, drop=True)
     t = ds["time"].values
-    c = POP_COLORS[pop]
+    c = pop_color(pop, population_names(ds).index(pop) if pop in population_names(ds) else 0)
     ax.plot(t, scale * sel["r"].mean("unit"), color=c, label="r = x + F(x)")
     ax.plot(t, scale * sel["x"].mean("unit"), color=c, ls="--", alpha=0.8, label="x (feedforward)")
     ax.plot(t, scale * sel["Fx"].mean("unit"), color=PALETTE["black"], ls=":", label="F(x) (recurrent)")
@@ -110,11 +118,13 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
     """
     ds = _as_dataset(result)
     require_vars(ds, ["r", "x", "Fx"], "the decomposition plot")
-    fig, axes = plt.subplots(2, 1, figsize=(COLUMN_WIDTH_IN, 3.6), sharex=True)
-    for ax, pop in zip(axes, ("E", "I")):
+    pops = population_names(ds)  # one panel per population (E and I for a two-population circuit)
+    fig, axes = plt.subplots(len(pops), 1, figsize=(COLUMN_WIDTH_IN, 2.0 * len(pops)), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    for ax, pop in zip(axes, pops):
         decomposition_panel(ax, ds, pop, batch=batch)
-        ax.set_title(f"{'pyramidal (E)' if pop == 'E' else 'inhibitory (I)'} — "
-                     f"{ds.attrs.get('backend', '')} {ds.attrs.get('circuit', '')}", loc="left")
+        name = {"E": "pyramidal (E)", "I": "inhibitory (I)"}.get(pop, pop)
+        ax.set_title(f"{name} — {ds.attrs.get('backend', '')} {ds.attrs.get('circuit', '')}", loc="left")
     axes[0].legend(loc="best")
     axes[-1].set_xlabel("time (ms)")
     fig.align_ylabels(axes)
@@ -122,7 +132,7 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
 
 
 def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: int) -> None:
-    """Spikes of ``n_per_population`` neurons drawn (``seed``) from each of E and I, one row each."""
+    """Spikes of ``n_per_population`` neurons drawn (``seed``) from each population, one row each."""
     sel = ds["spike_batch"].values == batch
     t = ds["spike_time_ms"].values[sel]
     neuron = ds["spike_neuron"].values[sel]
@@ -131,7 +141,8 @@ def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: in
     rng = np.random.default_rng(seed)
     pool = int(ds.attrs.get("pool_size", 1))
     row0 = 0
-    for p in ("E", "I"):
+    pops = population_names(ds)
+    for p in pops:
         units = np.where(pop_of_unit == p)[0]
         neurons = (units[:, None] * pool + np.arange(pool)[None]).ravel()
         if neurons.size == 0:
@@ -140,7 +151,7 @@ def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: in
         rows = np.full(int(neurons.max()) + 1, -1)
         rows[pick] = row0 + np.arange(pick.size)
         keep = (pop_of_unit[unit] == p) & (rows[np.minimum(neuron, rows.size - 1)] >= 0) & (neuron < rows.size)
-        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=POP_COLORS[p], linewidths=0.5,
+        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=pop_color(p, pops.index(p)), linewidths=0.5,
                    label=f"{p} ({pick.size} of {neurons.size})", rasterized=True)
         row0 += pick.size
     ax.set_ylabel("neuron (sample)")
@@ -170,18 +181,19 @@ def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int
     _raster(axes[0], ds, batch, n_per_population, seed)
     units_label = rate_label(ds)
     tt = ds["time"].values
-    for p in ("E", "I"):
+    for p in pops:
         sub = ds.isel(batch=batch).where(ds["population"] == p, drop=True)
         if sub.sizes.get("unit", 0):
-            axes[1].plot(tt, sub["r"].mean("unit"), color=POP_COLORS[p], lw=0.8, label=f"r {p}")
+            axes[1].plot(tt, sub["r"].mean("unit"), color=pop_color(p, pops.index(p)), lw=0.8, label=f"r {p}")
     axes[1].set_ylabel(f"rate ({units_label})")
     axes[1].legend(loc="upper right")
     if split:
-        for p in ("E", "I"):
+        for p in pops:
             sub = ds.isel(batch=batch).where(ds["population"] == p, drop=True)
             if sub.sizes.get("unit", 0):
-                axes[2].plot(tt, sub["x"].mean("unit"), color=POP_COLORS[p], ls="--", lw=0.8, label=f"x {p}")
-                axes[2].plot(tt, sub["Fx"].mean("unit"), color=POP_COLORS[p], ls=":", lw=0.8, label=f"F(x) {p}")
+                c = pop_color(p, pops.index(p))
+                axes[2].plot(tt, sub["x"].mean("unit"), color=c, ls="--", lw=0.8, label=f"x {p}")
+                axes[2].plot(tt, sub["Fx"].mean("unit"), color=c, ls=":", lw=0.8, label=f"F(x) {p}")
         axes[2].axhline(0, color="0.8", lw=0.6, zorder=0)
         axes[2].set_ylabel(f"x, F(x) ({units_label})")
         axes[2].legend(loc="upper right", ncol=2)

@@ -104,7 +104,7 @@ def check_step(circuit: Circuit, dt_ms: float, method: str) -> str | None:
     if method not in STEP_LIMITS:
         return None
     unit = int(np.argmin(circuit.tau_ms))
-    tau, pop = float(circuit.tau_ms[unit]), str(circuit.population[unit])
+    tau, pop = float(circuit.tau_ms[unit]), str(circuit.unit_population[unit])
     a = dt_ms / tau
     warn_at, refuse_at = STEP_LIMITS[method]
     where = (f"dt_ms / tau = {a:.3g} with tau = {tau:g} ms, the shortest time constant (population {pop}); "

@@ -9,8 +9,9 @@ run time.
 
 Layout: a stimulus batch of ``B`` becomes ``B`` independent replicas of the
 network (same synapse graph, own input, own initial potentials). Within a
-replica, neuron ``n`` belongs to rate unit ``n // M`` (E units first), so E
-neurons come first.
+replica, neuron ``n`` belongs to rate unit ``n // M`` (excitatory populations'
+units first), so E neurons come first; each neuron has its population's LIF
+parameters (``spiking.populations.NAME``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from cortex_resnet.spiking.meanfield import PoolModel
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.model.spec import StimulusSpec
 from cortex_resnet.spiking.initial_state import initial_potentials
-from cortex_resnet.spiking.mapping import Mapping, map_circuit, pool_connectivity, pool_model
+from cortex_resnet.spiking.mapping import (Mapping, map_circuit, pair_probability, per_unit, pool_connectivity,
+                                           pool_model)
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import make_stimulus
 
@@ -183,42 +185,63 @@ def draw_synapses(circuit: Circuit, sspec: SpikingSpec, rng: np.random.Generator
     Returns ``{"E": (pre, post, w), "I": ...}`` (int32, int32, float64).
     """
     M = sspec.pool_size
-    p = sspec.synapse.p_connect
-    n = circuit.n_units * M
+    p = pair_probability(circuit, sspec)
     unit_of = np.repeat(np.arange(circuit.n_units), M)
     present = circuit.mask & (circuit.W != 0)
     out = {}
     for pop, cols in (("E", np.where(circuit.is_E)[0]), ("I", np.where(~circuit.is_E)[0])):
-        pres, posts = [], []
         if sspec.synapse.fixed_indegree:
-            K = int(round(p * M))
-            for b in cols:
-                post_all = np.where(present[unit_of, b])[0]
-                rows = max(1, 4_000_000 // M)
-                for start in range(0, post_all.size, rows):
-                    post_ix = post_all[start:start + rows]
-                    if K >= M:
-                        pick = np.broadcast_to(np.arange(M), (post_ix.size, M))
-                    else:
-                        pick = np.argpartition(rng.random((post_ix.size, M)), K - 1, axis=1)[:, :K]
-                    pres.append((b * M + np.sort(pick, axis=1)).ravel().astype(np.int32))
-                    posts.append(np.repeat(post_ix, pick.shape[1]).astype(np.int32))
+            pres, posts = _fixed_indegree(present, p, M, cols, unit_of, rng)
         else:
-            pre_neurons = (cols[:, None] * M + np.arange(M)[None]).ravel()
-            if pre_neurons.size:
-                rows = max(1, int(4_000_000 // pre_neurons.size))
-                pre_units = unit_of[pre_neurons]
-                for start in range(0, n, rows):
-                    post_ix = np.arange(start, min(n, start + rows))
-                    allowed = present[np.ix_(unit_of[post_ix], pre_units)]
-                    hit = allowed & (rng.random(allowed.shape) < p) if p < 1 else allowed
-                    r, c = np.nonzero(hit)
-                    posts.append(post_ix[r].astype(np.int32))
-                    pres.append(pre_neurons[c].astype(np.int32))
+            pres, posts = _bernoulli(present, p, M, cols, unit_of, rng)
         pre = np.concatenate(pres) if pres else np.zeros(0, np.int32)
         post = np.concatenate(posts) if posts else np.zeros(0, np.int32)
         out[pop] = (pre, post, weight_table[unit_of[post], unit_of[pre]].astype(np.float64))
     return out
+
+
+def _fixed_indegree(present: np.ndarray, p: np.ndarray | float, M: int, cols: np.ndarray, unit_of: np.ndarray,
+                    rng: np.random.Generator) -> tuple[list, list]:
+    """Every neuron of a connected post pool gets exactly ``round(p M)`` distinct neurons of pool b."""
+    pres, posts = [], []
+    for b in cols:
+        post_all = np.where(present[unit_of, b])[0]
+        ks = np.full(post_all.size, int(round(p * M))) if np.ndim(p) == 0 else \
+            np.rint(np.asarray(p)[unit_of[post_all], b] * M).astype(int)
+        for K in np.unique(ks):
+            group = post_all[ks == K]
+            rows = max(1, 4_000_000 // M)
+            for start in range(0, group.size, rows):
+                post_ix = group[start:start + rows]
+                if K >= M:
+                    pick = np.broadcast_to(np.arange(M), (post_ix.size, M))
+                else:
+                    pick = np.argpartition(rng.random((post_ix.size, M)), K - 1, axis=1)[:, :K]
+                pres.append((b * M + np.sort(pick, axis=1)).ravel().astype(np.int32))
+                posts.append(np.repeat(post_ix, pick.shape[1]).astype(np.int32))
+    return pres, posts
+
+
+def _bernoulli(present: np.ndarray, p: np.ndarray | float, M: int, cols: np.ndarray, unit_of: np.ndarray,
+               rng: np.random.Generator) -> tuple[list, list]:
+    """Each neuron pair of connected pools independently with probability ``p`` (scalar or per unit pair)."""
+    pres, posts = [], []
+    n = unit_of.size
+    pre_neurons = (cols[:, None] * M + np.arange(M)[None]).ravel()
+    if pre_neurons.size:
+        rows = max(1, int(4_000_000 // pre_neurons.size))
+        pre_units = unit_of[pre_neurons]
+        for start in range(0, n, rows):
+            post_ix = np.arange(start, min(n, start + rows))
+            allowed = present[np.ix_(unit_of[post_ix], pre_units)]
+            if np.ndim(p) == 0:
+                hit = allowed & (rng.random(allowed.shape) < p) if p < 1 else allowed
+            else:
+                hit = allowed & (rng.random(allowed.shape) < np.asarray(p)[np.ix_(unit_of[post_ix], pre_units)])
+            r, c = np.nonzero(hit)
+            posts.append(post_ix[r].astype(np.int32))
+            pres.append(pre_neurons[c].astype(np.int32))
+    return pres, posts
 
 
 def sample_drive(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float,
@@ -240,6 +263,71 @@ def sample_drive(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, du
     return u, u @ circuit.B.T + circuit.b, desc
 
 
+def _check_run(circuit: Circuit, duration_ms: float, dt_ms: float) -> None:
+    if not (math.isfinite(duration_ms) and duration_ms > 0):
+        raise SpecError("duration_ms", duration_ms, "a finite duration > 0 ms")
+    if not (math.isfinite(dt_ms) and 0 < dt_ms <= 10):
+        raise SpecError("dt_ms", dt_ms, "a step in (0, 10] ms")
+    if circuit.step_weights is not None:
+        raise SpecError("circuit.step_weights", "present", "a circuit with one weight matrix: step-dependent "
+                        "(areas-in-a-chain) circuits run on the rate backend only")
+
+
+def _increments(circuit: Circuit, sspec: SpikingSpec, model: PoolModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per-spike increments (N, N) of the pools' synapses and of the input synapses (N,).
+
+    mV jump-equivalent (current) or g (conductance); exponential current synapses
+    increment I (mV) by ``w tau_m / tau_s``.
+    """
+    syn = sspec.synapse
+    increments, w_in = model.w.copy(), model.w_in.copy()
+    if syn.kind == "current":
+        tau_m_unit = model.tau_m_ms
+        tau_s = np.where(circuit.is_E, syn.tau_e_ms, syn.tau_i_ms)
+        scale = np.where(tau_s[None, :] > 0, tau_m_unit[:, None] / np.where(tau_s > 0, tau_s, 1.0)[None, :], 1.0)
+        increments = increments * scale
+        if syn.tau_e_ms > 0:
+            w_in = w_in * tau_m_unit / syn.tau_e_ms
+    return increments, w_in
+
+
+def _input_values(sspec: SpikingSpec, drive: np.ndarray, tau_m_unit: np.ndarray) -> np.ndarray | None:
+    """(T_in, batch * N) Poisson rates (Hz) or currents (mV) of the feedforward drive; None if all 0."""
+    if sspec.input.mode == "poisson":
+        if np.any(drive < 0):
+            warnings.warn("negative feedforward drive cannot be Poisson-coded and is clipped at 0 "
+                          "(use spiking.input.mode = 'current' for signed input)", stacklevel=3)
+        values = np.maximum(drive, 0.0) / (sspec.input.weight_mV * tau_m_unit * 1e-3)  # Hz
+    else:
+        values = drive
+    return None if not np.any(values) else values.reshape(values.shape[0], -1)
+
+
+def _trace_neurons(is_E: np.ndarray, n_tr: int) -> np.ndarray:
+    """Recorded neurons: ``n_tr`` E and ``n_tr`` I neurons spread over each group."""
+    return np.concatenate([np.where(is_E)[0][:: max(1, int(is_E.sum()) // max(n_tr, 1))][:n_tr],
+                           np.where(~is_E)[0][:: max(1, int((~is_E).sum()) // max(n_tr, 1))][:n_tr]]).astype(np.int64)
+
+
+def _neuron_arrays(circuit: Circuit, sspec: SpikingSpec, mapping: Mapping, w_in: np.ndarray,
+                   unit_of: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-neuron parameters (each population's own LIF neuron) of one replica."""
+    per = lambda f: per_unit(circuit, sspec, f)[unit_of]  # noqa: E731
+    return {
+        "tau_m_ms": per(lambda l: l.tau_m_ms), "v_rest_mV": per(lambda l: l.v_rest_mV),
+        "v_th_mV": per(lambda l: l.v_th_mV), "v_reset_mV": per(lambda l: l.v_reset_mV),
+        "t_ref_ms": per(lambda l: l.t_ref_ms), "mu_dc_mV": mapping.dc_unit[unit_of],
+        "sigma_mV": mapping.sigma_white_unit[unit_of], "w_in": w_in[unit_of],
+    }
+
+
+def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | None) -> np.ndarray:
+    u_op = u[-1].mean(axis=0) if u_operating is None else np.asarray(u_operating, np.float64).reshape(-1)
+    if u_op.shape != (circuit.n_inputs,):
+        raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},)")
+    return u_op
+
+
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
                seed: int | None = None, specialize: bool = True, engine: str = "brian2") -> SpikingPlan:
@@ -247,7 +335,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
 
     Parameters
     ----------
-    circuit : the rate circuit (its ``spec.spiking`` says how)
+    circuit : the rate circuit (its ``spec.spiking`` says how; any number of named populations,
+        each with its own LIF neuron ``spiking.populations.NAME``)
     stimulus : the stimulus (a batch makes replicas)
     duration_ms : run length (ms)
     dt_ms : integration step (default ``spec.spiking.dt_ms``)
@@ -268,13 +357,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     """
     sspec = circuit.spec.spiking
     dt_ms = sspec.dt_ms if dt_ms is None else float(dt_ms)
-    if not (math.isfinite(duration_ms) and duration_ms > 0):
-        raise SpecError("duration_ms", duration_ms, "a finite duration > 0 ms")
-    if not (math.isfinite(dt_ms) and 0 < dt_ms <= 10):
-        raise SpecError("dt_ms", dt_ms, "a step in (0, 10] ms")
-    if circuit.step_weights is not None:
-        raise SpecError("circuit.step_weights", "present", "a circuit with one weight matrix: step-dependent "
-                        "(areas-in-a-chain) circuits run on the rate backend only")
+    _check_run(circuit, duration_ms, dt_ms)
     stim_dt = max(sspec.input.stimulus_dt_ms, dt_ms)
     u, ext, stim_desc = sample_drive(circuit, stimulus, duration_ms, stim_dt)
     batch = u.shape[1]
@@ -286,54 +369,24 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     seed = circuit.spec.seed if seed is None else int(seed)
     graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
     rng = np.random.default_rng([seed, 0x1417])
-    u_op = u[-1].mean(axis=0) if u_operating is None else np.asarray(u_operating, np.float64).reshape(-1)
-    if u_op.shape != (circuit.n_inputs,):
-        raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},)")
-    mapping = map_circuit(circuit, sspec, u_op, dt_ms)
+    mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     drive = mapping.k_unit * ext  # (T_in, batch, N) mV
-    M = sspec.pool_size
-    unit_of = np.repeat(np.arange(circuit.n_units), M)
-    is_E = np.repeat(circuit.is_E, M)
-    lif = {p: sspec.lif(p) for p in ("E", "I")}
-    per = lambda f: np.where(is_E, f(lif["E"]), f(lif["I"])).astype(np.float64)  # noqa: E731
+    unit_of = np.repeat(np.arange(circuit.n_units), sspec.pool_size)
+    is_E = np.repeat(circuit.is_E, sspec.pool_size)
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
                        drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
-    syn = sspec.synapse
-    tau_m_unit = model.tau_m_ms
-    increments = model.w.copy()  # mV jump-equivalent (current) or g (conductance), (N, N)
-    w_in = model.w_in.copy()
-    if syn.kind == "current":  # exponential current synapses: increment of I (mV) = w tau_m / tau_s
-        tau_s = np.where(circuit.is_E, syn.tau_e_ms, syn.tau_i_ms)
-        scale = np.where(tau_s[None, :] > 0, tau_m_unit[:, None] / np.where(tau_s > 0, tau_s, 1.0)[None, :], 1.0)
-        increments = increments * scale
-        if syn.tau_e_ms > 0:
-            w_in = w_in * tau_m_unit / syn.tau_e_ms
-    synapses = draw_synapses(circuit, sspec, graph_rng, increments)
-    if sspec.input.mode == "poisson":
-        if np.any(drive < 0):
-            warnings.warn("negative feedforward drive cannot be Poisson-coded and is clipped at 0 "
-                          "(use spiking.input.mode = 'current' for signed input)", stacklevel=2)
-        values = np.maximum(drive, 0.0) / (sspec.input.weight_mV * tau_m_unit * 1e-3)  # Hz
-    else:
-        values = drive
-    input_values = None if not np.any(values) else values.reshape(values.shape[0], -1)
-    neuron = {
-        "tau_m_ms": per(lambda l: l.tau_m_ms), "v_rest_mV": per(lambda l: l.v_rest_mV),
-        "v_th_mV": per(lambda l: l.v_th_mV), "v_reset_mV": per(lambda l: l.v_reset_mV),
-        "t_ref_ms": per(lambda l: l.t_ref_ms), "mu_dc_mV": mapping.dc_unit[unit_of],
-        "sigma_mV": mapping.sigma_white_unit[unit_of], "w_in": w_in[unit_of],
-    }
-    n_tr = sspec.monitor.n_traces
-    traces = np.concatenate([np.where(is_E)[0][:: max(1, int(is_E.sum()) // max(n_tr, 1))][:n_tr],
-                             np.where(~is_E)[0][:: max(1, int((~is_E).sum()) // max(n_tr, 1))][:n_tr]])
+    increments, w_in = _increments(circuit, sspec, model)
+    neuron = _neuron_arrays(circuit, sspec, mapping, w_in, unit_of)
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
-        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=synapses, input_values=input_values,
-        stim_dt_ms=stim_dt, u=u, v0_mV=np.zeros((batch, unit_of.size)),
-        trace_neurons=traces.astype(np.int64), mapping=mapping, pool_model=model, drive_mV=drive,
+        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=draw_synapses(circuit, sspec, graph_rng, increments),
+        input_values=_input_values(sspec, drive, model.tau_m_ms), stim_dt_ms=stim_dt, u=u,
+        v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
+        mapping=mapping, pool_model=model, drive_mV=drive,
         info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info},
         specialize=specialize)
     models = [plan.replica_pool_model(b, 0) for b in range(batch)] if sspec.v_init == "stationary" else []
     plan.v0_mV, plan.info["v_init"] = initial_potentials(
-        {"sspec": sspec, "is_E": is_E, "unit_of": unit_of, "batch": batch, "models": models}, rng)
+        {"sspec": sspec, "is_E": is_E, "unit_of": unit_of, "batch": batch, "models": models,
+         "v_reset_mV": neuron["v_reset_mV"], "v_th_mV": neuron["v_th_mV"], "v_rest_mV": neuron["v_rest_mV"]}, rng)
     return plan

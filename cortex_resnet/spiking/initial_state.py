@@ -61,17 +61,18 @@ def initial_potentials(plan_args: dict, rng: np.random.Generator) -> tuple[np.nd
     """Initial potentials (batch, n) in mV and a description for the plan's ``info``.
 
     ``plan_args``: ``sspec``, ``is_E``, ``unit_of``, ``batch``, ``models`` (one
-    :class:`~cortex_resnet.spiking.meanfield.PoolModel` per replica at the initial drive, or None).
+    :class:`~cortex_resnet.spiking.meanfield.PoolModel` per replica at the initial drive, or None);
+    optional per-neuron ``v_reset_mV``, ``v_th_mV``, ``v_rest_mV`` (n,) (named populations).
     """
     sspec, is_E, unit_of, batch = plan_args["sspec"], plan_args["is_E"], plan_args["unit_of"], plan_args["batch"]
-    lo = np.where(is_E, sspec.populations.E.v_reset_mV, sspec.populations.I.v_reset_mV)
-    hi = np.where(is_E, sspec.populations.E.v_th_mV, sspec.populations.I.v_th_mV)
+    lo = plan_args.get("v_reset_mV", np.where(is_E, sspec.populations.E.v_reset_mV, sspec.populations.I.v_reset_mV))
+    hi = plan_args.get("v_th_mV", np.where(is_E, sspec.populations.E.v_th_mV, sspec.populations.I.v_th_mV))
     if sspec.v_init == "normal":
         return 0.5 * (lo + hi) + sspec.v_init_sd_mV * rng.standard_normal((batch, is_E.size)), {"kind": "normal"}
     v = lo + (hi - lo) * rng.random((batch, is_E.size))  # uniform; also the stationary fallback
     if sspec.v_init == "uniform":
         return v, {"kind": "uniform"}
-    rest = np.where(is_E, sspec.populations.E.v_rest_mV, sspec.populations.I.v_rest_mV)
+    rest = plan_args.get("v_rest_mV", np.where(is_E, sspec.populations.E.v_rest_mV, sspec.populations.I.v_rest_mV))
     fallback: set[str] = set()
     solved: dict[bytes, tuple | None] = {}  # replicas with the same initial drive share a fixed point
     for b, model in enumerate(plan_args["models"]):

@@ -31,29 +31,31 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from cortex_resnet.model.circuit import Circuit
-from cortex_resnet.errors import ConvergenceError, SpecError
+from cortex_resnet.errors import ConvergenceError, SimulationError, SpecError
+from cortex_resnet.model.fixedpoint import steady_state
+from cortex_resnet.model.stimulus import Stimulus
+from cortex_resnet.rate.simulator import RateSystem, integrate
 from cortex_resnet.spiking.meanfield import PoolModel, siegert_derivative, siegert_inverse
 from cortex_resnet.model.spiking_spec import LIFSpec, SpikingSpec
 
-__all__ = ["Mapping", "lif_matches", "operating_rates", "pool_connectivity", "pool_model", "map_circuit",
+__all__ = ["Mapping", "lif_matches", "operating_rates", "pair_probability", "pool_connectivity", "pool_model",
+           "map_circuit",
            "MIN_OPERATING_RATE_HZ"]
 
 MIN_OPERATING_RATE_HZ = 1.0
-POPS = ("E", "I")
 
 
 def lif_matches(circuit: Circuit, pop: str, lif: LIFSpec) -> bool:
     """Is the population's transfer the Siegert rate of exactly this LIF neuron?"""
-    t = circuit.spec.populations.E.transfer if pop == "E" else circuit.spec.populations.I.transfer
-    if t.name != "lif":
+    tr = circuit.transfers[pop]
+    if tr.name != "lif":
         return False
-    tr = t.build()
     return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in (
         (tr.tau_m_ms, lif.tau_m_ms), (tr.t_ref_ms, lif.t_ref_ms),
         (tr.theta_mV, lif.theta_mV), (tr.v_reset_mV, lif.reset_above_rest_mV)))
@@ -76,37 +78,57 @@ class Mapping:
 
 
 def _population_index(circuit: Circuit) -> dict[str, np.ndarray]:
-    return {"E": circuit.is_E, "I": ~circuit.is_E}
+    """(N,) bool unit mask of each named population."""
+    return {k: circuit.unit_population == k for k in circuit.population_names}
+
+
+def per_unit(circuit: Circuit, sspec: SpikingSpec, f) -> np.ndarray:
+    """(N,) ``f(lif)`` of each unit's population's neuron."""
+    out = np.empty(circuit.n_units)
+    for k, sl in circuit.layout.items():
+        out[sl] = f(sspec.lif(k))
+    return out
 
 
 def operating_rates(circuit: Circuit, u_op: np.ndarray) -> np.ndarray:
     """Rate-model steady state (N,) for a constant input ``u_op`` (n_inputs,).
 
     Newton first; where it fails (no isolated solution found), the state the
-    dynamics reach after 2 s (exponential Euler, 0.5 ms steps) from rest.
+    noise-free dynamics reach after 2 s (the rate simulator, exponential Euler,
+    0.5 ms steps) from rest; the simulator's guard refuses a run that diverges.
     """
-    from cortex_resnet.model.fixedpoint import steady_state
-    from cortex_resnet.rate.simulator import euler_step
-
     try:
         return steady_state(circuit, u_op[None]).numpy()[0]
     except ConvergenceError:
-        W = torch.as_tensor(circuit.W)
-        h = torch.as_tensor(circuit.B @ u_op + circuit.b)
-        alpha = -torch.expm1(-0.5 / torch.as_tensor(circuit.tau_ms))
-        r = torch.zeros(circuit.n_units, dtype=torch.float64)
-        for _ in range(4000):
-            r = euler_step(r, h, lambda x: W @ x, alpha, circuit.phi)
-        if not bool(torch.isfinite(r).all()):
+        quiet = circuit if circuit.spec.noise.sigma == 0 else replace(
+            circuit, spec=circuit.spec.replace(**{"noise.sigma": 0.0}))
+        stim = Stimulus.from_array(np.asarray(u_op, np.float64)[None, None, :], 0.5)
+        try:
+            run = integrate(RateSystem(quiet), stim, 2000.0, 0.5, method="expeuler", record_stride=4000)
+        except SimulationError:
+            run = None
+        if run is None or not bool(torch.isfinite(run.r[-1]).all()):
             raise SpecError("operating input", u_op.tolist(), "an input at which the rate model has a "
                             "steady state (its rates run away here), or spiking.weight_scaling = 'identity'")
-        return r.numpy()
+        return run.r[-1, 0].numpy()
+
+
+def pair_probability(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray | float:
+    """Neuron-pair connection probability: ``synapse.p_connect``, or (N, N) per unit pair
+    from ``spiking.pathways`` (by the units' populations)."""
+    if not sspec.pathways:
+        return sspec.synapse.p_connect
+    p = np.empty((circuit.n_units, circuit.n_units))
+    for post, sa in circuit.layout.items():
+        for pre, sb in circuit.layout.items():
+            p[sa, sb] = sspec.p_connect(post, pre)
+    return p
 
 
 def pool_connectivity(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray:
     """Expected synapses ``K_ab`` (N, N) from pool b onto one neuron of pool a."""
     present = circuit.mask & (circuit.W != 0)
-    return present * (sspec.synapse.p_connect * sspec.pool_size)
+    return present * (pair_probability(circuit, sspec) * sspec.pool_size)
 
 
 def _ref_potential(sspec: SpikingSpec, pop: str) -> float:
@@ -126,15 +148,14 @@ def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit:
     (default ``spiking.dt_ms``), for the time-step correction of the mean field.
     """
     syn = sspec.synapse
-    popix = _population_index(circuit)
-    lifs = [sspec.lif(p) for p in POPS]
-    per_unit = lambda f: np.where(circuit.is_E, f(lifs[0]), f(lifs[1]))  # noqa: E731
-    tau_m = per_unit(lambda l: l.tau_m_ms).astype(float)
+    tau_m = per_unit(circuit, sspec, lambda l: l.tau_m_ms)
     K = pool_connectivity(circuit, sspec)
     coupling = k_unit[:, None] * np.abs(circuit.W) / R_unit[None, :]  # mV per Hz
-    E_e = per_unit(lambda l: syn.E_e_mV - l.v_rest_mV).astype(float)
-    E_i = per_unit(lambda l: syn.E_i_mV - l.v_rest_mV).astype(float)
-    v_ref = np.where(circuit.is_E, _ref_potential(sspec, "E"), _ref_potential(sspec, "I"))
+    E_e = per_unit(circuit, sspec, lambda l: syn.E_e_mV - l.v_rest_mV)
+    E_i = per_unit(circuit, sspec, lambda l: syn.E_i_mV - l.v_rest_mV)
+    v_ref = np.empty(circuit.n_units)
+    for k, sl in circuit.layout.items():
+        v_ref[sl] = _ref_potential(sspec, k)
     with np.errstate(divide="ignore", invalid="ignore"):
         if syn.kind == "current":
             w = np.where(K > 0, coupling / (tau_m[:, None] * 1e-3 * K), 0.0)
@@ -162,9 +183,9 @@ def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit:
         nu_in = np.zeros(circuit.n_units)
         mu_dc = dc_unit + drive_mV
     return PoolModel(
-        tau_m_ms=tau_m, t_ref_ms=per_unit(lambda l: l.t_ref_ms).astype(float),
-        theta_mV=per_unit(lambda l: l.theta_mV).astype(float),
-        v_reset_mV=per_unit(lambda l: l.reset_above_rest_mV).astype(float),
+        tau_m_ms=tau_m, t_ref_ms=per_unit(circuit, sspec, lambda l: l.t_ref_ms),
+        theta_mV=per_unit(circuit, sspec, lambda l: l.theta_mV),
+        v_reset_mV=per_unit(circuit, sspec, lambda l: l.reset_above_rest_mV),
         K=K.astype(float), w=w, excitatory=circuit.is_E.copy(), kind=syn.kind,
         tau_e_ms=syn.tau_e_ms, tau_i_ms=syn.tau_i_ms, E_e_mV=E_e, E_i_mV=E_i,
         mu_dc_mV=np.asarray(mu_dc, float), nu_in_hz=nu_in, w_in=w_in,
@@ -173,8 +194,63 @@ def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit:
 
 
 def _sigma_target(circuit: Circuit, sspec: SpikingSpec, pop: str) -> float:
-    t = circuit.spec.populations.E.transfer if pop == "E" else circuit.spec.populations.I.transfer
-    return float(t.params.get("sigma_mV", 5.0)) if t.name == "lif" else sspec.sigma_mV
+    t = circuit.transfers[pop]
+    return float(t.params().get("sigma_mV", 5.0)) if t.name == "lif" else sspec.sigma_mV
+
+
+def _population_gain(circuit: Circuit, sspec: SpikingSpec, p: str, ix: np.ndarray, nu_star: np.ndarray,
+                     sig_eff: np.ndarray, tau_eff: np.ndarray, shift: np.ndarray, G: np.ndarray,
+                     gain_rate: float) -> tuple[float, float, float]:
+    """(mu*, nu*, LIF gain in Hz per mV) of population ``p`` at its operating rate."""
+    lif = sspec.lif(p)
+    nu_p = max(float(nu_star[ix].mean()), MIN_OPERATING_RATE_HZ)
+    if nu_p * lif.t_ref_ms >= 900.0:
+        raise SpecError(f"spiking.populations.{p}.t_ref_ms", lif.t_ref_ms,
+                        f"a refractory period that allows the operating rate {nu_p:.4g} Hz "
+                        "(lower spiking.rate_unit_hz or the input)")
+    sh = float(shift[ix].mean())
+    args = (float(sig_eff.mean()), float(tau_eff[ix].mean()), lif.t_ref_ms, lif.theta_mV + sh,
+            lif.reset_above_rest_mV + sh)
+    mu_p = float(siegert_inverse(nu_p, *args))
+    g = float(siegert_derivative(mu_p, *args)) / float(G[ix].mean())
+    if not gain_rate > 0:
+        raise SpecError(f"populations.{p}.transfer", circuit.transfers[p].name,
+                        "a transfer with a positive slope at the operating point: every unit of "
+                        f"population {p} is silent there; give an operating input that drives it")
+    return mu_p, nu_p, g
+
+
+def _iterate(circuit: Circuit, sspec: SpikingSpec, state: dict, identity: dict, R: dict, target: dict,
+             dt_ms: float | None, info: dict) -> bool:
+    """One fixed-point pass of the gain/noise matching, updating ``state`` (k, dc, sig_w); True when done."""
+    k_unit, dc_unit, sig_w, R_unit = state["k"], state["dc"], state["sig_w"], state["R"]
+    ext, nu_star, d_phi = state["ext"], state["nu_star"], state["d_phi"]
+    match = sspec.background_noise == "match"
+    model = pool_model(circuit, sspec, k_unit, R_unit, np.zeros(circuit.n_units), k_unit * ext, sig_w, dt_ms)
+    mu0, sigma, tau_eff, shift = model.moments(nu_star)
+    G = model.tau_m_ms / tau_eff  # conductance load (1 for current synapses)
+    shot2 = np.maximum(sigma**2 - sig_w**2 * (tau_eff / model.tau_m_ms), 0.0)
+    new_sig_w, new_k, new_dc = sig_w.copy(), k_unit.copy(), dc_unit.copy()
+    for p, ix in _population_index(circuit).items():
+        if not ix.any():
+            continue
+        if match:
+            t2 = target[p] ** 2
+            new_sig_w[ix] = np.sqrt(np.maximum(t2 - shot2[ix], 0.0) * (G[ix]))
+            sig_eff = np.sqrt(np.maximum(shot2[ix], t2))
+        else:
+            sig_eff = np.maximum(np.sqrt(shot2[ix]), 0.5)
+        if identity[p]:
+            continue
+        mu_p, nu_p, g = _population_gain(circuit, sspec, p, ix, nu_star, sig_eff, tau_eff, shift, G,
+                                         R[p] * float(d_phi[ix].mean()))
+        new_k[ix] = R[p] * float(d_phi[ix].mean()) / g
+        new_dc[ix] = float(np.mean((mu_p - new_k[ix] / np.maximum(k_unit[ix], 1e-300) * mu0[ix]) * G[ix]))
+        info[p].update(mu_star_mV=mu_p, nu_star_hz=nu_p, lif_gain_hz_per_mV=g, k_mV=float(new_k[ix][0]),
+                       dc_mV=float(new_dc[ix][0]))
+    done = np.allclose(new_k, k_unit, rtol=1e-7) and np.allclose(new_sig_w, sig_w, rtol=1e-7, atol=1e-9)
+    state.update(k=new_k, dc=new_dc, sig_w=new_sig_w)
+    return done
 
 
 def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
@@ -183,77 +259,35 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
 
     Parameters
     ----------
-    circuit : the rate circuit
+    circuit : the rate circuit (any number of named populations; each is mapped on its own)
     sspec : its spiking realisation
     u_op : (n_inputs,) the operating input (only used where an operating point is needed)
     dt_ms : simulation step (default ``spiking.dt_ms``)
     """
     popix = _population_index(circuit)
-    identity = {p: sspec.weight_scaling == "identity" or lif_matches(circuit, p, sspec.lif(p)) for p in POPS}
-    transfer_lif = {p: (circuit.transfer_E if p == "E" else circuit.transfer_I).name == "lif" for p in POPS}
-    R = {p: 1.0 if identity[p] or transfer_lif[p] else sspec.rate_unit_hz for p in POPS}
+    pops = list(popix)
+    identity = {p: sspec.weight_scaling == "identity" or lif_matches(circuit, p, sspec.lif(p)) for p in pops}
+    R = {p: 1.0 if identity[p] or circuit.transfers[p].name == "lif" else sspec.rate_unit_hz for p in pops}
     N = circuit.n_units
-    k_unit = np.ones(N)
-    dc_unit = np.zeros(N)
-    sig_w = np.zeros(N)
-    R_unit = np.where(circuit.is_E, R["E"], R["I"])
-    info: dict = {p: {"mapping": "identity" if identity[p] else "gain", "rate_unit_hz": R[p]} for p in POPS}
+    R_unit = np.zeros(N)
+    for p, ix in popix.items():
+        R_unit[ix] = R[p]
+    info: dict = {p: {"mapping": "identity" if identity[p] else "gain", "rate_unit_hz": R[p]} for p in pops}
     match = sspec.background_noise == "match"
     if all(identity.values()) and not match:
-        return Mapping(k_unit, R_unit, dc_unit, sig_w, info)
+        return Mapping(np.ones(N), R_unit, np.zeros(N), np.zeros(N), info)
     u_op = np.zeros(circuit.n_inputs) if u_op is None else np.asarray(u_op, dtype=np.float64)
     r_star = np.maximum(operating_rates(circuit, u_op), 0.0)
     z_star = circuit.W @ r_star + circuit.B @ u_op + circuit.b
-    ext = circuit.B @ u_op + circuit.b
-    nu_star = R_unit * r_star
-    d_phi = circuit.phi_derivative(torch.as_tensor(z_star, dtype=torch.float64)).numpy()
-    target = {p: _sigma_target(circuit, sspec, p) for p in POPS}
-    for it in range(60):
-        model = pool_model(circuit, sspec, k_unit, R_unit, np.zeros(N), k_unit * ext, sig_w, dt_ms)
-        mu0, sigma, tau_eff, shift = model.moments(nu_star)
-        G = model.tau_m_ms / tau_eff  # conductance load (1 for current synapses)
-        white2 = sig_w**2 * (tau_eff / model.tau_m_ms)
-        shot2 = np.maximum(sigma**2 - white2, 0.0)
-        new_sig_w = sig_w.copy()
-        new_k, new_dc = k_unit.copy(), dc_unit.copy()
-        for p in POPS:
-            ix = popix[p]
-            if not ix.any():
-                continue
-            if match:
-                t2 = target[p] ** 2
-                new_sig_w[ix] = np.sqrt(np.maximum(t2 - shot2[ix], 0.0) * (G[ix]))
-                sig_eff = np.sqrt(np.maximum(shot2[ix], t2))
-            else:
-                sig_eff = np.maximum(np.sqrt(shot2[ix]), 0.5)
-            if identity[p]:
-                continue
-            lif = sspec.lif(p)
-            nu_p = max(float(nu_star[ix].mean()), MIN_OPERATING_RATE_HZ)
-            if nu_p * lif.t_ref_ms >= 900.0:
-                raise SpecError(f"spiking.populations.{p}.t_ref_ms", lif.t_ref_ms,
-                                f"a refractory period that allows the operating rate {nu_p:.4g} Hz "
-                                "(lower spiking.rate_unit_hz or the input)")
-            sh = float(shift[ix].mean())
-            args = (float(sig_eff.mean()), float(tau_eff[ix].mean()), lif.t_ref_ms, lif.theta_mV + sh,
-                    lif.reset_above_rest_mV + sh)
-            mu_p = float(siegert_inverse(nu_p, *args))
-            g = float(siegert_derivative(mu_p, *args)) / float(G[ix].mean())
-            gain_rate = R[p] * float(d_phi[ix].mean())
-            if not gain_rate > 0:
-                raise SpecError(f"populations.{p}.transfer", circuit.spec.populations.E.transfer.name
-                                if p == "E" else circuit.spec.populations.I.transfer.name,
-                                "a transfer with a positive slope at the operating point: every unit of "
-                                f"population {p} is silent there; give an operating input that drives it")
-            new_k[ix] = gain_rate / g
-            new_dc[ix] = float(np.mean((mu_p - new_k[ix] / np.maximum(k_unit[ix], 1e-300) * mu0[ix]) * G[ix]))
-            info[p].update(mu_star_mV=mu_p, nu_star_hz=nu_p, lif_gain_hz_per_mV=g, k_mV=float(new_k[ix][0]),
-                           dc_mV=float(new_dc[ix][0]))
-        done = np.allclose(new_k, k_unit, rtol=1e-7) and np.allclose(new_sig_w, sig_w, rtol=1e-7, atol=1e-9)
-        k_unit, dc_unit, sig_w = new_k, new_dc, new_sig_w
-        if done:
+    state = {"k": np.ones(N), "dc": np.zeros(N), "sig_w": np.zeros(N), "R": R_unit,
+             "ext": circuit.B @ u_op + circuit.b, "nu_star": R_unit * r_star,
+             "d_phi": circuit.phi_derivative(torch.as_tensor(z_star, dtype=torch.float64)).numpy()}
+    target = {p: _sigma_target(circuit, sspec, p) for p in pops}
+    for _ in range(60):
+        if _iterate(circuit, sspec, state, identity, R, target, dt_ms, info):
             break
-    for p in POPS:
+    sig_w = state["sig_w"]
+    for p in pops:
         ix = popix[p]
         if match and ix.any():
             info[p]["sigma_target_mV"] = target[p]
@@ -263,5 +297,6 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
                               f"target sigma {target[p]:.3g} mV; no background noise added there (the rate "
                               "model with a fixed sigma will underestimate the fluctuations)", stacklevel=3)
     info["operating_input"] = u_op.tolist()
-    info["operating_rate_hz"] = {p: float(nu_star[popix[p]].mean()) if popix[p].any() else 0.0 for p in POPS}
-    return Mapping(k_unit, R_unit, dc_unit, sig_w, info)
+    info["operating_rate_hz"] = {p: float(state["nu_star"][popix[p]].mean()) if popix[p].any() else 0.0
+                                 for p in pops}
+    return Mapping(state["k"], R_unit, state["dc"], sig_w, info)

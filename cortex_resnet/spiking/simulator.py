@@ -89,9 +89,19 @@ def spike_statistics(plan: SpikingPlan, raw: RawRun, *, window: tuple[float, flo
     first = raw.spike_i < plan.n
     i, t = raw.spike_i[first], raw.spike_t_ms[first]
     out: dict[str, Any] = {"window_ms": [t0, t1]}
+    t_ref = plan.neuron["t_ref_ms"]
     for pop, mask in (("E", plan.is_E), ("I", ~plan.is_E)):
         sel = mask[i]
-        out[pop] = population_state(i[sel], t[sel], np.where(mask)[0], t0, t1, plan.sspec.lif(pop).t_ref_ms)
+        out[pop] = population_state(i[sel], t[sel], np.where(mask)[0], t0, t1,
+                                    float(t_ref[mask].max()) if mask.any() else 0.0)
+    if _named(plan.circuit):  # each named population on its own as well
+        name_of = plan.circuit.unit_population[plan.unit_of]
+        out["by_population"] = {}
+        for pop in plan.circuit.population_names:
+            mask = name_of == pop
+            sel = mask[i]
+            out["by_population"][pop] = population_state(i[sel], t[sel], np.where(mask)[0], t0, t1,
+                                                         float(t_ref[mask][0]))
     rates_all = [mean_rate_hz(raw.spike_t_ms[(raw.spike_i // plan.n == b) & plan.is_E[raw.spike_i % plan.n]],
                               int(plan.is_E.sum()), t0, t1) for b in range(plan.batch)]
     out["E"]["rate_hz_batch"] = rates_all
@@ -145,8 +155,13 @@ def spiking_dataset(plan: SpikingPlan, raw: RawRun, raw_x: RawRun | None, *, att
 
 def hz_per_unit(plan: SpikingPlan) -> dict[str, float]:
     """Hz per unit of the rate model, per population, as the mapping realised it."""
-    R, e = plan.mapping.R_unit, plan.circuit.is_E
-    return {p: float(R[m][0]) if m.any() else plan.circuit.hz_per_unit[p] for p, m in (("E", e), ("I", ~e))}
+    R, lay = plan.mapping.R_unit, plan.circuit.layout
+    return {p: float(R[sl][0]) if sl.stop > sl.start else plan.circuit.hz_per_unit[p] for p, sl in lay.items()}
+
+
+def _named(circuit: Circuit) -> bool:
+    """Populations other than the E/I pair of the two-population shorthand."""
+    return circuit.population_names != ["E", "I"]
 
 
 def _ticker(bar: Any):
@@ -277,7 +292,10 @@ def _mean_field_rates(plan: SpikingPlan) -> dict[str, float] | None:
         mf = solve(plan.pool_model).rates_hz
     except ConvergenceError:  # a mean field without a fixed point (oscillating, runaway): report none
         return None
-    return {p: float(mf[m].mean()) for p, m in (("E", circuit.is_E), ("I", ~circuit.is_E)) if m.any()}
+    out: dict[str, Any] = {p: float(mf[m].mean()) for p, m in (("E", circuit.is_E), ("I", ~circuit.is_E)) if m.any()}
+    if _named(circuit):
+        out["by_population"] = {p: float(mf[sl].mean()) for p, sl in circuit.layout.items() if sl.stop > sl.start}
+    return out
 
 
 def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any]:
@@ -294,6 +312,8 @@ def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any
             pass
     mf = ds.attrs.get("mean_field_rate_hz")
     rates = {p: stats[p]["rate_hz"] for p in ("E", "I")}
+    if "by_population" in stats:  # named populations: their rates (the E/I aggregates stay in "cell_type")
+        rates = {p: v["rate_hz"] for p, v in stats["by_population"].items()}
     return {
         "out": str(out) if out else None,
         "backend": "spiking",
@@ -304,6 +324,9 @@ def spiking_summary(circuit: Circuit, ds: xr.Dataset, out: Any) -> dict[str, Any
         "oscillation_power": {p: stats[p]["oscillation_power"] for p in ("E", "I")},
         "synchrony": {p: stats[p]["synchrony"] for p in ("E", "I")},
         "regime": stats["regime"],
+        **({"cv_isi_by_named_population": {p: v["cv_isi"] for p, v in stats["by_population"].items()},
+            "mean_rate_by_cell_type": {p: stats[p]["rate_hz"] for p in ("E", "I")}}
+           if "by_population" in stats else {}),
         "analysis_window_ms": stats["window_ms"],
         "mean_field_rate_hz": json.loads(mf) if isinstance(mf, str) else mf,
         "max_eig_real": max_re,

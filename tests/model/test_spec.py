@@ -40,7 +40,7 @@ def test_every_model_file_loads(name):
     spec = load_spec(MODELS / name)
     assert isinstance(spec, CircuitSpec)
     assert spec.name == Path(name).stem
-    assert spec.n_units == spec.populations.E.n + spec.populations.I.n
+    assert spec.n_units == sum(spec.populations[k].n for k in spec.populations.names)
 
 
 def test_models_folder_has_the_issue_models():
