@@ -29,13 +29,14 @@ __version__ = "0.1.0"
 
 # name -> module that defines it (imported on first access)
 _LAZY = {
-    "simulate_spiking": "spiking", "to_spiking": "spiking",
+    "simulate_spiking": "spiking.simulator", "to_spiking": "spiking.simulator",
     "unroll": "bridge", "to_circuit": "bridge", "save_circuit": "bridge", "load_circuit": "bridge",
     "CircuitClassifier": "bridge",
-    "steady_state": "fixedpoint", "analyze": "analysis",
-    "train": "training", "load_experiment": "experiment", "compare_run": "compare",
-    "get_dataset": "data", "known_datasets": "data", "UnrolledCircuit": "bridge",
-    "run_hypothesis": "hypotheses.runner", "list_hypotheses": "hypotheses", "load_dataset": "results", "save_dataset": "results",
+    "steady_state": "model.fixedpoint", "analyze": "model.analysis",
+    "train": "training.loop", "load_experiment": "training.experiment", "compare_run": "workflows.compare",
+    "get_dataset": "data.datasets", "known_datasets": "data.datasets", "UnrolledCircuit": "bridge",
+    "run_hypothesis": "hypotheses.runner", "list_hypotheses": "hypotheses",
+    "load_dataset": "io.results", "save_dataset": "io.results",
 }
 
 __all__ = [
