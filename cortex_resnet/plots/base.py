@@ -179,6 +179,7 @@ def plot_raster(result: xr.Dataset | str | Path, path: str | Path, *, batch: int
     fig, axes = plt.subplots(3 if split else 2, 1, figsize=(COLUMN_WIDTH_IN * 1.6, 5.2 if split else 3.8),
                              sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1] if split else [2.2, 1]})
     _raster(axes[0], ds, batch, n_per_population, seed)
+    pops = population_names(ds)
     units_label = rate_label(ds)
     tt = ds["time"].values
     for p in pops:
