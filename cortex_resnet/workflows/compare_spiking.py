@@ -34,8 +34,8 @@ FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as f
 def readout_times(duration_ms: float, dt_ms: float) -> np.ndarray:
     """Readout times ``t`` (ms) of the anytime curve: windows ``[t/2, t)``, the last ``t`` = the run's end
     (multiples of ``2 dt``: the rate circuit's windows are whole steps)."""
-    t = np.unique(np.round(np.asarray(FRACTIONS) * duration_ms / (2 * dt_ms)) * 2 * dt_ms)
-    return t[t > 0]
+    t = np.floor(np.asarray(FRACTIONS[:-1]) * duration_ms / (2 * dt_ms)) * 2 * dt_ms
+    return np.unique(np.append(t[t > 0], duration_ms))
 
 
 def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, duration_ms: float, seed: int,
