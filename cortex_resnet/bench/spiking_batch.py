@@ -59,9 +59,9 @@ def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.
     import torch
 
     from cortex_resnet.bridge import to_circuit
-    from cortex_resnet.workflows.compare import load_run
     from cortex_resnet.training.experiment import load_experiment
     from cortex_resnet.training.loop import train
+    from cortex_resnet.workflows.compare import load_run
 
     spec = load_experiment(EXPERIMENT).replace(**{"train.epochs": epochs, "device": "cpu"})
     train(spec, folder, progress=False)

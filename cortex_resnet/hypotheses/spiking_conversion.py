@@ -12,7 +12,7 @@ Per seed: both nets are trained (:mod:`cortex_resnet.hypotheses._training`, sust
 input, tied weights: the spiking twin needs one ``W``), converted with
 ``bridge.to_circuit`` and ``to_spiking`` (current input, gain scaling at the mean
 test input), and the WHOLE test set is run as spiking networks with the batched torch
-engine (:mod:`cortex_resnet.workflows.compare_spiking`); the trained readout reads
+engine (:mod:`cortex_resnet.spiking.scoring`); the trained readout reads
 E-pool spike counts in ``[T/2, T)``. The *naive* conversion copies the weights
 without the operating-point gain scaling (``spiking.weight_scaling = "identity"``).
 
@@ -34,10 +34,21 @@ from pydantic import Field
 
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.errors import SpecError
-from cortex_resnet.hypotheses._training import TrainingParams, prepare_training, train_classifier
-from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Hypothesis, comparison, paired_values, summary_rows
+from cortex_resnet.hypotheses._training import (
+    TrainingParams,
+    prepare_training,
+    train_classifier,
+)
+from cortex_resnet.hypotheses.base import (
+    Analysis,
+    AnalysisOptions,
+    Hypothesis,
+    comparison,
+    paired_values,
+    summary_rows,
+)
 from cortex_resnet.hypotheses.stats import compare
-from cortex_resnet.workflows.compare_spiking import spiking_scores
+from cortex_resnet.spiking.scoring import spiking_scores
 
 __all__ = ["HYPOTHESIS", "ConversionParams"]
 

@@ -12,7 +12,7 @@ inputs three ways:
    (we report the largest logit difference too);
 3. **spiking** -- the circuit as LIF pools (:func:`cortex_resnet.spiking.simulator.to_spiking`,
    signed input as currents), by default on the WHOLE test set with the batched torch
-   engine (:mod:`cortex_resnet.workflows.compare_spiking`), read out with the trained
+   engine (:mod:`cortex_resnet.spiking.scoring`), read out with the trained
    readout from E-pool spike counts in a window, converted back to rate units. Its
    agreement is reported with the network (step K) and with the rate circuit read out
    over the same window; the *anytime* curves give the accuracy of all three against
@@ -44,11 +44,11 @@ from cortex_resnet.training.experiment import (
     ExperimentSpec,
     parse_experiment,
 )
-from cortex_resnet.workflows.compare_spiking import (
+from cortex_resnet.spiking.scoring import (
     brian2_reference as _brian2_reference,
 )
-from cortex_resnet.workflows.compare_spiking import rate_window_logits
-from cortex_resnet.workflows.compare_spiking import spiking_scores as _spiking_scores
+from cortex_resnet.spiking.scoring import rate_window_logits
+from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 
 __all__ = ["LoadedRun", "compare_run", "load_run", "plot_compare", "rate_logits"]
 

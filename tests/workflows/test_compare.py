@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from cortex_resnet.cli import app
-from cortex_resnet.workflows.compare import compare_run, load_run, rate_logits
 from cortex_resnet.errors import SpecError
 from cortex_resnet.training.experiment import parse_experiment
 from cortex_resnet.training.loop import train
+from cortex_resnet.workflows.compare import compare_run, load_run, rate_logits
 
 CIRCUIT = {"name": "tiny", "populations": {
     "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
@@ -144,7 +144,7 @@ def test_compare_scores_the_whole_test_set_by_default_with_anytime_curves(tied_r
 def test_window_counts_equal_the_spiking_models_counts(tied_run):
     """One run, several windows == SpikingModel.run's count in each window (same seeds, same engine)."""
     from cortex_resnet.spiking.simulator import to_spiking
-    from cortex_resnet.workflows.compare_spiking import window_counts
+    from cortex_resnet.spiking.scoring import window_counts
 
     run = load_run(tied_run)
     x = torch.as_tensor(run.dataset.x_test[:6], dtype=torch.float64)
@@ -162,7 +162,7 @@ def test_window_counts_equal_the_spiking_models_counts(tied_run):
 
 def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
     from cortex_resnet.workflows.compare import _trajectories
-    from cortex_resnet.workflows.compare_spiking import rate_window_logits
+    from cortex_resnet.spiking.scoring import rate_window_logits
 
     run = load_run(tied_run)
     x = torch.as_tensor(run.dataset.x_test[:7], dtype=torch.float64)
@@ -170,7 +170,7 @@ def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
     m = run.spec.model
     with torch.no_grad():
         u = run.model.encode(x)
-        traj = lambda uu, steps: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, True)  # noqa: E731
+        traj = lambda uu, steps: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, True)
         got = rate_window_logits(traj, run.model, u, circuit.n_E, [(4.0, 8.0), (10.0, 20.0)], m.dt_ms, 20.0, batch=3)
         r = traj(u, 20)[:, :, :circuit.n_E]
         for w, (k0, k1) in enumerate([(4, 8), (10, 20)]):  # steps k0 < k <= k1

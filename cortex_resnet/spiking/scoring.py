@@ -1,4 +1,5 @@
-"""The spiking side of ``compare``: a trained circuit's spiking twin scored on test inputs.
+"""A trained circuit's spiking twin scored on test inputs (``compare``, the ``spiking-conversion``
+hypothesis).
 
 One simulation per example serves every readout window: the E-pool spike
 counts in each window ``[t/2, t)`` of a grid of readout times ``t`` (the
