@@ -3,54 +3,60 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from cortex_resnet.cli._common import (
+    FORCE_HELP,
+    check_out_path,
+    emit_json,
+    handle_errors,
+)
 from cortex_resnet.errors import SpecError
-from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
 
 __all__ = ["register"]
 
 EXAMPLE = ("Example:\n\n  cortex-resnet train experiments/mnist1d_tied.toml --out runs/mnist1d_tied\n\n"
-           "  cortex-resnet compare runs/mnist1d_tied --spiking-examples 50 --json\n\n"
-           "Writes compare.json and compare.png (per-step accuracy curves; x and F(x) of a few "
-           "test examples, rate and spiking) into the run folder or --out.")
+           "  cortex-resnet compare runs/mnist1d_tied --json\n\n"
+           "Writes compare.json and compare.png (accuracy vs readout time of network, rate and spiking "
+           "circuit; x and F(x) of a few test examples) into the run folder or --out.")
 
 
 def register(app: typer.Typer) -> None:
     @app.command(help="Run a trained unrolled circuit as the network, as a rate circuit (to_circuit + "
                       "the simulator's Euler steps: the same accuracy, exactly) and as a spiking "
-                      "circuit (Brian2, on a test subsample); report accuracies and agreement.\n\n"
+                      "circuit (the batched torch engine, on the whole test set; Brian2 as the reference on a subsample); "
+                      "report accuracies, agreement and the anytime curves.\n\n"
                       + EXAMPLE)
     @handle_errors
     def compare(
         run_dir: Path = typer.Argument(..., help="A finished run folder of `cortex-resnet train` "
                                                  "(a circuit model)."),
-        spiking_examples: int = typer.Option(50, help="Test examples run by the spiking backend "
-                                                      "(a seeded subsample; 0 = none)."),
+        spiking_examples: int | None = typer.Option(
+            None, help="Test examples run as a spiking network (default: all; fewer: a seeded subsample; 0 = none)."),
         spiking: bool = typer.Option(True, help="Run the spiking circuit at all."),
-        spiking_duration: Optional[float] = typer.Option(
+        spiking_duration: float | None = typer.Option(
             None, help="Spiking run length (ms; default max(K dt, 100)); spikes counted in its "
                        "second half."),
-        pool_size: Optional[int] = typer.Option(None, help="LIF neurons per rate unit "
+        pool_size: int | None = typer.Option(None, help="LIF neurons per rate unit "
                                                            "(default: the circuit's spiking.pool_size)."),
-        out: Optional[Path] = typer.Option(None, help="Folder for compare.json and compare.png "
+        out: Path | None = typer.Option(None, help="Folder for compare.json and compare.png "
                                                       "(default: the run folder). Existing ones are "
                                                       "replaced only if cortex-resnet wrote them (else --force)."),
         force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder (mnist, cifar10)."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder (mnist, cifar10)."),
         seed: int = typer.Option(0, help="Seed of the spiking subsample and network."),
-        threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-        spiking_engine: str = typer.Option("brian2", help="brian2, or torch (batched: use --spiking-examples "
-                                                          "100000 for the whole test set)."),
+        threads: int | None = typer.Option(None, help="CPU threads for torch."),
+        spiking_engine: str = typer.Option("torch", help="torch (batched) or brian2 (one network per example: slow)."),
+        spiking_dtype: str = typer.Option("float32", help="Precision of the torch engine: float32 or float64."),
+        progress: bool = typer.Option(True, help="Progress bars on stderr."),
         brian2_reference: int = typer.Option(0, help="With --spiking-engine torch: also run this many "
                                                      "examples with Brian2 and report the agreement."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     ) -> None:
         from cortex_resnet.workflows.compare import compare_run
 
-        if spiking_examples < 0:
+        if spiking_examples is not None and spiking_examples < 0:
             raise SpecError("--spiking-examples", spiking_examples, "an integer >= 0")
         if seed < 0:
             raise SpecError("--seed", seed, "an integer >= 0")
@@ -71,14 +77,14 @@ def register(app: typer.Typer) -> None:
         s = compare_run(run_dir, spiking_examples=spiking_examples, spiking=spiking,
                         spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
                         seed=seed, data_dir=data_dir, spiking_engine=spiking_engine,
-                        brian2_reference=brian2_reference)
+                        brian2_reference=brian2_reference, spiking_dtype=spiking_dtype, progress=progress)
         if json_out:
             emit_json(s)
             return
-        pct = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+        pct = lambda v: "—" if v is None else f"{100 * v:.1f} %"
         a = s["agreement"]
         typer.echo(f"network {pct(s['network_accuracy'])} | rate circuit {pct(s['rate_accuracy'])} "
                    f"(agreement {pct(a['rate_vs_network'])}, max |logit diff| "
                    f"{s['max_abs_logit_diff']:.2g}) | spiking {pct(s['spiking_accuracy'])} on "
-                   f"{s['n_spiking']} examples (agreement with network {pct(a['spiking_vs_network'])}, "
+                   f"{s['n_spiking']} of {s['n_test']} examples (agreement with network {pct(a['spiking_vs_network'])}, "
                    f"with rate {pct(a['spiking_vs_rate'])}); figure {s['figure']}")

@@ -25,6 +25,7 @@ HYPOTHESES: dict[str, str] = {
     "weight-sharing": "cortex_resnet.hypotheses.weight_sharing",
     "iterative-refinement": "cortex_resnet.hypotheses.iterative_refinement",
     "rate-spike-agreement": "cortex_resnet.hypotheses.rate_spike_agreement",
+    "spiking-conversion": "cortex_resnet.hypotheses.spiking_conversion",
 }
 
 

@@ -27,14 +27,22 @@ exactly would need changes to every piece. The update here is ~40 lines.
    the linear subthreshold dynamics given the synaptic state at the step's
    start); ``v`` is written only when not refractory.
 3. *thresholds*: ``v > v_th`` and not refractory -> spike at ``t``.
-4. *synapses*: spikes of step ``k - D`` (``D = round(delay / dt)``, a ring
-   buffer of ``D + 1`` slots) arrive: ``I/g += w`` or, delta synapses,
-   ``v += w`` for neurons not refractory.
+4. *synapses*: spikes of step ``k - D`` (``D = round(delay / dt)``; the spike
+   list of every step is kept anyway, so the delay line is a look-up, no ring
+   buffer) arrive: ``I/g += w`` or, delta synapses, ``v += w`` for neurons not
+   refractory.
 5. *resets*: ``v = v_reset`` for the neurons that spiked.
 
-Connectivity is one CSR per pathway sorted by presynaptic neuron, shared by
+Connectivity is one padded CSR (ELL) per pathway, rows = presynaptic neurons, shared by
 all replicas; a step expands only the outgoing synapses of the neurons that
-spiked (index scatter, never a dense N x N). Random numbers: one
+spiked (index scatter, never a dense N x N).
+
+**Speed** (float32 at batch 256 is the scoring case): the state-independent part of
+``v_new`` (scaled drive + noise) is prepared per chunk of steps into one reused
+buffer, so a step is one fused ``addcmul`` over the state, a threshold
+compare, and sparse index writes (refractory clamp, resets, deliveries: see
+:class:`_State`); the drive of a current input is stored per rate unit (the
+neurons of a pool share it). Runs under ``torch.inference_mode``. Random numbers: one
 ``torch.Generator`` per stimulus replica, seeded from ``(seed, replica)``,
 drawn in fixed chunks of :data:`RANDOM_CHUNK_STEPS` steps (Poisson counts,
 then white noise), so a replica's input spikes do not depend on the batch it
@@ -47,20 +55,21 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from cortex_resnet.errors import SpecError, UnstableCircuitError
 from cortex_resnet.core.resources import check_memory
+from cortex_resnet.errors import SpecError, UnstableCircuitError
 from cortex_resnet.spiking.brian import RawRun
 from cortex_resnet.spiking.build import ASSUMED_RATE_HZ, SpikingPlan
 
-__all__ = ["TorchEngine", "torch_bytes", "check_engine", "ENGINES", "RANDOM_CHUNK_STEPS", "replica_seed"]
+__all__ = ["ENGINES", "RANDOM_CHUNK_STEPS", "TorchEngine", "check_engine", "replica_seed", "torch_bytes"]
 
 ENGINES = ("brian2", "torch")
-RANDOM_CHUNK_STEPS = 64  # part of the definition of the random streams: do not make it size-dependent
+RANDOM_CHUNK_STEPS = 16  # part of the definition of the random streams: do not make it size-dependent
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -73,13 +82,13 @@ def torch_bytes(plan: SpikingPlan, copies: int, itemsize: int) -> float:
     """Memory (bytes) a run of ``plan`` with ``copies`` state copies (2: r- and x-run) will need."""
     B, n = plan.batch, plan.n
     el = copies * B * n
-    D = int(round(plan.sspec.synapse.delay_ms / plan.dt_ms))
     nnz = sum(int(s[0].size) for s in plan.synapses.values())
-    state = el * (4 * itemsize + 4 + 3) + 2 * (D + 1) * el * itemsize
-    chunk = RANDOM_CHUNK_STEPS * B * n * (3 * itemsize) + RANDOM_CHUNK_STEPS * el
-    spikes = el * ASSUMED_RATE_HZ * plan.duration_ms * 1e-3 * 40  # nonzero() rows + RawRun arrays
+    state = el * (4 * itemsize + 8) + n * 8 * itemsize  # v, v_new, two synaptic variables, last spike step
+    chunk = 2 * RANDOM_CHUNK_STEPS * B * n * itemsize  # pre (drive + noise) and Poisson counts
+    table = 0 if plan.input_values is None else plan.input_values.shape[0] * B * n * itemsize
+    spikes = el * ASSUMED_RATE_HZ * plan.duration_ms * 1e-3 * 40  # flat indices + RawRun arrays
     per_step = el * ASSUMED_RATE_HZ * plan.dt_ms * 1e-3 * (nnz / max(n, 1)) * 40  # event expansion
-    return state + chunk + spikes + per_step + nnz * (16 + itemsize)
+    return state + chunk + table + spikes + per_step + nnz * (16 + itemsize)
 
 
 class TorchEngine:
@@ -136,12 +145,22 @@ class TorchEngine:
         if p.synapse_kind == "delta":  # both pathways move v: one table with signed weights ("V")
             syn = {"V": tuple(np.concatenate([syn["E"][i], syn["I"][i] * (-1 if i == 2 else 1)]) for i in range(3))}
         self.noise_scale = self.par["sigma_mV"] * math.sqrt(p.dt_ms) / torch.sqrt(self.par["tau_m_ms"])
-        self.csr = {}  # per pathway: (n, max out-degree) targets padded with the sink n, and weights
+        self.pools = None
+        self.csr = {}  # per pathway: (n, max out-degree) targets padded with 0 (weight 0), and weights
         for pop, (pre, post, w) in syn.items():
             if pre.size:
                 self.csr[pop] = tuple(self._t(a, d) for a, d in zip(ell(pre, post, w, p.n), (torch.int64, None)))
-        n_steps = int(round(p.duration_ms / p.dt_ms))
-        self.n_steps = n_steps
+        self.n_steps = n_steps = int(round(p.duration_ms / p.dt_ms))
+        # v_new = a v + b (drive + I_E - I_I) + noise (current and delta synapses; module docstring)
+        dt_tau = p.dt_ms / nr["tau_m_ms"]
+        a = np.exp(-dt_tau) if p.sspec.method == "exponential_euler" else 1.0 - dt_tau
+        self.a, self.b, self.neg_b, self.dt_tau = self._t(a), self._t(1.0 - a), self._t(a - 1.0), self._t(dt_tau)
+        coef = 1.0 - a  # of the drive in ``pre`` (_draw); conductance: dt/tau_m (euler), 1 (exact)
+        if p.synapse_kind == "conductance":
+            coef = dt_tau if p.sspec.method == "euler" else np.ones_like(dt_tau)
+        base = nr["v_rest_mV"] + nr["mu_dc_mV"]
+        self.base = self._t(coef * base)  # (n,) the constant part of ``pre``
+        self.table = None
         if p.input_values is not None:  # Brian2's TimedArray index of t = k dt (see brian2/input/timedarray.py)
             dt_s, sdt_s = p.dt_ms * 1e-3, p.stim_dt_ms * 1e-3
             K = max(int(2 ** np.ceil(np.log2(8 / dt_s * sdt_s))), 1)
@@ -149,7 +168,17 @@ class TorchEngine:
             t_s = np.arange(n_steps) * dt_s
             idx = ((t_s / eps + 0.5) / K).astype(np.int64)
             self.stim_index = np.clip(idx, 0, p.input_values.shape[0] - 1)
-            self.table = self._t(p.input_values.reshape(p.input_values.shape[0], p.batch, -1)[:, :, p.unit_of])
+            tab = p.input_values.reshape(p.input_values.shape[0], p.batch, -1)
+            U = tab.shape[2]
+            pools = (p.n % U == 0 and np.array_equal(p.unit_of, np.repeat(np.arange(U), p.n // U))
+                     and all(np.ptp(a.reshape(U, -1), axis=1).max() == 0 for a in (coef, base)))
+            self.pools = (U, p.n // U) if pools else None
+            if p.sspec.input.mode == "current" and pools:  # per unit: the neurons of a pool share their drive
+                self.table = self._t(coef[::p.n // U] * (base[::p.n // U] + tab))
+            elif p.sspec.input.mode == "current":  # the whole drive, scaled: one table look-up per step
+                self.table = self._t(coef * (base + tab[:, :, p.unit_of]))
+            else:
+                self.table = self._t(tab[:, :, p.unit_of])  # Poisson rates (Hz)
 
     def run(self, recurrent: bool = True, seed: int = 0, progress: Callable | None = None) -> RawRun:
         """One run from the plan's initial state; ``recurrent=False``: synapses off, same input spikes."""
@@ -169,29 +198,46 @@ class TorchEngine:
             gens.append(g)
         return gens
 
-    def _draw(self, gens: list[torch.Generator], k0: int, steps: int) -> tuple[Any, Any]:
-        """Poisson input counts and white noise (steps, batch, n) for steps ``k0 .. k0 + steps``."""
+    def _draw(self, gens: list[torch.Generator], k0: int, steps: int) -> tuple[Any, torch.Tensor]:
+        """Poisson input counts (steps, batch, n) or None, and ``pre`` (steps, batch, n): the part of
+        ``v_new`` that does not depend on the state (the scaled drive plus the white noise)."""
         p = self.plan
         poisson = noise = lam = None
+        current = self.table is not None and p.sspec.input.mode == "current"
         if self.given is not None:
             rows = self.given[(self.given[:, 0] >= k0) & (self.given[:, 0] < k0 + steps)]
             poisson = torch.zeros((steps, p.batch, p.n), dtype=self.dtype, device=self.device)
             ix = self._t(rows.T - np.array([[k0], [0], [0]]), torch.int64)
             poisson.index_put_(tuple(ix), torch.ones(len(rows), dtype=self.dtype, device=self.device), accumulate=True)
-        elif p.input_values is not None and p.sspec.input.mode == "poisson":
+        elif self.table is not None and not current:
             ix = torch.as_tensor(self.stim_index[k0:k0 + steps], device=self.device)
             lam = self.table[ix] * (p.dt_ms * 1e-3)  # (steps, batch, n) expected spikes per step
             poisson = torch.empty_like(lam)
-        if p.has_noise:  # (batch, steps, n): each replica's block contiguous, filled in place
-            noise = torch.empty((p.batch, steps, p.n), dtype=self.dtype, device=self.device)
+        pre = self._pre[:steps]  # reused: a fresh chunk each time costs more in page faults than it computes
+        drive = self._drive(k0, steps) if current else self.base.expand((steps, p.batch, p.n))
+        if p.has_noise:
+            noise = self._noise[:steps]
+        elif current:
+            pre.view(drive.shape).copy_(drive)
+        else:
+            pre = drive
         for b, g in enumerate(gens):
             if lam is not None:
                 poisson[:, b] = torch.poisson(lam[:, b], generator=g)
-            if noise is not None:
-                torch.randn((steps, p.n), generator=g, dtype=self.dtype, device=self.device, out=noise[b])
-        if noise is not None:  # sigma sqrt(dt / tau_m) xi, Brian2's Euler-Maruyama increment
-            noise = (noise * self.noise_scale).transpose(0, 1)
-        return poisson, noise
+            if noise is not None:  # sigma sqrt(dt / tau_m) xi, Brian2's Euler-Maruyama increment
+                torch.randn((steps, p.n), generator=g, dtype=self.dtype, device=self.device, out=noise)
+                shape = drive.shape[:1] + drive.shape[2:]  # (steps, n) or (steps, units, pool_size)
+                torch.addcmul(drive[:, b], noise.view(shape), self.noise_scale.view(shape[1:]),
+                              out=pre[:, b].view(shape))
+        return poisson, pre
+
+    def _drive(self, k0: int, steps: int) -> torch.Tensor:
+        """The scaled current drive of steps ``k0 ..``: (steps, batch, n), or (steps, batch, units,
+        pool_size) as a broadcast view when the neurons of a pool share it (``self.pools``)."""
+        rows = self.table[torch.as_tensor(self.stim_index[k0:k0 + steps], device=self.device)]
+        if self.pools is None:
+            return rows
+        return rows[..., None].expand(rows.shape + (self.pools[1],))
 
     def _simulate(self, recurrent: list[bool], seed: int, progress: Callable | None) -> list[RawRun]:
         p = self.plan
@@ -200,34 +246,36 @@ class TorchEngine:
                      f"spiking engine 'torch', batch = {B}" + (" (x2: decomposition)" if R > 1 else ""),
                      f"lower the batch (a run of {B} x {n} neurons does not fit), spiking.pool_size or the duration")
         t0 = time.perf_counter()
-        st = _State(self, R)
         gens = self._generators(seed)
-        rec = torch.zeros((RANDOM_CHUNK_STEPS, R, B, n), dtype=torch.bool, device=self.device)
-        spikes: list[torch.Tensor] = []
         traces: list[np.ndarray] = []
         stride = p.sspec.monitor.trace_stride
         n_rec = int(recurrent[0])  # copy 0 is the recurrent one (when there is one); callers keep that order
-        for k0 in range(0, self.n_steps, RANDOM_CHUNK_STEPS):
-            steps = min(RANDOM_CHUNK_STEPS, self.n_steps - k0)
-            poisson, noise = self._draw(gens, k0, steps)
-            for j in range(steps):
-                k = k0 + j
-                st.input(k, None if poisson is None else poisson[j])
-                if p.trace_neurons.size and k % stride == 0:
-                    traces.append(st.v[:, 0, p.trace_neurons].cpu().numpy().copy())
-                rec[j] = st.step(k, None if noise is None else noise[j], n_rec)
-            hit = rec[:steps].nonzero()
-            hit[:, 0] += k0
-            spikes.append(hit)
-            st.check_finite(k0 + steps)
-            if progress is not None:
-                progress((k0 + steps) / self.n_steps)
+        with torch.inference_mode():
+            st = _State(self, R)
+            self._pre = torch.empty((RANDOM_CHUNK_STEPS, B, n), dtype=self.dtype, device=self.device)
+            self._noise = torch.empty((RANDOM_CHUNK_STEPS, n), dtype=self.dtype, device=self.device)
+            for k0 in range(0, self.n_steps, RANDOM_CHUNK_STEPS):
+                steps = min(RANDOM_CHUNK_STEPS, self.n_steps - k0)
+                poisson, pre = self._draw(gens, k0, steps)
+                for j in range(steps):
+                    k = k0 + j
+                    st.input(k, None if poisson is None else poisson[j])
+                    if p.trace_neurons.size and k % stride == 0:
+                        traces.append(st.v[:, 0, p.trace_neurons].cpu().numpy().copy())
+                    st.step(k, pre[j], n_rec)
+                st.check_finite(k0 + steps)
+                if progress is not None:
+                    progress((k0 + steps) / self.n_steps)
+            lens = torch.tensor([s.numel() for s in st.spikes], dtype=torch.int64)
+            flat = torch.cat(st.spikes).cpu() if st.spikes else torch.zeros(0, dtype=torch.int64)
+        step = torch.repeat_interleave(torch.arange(len(st.spikes)), lens)
+        hit = torch.stack([step, flat // (B * n), (flat // n) % B, flat % n], 1)
         self.last_run_s = time.perf_counter() - t0
-        return self._raw(spikes, traces, R)
+        return self._raw(hit.numpy(), traces, R)
 
-    def _raw(self, spikes: list[torch.Tensor], traces: list[np.ndarray], R: int) -> list[RawRun]:
+    def _raw(self, hit: np.ndarray, traces: list[np.ndarray], R: int) -> list[RawRun]:
+        """Rows ``(step, copy, replica, neuron)`` -> one :class:`RawRun` per copy."""
         p = self.plan
-        hit = torch.cat(spikes).cpu().numpy() if spikes else np.zeros((0, 4), np.int64)
         t_tr = np.arange(0, self.n_steps, p.sspec.monitor.trace_stride) * p.dt_ms if traces else np.zeros(0)
         tr = np.stack(traces, 1) if traces else np.zeros((R, 0, 0))
         out = []
@@ -238,101 +286,140 @@ class TorchEngine:
 
 
 class _State:
-    """State of ``R`` copies of the batch (R, B, n) and the update of one step (module docstring)."""
+    """State of ``R`` copies of the batch (R, B, n) and the update of one step (module docstring).
+
+    Refractoriness is sparse: a refractory neuron's ``v`` stays exactly ``v_reset`` (reset at its
+    spike, not integrated, deliveries and input spikes masked), so instead of masking every
+    dense update the neurons that spiked within the last ``t_ref`` are written back to
+    ``v_reset`` (an index write of a few thousand entries) and ``v > v_th`` needs no
+    refractory mask (``v_reset < v_th``, checked by the spec). Spikes are kept as flat indices
+    into ``(R, B, n)`` per step: the record, the delay line (the spikes of step ``k - D`` are
+    expanded and added at step ``k``: no dense ring) and the refractory sets.
+    """
 
     def __init__(self, eng: TorchEngine, R: int):
         p, dev, dt = eng.plan, eng.device, eng.dtype
         self.eng, self.p, self.R = eng, p, R
         shape = (R, p.batch, p.n)
-        self.v = eng._t(p.v0_mV).expand(shape).clone()
-        self.last = torch.full(shape, -(2**30), dtype=torch.int32, device=dev)  # step of the last spike
-        self.nr = torch.ones(shape, dtype=torch.bool, device=dev)
+        self.v = eng._t(p.v0_mV).expand(shape).contiguous()
+        self.v_new = torch.empty_like(self.v)
+        self.flat_n = R * p.batch * p.n
+        self.last = torch.full((self.flat_n,), -(2**30), dtype=torch.int64, device=dev)  # step of the last spike
         syn = p.sspec.synapse
         self.kind = syn.kind
         self.tau = {"E": syn.tau_e_ms, "I": syn.tau_i_ms}
         self.syn = {pop: torch.zeros(shape, dtype=dt, device=dev) for pop in ("E", "I")
                     if syn.kind == "conductance" or self.tau[pop] > 0}
-        L = eng.D + 1
-        # ring slot: (copies x replicas, n + 1), the last column the sink of the padded synapse rows
-        self.ring = {pop: torch.zeros((L, R * p.batch, p.n + 1), dtype=dt, device=dev) for pop in eng.csr}
-        self.method = p.sspec.method
-        self.dt = p.dt_ms
-        q = eng.par
-        self.decay = {pop: (math.exp(-self.dt / self.tau[pop]) if self.method == "exponential_euler" else None)
-                      for pop in self.syn}
-        self.prop_m = torch.exp(-self.dt / q["tau_m_ms"])
+        self.method, self.dt = p.sspec.method, p.dt_ms
+        self.decay = {pop: (math.exp(-self.dt / self.tau[pop]) if self.method == "exponential_euler"
+                            else 1.0 - self.dt / self.tau[pop]) for pop in self.syn}
+        self.spikes: list[torch.Tensor] = []  # flat indices of the spikes of step k
+        self.ref = eng.ref_steps.to(torch.int64)
+        self.max_ref = int(self.ref.max()) if self.ref.numel() else 0
+        self.uniform_ref = bool((self.ref == self.max_ref).all())
+        self.v_reset, self.v_th = eng.par["v_reset_mV"], eng.par["v_th_mV"]
+        self.spikes_empty = torch.zeros(0, dtype=torch.int64, device=dev)
+        cpu = dev.type == "cpu"
+        self.th_np = self.v_th.numpy() if cpu else None
+        self.above_buf = np.empty((R * p.batch, p.n), bool) if cpu else None
+        vr = np.unique(p.neuron["v_reset_mV"])
+        self.reset_value = float(vr[0]) if vr.size == 1 else None
+
+    def _recent(self, k: int, lo: int, hi: int) -> torch.Tensor:
+        """The spikes of steps ``k - hi .. k - lo`` (flat indices, concatenated)."""
+        parts = self.spikes[max(k - hi, 0):max(k - lo + 1, 0)]
+        return torch.cat(parts) if parts else self.spikes_empty
+
+    def _clamp(self, idx: torch.Tensor) -> None:
+        """``v = v_reset`` for the neurons ``idx`` (flat indices)."""
+        if not idx.numel():
+            return
+        if self.reset_value is not None:  # one reset potential for all: no gather
+            self.v.view(-1).index_fill_(0, idx, self.reset_value)
+        else:
+            self.v.view(-1)[idx] = self.v_reset[idx % self.p.n]
+
+    def _refractory(self, k: int) -> torch.Tensor:
+        """Neurons refractory at the *groups* slot of step ``k``: ``k - last < t_ref / dt`` (spiked before k)."""
+        if self.max_ref <= 1:
+            return self.spikes_empty
+        c = self._recent(k, 1, self.max_ref - 1)
+        if self.uniform_ref or not c.numel():
+            return c
+        return c[(k - self.last[c]) < self.ref[c % self.p.n]]
 
     def input(self, k: int, counts: torch.Tensor | None) -> None:
-        """Slot *start*: Poisson input spikes (or nothing: a current is read in :meth:`step`)."""
+        """Slot *start*: Poisson input spikes (or nothing: a current is part of the drive)."""
         if counts is None:
             return
         jump = self.eng.par["w_in"] * counts  # (B, n), broadcast over the copies
         if "E" in self.syn:
             self.syn["E"] += jump
-        else:
-            self.v += jump * self.nr
+            return
+        self.v += jump  # delta: masked for the refractory of the previous step (it spiked at k - 1 too)
+        c = self._recent(k, 1, max(self.max_ref, 1))
+        if c.numel() and not self.uniform_ref:
+            c = c[((k - 1 - self.last[c]) < self.ref[c % self.p.n]) | (self.last[c] == k - 1)]
+        self._clamp(c)
 
-    def _current(self, k: int) -> torch.Tensor | float:
-        p = self.p
-        if p.input_values is None or p.sspec.input.mode != "current":
-            return 0.0
-        return self.eng.table[int(self.eng.stim_index[k])]
+    def step(self, k: int, pre: torch.Tensor, n_rec: int) -> torch.Tensor:
+        """Slots *groups*, *thresholds*, *synapses*, *resets*; returns the spikes (flat indices).
 
-    def step(self, k: int, noise: torch.Tensor | None, n_rec: int) -> torch.Tensor:
-        """Slots *groups*, *thresholds*, *synapses*, *resets*; returns the spikes (R, B, n)."""
-        q, dt = self.eng.par, self.dt
-        self.nr = (k - self.last) >= self.eng.ref_steps
-        v = self.v
-        drive = q["v_rest_mV"] + q["mu_dc_mV"] + self._current(k)
+        ``pre``: the part of ``v_new`` that does not depend on the state (TorchEngine._draw)."""
+        q, eng, v = self.eng.par, self.eng, self.v
         if self.kind == "conductance":
             ge, gi = self.syn["E"], self.syn["I"]
             E_e, E_i = self.p.sspec.synapse.E_e_mV, self.p.sspec.synapse.E_i_mV
-            if self.method == "euler":
-                v_new = v + dt * (ge * (E_e - v) + gi * (E_i - v) + drive - v) / q["tau_m_ms"]
-            else:
+            if self.method == "euler":  # pre = dt drive / tau_m + noise
+                vn = torch.addcmul(pre, ge * (E_e - v) + gi * (E_i - v) - v, eng.dt_tau, out=self.v_new)
+                vn += v
+            else:  # pre = drive (no noise with this method)
                 gtot = 1.0 + ge + gi
-                v_inf = (drive + ge * E_e + gi * E_i) / gtot
-                v_new = v_inf + (v - v_inf) * torch.exp(-dt * gtot / q["tau_m_ms"])
-        else:
+                v_inf = (pre + ge * E_e + gi * E_i) / gtot
+                vn = torch.addcmul(v_inf, v - v_inf, torch.exp(-self.dt * gtot / q["tau_m_ms"]), out=self.v_new)
+        else:  # v_new = a v + b (drive + I_E - I_I) + noise; pre = b drive + noise
+            vn = torch.addcmul(pre, v, eng.a, out=self.v_new)
             for pop, sign in (("E", 1.0), ("I", -1.0)):
                 if pop in self.syn:
-                    drive = drive + sign * self.syn[pop]
-            if self.method == "euler":
-                v_new = v + dt * (drive - v) / q["tau_m_ms"]
-            else:
-                v_new = drive + (v - drive) * self.prop_m
-        if noise is not None:  # already scaled by sigma sqrt(dt / tau_m) (TorchEngine._draw)
-            v_new = v_new + noise
-        for pop, g in self.syn.items():  # uses the values at the step's start (updated above)
-            if self.decay[pop] is None:
-                g -= g * (dt / self.tau[pop])
-            else:
-                g *= self.decay[pop]
-        self.v = v = torch.where(self.nr, v_new, v)
-        spk = (v > q["v_th_mV"]) & self.nr
-        self.last = torch.where(spk, k, self.last)
-        self.nr = self.nr & ~spk
-        self._synapses(k, spk, n_rec)
-        self.v = torch.where(spk, q["v_reset_mV"].expand_as(v), self.v)
+                    vn.addcmul_(self.syn[pop], eng.b if sign > 0 else eng.neg_b)
+        for pop, g in self.syn.items():  # after their use: the values at the step's start
+            g.mul_(self.decay[pop])
+        self.v, self.v_new = vn, v
+        ref = self._refractory(k)
+        self._clamp(ref)  # not integrated while refractory
+        spk = self._above(vn)
+        self.spikes.append(spk)
+        self.last[spk] = k
+        self._deliver(k, n_rec)
+        if self.kind == "delta":
+            self._clamp(ref)  # deliveries masked while refractory
+        self._clamp(spk)  # resets
         return spk
 
-    def _synapses(self, k: int, spk: torch.Tensor, n_rec: int) -> None:
-        """Slot *synapses*: expand the recurrent copies' spikes into the ring, deliver slot ``k``."""
-        L = self.eng.D + 1
-        B, n = self.p.batch, self.p.n
-        if n_rec:
-            b, j = spk[:n_rec].reshape(-1, n).nonzero(as_tuple=True)  # copy r < n_rec: row r*B + b
+    def _above(self, v: torch.Tensor) -> torch.Tensor:
+        """Flat indices of ``v > v_th`` (on the CPU through NumPy: torch's bool compare and
+        ``nonzero`` take ~4x longer there)."""
+        if self.th_np is None:
+            return (v > self.v_th).view(-1).nonzero().view(-1)
+        np.greater(v.numpy().reshape(-1, self.p.n), self.th_np, out=self.above_buf)
+        return torch.from_numpy(np.flatnonzero(self.above_buf))
+
+    def _deliver(self, k: int, n_rec: int) -> None:
+        """Slot *synapses*: the recurrent copies' spikes of step ``k - D`` arrive (index scatter)."""
+        D = self.eng.D
+        if k < D or not n_rec:
+            return
+        src = self.spikes[k - D]
+        if n_rec < self.R:
+            src = src[src < n_rec * self.p.batch * self.p.n]
+        if not src.numel():
+            return
+        n = self.p.n
+        row, j = src - src % n, src % n
         for pop, (post, w) in self.eng.csr.items():
-            ring = self.ring[pop]
-            if n_rec and j.numel():  # row r*B + b of the flat ring slot; column n is the sink of the padding
-                tgt = (b[:, None] * (n + 1) + post[j]).view(-1)
-                ring[(k + self.eng.D) % L].view(-1).index_add_(0, tgt, w[j].view(-1))
-            arrived = ring[k % L, :, :n].view(self.v.shape)
-            if pop == "V":  # delta synapses: v jumps, not while refractory
-                self.v = self.v + arrived * self.nr
-            else:
-                self.syn[pop] += arrived
-            ring[k % L].zero_()
+            tgt = (row[:, None] + post[j]).view(-1)
+            dest = self.v if pop == "V" else self.syn[pop]
+            dest.view(-1).index_add_(0, tgt, w[j].view(-1))
 
     def check_finite(self, k_end: int) -> None:
         """Stop as the Brian2 engine does (``spiking.check_finite``) when a potential became NaN/inf."""
@@ -351,12 +438,12 @@ class _State:
 
 def ell(pre: np.ndarray, post: np.ndarray, w: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Outgoing synapses of each presynaptic neuron as rows (n, max out-degree): targets (padding:
-    the sink ``n``) and weights (padding: 0); the order within a row is the synapses' order."""
+    neuron 0, with weight 0: adding 0 changes nothing) and weights; the order within a row is the synapses' order."""
     order = np.argsort(pre, kind="stable")
     deg = np.bincount(pre, minlength=n)
     width = max(1, int(deg.max()))
     col = np.arange(pre.size) - np.repeat(np.cumsum(deg) - deg, deg)
-    targets = np.full((n, width), n, np.int64)
+    targets = np.zeros((n, width), np.int64)
     weights = np.zeros((n, width), np.float64)
     targets[pre[order], col] = post[order]
     weights[pre[order], col] = w[order]

@@ -10,11 +10,14 @@ inputs three ways:
    constant, read out from the E rates at every step with the trained readout.
    Same Euler steps, same numbers: its accuracy equals the network's exactly
    (we report the largest logit difference too);
-3. **spiking** -- the circuit as LIF pools (:func:`cortex_resnet.spiking.model.to_spiking`,
-   signed input as currents), on a seeded subsample of the test set (Brian2
-   is slower), read out with the trained readout from E-pool spike counts in a
-   window, converted back to rate units. Its agreement is reported with the
-   network (step K) and with the rate circuit read out over the same window.
+3. **spiking** -- the circuit as LIF pools (:func:`cortex_resnet.spiking.simulator.to_spiking`,
+   signed input as currents), by default on the WHOLE test set with the batched torch
+   engine (:mod:`cortex_resnet.spiking.scoring`), read out with the trained
+   readout from E-pool spike counts in a window, converted back to rate units. Its
+   agreement is reported with the network (step K) and with the rate circuit read out
+   over the same window; the *anytime* curves give the accuracy of all three against
+   the readout time (windows ``[t/2, t)``), and Brian2 can rerun a subsample as the
+   reference (``brian2_reference``).
 
 ``x`` (the circuit with recurrence removed, same input) and ``F(x) = r - x`` of
 a few examples go into the side-by-side figure with the per-step accuracy
@@ -31,11 +34,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, parse_experiment
+from cortex_resnet.io.results import atomic_write_text
+from cortex_resnet.spiking.torch_engine import check_engine
+from cortex_resnet.training.experiment import (
+    CircuitModelSpec,
+    ExperimentSpec,
+    parse_experiment,
+)
+from cortex_resnet.spiking.scoring import (
+    brian2_reference as _brian2_reference,
+)
+from cortex_resnet.spiking.scoring import rate_window_logits
+from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 
-__all__ = ["LoadedRun", "load_run", "rate_logits", "compare_run", "plot_compare"]
+__all__ = ["LoadedRun", "compare_run", "load_run", "plot_compare", "rate_logits"]
 
 
 @dataclass
@@ -85,8 +100,8 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedR
 def _trajectories(circuit, u: torch.Tensor, steps: int, dt_ms: float, input_mode: str,
                   recurrence: bool) -> torch.Tensor:
     """The rate simulator's Euler trajectory (K + 1, batch, N), float64, for the net's input convention."""
-    from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
     from cortex_resnet.model.stimulus import Stimulus
+    from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
 
     system = RateSystem(circuit, torch.float64, "cpu", recurrence=recurrence)
     state = None
@@ -125,159 +140,167 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
     return (logits.argmax(-1) == y).double().mean(dim=1).tolist()
 
 
-def compare_run(run_dir: str | Path, *, spiking_examples: int = 50, spiking: bool = True,
+def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spiking: bool = True,
                 spiking_duration_ms: float | None = None, pool_size: int | None = None,
                 n_examples_plot: int = 3, out_dir: str | Path | None = None,
                 figure: str | Path | None = None, seed: int = 0,
-                data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "brian2",
-                brian2_reference: int = 0) -> dict[str, Any]:
+                data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "torch",
+                brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
     ----------
     run_dir : a finished ``cortex-resnet train`` folder of a circuit model
-    spiking_examples : size of the seeded test subsample run by the spiking backend
-    spiking : run the spiking backend at all
+    spiking_examples : test examples run as a spiking network (default None: the whole test set;
+        fewer: a seeded subsample)
+    spiking : run the spiking circuit at all
     spiking_duration_ms : length of each spiking run (default ``max(K dt, 100 ms)``: counts
-        need spikes); E-pool spikes are counted in its second half, and the rate circuit is
-        run as long and read out averaged over the same window for the like-for-like
-        ``spiking_vs_rate`` agreement
+        need spikes); the reported readout counts E-pool spikes in its second half, the anytime
+        curve in ``[t/2, t)`` for a grid of ``t``; the rate circuit is run as long and read out
+        over the same windows (like for like)
     pool_size : LIF neurons per rate unit (default: the circuit's ``spiking.pool_size``)
     out_dir : where ``compare.json`` and the figure ``compare.png`` go (default ``run_dir``)
     figure : another path for the figure (``.png``/``.svg``/``.pdf``)
     seed : seeds the spiking subsample and the spiking network
-    spiking_engine : ``brian2`` or ``torch`` (batched: a whole test set in minutes; pass
-        ``spiking_examples`` >= the test-set size to score all of it)
+    spiking_engine : ``torch`` (batched, default) or ``brian2``
     brian2_reference : with the torch engine, also run this many of the spiking examples with
-        Brian2 and report both engines' accuracy on them and their agreement (``brian2_reference``)
+        Brian2 and report both engines' accuracy on them and their agreement
+    spiking_dtype : the torch engine's precision (float32: scoring; float64: Brian2's arithmetic)
+    progress : progress bars on stderr
 
     Returns
     -------
     dict
-        ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not
-        run), ``agreement`` (fractions of identical predictions), per-step curves,
-        ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``n_spiking``, ``figure``.
+        ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
+        ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
+        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``.
     """
-    from cortex_resnet.spiking.torch_engine import check_engine
-
-    check_engine(spiking_engine, False)
-    if brian2_reference < 0:
-        raise SpecError("brian2_reference", brian2_reference, "an integer >= 0")
-    if out_dir is not None and not Path(out_dir).is_dir():
-        raise SpecError("--out", str(out_dir), "an existing folder for compare.json and compare.png")
+    _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
     run = load_run(run_dir, data_dir)
-    ds = run.dataset
-    x = torch.as_tensor(ds.x_test, dtype=torch.float64)
-    y = torch.as_tensor(ds.y_test)
-    net_parts, rate_parts = [], []
-    keep: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            xb = x[i:i + batch_size]
-            net_parts.append(run.model(xb))
-            lg, r, xr, circuit = rate_logits(run, xb)
-            rate_parts.append(lg)
-            if i == 0:
-                keep = {"r": r[:, :n_examples_plot], "x": xr[:, :n_examples_plot],
-                        "index": np.arange(min(n_examples_plot, len(xb)))}
-    net_logits, r_logits = torch.cat(net_parts, dim=1), torch.cat(rate_parts, dim=1)
-    pred_net, pred_rate = net_logits[-1].argmax(-1), r_logits[-1].argmax(-1)
-    out: dict[str, Any] = {
-        "run": str(run_dir), "dataset": ds.name, "variant": run.spec.model.variant,
-        "network_accuracy": _accuracy(net_logits, y)[-1], "rate_accuracy": _accuracy(r_logits, y)[-1],
-        "spiking_accuracy": None,
-        "agreement": {"rate_vs_network": float((pred_net == pred_rate).double().mean()),
-                      "spiking_vs_network": None, "spiking_vs_rate": None},
-        "accuracy_per_step": {"network": _accuracy(net_logits, y), "rate": _accuracy(r_logits, y)},
-        "max_abs_logit_diff": float((net_logits - r_logits).abs().max()),
-        "n_test": int(len(y)), "n_spiking": 0, "steps": run.spec.model.steps,
-        "dt_ms": run.spec.model.dt_ms, "chance": ds.chance,
-    }
+    x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
+    y = torch.as_tensor(run.dataset.y_test)
+    out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
+    out["run"] = str(run_dir)
     spk = None
-    if spiking and spiking_examples > 0 and circuit.step_weights is not None:
+    if spiking and spiking_examples != 0 and circuit.step_weights is not None:
         out["spiking_skipped"] = ("untied nets map to circuits with step-dependent weights "
                                   "(areas in a chain), which run on the rate backend only")
-    elif spiking and spiking_examples > 0:
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.choice(len(y), size=min(spiking_examples, len(y)), replace=False))
+    elif spiking and spiking_examples != 0:
+        n = len(y) if spiking_examples is None else min(spiking_examples, len(y))
+        idx = np.sort(np.random.default_rng(seed).choice(len(y), size=n, replace=False))
         m = run.spec.model
         # counting needs spikes: at least 100 ms (a few spikes per pool at ~10 Hz), else K dt
         dur = float(spiking_duration_ms) if spiking_duration_ms else max(m.steps * m.dt_ms, 100.0)
-        window = (dur / 2.0, dur)
-        with torch.no_grad():
-            u = run.model.encode(x[idx])
-            spk = _spiking_logits(circuit, u, run.model, duration_ms=dur, window_ms=window,
-                                  seed=seed, pool_size=pool_size, n_plot=n_examples_plot,
-                                  u_operating=run.model.encode(x).mean(0), engine=spiking_engine)
-            # the rate circuit over the same run and window: the like-for-like reference
-            n_rate = int(round(dur / m.dt_ms))
-            r_long = _trajectories(circuit, u, n_rate, m.dt_ms, m.input_mode, True)
-            k0 = int(round(window[0] / m.dt_ms))
-            rate_win = run.model.readout(r_long[k0 + 1:, :, : circuit.n_E].mean(0)).argmax(-1)
-            x_long = _trajectories(circuit, u[:n_examples_plot], n_rate, m.dt_ms, m.input_mode, False)
-            keep = {"r": r_long[:, :n_examples_plot], "x": x_long, "index": idx[:n_examples_plot]}
-        pred_spk = spk["logits"].argmax(-1)
-        yi = y[idx]
-        out.update({
-            "spiking_accuracy": float((pred_spk == yi).double().mean()), "n_spiking": int(len(idx)),
-            "network_accuracy_on_spiking_subset": float((pred_net[idx] == yi).double().mean()),
-            "rate_window_accuracy_on_spiking_subset": float((rate_win == yi).double().mean()),
-            "spiking_duration_ms": dur, "spiking_window_ms": list(window), "pool_size": spk["pool_size"],
-            "spikes_per_E_pool_mean": spk["spikes_per_E_pool"]})
-        out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net[idx]).double().mean())
-        out["agreement"]["spiking_vs_rate"] = float((pred_spk == rate_win).double().mean())
-        out["spiking_engine"] = spiking_engine
+        opts = {"duration_ms": dur, "seed": seed, "pool_size": pool_size, "engine": spiking_engine,
+                "dtype": spiking_dtype, "progress": progress, "n_plot": n_examples_plot}
+        spk, keep = _spiking_part(run, circuit, x, y, idx, net_logits, out, opts)
         if spiking_engine == "torch" and brian2_reference > 0:
-            out["brian2_reference"] = _brian2_reference(circuit, run, x, y, idx, pred_spk, brian2_reference,
-                                                        dur, window, seed, pool_size)
+            sub = idx[:brian2_reference]
+            with torch.no_grad():
+                out["brian2_reference"] = _brian2_reference(
+                    circuit, run.model, run.model.encode(x[sub]), run.model.encode(x).mean(0), y[sub],
+                    spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=dur, dt_ms=m.dt_ms, seed=seed,
+                    pool_size=pool_size)
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
-    fig_path = Path(figure) if figure is not None else folder / "compare.png"
-    out["figure"] = str(plot_compare(out, keep, circuit, fig_path, spiking=spk))
-    from cortex_resnet.io.results import atomic_write_text
-
+    out["figure"] = str(plot_compare(out, keep, circuit, Path(figure) if figure is not None else
+                                     folder / "compare.png", spiking=spk))
     atomic_write_text(folder / "compare.json",  # written_by: recognised as ours when replaced
                       json.dumps({"written_by": "cortex-resnet compare", **out}, indent=2, default=float) + "\n")
     return out
 
 
-def _brian2_reference(circuit, run: LoadedRun, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
-                      pred_torch: torch.Tensor, n: int, dur: float, window: tuple[float, float], seed: int,
-                      pool_size: int | None) -> dict[str, Any]:
-    """Brian2 on the first ``n`` spiking examples: its accuracy, the torch engine's on the same
-    examples, and the fraction of identical predictions (different random streams: agreement
-    below 1 measures the spiking readout's own trial-to-trial variability too)."""
-    sub = idx[:n]
+def _check_args(engine: str, brian2_reference: int, out_dir: Any, spiking_examples: int | None, dtype: str) -> None:
+    """SpecError naming the field for a bad option (before anything is loaded or written)."""
+    check_engine(engine, False)
+    if brian2_reference < 0:
+        raise SpecError("brian2_reference", brian2_reference, "an integer >= 0")
+    if spiking_examples is not None and spiking_examples < 0:
+        raise SpecError("spiking_examples", spiking_examples, "an integer >= 0, or None for the whole test set")
+    if dtype not in ("float32", "float64"):
+        raise SpecError("spiking_dtype", dtype, "float32 or float64")
+    if out_dir is not None and not Path(out_dir).is_dir():
+        raise SpecError("--out", str(out_dir), "an existing folder for compare.json and compare.png")
+
+
+def _network_and_rate(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, batch_size: int, n_plot: int,
+                      progress: bool) -> tuple[dict[str, Any], torch.Tensor, dict, Any]:
+    """The network and its rate circuit on the whole test set: summary, network logits (K, n, C),
+    trajectories of the first ``n_plot`` examples, the circuit."""
+    net_parts, rate_parts = [], []
+    keep: dict[str, Any] = {}
+    circuit = None
     with torch.no_grad():
-        ref = _spiking_logits(circuit, run.model.encode(x[sub]), run.model, duration_ms=dur, window_ms=window,
-                              seed=seed, pool_size=pool_size, n_plot=0,
-                              u_operating=run.model.encode(x).mean(0), engine="brian2")
-    pred_ref, yi = ref["logits"].argmax(-1), y[sub]
-    return {"n": int(len(sub)), "brian2_accuracy": float((pred_ref == yi).double().mean()),
-            "torch_accuracy": float((pred_torch[:len(sub)] == yi).double().mean()),
-            "agreement": float((pred_ref == pred_torch[:len(sub)]).double().mean())}
+        for i in tqdm(range(0, len(y), batch_size), desc="network + rate circuit", unit="batch",
+                      disable=not progress, leave=False):
+            xb = x[i:i + batch_size]
+            net_parts.append(run.model(xb))
+            lg, r, xr, circuit = rate_logits(run, xb)
+            rate_parts.append(lg)
+            if i == 0:
+                keep = {"r": r[:, :n_plot], "x": xr[:, :n_plot], "index": np.arange(min(n_plot, len(xb)))}
+    net_logits, r_logits = torch.cat(net_parts, dim=1), torch.cat(rate_parts, dim=1)
+    pred_net, pred_rate = net_logits[-1].argmax(-1), r_logits[-1].argmax(-1)
+    out: dict[str, Any] = {
+        "dataset": run.dataset.name, "variant": run.spec.model.variant,
+        "network_accuracy": _accuracy(net_logits, y)[-1], "rate_accuracy": _accuracy(r_logits, y)[-1],
+        "spiking_accuracy": None, "spiking_examples": 0, "network_spiking_gap": None,
+        "agreement": {"rate_vs_network": float((pred_net == pred_rate).double().mean()),
+                      "spiking_vs_network": None, "spiking_vs_rate": None},
+        "accuracy_per_step": {"network": _accuracy(net_logits, y), "rate": _accuracy(r_logits, y)},
+        "max_abs_logit_diff": float((net_logits - r_logits).abs().max()),
+        "n_test": len(y), "n_spiking": 0, "steps": run.spec.model.steps,
+        "dt_ms": run.spec.model.dt_ms, "chance": run.dataset.chance,
+    }
+    return out, net_logits, keep, circuit
 
 
-def _spiking_logits(circuit, u: torch.Tensor, clf, *, duration_ms: float,
-                    window_ms: tuple[float, float], seed: int, pool_size: int | None, n_plot: int,
-                    u_operating: torch.Tensor, engine: str = "brian2") -> dict[str, Any]:
-    """Run ``u`` (batch, n_inputs) through the spiking circuit; read out E-pool rates (rate units)."""
-    from cortex_resnet.spiking.model import to_spiking
-
-    model = to_spiking(circuit, pool_size=pool_size, input_mode="current",  # signed u
-                       u_operating=u_operating.detach().cpu().numpy())
-    u_np = u.detach().cpu().numpy()
-    counts = model.run(u_np, duration_ms=duration_ms, window_ms=window_ms, seed=seed, engine=engine)
-    r_E = torch.as_tensor(counts.r[:, counts.is_E], dtype=torch.float64)
-    out = {"logits": clf.readout(r_E), "pool_size": model.circuit.spec.spiking.pool_size,
-           "spikes_per_E_pool": float(counts.counts_E.mean())}
+def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
+                  net_logits: torch.Tensor, out: dict[str, Any], opts: dict[str, Any]) -> tuple[dict, dict]:
+    """Score the test examples ``idx`` as a spiking network (and the rate circuit over the same
+    windows); fills ``out``; returns the spiking results and the trajectories for the figure."""
+    m, dur, n_plot = run.spec.model, opts["duration_ms"], opts["n_plot"]
+    traj = lambda uu, steps, rec=True: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, rec)
+    with torch.no_grad(), tqdm(total=len(idx), desc=f"spiking ({opts['engine']})", unit="example",
+                               disable=not opts["progress"], leave=False) as bar:
+        u = run.model.encode(x[idx])
+        spk = _spiking_scores(circuit, run.model, u, run.model.encode(x).mean(0), duration_ms=dur,
+                              dt_ms=m.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
+                              engine=opts["engine"], dtype=opts["dtype"], progress=bar.update)
+        rate_win = rate_window_logits(traj, run.model, u, circuit.n_E, spk["windows_ms"], m.dt_ms, dur)
+        n_rate = int(round(dur / m.dt_ms))
+        keep = {"r": traj(u[:n_plot], n_rate), "x": traj(u[:n_plot], n_rate, False), "index": idx[:n_plot]}
     if n_plot:
-        ds = model.simulate(u_np[:n_plot], duration_ms=duration_ms, seed=seed, decompose=True, engine=engine)
-        e = ds["population"].values == "E"
-        out["time_ms"] = ds["time"].values
-        hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here
-        out["rates_E_time"] = ds["r"].values[:, :, e].mean(-1) / hz
-        out["x_E_time"] = ds["x"].values[:, :, e].mean(-1) / hz
-    return out
+        spk.update(_spiking_traces(spk.pop("model"), u[:n_plot], dur, opts))
+    yi, pred_net = y[idx], net_logits[-1, idx].argmax(-1)
+    pred_spk, pred_rate = spk["logits"][-1].argmax(-1), rate_win[-1].argmax(-1)
+    acc = lambda logits: [float(v) for v in (logits.argmax(-1) == yi).double().mean(-1)]
+    net_sub = float((pred_net == yi).double().mean())
+    out.update({
+        "spiking_accuracy": acc(spk["logits"])[-1], "n_spiking": len(idx), "spiking_examples": len(idx),
+        "network_accuracy_on_spiking_subset": net_sub,
+        "network_spiking_gap": net_sub - acc(spk["logits"])[-1],
+        "rate_window_accuracy_on_spiking_subset": acc(rate_win)[-1],
+        "spiking_duration_ms": dur, "spiking_window_ms": list(spk["windows_ms"][-1]), "pool_size": spk["pool_size"],
+        "spikes_per_E_pool_mean": spk["spikes_per_E_pool"], "spikes_per_example": spk["spikes_per_example"],
+        "spiking_neurons": spk["n_neurons"], "spiking_engine": opts["engine"],
+        "spiking_dtype": opts["dtype"] if opts["engine"] == "torch" else "float64",
+        "anytime": {"n": len(idx), "window": "[t/2, t) ms (network: its step t = k dt, instantaneous)",
+                    "readout_ms": [float(t) for t in spk["times_ms"]], "spiking": acc(spk["logits"]),
+                    "rate_circuit": acc(rate_win), "network_time_ms": [m.dt_ms * (k + 1) for k in range(m.steps)],
+                    "network": acc(net_logits[:, idx])}})
+    out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net).double().mean())
+    out["agreement"]["spiking_vs_rate"] = float((pred_spk == pred_rate).double().mean())
+    return spk, keep
+
+
+def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any]) -> dict[str, Any]:
+    """E-mean rates with and without recurrence (rate units) of a few examples, for the figure."""
+    u_np = u.detach().cpu().numpy()
+    ds = model.simulate(u_np, duration_ms=dur, seed=opts["seed"], decompose=True, engine=opts["engine"])
+    e = ds["population"].values == "E"
+    hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here
+    return {"time_ms": ds["time"].values, "rates_E_time": ds["r"].values[:, :, e].mean(-1) / hz,
+            "x_E_time": ds["x"].values[:, :, e].mean(-1) / hz}
 
 
 def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
@@ -285,7 +308,13 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
     """Per-step accuracy (network, rate, spiking) and ``x`` vs ``F(x)`` of a few examples (E means)."""
     import matplotlib.pyplot as plt
 
-    from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
+    from cortex_resnet.plots.base import (
+        COLUMN_WIDTH_IN,
+        PALETTE,
+        POP_COLORS,
+        save_figure,
+        style,
+    )
 
     style()
     n_ex = traj["r"].shape[1] if traj else 0
@@ -293,26 +322,8 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
     top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
     ax = top.subplots(1, 1)
     axes = [ax] + list(np.atleast_1d(bottom.subplots(1, max(n_ex, 1), sharey=True)))
-    dt, K = summary["dt_ms"], summary["steps"]
-    t = dt * np.arange(1, K + 1)
-    acc = summary["accuracy_per_step"]
-    ax.plot(t, 100 * np.asarray(acc["network"]), color=PALETTE["black"], label="network")
-    ax.plot(t, 100 * np.asarray(acc["rate"]), "o", ms=3, mfc="none", color=PALETTE["blue"],
-            label="rate circuit")
-    if summary.get("spiking_accuracy") is not None:
-        w0, w1 = summary["spiking_window_ms"]
-        ax.hlines(100 * summary["spiking_accuracy"], w0, w1, color=PALETTE["vermillion"], lw=2,
-                  label=f"spiking, counts in window (n = {summary['n_spiking']})")
-        ax.hlines(100 * summary["rate_window_accuracy_on_spiking_subset"], w0, w1,
-                  color=PALETTE["blue"], lw=1, ls="--", label="rate circuit, same window and n")
-    ax.axhline(100 * summary["chance"], color="0.7", lw=0.8, ls=":", label="chance")
-    ax.set_xlabel("time (ms) = step x dt")
-    ax.set_xscale("log" if summary.get("spiking_accuracy") is not None else "linear")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("anytime readout: test accuracy of the E readout over time", loc="left")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-    is_e = circuit.is_E
+    _plot_anytime(ax, summary, PALETTE)
+    dt, is_e = summary["dt_ms"], circuit.is_E
     for j in range(n_ex):
         a = axes[1 + j]
         r, xr = traj["r"][:, j].numpy(), traj["x"][:, j].numpy()
@@ -333,3 +344,29 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
         axes[1].legend(loc="best")
         axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {circuit.hz_per_unit['E']:g})")
     return save_figure(fig, path)
+
+
+def _plot_anytime(ax, summary: dict[str, Any], PALETTE: dict[str, str]) -> None:
+    """Top panel: accuracy vs readout time of network, rate circuit and spiking circuit, n on every label."""
+    dt, K = summary["dt_ms"], summary["steps"]
+    acc, any_ = summary["accuracy_per_step"], summary.get("anytime")
+    if any_ is None:  # no spiking run: the per-step curves of the whole test set
+        t = dt * np.arange(1, K + 1)
+        ax.plot(t, 100 * np.asarray(acc["network"]), color=PALETTE["black"], label=f"network (n = {summary['n_test']})")
+        ax.plot(t, 100 * np.asarray(acc["rate"]), "o", ms=3, mfc="none", color=PALETTE["blue"],
+                label=f"rate circuit (n = {summary['n_test']})")
+    else:  # the anytime curves of the examples run as spiking networks
+        n = any_["n"]
+        ax.plot(any_["network_time_ms"], 100 * np.asarray(any_["network"]), color=PALETTE["black"],
+                label=f"network, step t = k dt (n = {n})")
+        ax.plot(any_["readout_ms"], 100 * np.asarray(any_["rate_circuit"]), "o--", ms=3, mfc="none",
+                color=PALETTE["blue"], label=f"rate circuit, mean rate in [t/2, t) (n = {n})")
+        ax.plot(any_["readout_ms"], 100 * np.asarray(any_["spiking"]), "s-", ms=3, color=PALETTE["vermillion"],
+                label=f"spiking, E-pool counts in [t/2, t) (n = {n})")
+    ax.axhline(100 * summary["chance"], color="0.7", lw=0.8, ls=":", label="chance")
+    ax.set_xlabel("readout time t (ms)")
+    ax.set_xscale("log" if any_ is not None else "linear")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("anytime readout: test accuracy of the trained E readout vs readout time", loc="left")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -41,3 +41,8 @@ def test_spiking_batch_bench_reports_every_engine_and_its_goal(monkeypatch):
     runs = ratio["details"]["runs"]
     assert runs["torch_float64"]["stimuli"] == 4 and runs["brian2_runtime"]["stimuli"] == 2
     assert set(out["results"][0]) >= {"name", "value", "unit", "goal", "met"}
+    engine_only = by_name["torch_vs_brian2_engine_only_speedup"]
+    assert engine_only["value"] > 0 and engine_only["goal"] == "information"
+    for key in ("torch_float32_stimuli_per_s", "brian2_runtime_stimuli_per_s"):
+        d = by_name[key]["details"]
+        assert 0 < d["plan_s"] < d["wall_s"] and 0 < d["engine_s"] < d["wall_s"]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from cortex_resnet.cli import app
-from cortex_resnet.workflows.compare import compare_run, load_run, rate_logits
 from cortex_resnet.errors import SpecError
 from cortex_resnet.training.experiment import parse_experiment
 from cortex_resnet.training.loop import train
+from cortex_resnet.workflows.compare import compare_run, load_run, rate_logits
 
 CIRCUIT = {"name": "tiny", "populations": {
     "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
@@ -120,3 +121,57 @@ def test_cli_bad_input(tmp_path):
     assert res.exit_code == 2 and "finished training run" in res.output
     res = CliRunner().invoke(app, ["compare", str(tmp_path), "--spiking-examples", "-1"])
     assert res.exit_code == 2 and "--spiking-examples" in res.output
+
+
+# ------------------------------------------------------------------ spiking twin on the whole test set
+
+def test_compare_scores_the_whole_test_set_by_default_with_anytime_curves(tied_run, tmp_path):
+    s = compare_run(tied_run, out_dir=tmp_path, spiking_duration_ms=40.0, n_examples_plot=1)
+    assert s["spiking_engine"] == "torch" and s["spiking_dtype"] == "float32"
+    assert s["spiking_examples"] == s["n_spiking"] == s["n_test"] == 120
+    assert s["network_accuracy_on_spiking_subset"] == s["network_accuracy"]  # the whole set
+    assert s["network_spiking_gap"] == pytest.approx(s["network_accuracy"] - s["spiking_accuracy"], abs=1e-12)
+    a = s["anytime"]
+    assert a["n"] == 120 and a["readout_ms"][-1] == 40.0 and a["readout_ms"] == sorted(a["readout_ms"])
+    assert len(a["spiking"]) == len(a["rate_circuit"]) == len(a["readout_ms"])
+    assert a["spiking"][-1] == s["spiking_accuracy"]  # the reported readout is the last window
+    assert a["rate_circuit"][-1] == s["rate_window_accuracy_on_spiking_subset"]
+    assert a["network"] == s["accuracy_per_step"]["network"]  # the whole set: the same curve
+    assert s["spikes_per_example"] > s["spikes_per_E_pool_mean"] > 0
+    assert json.loads((tmp_path / "compare.json").read_text())["anytime"] == a
+
+
+def test_window_counts_equal_the_spiking_models_counts(tied_run):
+    """One run, several windows == SpikingModel.run's count in each window (same seeds, same engine)."""
+    from cortex_resnet.spiking.simulator import to_spiking
+    from cortex_resnet.spiking.scoring import window_counts
+
+    run = load_run(tied_run)
+    x = torch.as_tensor(run.dataset.x_test[:6], dtype=torch.float64)
+    _, _, _, circuit = rate_logits(run, x)
+    with torch.no_grad():
+        u = run.model.encode(x).numpy()
+    model = to_spiking(circuit, input_mode="current", u_operating=u.mean(0))
+    windows = [(10.0, 30.0), (0.0, 40.0)]
+    counts, _ = window_counts(model, u, windows, duration_ms=40.0, seed=3, dtype="float64")
+    for w, win in enumerate(windows):
+        ref = model.run(u, duration_ms=40.0, window_ms=win, seed=3, engine="torch", dtype="float64")
+        np.testing.assert_array_equal(counts[w], ref.counts)
+    assert counts[1].sum() > counts[0].sum() > 0
+
+
+def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
+    from cortex_resnet.workflows.compare import _trajectories
+    from cortex_resnet.spiking.scoring import rate_window_logits
+
+    run = load_run(tied_run)
+    x = torch.as_tensor(run.dataset.x_test[:7], dtype=torch.float64)
+    _, _, _, circuit = rate_logits(run, x)
+    m = run.spec.model
+    with torch.no_grad():
+        u = run.model.encode(x)
+        traj = lambda uu, steps: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, True)
+        got = rate_window_logits(traj, run.model, u, circuit.n_E, [(4.0, 8.0), (10.0, 20.0)], m.dt_ms, 20.0, batch=3)
+        r = traj(u, 20)[:, :, :circuit.n_E]
+        for w, (k0, k1) in enumerate([(4, 8), (10, 20)]):  # steps k0 < k <= k1
+            torch.testing.assert_close(got[w], run.model.readout(r[k0 + 1:k1 + 1].mean(0)), rtol=1e-12, atol=1e-12)

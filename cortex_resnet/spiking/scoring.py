@@ -1,0 +1,125 @@
+"""A trained circuit's spiking twin scored on test inputs (``compare``, the ``spiking-conversion``
+hypothesis).
+
+One simulation per example serves every readout window: the E-pool spike
+counts in each window ``[t/2, t)`` of a grid of readout times ``t`` (the
+*anytime* curve; the last, ``[T/2, T)``, is the reported spiking accuracy),
+converted to rate units and read out with the trained readout. The rate
+circuit is run as long on the same examples and read out from its E rates
+averaged over the same windows (the like-for-like reference). The torch engine
+(:mod:`cortex_resnet.spiking.torch_engine`) scores whole test sets; Brian2 can
+rerun a subsample as the reference (:func:`brian2_reference`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from cortex_resnet.core.resources import memory_budget_bytes
+from cortex_resnet.spiking.brian import brian2_global_state
+from cortex_resnet.spiking.build import build_plan, estimate_bytes
+from cortex_resnet.spiking.simulator import make_engine, to_spiking
+from cortex_resnet.spiking.torch_engine import TorchEngine
+
+__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "window_counts"]
+
+TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
+FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as fractions of the run
+
+
+def readout_times(duration_ms: float, dt_ms: float) -> np.ndarray:
+    """Readout times ``t`` (ms) of the anytime curve: windows ``[t/2, t)``, the last ``t`` = the run's end
+    (multiples of ``2 dt``: the rate circuit's windows are whole steps)."""
+    t = np.floor(np.asarray(FRACTIONS[:-1]) * duration_ms / (2 * dt_ms)) * 2 * dt_ms
+    return np.unique(np.append(t[t > 0], duration_ms))
+
+
+def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, duration_ms: float, seed: int,
+                  engine: str = "torch", dtype: str = "float32",
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Spike counts per rate unit (n_windows, batch, n_units) in each window ``[t0, t1)`` (ms) of
+    one run per input, and the Hz per rate unit of each unit (``mapping.R_unit``); chunk ``k`` of
+    the batch runs with seed ``seed + k`` (as ``SpikingModel.run``)."""
+    c = model.circuit
+    if engine == "torch":
+        size = TORCH_BATCH
+    else:
+        per = estimate_bytes(c, c.spec.spiking, 1, duration_ms,
+                             int(duration_ms / c.spec.spiking.input.stimulus_dt_ms) + 2)
+        size = int(max(1, min(256, 0.5 * memory_budget_bytes() // max(per, 1.0))))
+    counts = np.zeros((len(windows), u.shape[0], c.n_units), np.int64)
+    for k in range(math.ceil(u.shape[0] / size)):
+        part = u[k * size:(k + 1) * size]
+        plan = build_plan(c, part, duration_ms, u_operating=model.u_operating, seed=seed, engine=engine)
+        with brian2_global_state():
+            runner = TorchEngine(plan, dtype=dtype) if engine == "torch" else make_engine(plan)
+            raw = runner.run(True, seed + k)
+        g = raw.spike_i
+        flat = (g // plan.n) * c.n_units + plan.unit_of[g % plan.n]
+        for w, (t0, t1) in enumerate(windows):
+            sel = (raw.spike_t_ms >= t0) & (raw.spike_t_ms < t1)
+            counts[w, k * size:k * size + part.shape[0]] = np.bincount(
+                flat[sel], minlength=part.shape[0] * c.n_units).reshape(part.shape[0], c.n_units)
+        if progress is not None:
+            progress(part.shape[0])
+    return counts, plan.mapping.R_unit
+
+
+def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, duration_ms: float, dt_ms: float,
+                   seed: int, pool_size: int | None, engine: str, dtype: str = "float32",
+                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run ``u`` (batch, n_inputs) through the spiking twin; logits (n_times, batch, classes) of every
+    readout window (:func:`readout_times`), the windows, and the mean E-pool spike count of the last."""
+    model = to_spiking(circuit, pool_size=pool_size, input_mode="current",  # signed u
+                       u_operating=u_operating.detach().cpu().numpy())
+    times = readout_times(duration_ms, dt_ms)
+    windows = [(t / 2.0, t) for t in times]
+    counts, R = window_counts(model, u.detach().cpu().numpy(), windows + [(0.0, duration_ms)],
+                              duration_ms=duration_ms, seed=seed, engine=engine, dtype=dtype, progress=progress)
+    total, counts = counts[-1], counts[:-1]  # the whole run: the cost in spikes
+    sspec = model.circuit.spec.spiking
+    width_s = np.array([(t1 - t0) * 1e-3 for t0, t1 in windows])[:, None, None]
+    r = counts / (sspec.pool_size * width_s) / R  # rate units
+    is_e = model.circuit.is_E
+    logits = clf.readout(torch.as_tensor(r[:, :, is_e], dtype=torch.float64))
+    return {"logits": logits, "times_ms": times, "windows_ms": windows, "pool_size": sspec.pool_size,
+            "spikes_per_E_pool": float(counts[-1][:, is_e].mean()), "model": model,
+            "spikes_per_example": float(total.sum(1).mean()), "n_neurons": int(sspec.pool_size * circuit.n_units)}
+
+
+def rate_window_logits(trajectory: Callable[[torch.Tensor, int], torch.Tensor], clf, u: torch.Tensor, n_E: int,
+                       windows: list[tuple[float, float]], dt_ms: float, duration_ms: float,
+                       batch: int = 100) -> torch.Tensor:
+    """Logits (n_windows, batch, classes) of the rate circuit's E rates averaged over each window
+    (steps ``k`` with ``t0 < k dt <= t1``); ``trajectory(u, steps)`` -> (steps + 1, batch, N)."""
+    steps = int(round(duration_ms / dt_ms))
+    out = []
+    for i in range(0, u.shape[0], batch):
+        r = trajectory(u[i:i + batch], steps)[:, :, :n_E]
+        csum = torch.cat([torch.zeros_like(r[:1]), torch.cumsum(r[1:], 0)])  # csum[k] = sum of steps 1..k
+        means = []
+        for t0, t1 in windows:
+            k0, k1 = int(round(t0 / dt_ms)), int(round(t1 / dt_ms))
+            means.append((csum[k1] - csum[k0]) / (k1 - k0))
+        out.append(clf.readout(torch.stack(means)))
+    return torch.cat(out, dim=1)
+
+
+def brian2_reference(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, y: torch.Tensor,
+                     pred_torch: torch.Tensor, *, duration_ms: float, dt_ms: float, seed: int,
+                     pool_size: int | None) -> dict[str, Any]:
+    """Brian2 on the examples ``u``: its accuracy, the torch engine's on the same examples, and the
+    fraction of identical predictions (different random streams: agreement below 1 measures the
+    spiking readout's own trial-to-trial variability too)."""
+    ref = spiking_scores(circuit, clf, u, u_operating, duration_ms=duration_ms, dt_ms=dt_ms, seed=seed,
+                         pool_size=pool_size, engine="brian2")
+    pred_ref = ref["logits"][-1].argmax(-1)
+    n = int(u.shape[0])
+    return {"n": n, "brian2_accuracy": float((pred_ref == y).double().mean()),
+            "torch_accuracy": float((pred_torch == y).double().mean()),
+            "agreement": float((pred_ref == pred_torch).double().mean())}
