@@ -11,6 +11,7 @@ import typer
 
 from cortex_resnet.errors import SpecError
 from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.io.spikes import SPIKE_SUFFIXES, check_spikes_path, save_spikes
 
 __all__ = ["register", "BACKENDS", "simulate_rate_summary", "PLOT_SUFFIXES"]
 
@@ -72,6 +73,16 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
         "runtime_s": float(ds.encoding.get("runtime_s", ds.attrs.get("runtime_s", float("nan")))),
         "seed": int(ds.attrs["seed"]),
     }
+
+
+def check_spikes_out(path: Path | None, backend: str, force: bool) -> None:
+    """``--spikes-out``: spiking backend only, a .nix/.pkl path that replaces no foreign file."""
+    if path is None:
+        return
+    if backend != "spiking":
+        raise SpecError("--spikes-out", str(path), "only with --backend spiking (the rate backend has no spikes)")
+    check_spikes_path(path)
+    check_out_path(path, "--spikes-out", suffixes=SPIKE_SUFFIXES, force=force)
 
 
 def _stim(text: str):
@@ -141,6 +152,10 @@ def register(app: typer.Typer) -> None:
                                    "--device)."),
         extra: Optional[list[str]] = typer.Option(
             None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
+        spikes_out: Optional[Path] = typer.Option(
+            None, "--spikes-out", help="Spiking backend: also write the spike trains for neo/elephant, .nix "
+            "(neo NixIO) or .pkl (neo PickleIO); needs the interop extra. An existing file is replaced only "
+            "with --force."),
     ) -> None:
         from cortex_resnet.model.circuit import build_circuit
         from cortex_resnet.io.results import save_dataset
@@ -151,6 +166,7 @@ def register(app: typer.Typer) -> None:
         if engine not in ("brian2", "torch"):
             raise SpecError("--engine", engine, "brian2 or torch")
         check_out_path(out, suffixes=(".nc",), force=force)
+        check_spikes_out(spikes_out, backend, force)
         check_out_path(plot, "--plot", suffixes=PLOT_SUFFIXES, force=force)
         if out is not None and plot is not None and out.absolute() == plot.absolute():
             raise SpecError("--plot", str(plot), "a different file from --out")
@@ -197,6 +213,8 @@ def register(app: typer.Typer) -> None:
         ds, summarize = BACKENDS[backend](circuit, opts)
         if out is not None:
             save_dataset(ds, out)
+        if spikes_out is not None:
+            save_spikes(ds, spikes_out)
         if plot is not None:
             from cortex_resnet.plots.base import plot_decomposition, plot_raster
 
