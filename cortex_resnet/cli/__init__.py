@@ -47,6 +47,7 @@ COMMAND_MODULES = [
     "hypothesis",
     "demo",
     "sweep",
+    "export",
 ]
 
 try:
