@@ -156,6 +156,8 @@ def register(app: typer.Typer) -> None:
             None, "--spikes-out", help="Spiking backend: also write the spike trains for neo/elephant, .nix "
             "(neo NixIO) or .pkl (neo PickleIO); needs the interop extra. An existing file is replaced only "
             "with --force."),
+        compress: bool = typer.Option(False, "--compress", help="Write --out as float32 with gzip "
+                                      "compression (about 7 significant digits)."),
     ) -> None:
         from cortex_resnet.model.circuit import build_circuit
         from cortex_resnet.io.results import save_dataset
@@ -212,7 +214,7 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         ds, summarize = BACKENDS[backend](circuit, opts)
         if out is not None:
-            save_dataset(ds, out)
+            save_dataset(ds, out, compress=compress)
         if spikes_out is not None:
             save_spikes(ds, spikes_out)
         if plot is not None:
