@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors
+from cortex_resnet.cli._common import (
+    FORCE_HELP,
+    check_out_path,
+    emit_json,
+    handle_errors,
+)
 from cortex_resnet.errors import SpecError
 
-__all__ = ["register", "FORMATS"]
+__all__ = ["FORMATS", "register"]
 
 FORMATS = ("nir",)
 EXAMPLE = ("Example:\n\n  cortex-resnet export runs/mnist1d_tied --format nir --out tied.nir\n\n"
@@ -30,7 +34,7 @@ def register(app: typer.Typer) -> None:
                                  "replaced only with --force."),
         drop_delays: bool = typer.Option(False, "--drop-delays", help="Leave the synaptic delay out (for "
                                          "consumers without NIR's Delay node, e.g. snnTorch): an approximation."),
-        data_dir: Optional[Path] = typer.Option(None, help="Run folders: where the dataset is (for the "
+        data_dir: Path | None = typer.Option(None, help="Run folders: where the dataset is (for the "
                                                 "operating input of the gain scaling)."),
         force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),

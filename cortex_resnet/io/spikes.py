@@ -38,7 +38,7 @@ import xarray as xr
 from cortex_resnet.errors import SpecError
 from cortex_resnet.io.results import atomic_path
 
-__all__ = ["SPIKE_SUFFIXES", "spikes_block", "save_spikes", "load_spikes", "check_spikes_path", "per_neuron"]
+__all__ = ["SPIKE_SUFFIXES", "check_spikes_path", "load_spikes", "per_neuron", "save_spikes", "spikes_block"]
 
 SPIKE_SUFFIXES = (".nix", ".pkl")
 WRITTEN_BY = "cortex-resnet (cortex_resnet.io.spikes)"

@@ -52,7 +52,7 @@ from cortex_resnet.model.circuit import Circuit, build_circuit
 from cortex_resnet.model.spec import load_spec
 from cortex_resnet.spiking.build import SpikingPlan, build_plan
 
-__all__ = ["NIRNetwork", "to_nir", "plan_to_nir", "write_nir", "read_nir", "from_nir", "NIR_NODES"]
+__all__ = ["NIR_NODES", "NIRNetwork", "from_nir", "plan_to_nir", "read_nir", "to_nir", "write_nir"]
 
 WRITTEN_BY = "cortex-resnet (cortex_resnet.workflows.export)"
 NIR_NODES = ("Input", "Output", "Linear", "Affine", "LIF", "Delay")  # what from_nir reads

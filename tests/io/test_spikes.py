@@ -13,9 +13,9 @@ neo = pytest.importorskip("neo")
 pq = pytest.importorskip("quantities")
 pytest.importorskip("nixio")
 
-from cortex_resnet.cli import app  # noqa: E402
-from cortex_resnet.io.results import load_dataset  # noqa: E402
-from cortex_resnet.io.spikes import load_spikes, per_neuron, save_spikes  # noqa: E402
+from cortex_resnet.cli import app
+from cortex_resnet.io.results import load_dataset
+from cortex_resnet.io.spikes import load_spikes, per_neuron, save_spikes
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 runner = CliRunner()

@@ -28,13 +28,16 @@ elephant = pytest.importorskip("elephant")
 neo = pytest.importorskip("neo")
 pq = pytest.importorskip("quantities")
 
-from elephant import spectral  # noqa: E402
-from elephant.conversion import BinnedSpikeTrain  # noqa: E402
-from elephant.spike_train_correlation import covariance  # noqa: E402
-from elephant.spike_train_generation import StationaryGammaProcess, StationaryPoissonProcess  # noqa: E402
-from elephant.statistics import cv, fanofactor, isi, mean_firing_rate  # noqa: E402
+from elephant import spectral
+from elephant.conversion import BinnedSpikeTrain
+from elephant.spike_train_correlation import covariance
+from elephant.spike_train_generation import (
+    StationaryGammaProcess,
+    StationaryPoissonProcess,
+)
+from elephant.statistics import cv, fanofactor, isi, mean_firing_rate
 
-from cortex_resnet.spiking import analysis as A  # noqa: E402
+from cortex_resnet.spiking import analysis as A
 
 T_MS = 2000.0
 RTOL = 1e-9  # same definitions, different code: only floating-point round-off may differ

@@ -31,11 +31,17 @@ from typer.testing import CliRunner
 
 nir = pytest.importorskip("nir")
 
-from cortex_resnet import load_model  # noqa: E402
-from cortex_resnet.cli import app  # noqa: E402
-from cortex_resnet.spiking.build import build_plan  # noqa: E402
-from cortex_resnet.spiking.torch_engine import TorchEngine  # noqa: E402
-from cortex_resnet.workflows.export import from_nir, plan_to_nir, read_nir, to_nir, write_nir  # noqa: E402
+from cortex_resnet import load_model
+from cortex_resnet.cli import app
+from cortex_resnet.spiking.build import build_plan
+from cortex_resnet.spiking.torch_engine import TorchEngine
+from cortex_resnet.workflows.export import (
+    from_nir,
+    plan_to_nir,
+    read_nir,
+    to_nir,
+    write_nir,
+)
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 runner = CliRunner()
@@ -107,7 +113,7 @@ def test_snntorch_consumer_agrees_on_spike_counts(plan):
     counts, rows = _input(plan)
     ours = _ours(plan, rows)
     with contextlib.redirect_stdout(io.StringIO()):  # snnTorch prints notes while converting
-        mk = lambda node: snn_nir._nir_to_snntorch_module(node, init_hidden=True)  # noqa: E731
+        mk = lambda node: snn_nir._nir_to_snntorch_module(node, init_hidden=True)
         net = nirtorch.nir_to_torch(plan_to_nir(plan), {nir.Linear: mk, nir.Affine: mk, nir.LIF: mk})
     x = torch.as_tensor(counts, dtype=torch.float32)
     state, total = None, torch.zeros(plan.batch, plan.n)
@@ -156,3 +162,23 @@ def test_cli_export_model_and_bad_input(tmp_path):
     res = runner.invoke(app, ["export", str(MODELS / "lif_ei.toml"), "--out", str(foreign)])
     assert res.exit_code == 2 and foreign.read_bytes() == b"x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nir", "theirs.nir"]
+
+
+def test_cli_export_trained_run_has_readout(tmp_path):
+    """A (tiny, 1-epoch) `train` run folder: current input from the n_inputs signals, the trained readout
+    on E spikes (I columns 0), its bias in the metadata."""
+    from tests.workflows.test_compare import _spec
+
+    from cortex_resnet.training.loop import train
+
+    run = tmp_path / "run"
+    train(_spec().replace(**{"train.epochs": 1}), run, progress=False)
+    res = runner.invoke(app, ["export", str(run), "--format", "nir", "--out", str(tmp_path / "t.nir"), "--json"])
+    assert res.exit_code == 0, res.output
+    g = nir.read(tmp_path / "t.nir")
+    n = g.nodes["lif"].tau.size
+    ro = g.nodes["readout"].weight
+    assert g.nodes["input_projection"].weight.shape == (n, 8)
+    pops = np.array(list(g.metadata["neuron_population"]))
+    assert ro.shape == (10, n) and np.all(ro[:, pops == "I"] == 0) and np.any(ro[:, pops == "E"] != 0)
+    assert np.asarray(g.metadata["readout_bias"]).shape == (10,)
