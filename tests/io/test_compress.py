@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from cortex_resnet import load_model
@@ -10,7 +12,7 @@ from cortex_resnet.rate.simulator import simulate
 
 
 def test_compressed_file_is_smaller_and_equal_to_float32_precision(tmp_path):
-    c = load_model("models/linear.toml")
+    c = load_model(Path(__file__).resolve().parents[2] / "models" / "linear.toml")
     ds = simulate(c, "step:amp=1.0,onset_ms=5", duration_ms=200.0, dt_ms=0.1)
     save_dataset(ds, tmp_path / "a.nc")
     save_dataset(ds, tmp_path / "b.nc", compress=True)
