@@ -72,6 +72,7 @@ COMMAND_MODULES = [
     "demo",
     "sweep",
     "schema",
+    "export",
 ]
 
 try:

@@ -16,6 +16,7 @@ from cortex_resnet.errors import SpecError, ConvergenceError
 from cortex_resnet.cli._common import FORCE_HELP, check_out_path, emit_json, handle_errors, parse_set
 from cortex_resnet.model.analysis import analyze
 from cortex_resnet.io.results import population_mean, save_dataset
+from cortex_resnet.io.spikes import SPIKE_SUFFIXES, check_spikes_path, save_spikes
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.stimulus import stimulus_warnings, report_warnings
 from cortex_resnet.model.spec import StimulusSpec, load_spec
@@ -86,6 +87,16 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
     }
 
 
+def check_spikes_out(path: Path | None, backend: str, force: bool) -> None:
+    """``--spikes-out``: spiking backend only, a .nix/.pkl path that replaces no foreign file."""
+    if path is None:
+        return
+    if backend != "spiking":
+        raise SpecError("--spikes-out", str(path), "only with --backend spiking (the rate backend has no spikes)")
+    check_spikes_path(path)
+    check_out_path(path, "--spikes-out", suffixes=SPIKE_SUFFIXES, force=force)
+
+
 def _stim(text: str):
     return StimulusSpec.model_validate_json(text)
 
@@ -147,22 +158,24 @@ def simulate_cmd(
                                "--device)."),
     extra: Optional[list[str]] = typer.Option(
         None, "--set", help="Override a spec field: --set connectivity.J_EE=1.5 (repeatable)."),
+    spikes_out: Optional[Path] = typer.Option(
+        None, "--spikes-out", help="Spiking backend: also write the spike trains for neo/elephant, .nix "
+        "(neo NixIO) or .pkl (neo PickleIO); needs the interop extra. An existing file is replaced only "
+        "with --force."),
+    compress: bool = typer.Option(False, "--compress", help="Write --out as float32 with gzip "
+                                  "compression (about 7 significant digits)."),
 ) -> None:
     """``simulate``: check the options, build the circuit, run the backend, write and report."""
     model = find_model_file(model)  # a bundled model by name, e.g. canonical_microcircuit
     _check_options(backend, engine, out, plot, force)
+    check_spikes_out(spikes_out, backend, force)
     circuit = _circuit(model, seed, phi, extra or [])
     opts = dict(stimulus=stimulus, duration=duration, dt=dt, method=method, dtype=dtype,
                 device=device, record_stride=record_stride, seed=seed,
                 progress=progress and not json_out, standalone=standalone, engine=engine)
     t0 = time.perf_counter()
     ds, summarize = BACKENDS[backend](circuit, opts)
-    if out is not None:
-        save_dataset(ds, out)
-    if plot is not None:
-        from cortex_resnet.plots.base import plot_decomposition, plot_raster  # deferred: matplotlib (--help fast)
-
-        (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
+    _write(ds, backend, out, plot, spikes_out, compress)
     summary = summarize(out)
     summary.setdefault("runtime_s", time.perf_counter() - t0)
     if json_out:
@@ -170,6 +183,29 @@ def simulate_cmd(
     else:
         typer.echo(summary_line(circuit.spec.name, backend, summary) + (f"; wrote {out}" if out else ""))
     report_warnings(summary.get("warnings", []))
+
+
+def _write(ds: Any, backend: str, out: Path | None, plot: Path | None, spikes_out: Path | None,
+           compress: bool) -> None:
+    """The result file (``--out``, ``--compress``), the figure (``--plot``) and the spike trains."""
+    if out is not None:
+        save_dataset(ds, out, compress=compress)
+    if plot is not None:
+        from cortex_resnet.plots.base import plot_decomposition, plot_raster  # deferred: matplotlib (--help fast)
+
+        (plot_raster if backend == "spiking" else plot_decomposition)(ds, plot)
+    if spikes_out is not None:
+        save_spikes(ds, spikes_out)
+
+
+def check_spikes_out(path: Path | None, backend: str, force: bool) -> None:
+    """``--spikes-out``: spiking backend only, a .nix/.pkl path that replaces no foreign file."""
+    if path is None:
+        return
+    if backend != "spiking":
+        raise SpecError("--spikes-out", str(path), "only with --backend spiking (the rate backend has no spikes)")
+    check_spikes_path(path)
+    check_out_path(path, "--spikes-out", suffixes=SPIKE_SUFFIXES, force=force)
 
 
 def _check_options(backend: str, engine: str, out: Path | None, plot: Path | None, force: bool) -> None:

@@ -161,11 +161,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def save_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a result Dataset as netCDF (h5netcdf), atomically. Returns the path."""
+def save_dataset(ds: xr.Dataset, path: str | Path, *, compress: bool = False) -> Path:
+    """Write a result Dataset as netCDF (h5netcdf), atomically. Returns the path.
+
+    ``compress``: float64 data variables stored as float32 (7 significant digits; rates, potentials
+    and stimuli need no more) with gzip level 4 and byte shuffling; coordinates stay as they are.
+    Readers see float32 arrays; netCDF/HDF5 tools read them without anything special.
+    """
     path = Path(path)
+    encoding = {name: {"dtype": "float32", "zlib": True, "complevel": 4, "shuffle": True}
+                for name, var in ds.data_vars.items() if compress and var.dtype == np.float64} or None
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return path
 
 
