@@ -23,23 +23,18 @@ MAX_FUNCTION_LINES = 60
 DEFERRED = "# deferred:"
 
 # module (relative to cortex_resnet/) -> its line count when allowed
-LONG_MODULES = {
-    "model/spec.py": 437,
-}
+LONG_MODULES: dict[str, int] = {}
 
-# "module::qualified.function" -> its line count when allowed (CLI register() functions hold
-# the decorated command with its long option list)
+# "module::qualified.function" -> its line count when allowed. The stated exceptions to "~60
+# lines": three functions 2-7 lines over, each a sequence of calls to helpers whose split would
+# only move the argument lists around (their docstrings are a third of them).
 LONG_FUNCTIONS = {
-    "cli/compare.py::register": 64, "model/circuit.py::build_circuit": 84,
-    "spiking/build.py::build_plan": 97, "spiking/mapping.py::map_circuit": 88,
-    "training/epoch.py::fit_epoch": 63, "workflows/compare.py::compare_run": 113,
+    "spiking/build.py::build_plan": 62, "training/epoch.py::fit_epoch": 63,
+    "workflows/compare.py::compare_run": 67,
 }
 
 # module -> number of function-level imports of cortex_resnet modules without "# deferred:"
-FUNCTION_LEVEL_IMPORTS = {
-    "bench/spiking_batch.py": 5, "cli/compare.py": 1, "spiking/mapping.py": 2,
-    "workflows/compare.py": 8,
-}
+FUNCTION_LEVEL_IMPORTS: dict[str, int] = {}
 
 
 def _modules() -> list[tuple[str, list[str], ast.Module]]:

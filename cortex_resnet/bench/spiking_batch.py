@@ -40,6 +40,14 @@ from typing import Any
 import numpy as np
 
 from cortex_resnet.bench import BenchResult
+from cortex_resnet.bridge import to_circuit
+from cortex_resnet.spiking.brian import brian2_global_state
+from cortex_resnet.spiking.build import build_plan
+from cortex_resnet.spiking.simulator import make_engine, to_spiking
+from cortex_resnet.spiking.torch_engine import TorchEngine
+from cortex_resnet.training.experiment import load_experiment
+from cortex_resnet.training.loop import train
+from cortex_resnet.workflows.compare import load_run
 
 __all__ = ["run", "trained_circuit"]
 
@@ -58,10 +66,6 @@ def trained_circuit(folder: Path, epochs: int = 1) -> tuple[Any, np.ndarray, np.
     """Train the digits circuit for ``epochs`` in ``folder``; return (circuit, u_test, u_operating)."""
     import torch
 
-    from cortex_resnet.bridge import to_circuit
-    from cortex_resnet.training.experiment import load_experiment
-    from cortex_resnet.training.loop import train
-    from cortex_resnet.workflows.compare import load_run
 
     spec = load_experiment(EXPERIMENT).replace(**{"train.epochs": epochs, "device": "cpu"})
     train(spec, folder, progress=False)
@@ -76,10 +80,6 @@ def _rate(circuit, u_op: np.ndarray, u: np.ndarray, duration_ms: float, engine: 
     """One run of ``u`` as ``SpikingModel.run`` does it (plan, engine, counting), each part timed:
     ``plan_s`` (mapping + initial potentials: the same for every engine), ``engine_s`` (network
     construction and simulation), ``wall_s`` (all, with the counting)."""
-    from cortex_resnet.spiking.brian import brian2_global_state
-    from cortex_resnet.spiking.build import build_plan
-    from cortex_resnet.spiking.simulator import make_engine, to_spiking
-    from cortex_resnet.spiking.torch_engine import TorchEngine
 
     model = to_spiking(circuit, input_mode="current", u_operating=u_op, **SPIKING)
     t0 = time.perf_counter()

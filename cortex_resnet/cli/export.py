@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     ) -> None:
-        from cortex_resnet.workflows.export import to_nir, write_nir
+        from cortex_resnet.workflows.export import to_nir, write_nir  # deferred: nir and the torch stack (--help fast)
 
         if format not in FORMATS:
             raise SpecError("--format", format, f"one of {', '.join(FORMATS)}")

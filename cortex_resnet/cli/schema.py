@@ -165,6 +165,7 @@ def field_rows(cls: type[BaseModel], prefix: str = "") -> list[FieldRow]:
         dotted, tables = f"{prefix}{name}", _tables(f.annotation)
         rows.append(FieldRow(dotted, _type_name(f.annotation), _unit(cls, name), _default(f), _allowed(f),
                              _meaning(cls, name, f)))
+        rows += _map_rows(cls, name, f.annotation, dotted)
         for sub in tables:
             kind = sub.model_fields.get("kind") if len(tables) > 1 else None
             sub_rows = field_rows(sub, dotted + ".")
@@ -173,9 +174,37 @@ def field_rows(cls: type[BaseModel], prefix: str = "") -> list[FieldRow]:
                 sub_rows = [FieldRow(r.name, r.type, r.unit, r.default, r.allowed, tag + r.meaning)
                             for r in sub_rows]
             rows += sub_rows
-    if cls.model_config.get("extra") == "allow":  # free parameters (a transfer function's)
+    named = getattr(cls, "EXTRA_MODEL", None)
+    if named is not None:  # tables by name: [populations.NAME], [spiking.populations.NAME]
+        rows.append(FieldRow(f"{prefix}<NAME>", "table", "", "", "a population name",
+                             _meaning(cls, "<NAME>", None)))
+        rows += field_rows(named, f"{prefix}<NAME>.")
+    elif cls.model_config.get("extra") == "allow":  # free parameters (a transfer function's)
         rows.append(FieldRow(f"{prefix}<parameter>", "number", "", "per function", "finite",
                              _meaning(cls, "<parameter>", None)))
+    return rows
+
+
+def _map_rows(cls: type, name: str, ann: Any, dotted: str) -> list[FieldRow]:
+    """Rows of a table keyed by population names: ``dict[str, X]`` as ``NAME.<NAME>``, a table of
+    tables ``dict[str, dict[str, X]]`` as ``NAME.<POST>.<PRE>`` (connectivity pathways)."""
+    maps = [m for m in _members(ann) if get_origin(m) is dict]
+    if not maps or not cls.__module__.startswith("cortex_resnet.model."):  # keyed by population only there
+        return []
+    value = get_args(maps[0])[1]
+    if value is Any:  # free parameters (a dataset's params): documented by their owner
+        return []
+    inner = [m for m in _members(value) if get_origin(m) is dict]
+    keys, value = (["<POST>", "<PRE>"], get_args(inner[0])[1]) if inner else (["<NAME>"], value)
+    key = f"{dotted}.{'.'.join(keys)}"
+    tables = _tables(value)
+    rows = [FieldRow(key, _type_name(value), _unit(cls, name), "", "population names",
+                     _meaning(cls, f"{name}.{'.'.join(keys)}", None))]
+    if inner:  # the table of one post population
+        rows.insert(0, FieldRow(f"{dotted}.<POST>", "table", "", "", "a population name",
+                                _meaning(cls, f"{name}.<POST>", None)))
+    for sub in tables:
+        rows += field_rows(sub, key + ".")
     return rows
 
 
@@ -229,11 +258,23 @@ def _describe_defs(schema: dict[str, Any], classes: dict[str, type[BaseModel]]) 
 
 def _classes(cls: type[BaseModel], seen: dict[str, type[BaseModel]]) -> dict[str, type[BaseModel]]:
     seen[cls.__name__] = cls
-    for f in cls.model_fields.values():
-        for sub in _tables(f.annotation):
-            if sub.__name__ not in seen:
-                _classes(sub, seen)
+    subs = [sub for f in cls.model_fields.values() for sub in _tables(f.annotation) + _map_tables(f.annotation)]
+    if getattr(cls, "EXTRA_MODEL", None) is not None:  # tables by name
+        subs.append(cls.EXTRA_MODEL)
+    for sub in subs:
+        if sub.__name__ not in seen:
+            _classes(sub, seen)
     return seen
+
+
+def _map_tables(ann: Any) -> list[type[BaseModel]]:
+    """Models held in (nested) ``dict[str, ...]`` fields."""
+    out = []
+    for m in _members(ann):
+        if get_origin(m) is dict:
+            value = get_args(m)[1]
+            out += _tables(value) + _map_tables(value)
+    return out
 
 
 def json_schema(kind: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ _CIRCUIT = {
     "CircuitSpec.name": "Name of the circuit; becomes part of output paths (runs/<name>).",
     "CircuitSpec.description": "Free text, copied into every result file.",
     "CircuitSpec.seed": "Seed of the random weights, input projection and noise.",
-    "CircuitSpec.populations": "The two populations, [populations.E] (excitatory) and [populations.I] (inhibitory).",
+    "CircuitSpec.populations": "The populations: [populations.E] and [populations.I] (the two-population "
+                               "shorthand), or any number of named [populations.NAME] tables with a type.",
     "CircuitSpec.connectivity": "Recurrent connectivity W.",
     "CircuitSpec.input": "Feedforward projection B of the stimulus u(t).",
     "CircuitSpec.bias": "Constant background input b per population.",
@@ -83,7 +84,7 @@ _CIRCUIT = {
 
 _SPIKING = {
     "SpikingSpec.pool_size": "LIF neurons per rate unit (M).",
-    "SpikingSpec.populations": "Neuron parameters of the E and I populations.",
+    "SpikingSpec.populations": "Neuron parameters per population: E and I, or [spiking.populations.NAME].",
     "SpikingSpec.synapse": "Recurrent synapses.",
     "SpikingSpec.input": "How the feedforward drive B u(t) + b enters the neurons.",
     "SpikingSpec.monitor": "What is recorded.",
@@ -207,4 +208,29 @@ _EXPERIMENT = {
     "TrainSpec.drop_last": "Drop the last incomplete training batch.",
 }
 
-MEANINGS: dict[str, str] = {**_CIRCUIT, **_SPIKING, **_STIMULUS, **_EXPERIMENT}
+
+# named populations (any number; the E/I pair is the two-population shorthand)
+_POPULATIONS = {
+    "Populations.<NAME>": "One [populations.NAME] table per population, any name (letters, digits, _); "
+                          "units are ordered excitatory populations first, in file order.",
+    "PopulationSpec.type": "excitatory or inhibitory (Dale's sign of its outgoing weights); may be left "
+                           "out for populations named E and I.",
+    "ConnectivitySpec.pathways": "Couplings of named populations, a table over (post, pre) pairs "
+                                 "([connectivity.pathways.POST] PRE = { J = ..., p = ... }); replaces "
+                                 "J_EE..J_II for circuits that are not the E/I pair.",
+    "ConnectivitySpec.pathways.<POST>": "The pathways onto population POST, one entry per presynaptic population.",
+    "ConnectivitySpec.pathways.<POST>.<PRE>": "The pathway from population PRE onto population POST.",
+    "PathwaySpec.J": "Magnitude of the total coupling from PRE onto one unit of POST (sign from PRE's type).",
+    "PathwaySpec.p": "Connection probability of this pathway (default: connectivity.p).",
+    "InputSpec.gain": "Input gains by population name ([input.gain] L4E = 1.0); populations not listed "
+                      "get gain_E (excitatory) or gain_I (inhibitory).",
+    "InputSpec.gain.<NAME>": "Input gain onto the units of population NAME.",
+    "BiasSpec.<parameter>": "Constant background input to every unit of the population of this name.",
+    "SpikingPopulations.<NAME>": "LIF parameters of the neurons of population NAME (defaults as for E/I).",
+    "SpikingSpec.pathways": "Neuron-pair connection probability per (post, pre) population pair "
+                            "([spiking.pathways.POST] PRE = 0.1; default synapse.p_connect): sets in-degrees.",
+    "SpikingSpec.pathways.<POST>": "Connection probabilities onto population POST, one per presynaptic population.",
+    "SpikingSpec.pathways.<POST>.<PRE>": "Connection probability from PRE neurons onto POST neurons.",
+}
+
+MEANINGS: dict[str, str] = {**_CIRCUIT, **_SPIKING, **_STIMULUS, **_EXPERIMENT, **_POPULATIONS}

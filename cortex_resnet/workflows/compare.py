@@ -49,6 +49,11 @@ from cortex_resnet.spiking.scoring import (
 )
 from cortex_resnet.spiking.scoring import rate_window_logits
 from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
+from cortex_resnet.bridge import to_circuit
+from cortex_resnet.model.stimulus import Stimulus
+from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
+from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
+from cortex_resnet.training.loop import build_model, load_data
 
 __all__ = ["LoadedRun", "compare_run", "load_run", "plot_compare", "rate_logits"]
 
@@ -72,7 +77,6 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedR
     SpecError
         Not a finished run folder, or not a circuit model.
     """
-    from cortex_resnet.training.loop import build_model, load_data
 
     run_dir = Path(run_dir)
     cfg, weights = run_dir / "config.toml", run_dir / "model.pt"
@@ -100,8 +104,6 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedR
 def _trajectories(circuit, u: torch.Tensor, steps: int, dt_ms: float, input_mode: str,
                   recurrence: bool) -> torch.Tensor:
     """The rate simulator's Euler trajectory (K + 1, batch, N), float64, for the net's input convention."""
-    from cortex_resnet.model.stimulus import Stimulus
-    from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
 
     system = RateSystem(circuit, torch.float64, "cpu", recurrence=recurrence)
     state = None
@@ -123,7 +125,6 @@ def rate_logits(run: LoadedRun, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     r, xr : (K + 1, batch, N) rates with and without recurrence (``F(x) = r - xr``)
     circuit : the :class:`~cortex_resnet.model.circuit.Circuit` (``to_circuit``)
     """
-    from cortex_resnet.bridge import to_circuit
 
     clf = run.model
     net = clf.net
@@ -308,13 +309,6 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
     """Per-step accuracy (network, rate, spiking) and ``x`` vs ``F(x)`` of a few examples (E means)."""
     import matplotlib.pyplot as plt
 
-    from cortex_resnet.plots.base import (
-        COLUMN_WIDTH_IN,
-        PALETTE,
-        POP_COLORS,
-        save_figure,
-        style,
-    )
 
     style()
     n_ex = traj["r"].shape[1] if traj else 0

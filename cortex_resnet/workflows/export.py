@@ -51,6 +51,8 @@ from cortex_resnet.io.results import atomic_path
 from cortex_resnet.model.circuit import Circuit, build_circuit
 from cortex_resnet.model.spec import load_spec
 from cortex_resnet.spiking.build import SpikingPlan, build_plan
+from cortex_resnet.bridge import to_circuit
+from cortex_resnet.workflows.compare import load_run
 
 __all__ = ["NIR_NODES", "NIRNetwork", "from_nir", "plan_to_nir", "read_nir", "to_nir", "write_nir"]
 
@@ -203,8 +205,6 @@ def _storable(v: Any) -> Any:
 
 def _trained(run_dir: Path, data_dir: Any) -> tuple[Circuit, np.ndarray, np.ndarray, np.ndarray, dict]:
     """Circuit, operating input, readout (n_classes, n_E units) and bias of a `train` run folder."""
-    from cortex_resnet.bridge import to_circuit
-    from cortex_resnet.workflows.compare import load_run
 
     run = load_run(run_dir, data_dir)
     circuit = to_circuit(run.model.net)

@@ -22,10 +22,27 @@ runner = CliRunner()
 def _dotted_keys(data: dict, prefix: str = "") -> set[str]:
     out = set()
     for k, v in data.items():
-        out.add(prefix + k)
+        out.add(_placeholders(prefix + k))
         if isinstance(v, dict):
             out |= _dotted_keys(v, f"{prefix}{k}.")
     return out
+
+
+def _placeholders(key: str) -> str:
+    """Population names in a dumped key as the reference writes them: ``populations.<NAME>``,
+    ``pathways.<POST>.<PRE>``, ``input.gain.<NAME>``, ``bias.<parameter>`` (spiking.populations.E/I
+    are fields of their own)."""
+    parts = key.split(".")
+    for i, p in enumerate(parts[:-1]):
+        if p == "populations" and (i == 0 or parts[i + 1] not in ("E", "I")):
+            parts[i + 1] = "<NAME>"
+        elif p == "pathways":
+            parts[i + 1:i + 3] = ["<POST>", "<PRE>"][:len(parts) - i - 1]
+        elif p == "gain" and i > 0 and parts[i - 1] == "input":
+            parts[i + 1] = "<NAME>"
+        elif p == "bias" and i == 0 and parts[i + 1] not in ("E", "I"):
+            parts[i + 1] = "<parameter>"
+    return ".".join(parts)
 
 
 def test_docs_schema_md_is_the_generated_reference():
@@ -66,7 +83,7 @@ def test_bounds_and_units_shown_are_the_ones_enforced():
     assert rows["connectivity.p"].allowed == "0 <= x <= 1"
     assert rows["spiking.dt_ms"].allowed == "0.0001 <= x <= 10" and rows["spiking.dt_ms"].unit == "ms"
     assert rows["connectivity.kind"].allowed == '"dense", "sparse", "spatial"'
-    assert rows["populations.E.n"].default == "required"
+    assert rows["populations.<NAME>.n"].default == "required"
     base = {"populations": {"E": {"n": 2, "tau_ms": 10.0}, "I": {"n": 2, "tau_ms": 10.0}}}
     parse_spec({**base, "connectivity": {"p": 1.0}})
     with pytest.raises(SpecError):
