@@ -198,16 +198,6 @@ def _write(ds: Any, backend: str, out: Path | None, plot: Path | None, spikes_ou
         save_spikes(ds, spikes_out)
 
 
-def check_spikes_out(path: Path | None, backend: str, force: bool) -> None:
-    """``--spikes-out``: spiking backend only, a .nix/.pkl path that replaces no foreign file."""
-    if path is None:
-        return
-    if backend != "spiking":
-        raise SpecError("--spikes-out", str(path), "only with --backend spiking (the rate backend has no spikes)")
-    check_spikes_path(path)
-    check_out_path(path, "--spikes-out", suffixes=SPIKE_SUFFIXES, force=force)
-
-
 def _check_options(backend: str, engine: str, out: Path | None, plot: Path | None, force: bool) -> None:
     """Bad options exit 2 before any work."""
     if backend not in BACKENDS:
