@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from cortex_resnet.catalog import experiments_dir
 from cortex_resnet.bench import BenchResult
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.spiking.brian import brian2_global_state
@@ -51,7 +52,7 @@ from cortex_resnet.workflows.compare import load_run
 
 __all__ = ["run", "trained_circuit"]
 
-EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "digits_tied.toml"
+EXPERIMENT = experiments_dir() / "digits_tied.toml"
 SPIKING = {"pool_size": 10, "p_connect": 0.2}
 GOAL = 30.0
 BRIAN2_TARGET = "cython"  # runtime code target of the Brian2 runs

@@ -35,7 +35,7 @@ class _State:
         p, dev, dt = eng.plan, eng.device, eng.dtype
         self.eng, self.p, self.R = eng, p, R
         shape = (R, p.batch, p.n)
-        self.v = eng._t(p.v0_mV).expand(shape).contiguous()
+        self.v = eng._t(p.v0_mV).expand(shape).clone()  # a copy: as_tensor shares the plan's float64 array, and v is updated in place
         self.v_new = torch.empty_like(self.v)
         self.flat_n = R * p.batch * p.n
         self.last = torch.full((self.flat_n,), -(2**30), dtype=torch.int64, device=dev)  # step of the last spike

@@ -403,3 +403,18 @@ def test_cli_simulate_with_the_torch_engine_and_a_bad_engine(tmp_path):
     out = tmp_path / "never.nc"
     res = CliRunner().invoke(app, base + ["--engine", "nest", "--out", str(out)])
     assert res.exit_code == 2 and "--engine" in res.output and not out.exists()
+
+
+def test_a_float64_run_leaves_the_plan_untouched_and_repeats_exactly():
+    """Reproducibility: the engine's state is a copy (a float64 plan's initial potentials were
+    shared with the state through ``torch.as_tensor`` and updated in place), so a second run of
+    the same plan and seed gives the very same spikes."""
+    c = _single("current", 20.0, "exponential_euler", "current")
+    plan = build_plan(c, "step:amp=[21.0,32.0],onset_ms=5.0", 60.0, seed=1)
+    v0 = plan.v0_mV.copy()
+    eng = TorchEngine(plan, dtype="float64")
+    first, second = eng.run(True, 0), eng.run(True, 0)
+    np.testing.assert_array_equal(plan.v0_mV, v0)
+    np.testing.assert_array_equal(first.spike_i, second.spike_i)
+    np.testing.assert_array_equal(first.spike_t_ms, second.spike_t_ms)
+    assert first.spike_i.size > 0
