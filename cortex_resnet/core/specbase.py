@@ -127,3 +127,21 @@ def unknown_key_message(root: type[BaseModel] | None, loc: list[str]) -> str:
 def strip_tags(root: type[BaseModel] | None, parts: list[str]) -> list[str]:
     """``loc`` without pydantic's discriminator tags (``model.circuit.steps`` -> ``model.steps``)."""
     return parts if root is None else _walk(root, parts)[0]
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """The one dotted ``replace``: ``data["a"]["b"] = value`` for ``key = "a.b"``.
+
+    Raises
+    ------
+    KeyError
+        A table on the way (``a``) is missing or not a table; the spec's ``replace`` says which
+        field in its own words.
+    """
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            raise KeyError(key)
+        node = node[p]
+    node[parts[-1]] = value

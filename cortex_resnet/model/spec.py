@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.core.specbase import (MAX_DEPTH, MAX_LIST, MAX_TEXT, check_depth)
+from cortex_resnet.core.specbase import MAX_DEPTH, MAX_LIST, MAX_TEXT, check_depth, set_dotted
 from cortex_resnet.model.spiking_spec import SpikingSpec
 
 __all__ = [
@@ -226,11 +226,7 @@ class CircuitSpec(_Frozen):
         """
         data = self.model_dump(mode="python")
         for key, value in changes.items():
-            node = data
-            parts = key.split(".")
-            for p in parts[:-1]:
-                node = node[p]
-            node[parts[-1]] = value
+            set_dotted(data, key, value)
         return parse_spec(data)
 
 

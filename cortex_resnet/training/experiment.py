@@ -47,7 +47,7 @@ from cortex_resnet.catalog import find_experiment_file
 from cortex_resnet.core.tomlio import toml_value
 from cortex_resnet.errors import SpecError
 from cortex_resnet.model.spec import SAFE_NAME, CircuitSpec, parse_spec, read_toml, validation_to_spec_error
-from cortex_resnet.core.specbase import MAX_LIST, MAX_TEXT, Frozen, check_depth
+from cortex_resnet.core.specbase import MAX_LIST, MAX_TEXT, Frozen, check_depth, set_dotted
 
 __all__ = ["DataSpec", "CircuitModelSpec", "BaselineModelSpec", "OptimSpec", "ScheduleSpec",
            "TrainSpec", "ExperimentSpec", "load_experiment", "parse_experiment", "dump_experiment",
@@ -243,13 +243,10 @@ class ExperimentSpec(_Frozen):
         """A validated copy with top-level or dotted fields changed (``{"train.epochs": 2}``)."""
         data = self.model_dump(mode="python")
         for key, value in changes.items():
-            node = data
-            parts = key.split(".")
-            for p in parts[:-1]:
-                if not isinstance(node.get(p), dict):
-                    raise SpecError(key, value, "an existing dotted experiment field")
-                node = node[p]
-            node[parts[-1]] = value
+            try:
+                set_dotted(data, key, value)
+            except KeyError:
+                raise SpecError(key, value, "an existing dotted experiment field") from None
         return parse_experiment(data, source_dir=self.source_dir)
 
 
