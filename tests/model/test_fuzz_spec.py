@@ -261,7 +261,7 @@ def test_long_fuzz_campaign() -> None:
     import sys
 
     env = dict(os.environ, CORTEX_FUZZ_EXAMPLES="400")
-    experiments = str(Path(__file__).with_name("test_fuzz_experiment.py"))
+    experiments = str(Path(__file__).parents[1] / "training" / "test_fuzz_experiment.py")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, experiments,
                           "-m", "not slow"], env=env, capture_output=True, text=True, timeout=3000)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
