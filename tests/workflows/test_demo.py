@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 from cortex_resnet.cli import app
 from cortex_resnet.io.outdir import MANIFEST
 
+# one worker runs this module: its module-scoped fixture (demo run) is then built once (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("demo")
+
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:

@@ -43,6 +43,9 @@ from cortex_resnet.workflows.export import (
     write_nir,
 )
 
+# one worker runs this module: its module-scoped fixture (export run) is then built once (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("export")
+
 MODELS = Path(__file__).resolve().parents[2] / "models"
 runner = CliRunner()
 T_MS = 60.0
