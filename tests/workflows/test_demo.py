@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cortex_resnet.cli import app
 from cortex_resnet.io.outdir import MANIFEST
 
-# one worker runs this module: its module-scoped fixture (demo run) is then built once (make test: --dist loadgroup)
+# one worker runs this module: its module-scoped fixture (demo run) is then built once (make test: --dist loadscope keeps a module on one worker)
 pytestmark = pytest.mark.xdist_group("demo")
 
 

@@ -43,7 +43,7 @@ from cortex_resnet.workflows.export import (
     write_nir,
 )
 
-# one worker runs this module: its module-scoped fixture (export run) is then built once (make test: --dist loadgroup)
+# one worker runs this module: its module-scoped fixture (export run) is then built once (make test: --dist loadscope keeps a module on one worker)
 pytestmark = pytest.mark.xdist_group("export")
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
