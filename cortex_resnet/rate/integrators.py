@@ -13,6 +13,7 @@ shared bit for bit with the unrolled net), so they override :meth:`FixedStep.adv
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ class LoopOptions:
     atol: float = 1e-9
 
 
-class Integrator:
+class Integrator(abc.ABC):
     """An integrator of a :class:`RateSystem` driven by a stimulus, from time ``t0`` (ms), step ``k0``."""
 
     name: ClassVar[str]
@@ -94,10 +95,10 @@ class Integrator:
         self.system, self.stimulus, self.dt_ms = system, stimulus, dt_ms
         self.t0, self.k0 = t0, k0
 
+    @abc.abstractmethod
     def run(self, state: RateState, n_steps: int, times: np.ndarray, R: torch.Tensor, U: torch.Tensor,
             opts: LoopOptions, progress: Callable[[int], None] | None) -> RateState:
         """Fill the records ``R`` (rates) and ``U`` (inputs) after ``R[0], U[0]``; the final state."""
-        raise NotImplementedError
 
 
 def _stimulus_key(stimulus: Stimulus, t_ms: float) -> tuple:
