@@ -9,11 +9,11 @@ No command deletes or overwrites a file it did not write:
   manifest lists are replaced); any other non-empty folder is refused (exit 2)
   unless ``--force``, which writes *beside* the foreign files and still never
   replaces or deletes one of them.
-* **Single output files** (``simulate --out/--plot``, ``unroll --out``,
-  ``bench --out``, ``train-report --out``): an existing file is replaced only
-  when cortex-resnet wrote it (a netCDF result, JSON or figure carrying our
-  signature, see :func:`written_by_us`); any other existing file needs
-  ``--force``.
+* **Single output files** (``simulate --out/--plot/--spikes-out``, ``unroll --out``,
+  ``bench --out``, ``train-report --out``, ``export --out``): an existing file is
+  replaced only when cortex-resnet wrote it (a netCDF result, NIR graph, neo spike
+  file, JSON or figure carrying our signature, see :func:`written_by_us`); any other
+  existing file needs ``--force``.
 
 Every writer goes through :func:`cortex_resnet.io.results.atomic_path`, which asks
 :func:`guard_write` before writing and :func:`record_write` after: a path that
@@ -25,11 +25,13 @@ killed run still leaves a manifest naming its partial files).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import pickletools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from cortex_resnet.errors import SpecError
 
@@ -247,30 +249,91 @@ def record_write(target: Path) -> None:
 
 
 # ------------------------------------------------------------------ single files
-def written_by_us(path: Path) -> bool:
-    """Whether an existing file carries cortex-resnet's signature (netCDF, JSON, PNG/SVG/PDF)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".nc":
-            import h5py  # deferred: only a .nc file's signature needs it
+def _h5_attrs(obj: Any) -> dict[str, str]:
+    return {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in obj.attrs.items()}
 
-            with h5py.File(path, "r") as f:
-                attrs = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}
-            return attrs.get("title", "").startswith("cortex_resnet") or SIGNATURE in attrs.get("versions", "")
-        if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return isinstance(data, dict) and str(data.get("written_by", "")).startswith(SIGNATURE)
-        if suffix in (".png", ".svg", ".pdf"):
-            with open(path, "rb") as fh:
-                head = fh.read(1 << 16)
-                fh.seek(max(0, path.stat().st_size - (1 << 16)))
-                tail = fh.read()
-            return SIGNATURE.encode() in head or SIGNATURE.encode() in tail
-        if suffix == ".md":
-            return path.read_text(encoding="utf-8", errors="replace").startswith(f"<!-- {SIGNATURE}")
-    except (OSError, ValueError, ImportError):
+
+def _h5_text(obj: Any) -> str:
+    """A scalar or 1-element HDF5 string dataset as text."""
+    v = obj[()]
+    v = v.reshape(-1)[0] if getattr(v, "shape", ()) else v
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _signed_netcdf(f: Any) -> bool:
+    attrs = _h5_attrs(f)
+    return attrs.get("title", "").startswith("cortex_resnet") or SIGNATURE in attrs.get("versions", "")
+
+
+def _signed_nir(f: Any) -> bool:
+    """A NIR graph (``nir.write``) whose metadata ``written_by`` is ours."""
+    return "node/metadata/written_by" in f and _h5_text(f["node/metadata/written_by"]).startswith(SIGNATURE)
+
+
+def _signed_nix(f: Any) -> bool:
+    """A NIX file (neo's NixIO) whose every neo block is annotated ``written_by`` us."""
+    blocks = [g for g in f.get("data", {}).values() if _h5_attrs(g).get("type") == "neo.block"]
+    key = "metadata/properties/written_by"
+    return bool(blocks) and all(key in g and _h5_text(g[key]).startswith(SIGNATURE) for g in blocks)
+
+
+def _signed_hdf5(path: Path) -> bool:
+    import h5py  # deferred: only the signature of an HDF5 file (.nc, .nir, .nix) needs it
+
+    check = {".nc": _signed_netcdf, ".nir": _signed_nir, ".nix": _signed_nix}[path.suffix.lower()]
+    with h5py.File(path, "r") as f:
+        return check(f)
+
+
+def _signed_pickle(path: Path) -> bool:
+    """A pickle (neo's PickleIO) naming us among its first strings. Decoded with ``pickletools``,
+    which reads opcodes and never runs the pickle's code (loading a foreign pickle could)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if not head.startswith(b"\x80"):
         return False
+    with contextlib.suppress(ValueError, EOFError):  # a head cut inside an opcode ends the scan
+        for k, (_, arg, _) in enumerate(pickletools.genops(io.BytesIO(head))):
+            if isinstance(arg, str) and arg.startswith(f"{SIGNATURE} ("):
+                return True
+            if k > 2000:
+                break
     return False
+
+
+def _signed_json(path: Path) -> bool:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return isinstance(data, dict) and str(data.get("written_by", "")).startswith(SIGNATURE)
+
+
+def _signed_figure(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+        fh.seek(max(0, path.stat().st_size - (1 << 16)))
+        tail = fh.read()
+    return SIGNATURE.encode() in head or SIGNATURE.encode() in tail
+
+
+def _signed_markdown(path: Path) -> bool:
+    return path.read_text(encoding="utf-8", errors="replace").startswith(f"<!-- {SIGNATURE}")
+
+
+_SIGNED = {".nc": _signed_hdf5, ".nir": _signed_hdf5, ".nix": _signed_hdf5, ".pkl": _signed_pickle,
+           ".json": _signed_json, ".png": _signed_figure, ".svg": _signed_figure, ".pdf": _signed_figure,
+           ".md": _signed_markdown}
+
+
+def written_by_us(path: Path) -> bool:
+    """Whether an existing file carries cortex-resnet's signature: netCDF results (title/versions
+    attributes), NIR graphs (metadata ``written_by``), neo spike files (.nix: every block's
+    ``written_by`` annotation; .pkl: read without unpickling), JSON, figures (PNG/SVG/PDF), Markdown."""
+    check = _SIGNED.get(path.suffix.lower())
+    if check is None:
+        return False
+    try:
+        return bool(check(path))
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        return False
 
 
 def check_out_file(path: Path | None, option: str = "--out", *, suffixes: tuple[str, ...] = (),

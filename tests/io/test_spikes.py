@@ -78,3 +78,15 @@ def test_bad_spikes_out_exits_2_and_writes_nothing(tmp_path):
     assert res.exit_code == 2 and "--force" in res.output
     assert foreign.read_bytes() == b"not ours"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.nix"]
+
+
+def test_rerun_replaces_its_own_spike_files_without_force(run, tmp_path):
+    """The same command again: our .nc and .nix (and a .pkl) are recognised and replaced, no --force."""
+    d, ds = run
+    save_spikes(ds, tmp_path / "r.pkl")
+    before = (d / "r.nix").stat().st_mtime_ns
+    res = runner.invoke(app, [*ARGS, "--out", str(d / "r.nc"), "--spikes-out", str(d / "r.nix")])
+    assert res.exit_code == 0, res.output
+    assert (d / "r.nix").stat().st_mtime_ns != before and len(load_spikes(d / "r.nix").segments) == 2
+    res = runner.invoke(app, [*ARGS, "--spikes-out", str(tmp_path / "r.pkl")])
+    assert res.exit_code == 0, res.output

@@ -162,8 +162,15 @@ def test_cli_export_model_and_bad_input(tmp_path):
     foreign = tmp_path / "theirs.nir"
     foreign.write_bytes(b"x")
     res = runner.invoke(app, ["export", str(MODELS / "lif_ei.toml"), "--out", str(foreign)])
-    assert res.exit_code == 2 and foreign.read_bytes() == b"x"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nir", "theirs.nir"]
+    assert res.exit_code == 2 and foreign.read_bytes() == b"x" and "--force" in res.output
+    nir.write(tmp_path / "other.nir", nir.NIRGraph(nodes={}, edges=[], metadata={"written_by": "another tool"}))
+    res = runner.invoke(app, ["export", str(MODELS / "lif_ei.toml"), "--out", str(tmp_path / "other.nir")])
+    assert res.exit_code == 2 and nir.read(tmp_path / "other.nir").nodes == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nir", "other.nir", "theirs.nir"]
+    before = out.stat().st_mtime_ns  # the same export again replaces its own file without --force
+    res = runner.invoke(app, ["export", str(MODELS / "lif_ei.toml"), "--format", "nir", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_mtime_ns != before and nir.read(out).metadata["circuit"] == "lif_ei"
 
 
 def test_cli_export_trained_run_has_readout(tmp_path):
