@@ -47,6 +47,10 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"BenchResult({self.name!r}: {self.value:.4g} {self.unit}, goal {self.goal[:40]!r}, met={self.met})"
+
 
 def known_benches() -> list[str]:
     return sorted(BENCHES)

@@ -77,6 +77,10 @@ class ResidualMLP(nn.Module):
             states.append(r)
         return torch.stack(states)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"ResidualMLP({self.steps} steps, {sum(p.numel() for p in self.parameters()):,} parameters)"
+
 
 def _fwd_bwd(model: nn.Module, u: torch.Tensor) -> Callable[[], None]:
     def go() -> None:

@@ -83,6 +83,10 @@ class HandWritten(nn.Module):
             states.append(r[:, : self.n_E])
         return self.readout(torch.stack(states))
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"HandWritten(n_E={self.n_E}, {sum(p.numel() for p in self.parameters()):,} parameters)"
+
 
 def _reference_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                      batch: int, epoch: int, amp: bool) -> float:

@@ -127,3 +127,7 @@ class CircuitClassifier(nn.Module):
         """Logits at the circuit's equilibrium (implicit gradients), (batch, n_classes)."""
         r = self.net.steady_state(self.encode(x), **kwargs)
         return self.readout(r[:, : self.net.n_E])
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"CircuitClassifier({self.n_classes} classes, {sum(p.numel() for p in self.parameters()):,} parameters)"

@@ -126,6 +126,10 @@ class DaleMatrix(nn.Module):
         """Number of learnable connections (inside the mask, all matrices)."""
         return int((self.signed_mask_T != 0).sum().item()) * len(self)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"DaleMatrix({tuple(self.theta_T.shape)}, {self.parametrisation})"
+
 
 def offset_index(n: int, map_shape: tuple[int, ...]) -> np.ndarray:
     """(N, N) index into a kernel (C, C, sites) for units laid out as channel x site (site fastest).
@@ -220,6 +224,10 @@ class DaleConv(nn.Module):
     def n_effective(self) -> int:
         """Number of learnable kernel entries (shared weights count once)."""
         return int(self.kernel_mask.sum().item()) * len(self)
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"DaleConv(kernel {tuple(self.theta_kernel.shape)}, {self.parametrisation})"
 
 
 def balanced_weights(population: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,

@@ -307,6 +307,11 @@ class UnrolledCircuit(nn.Module):
                 f"steps={o.steps}, dt_ms={o.dt_ms}, variant={o.variant}, tied={o.tied}, "
                 f"input_mode={o.input_mode}, norm={o.norm}, dale={o.dale}, parameters={n_params:,}")
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"UnrolledCircuit({self.circuit.spec.name!r}: {self.circuit.n_units} units, {self.n_inputs} inputs, "
+                f"{self.options.steps} steps of {self.options.dt_ms:g} ms, {self.options.variant})")
+
 
 def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant: str = "tied",
            input_mode: str = "sustained", dtype: torch.dtype | str | None = None,

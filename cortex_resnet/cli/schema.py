@@ -46,6 +46,10 @@ class FieldRow:
     allowed: str
     meaning: str
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"FieldRow({self.name!r}: {self.type[:30]}, unit {self.unit!r}, default {self.default[:20]!r})"
+
 
 def _members(ann: Any) -> list[Any]:
     if get_origin(ann) is typing.Annotated:

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from cortex_resnet.core.summary import short_repr
 from cortex_resnet.errors import SCHEMA_DOC, SpecError
 
 __all__ = ["Frozen", "MAX_TEXT", "MAX_DEPTH", "MAX_LIST", "check_depth", "unknown_key_message",
@@ -73,6 +74,11 @@ class Frozen(BaseModel):
                 if name in data and _not_a_number(field.annotation, data[name]):
                     raise SpecError(name, data[name], NUMBER_ALLOWED)
         return data
+
+    def __repr__(self) -> str:
+        """One line: the table's kind and its fields, arrays by shape, cut at 160 characters
+        (``model_dump()`` has every value)."""
+        return short_repr(self)
 
 
 def check_depth(data: Any, source: str | None = None, limit: int = MAX_DEPTH) -> None:

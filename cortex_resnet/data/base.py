@@ -66,6 +66,11 @@ class Dataset:
                        self.x_test[:n_test], self.y_test[:n_test], self.n_classes,
                        self.description, {**self.meta, "n_train": n_train, "n_test": n_test})
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"Dataset({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, x {tuple(self.x_train.shape[1:])}, "
+                f"{self.n_classes} classes)")
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -75,6 +80,10 @@ class DatasetInfo:
     params: dict[str, Any]
     needs_data_dir: bool
     summary: str
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"DatasetInfo({getattr(self.loader, '__name__', 'loader')}: {self.summary[:80]!r})"
 
 
 def standardise(x_train: np.ndarray, x_test: np.ndarray, axis: tuple[int, ...] | None = None

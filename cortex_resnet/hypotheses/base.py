@@ -111,6 +111,10 @@ class Comparison:
             out["note"] = self.note
         return out
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"Comparison({self.label[:50]!r}: {self.verdict}, p_adjusted={self.p_adjusted:.3g}, {self.result.test})"
+
 
 def comparison(label: str, make: Callable[[], TestResult], min_effect: float = 0.0) -> Comparison:
     """A :class:`Comparison`, or an untestable one when fewer than 2 seeds have usable values
@@ -156,6 +160,10 @@ class Analysis:
     @property
     def main(self) -> Comparison:
         return self.comparisons[self.primary]
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"Analysis({self.verdict}: {len(self.comparisons)} comparisons, primary {self.primary}, {len(self.table)} table rows)"
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,10 @@ class Hypothesis:
         return {"name": self.name, "claim": self.claim, "h0": self.h0, "h1": self.h1,
                 "runtime": dict(self.runtime), "references": list(self.references),
                 "requires": list(self.requires)}
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"Hypothesis({self.name!r} v{self.version}: {self.claim[:100]!r})"
 
 
 def condition_values(ds: xr.Dataset, var: str, condition: str) -> np.ndarray:

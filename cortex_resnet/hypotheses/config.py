@@ -49,6 +49,10 @@ class RunConfig:
     def options(self) -> AnalysisOptions:
         return AnalysisOptions(alpha=self.spec.alpha, test=self.spec.test)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"RunConfig({self.hypothesis.name!r}: {len(self.seeds)} seeds, quick={self.quick})"
+
 
 def load_run_config(name: str, *, spec_path: str | Path | None = None, quick: bool = False,
                     seeds: int | None = None, seed: int | None = None) -> RunConfig:

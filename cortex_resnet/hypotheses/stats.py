@@ -109,6 +109,11 @@ class TestResult:
         d["ci"] = [float(self.ci[0]), float(self.ci[1])]
         return d
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"TestResult({self.test}: p={self.p_value:.3g}, {self.effect_name}={self.effect_size:.3g}, estimate "
+                f"{self.estimate:.4g} [{self.ci[0]:.4g}, {self.ci[1]:.4g}], n={self.n}, {self.alternative})")
+
 
 def require_seeds(n: int, what: str = "seeds") -> None:
     """Refuse a verdict from fewer than two seeds (:class:`TooFewSeedsError`)."""

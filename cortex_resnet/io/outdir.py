@@ -130,6 +130,11 @@ class OutputFolder:
                     os.rmdir(dirpath)  # only succeeds when empty
         self.save()
 
+    def __repr__(self) -> str:
+        """One line: the folder, the command and how many files are its own / foreign."""
+        return (f"OutputFolder({str(self.path)[-60:]!r}, {self.command}: {len(self.owned)} own files, "
+                f"{len(self.foreign)} foreign)")
+
     def save(self) -> None:
         if not self.path.is_dir():
             return

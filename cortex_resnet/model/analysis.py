@@ -70,6 +70,11 @@ class LinearAnalysis:
         """Inhibition-stabilised per excitatory population (its own E-E loop unstable, circuit stable)."""
         return {k: bool(self.stable and g > 1.0) for k, g in self.ee_loop_gain_by_population.items()}
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"LinearAnalysis({self.r_star.size} units: max Re(eig) {self.max_eig_real:.4g} /ms, stable={self.stable}, "
+                f"ISN={self.inhibition_stabilized}, EE loop gain {self.ee_loop_gain:.3g}, {self.condition})")
+
 
 def jacobian(circuit: Circuit, r_star: np.ndarray, u: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """Jacobian (N, N) in 1/ms and the gains ``phi'`` (N,) at ``r_star`` for input ``u``."""

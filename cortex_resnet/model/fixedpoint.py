@@ -38,6 +38,11 @@ class FixedPointResult:
     residual: float
     converged: bool
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"FixedPointResult(r {tuple(self.r.shape)}, {self.iterations} iterations, residual {self.residual:.3g}, "
+                f"converged={self.converged})")
+
 
 def _anderson_mix(X: torch.Tensor, F: torch.Tensor, H: torch.Tensor, y: torch.Tensor, nk: int, lam: float,
                   beta: float) -> torch.Tensor | None:

@@ -116,6 +116,10 @@ class PD14:
         """(8,) the DC current as mean depolarisation (mV): ``I tau_m / C``."""
         return self.dc_pA * TAU_M_MS / C_M_PF
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"PD14(scale {self.scale:g}: {int(self.N.sum()):,} neurons in {self.N.size} populations, background {self.background!r})"
+
 
 def pd14(scale: float = 1.0, background: str = "poisson") -> PD14:
     """The published network downscaled by ``scale`` in (0, 1] (N and K), as NEST's example does.

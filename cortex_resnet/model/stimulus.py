@@ -126,6 +126,10 @@ class Stimulus:
         base = self.spec.baseline if self.spec.kind == "sinusoid" and t_ms >= self.spec.onset_ms else 0.0
         return self._amps * self.envelope(t_ms) + base * self._sel
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"Stimulus({getattr(self.spec, 'kind', type(self.spec).__name__)!r}, n_inputs={self.n_inputs}, batch={self.batch})"
+
 
 def make_stimulus(stim: StimulusSpec | str, n_inputs: int, dtype: torch.dtype = torch.float64,
                   device: str | torch.device = "cpu") -> Stimulus:

@@ -93,6 +93,10 @@ class Transfer(ABC):
         """Parameters as a plain dict (for specs and result attributes)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def __repr__(self) -> str:
+        """One line: the name and parameters (the dataclass subclasses print theirs the same way)."""
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
 
 @register_transfer
 @dataclass(frozen=True)
@@ -151,18 +155,24 @@ class PowerLaw(Transfer):
         return self.k * self.n * torch.relu(z) ** (self.n - 1.0)
 
 
-@register_transfer
 @dataclass(frozen=True)
-class Sigmoid(Transfer):
-    """``phi(z) = r_max / (1 + exp(-gain (z - threshold)))``."""
+class _Saturating(Transfer):
+    """``r_max`` times a saturating function of ``gain x z``: the shared fields of Sigmoid and Tanh."""
 
-    name: ClassVar[str] = "sigmoid"
     r_max: float = 1.0
     gain: float = 1.0
-    threshold: float = 0.0
 
     def __post_init__(self) -> None:
         _positive(self, "r_max", "gain")
+
+
+@register_transfer
+@dataclass(frozen=True)
+class Sigmoid(_Saturating):
+    """``phi(z) = r_max / (1 + exp(-gain (z - threshold)))``."""
+
+    name: ClassVar[str] = "sigmoid"
+    threshold: float = 0.0
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.r_max * torch.sigmoid(self.gain * (z - self.threshold))
@@ -170,15 +180,10 @@ class Sigmoid(Transfer):
 
 @register_transfer
 @dataclass(frozen=True)
-class Tanh(Transfer):
+class Tanh(_Saturating):
     """``phi(z) = r_max * tanh(gain * z)`` (signed rates; for ML-style circuits)."""
 
     name: ClassVar[str] = "tanh"
-    r_max: float = 1.0
-    gain: float = 1.0
-
-    def __post_init__(self) -> None:
-        _positive(self, "r_max", "gain")
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.r_max * torch.tanh(self.gain * z)

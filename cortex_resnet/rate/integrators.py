@@ -100,6 +100,10 @@ class Integrator(abc.ABC):
             opts: LoopOptions, progress: Callable[[int], None] | None) -> RateState:
         """Fill the records ``R`` (rates) and ``U`` (inputs) after ``R[0], U[0]``; the final state."""
 
+    def __repr__(self) -> str:
+        """One line: the method, its step (ms) and the circuit."""
+        return f"{type(self).__name__}({self.name!r}, dt_ms={self.dt_ms:g}, circuit {self.system.circuit.spec.name!r})"
+
 
 def _stimulus_key(stimulus: Stimulus, t_ms: float) -> tuple:
     """A host-side value that changes whenever ``stimulus(t_ms)`` can change (no device sync):
@@ -128,14 +132,14 @@ class FixedStep(Integrator):
         self._key: tuple | None = None
         self._base: torch.Tensor | None = None
 
+    @abc.abstractmethod
     def increment(self, r: torch.Tensor, k: int, t: float, drive: torch.Tensor,
                   eta: torch.Tensor | None) -> torch.Tensor:
         """``r_{k+1} - r_k`` for the step from ``t`` (ms) with feedforward drive ``drive`` (batch, N)."""
-        raise NotImplementedError
 
     def advance(self, r: torch.Tensor, k: int, t: float, drive: torch.Tensor,
                 eta: torch.Tensor | None) -> torch.Tensor:
-        """``r_{k+1} = r_k +`` :meth:`increment`."""
+        """``r_{k+1} = r_k +`` :meth:`increment` (a subclass with a fused update overrides both)."""
         return r + self.increment(r, k, t, drive, eta)
 
     def base_drive(self, t_ms: float) -> torch.Tensor:
@@ -224,6 +228,12 @@ class Euler(FixedStep):
                 eta: torch.Tensor | None) -> torch.Tensor:
         """:func:`euler_step` (not ``r + increment``: the fused form is the bridge's, bit for bit)."""
         return euler_step(r, drive, self.system.recurrent_weights(k), self.alpha, self.system.phi)
+
+    def increment(self, r: torch.Tensor, k: int, t: float, drive: torch.Tensor,
+                  eta: torch.Tensor | None) -> torch.Tensor:
+        """``alpha (phi(W r + drive) - r)``, computed as :meth:`advance` minus ``r`` (the loop uses
+        :meth:`advance`, whose rounding is the bridge's)."""
+        return self.advance(r, k, t, drive, eta) - r
 
 
 @register

@@ -101,6 +101,10 @@ class RateSystem:
             z = self.recurrent_op(k)(r) + drive
         return (self.phi(z) - r) / self.tau
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"RateSystem({self.circuit.spec.name!r}: {self.circuit.n_units} units, {self.dtype} on {self.device})"
+
 
 @dataclass
 class RateState:
@@ -112,6 +116,10 @@ class RateState:
     eta: torch.Tensor | None = None
     generator: torch.Generator | None = None
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"RateState(t {self.t_ms:g} ms, step {self.step}, r {tuple(self.r.shape)}, noise={self.eta is not None})"
+
 
 @dataclass
 class RateRun:
@@ -122,6 +130,11 @@ class RateRun:
     r: torch.Tensor
     u: torch.Tensor
     state: RateState
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"RateRun({len(self.times_ms)} samples to {float(self.times_ms[-1]) if len(self.times_ms) else 0.0:g} ms, "
+                f"r {tuple(self.r.shape)})")
 
 
 def noise_init(system: RateSystem, batch: int, seed: int) -> tuple[torch.Tensor | None, torch.Generator | None]:

@@ -72,6 +72,10 @@ class RawRun:
     trace_t_ms: np.ndarray
     trace_v_mV: np.ndarray  # (T, n_traces)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"RawRun({self.spike_i.size} spikes, {self.trace_t_ms.size} trace samples)"
+
 
 def equations(plan: SpikingPlan) -> dict[str, Any]:
     """Model strings for the neuron group, the synapses and the input (see module docstring)."""
@@ -302,6 +306,10 @@ class RuntimeEngine:
         else:
             tt, tv = np.zeros(0), np.zeros((0, 0))
         return RawRun(out_i, out_t, tt, tv)
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"RuntimeEngine(Brian2 {self.target}: {self.plan.n} neurons x batch {self.plan.batch})"
 
 
 def trace_every(plan: SpikingPlan) -> int:

@@ -157,6 +157,11 @@ class SpikingPlan:
             h.update(np.ascontiguousarray(post, dtype=np.int32).tobytes())
         return h.hexdigest()[:20]
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"SpikingPlan({self.circuit.spec.name!r}: {self.n} neurons x batch {self.batch}, {self.duration_ms:g} ms at "
+                f"dt {self.dt_ms:g} ms, {self.synapse_kind} synapses ({sum(int(s[0].size) for s in self.synapses.values()):,}))")
+
 
 def estimate_bytes(circuit: Circuit, sspec: SpikingSpec, batch: int, duration_ms: float,
                    n_inputs_samples: int) -> float:

@@ -185,3 +185,7 @@ class StandaloneEngine:
             return RawRun(spike_i, spike_t, tt, tv)
         finally:
             shutil.rmtree(rundir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"StandaloneEngine({self.plan.n} neurons x batch {self.plan.batch}, folder {str(self.folder)[-60:]!r})"

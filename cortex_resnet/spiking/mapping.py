@@ -76,6 +76,11 @@ class Mapping:
     sigma_white_unit: np.ndarray
     info: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"Mapping({self.k_unit.size} units: k {self.k_unit.min():.3g}..{self.k_unit.max():.3g} mV per unit, "
+                f"R {self.R_unit.min():.3g}..{self.R_unit.max():.3g} Hz per rate unit)")
+
 
 def _population_index(circuit: Circuit) -> dict[str, np.ndarray]:
     """(N,) bool unit mask of each named population."""

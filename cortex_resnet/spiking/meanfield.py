@@ -174,6 +174,10 @@ class PoolModel:
         return siegert_derivative(mu, sigma, tau_eff, self.t_ref_ms, self.theta_mV + shift,
                                   self.v_reset_mV + shift)
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"PoolModel({self.tau_m_ms.size} pools, {self.kind} synapses, dt {self.dt_ms:g} ms)"
+
 
 @dataclass(frozen=True)
 class MeanFieldResult:
@@ -184,6 +188,11 @@ class MeanFieldResult:
     sigma_mV: np.ndarray
     residual_hz: float
     iterations: int
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"MeanFieldResult({self.rates_hz.size} pools: {self.rates_hz.min():.3g}..{self.rates_hz.max():.3g} Hz, "
+                f"residual {self.residual_hz:.3g} Hz, {self.iterations} iterations)")
 
 
 def solve(model: PoolModel, nu0_hz: np.ndarray | float = 5.0, *, tol_hz: float = 1e-6,

@@ -61,6 +61,11 @@ class SpikeCounts:
         """(batch, n_E) E pool rates (Hz)."""
         return self.rates_hz[:, self.is_E]
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"SpikeCounts(counts {tuple(self.counts.shape)} in {self.window_ms[0]:g}-{self.window_ms[1]:g} ms, "
+                f"mean {float(self.rates_hz.mean()):.3g} Hz)")
+
 
 class SpikingModel:
     """A rate circuit realised as a spiking network (:func:`to_spiking`).
@@ -158,6 +163,10 @@ class SpikingModel:
                                  int(duration_ms / sspec.input.stimulus_dt_ms) + 2)
             batch_size = int(max(1, min(256, 0.5 * memory_budget_bytes() // max(per, 1.0))))
         return int(min(batch_size, n_inputs))
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"SpikingModel({self.circuit.spec.name!r}: {self.circuit.n_units} units)"
 
 
 def to_spiking(circuit: Circuit, *, pool_size: int | None = None, p_connect: float | None = None,

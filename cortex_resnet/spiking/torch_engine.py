@@ -285,6 +285,10 @@ class TorchEngine:
             out.append(RawRun(h[:, 2] * p.n + h[:, 3], h[:, 0] * p.dt_ms, t_tr, tr[r] if traces else np.zeros((0, 0))))
         return out
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"TorchEngine({self.plan.n} neurons x batch {self.plan.batch}, {self.dtype} on {self.device})"
+
 
 def check_engine(engine: str, standalone: bool) -> None:
     """SpecError naming the field for an unknown engine or an option the torch engine does not have."""

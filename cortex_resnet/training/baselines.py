@@ -237,6 +237,10 @@ class Published:
     test_accuracy: float
     source: str
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"Published({self.model!r} ({self.baseline}): test accuracy {self.test_accuracy:.4g})"
+
 
 _GREYDANUS = "Greydanus 2020, arXiv:2011.14439 (MNIST-1D), README/Table 1"
 _HE = "He, Zhang, Ren & Sun 2016, CVPR, Table 6"

@@ -53,6 +53,10 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"DistContext(rank {self.rank} of {self.world_size}, local {self.local_rank}, {self.device})"
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)

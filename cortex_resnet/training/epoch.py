@@ -149,6 +149,10 @@ class EpochSums:
     bad_step: int = -1
     bad_value: float = float("nan")
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"EpochSums({self.steps} steps, lr {self.lr:.3g}, bad_step {self.bad_step})"
+
 
 def _first_bad(ctx: DistContext | None, first: torch.Tensor) -> int:
     """Host check (one sync; one all-reduce under DDP): the earliest non-finite step over ranks."""

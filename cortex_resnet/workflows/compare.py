@@ -68,6 +68,10 @@ class LoadedRun:
     info: dict[str, Any]
     run_dir: Path
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"LoadedRun({str(self.run_dir)[-60:]!r}: {self.spec.name!r}, {type(self.model).__name__})"
+
 
 def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:
     """Load ``config.toml`` and ``model.pt`` (``weights_only``) of a run folder.

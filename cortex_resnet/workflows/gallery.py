@@ -42,6 +42,10 @@ class FigureEntry:
     make: Callable[[Path, bool], list[Path]]
     order: int = 100
 
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"FigureEntry({self.name!r} #{self.order}: {self.description[:80]!r})"
+
 
 GALLERY: dict[str, FigureEntry] = {}
 

@@ -63,6 +63,13 @@ class NIRNetwork:
     metadata: dict
     tau_syn_ms: float = 0.0
 
+    def __repr__(self) -> str:
+        """One line: sizes, synapses, delay and step (not the arrays)."""
+        syn = f"CubaLIF tau_syn {self.tau_syn_ms:g} ms" if self.tau_syn_ms > 0 else "LIF (delta synapses)"
+        ro = "" if self.readout is None else f", readout {self.readout.shape[0]} classes"
+        return (f"NIRNetwork({self.tau_m_ms.size} neurons, {self.w_in.shape[1]} inputs, {np.count_nonzero(self.w_rec):,} "
+                f"synapses, {syn}, delay {self.delay_ms:g} ms, dt {self.dt_ms:g} ms{ro})")
+
     def into_plan(self, plan: SpikingPlan) -> SpikingPlan:
         """``plan`` with this network's neurons and synapses, to run on our engines (Poisson-input
         graphs, one input channel per neuron, as many neurons as ``plan``). Potentials keep ``plan``'s

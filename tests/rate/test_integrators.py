@@ -86,3 +86,20 @@ def test_the_base_loop_stops_a_method_at_its_first_bad_step(monkeypatch):
     assert err.value.step == 5
     assert err.value.time_ms == pytest.approx(0.5)
     assert "became NaN/inf" in str(err.value)
+
+
+def test_every_fixed_step_method_has_a_real_increment():
+    """No stub hook: each fixed-step method's ``increment`` is ``advance - r`` (Euler's fused update too)."""
+    from cortex_resnet.rate.integrators import get_integrator
+
+    circuit = P.linear_circuit()
+    stim = make_stimulus("constant:amp=1.0", circuit.n_inputs, torch.float64)
+    system = RateSystem(circuit, torch.float64)
+    r = torch.full((1, circuit.n_units), 0.3, dtype=torch.float64)
+    for name in FIXED_STEP:
+        integ = get_integrator(name)(system, stim, 0.1, 0.0, 0)
+        drive = integ.base_drive(0.0)
+        inc = integ.increment(r, 0, 0.0, drive, None)
+        torch.testing.assert_close(r + inc, integ.advance(r, 0, 0.0, drive, None), rtol=0, atol=1e-15)
+        assert float(inc.abs().max()) > 0, name
+        assert repr(integ).startswith(type(integ).__name__) and "\n" not in repr(integ)
