@@ -78,8 +78,7 @@ class Task:
     def key(self) -> str:
         return task_key(self.inputs)
 
-    def __repr__(self) -> str:
-        """One line: kind and key sizes (not the arrays)."""
+    def __repr__(self) -> str:  # one line: label, function, coordinates
         return f"Task({self.label[:60]!r}: {getattr(self.fn, '__name__', 'task')}, {len(self.coords)} coordinates)"
 
 
@@ -110,10 +109,6 @@ class TaskCache:
         payload = {"key": task.key, "label": task.label, "inputs": task.inputs, "result": result,
                    "finished": time.time()}
         atomic_write_text(self.path(task), json.dumps(to_jsonable(payload, keep_nan=True), sort_keys=True, default=str))
-
-    def __repr__(self) -> str:
-        """One line: kind and key sizes (not the arrays)."""
-        return f"TaskCache({str(self.directory)!r})"
 
 
 def _normalise(result: dict[str, Any]) -> dict[str, Any]:
