@@ -24,8 +24,9 @@ EXAMPLE = ("Example:\n\n  cortex-resnet export runs/mnist1d_tied --format nir --
 
 def register(app: typer.Typer) -> None:
     @app.command(help="Export a circuit's spiking network (a model file or a `cortex-resnet train` run "
-                      "folder) as a NIR graph for snnTorch, Norse, Lava, SpiNNaker, ... What is "
-                      "approximated is listed in the graph's metadata.\n\n" + EXAMPLE)
+                      "folder) as a NIR graph for snnTorch, Norse, Lava, SpiNNaker, ...: LIF neurons for delta "
+                      "synapses, CubaLIF for exponential current synapses (tau_e_ms = tau_i_ms -> tau_syn). What "
+                      "is approximated is listed in the graph's metadata.\n\n" + EXAMPLE)
     @handle_errors
     def export(
         source: Path = typer.Argument(..., help="Model file (TOML) or a finished `cortex-resnet train` run folder."),
@@ -49,9 +50,11 @@ def register(app: typer.Typer) -> None:
         graph = to_nir(source, drop_delays=drop_delays, data_dir=data_dir)
         write_nir(graph, out)
         lif = graph.nodes["lif"]
-        summary = {"out": str(out), "format": format, "neurons": int(lif.tau.size), "nodes": sorted(graph.nodes),
-                   "approximated": json.loads(graph.metadata["approximated"])}
+        summary = {"out": str(out), "format": format, "neurons": int(lif.v_threshold.size),
+                   "neuron_type": type(lif).__name__, "tau_syn_ms": float(graph.metadata["tau_syn_ms"]),
+                   "nodes": sorted(graph.nodes), "approximated": json.loads(graph.metadata["approximated"])}
         if json_out:
             emit_json(summary)
         else:
-            typer.echo(f"wrote {out}: NIR graph of {summary['neurons']} LIF neurons, nodes {', '.join(summary['nodes'])}")
+            typer.echo(f"wrote {out}: NIR graph of {summary['neurons']} {summary['neuron_type']} neurons, "
+                       f"nodes {', '.join(summary['nodes'])}")

@@ -202,3 +202,23 @@ def test_norse_ignores_lif_r_so_lif_graphs_are_for_snntorch(poisson_only, caplog
     with caplog.at_level(logging.WARNING), pytest.warns(DeprecationWarning):
         norse.from_nir(plan_to_nir(plan), dt=plan.dt_ms * 1e-3)
     assert "parameter r" in caplog.text
+
+
+def test_cli_exports_a_model_with_exponential_synapses_as_cubalif(tmp_path):
+    from typer.testing import CliRunner
+
+    from cortex_resnet.cli import app
+
+    text = (MODELS / "lif_ei.toml").read_text()
+    assert "tau_e_ms = 0.0" in text and "tau_i_ms = 0.0" in text
+    model = tmp_path / "lif_ei_exp.toml"
+    model.write_text(text.replace("tau_e_ms = 0.0", "tau_e_ms = 2.0").replace("tau_i_ms = 0.0", "tau_i_ms = 2.0"))
+    out = tmp_path / "exp.nir"
+    res = CliRunner().invoke(app, ["export", str(model), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"neuron_type": "CubaLIF"' in res.stdout and '"tau_syn_ms": 2.0' in res.stdout
+    g = nir.read(out)
+    np.testing.assert_allclose(g.nodes["lif"].tau_syn, 0.002)
+    model.write_text(text.replace("tau_e_ms = 0.0", "tau_e_ms = 2.0").replace("tau_i_ms = 0.0", "tau_i_ms = 4.0"))
+    res = CliRunner().invoke(app, ["export", str(model), "--out", str(tmp_path / "bad.nir")])
+    assert res.exit_code == 2 and "tau_i_ms" in res.output and not (tmp_path / "bad.nir").exists()
