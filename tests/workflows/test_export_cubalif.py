@@ -13,12 +13,13 @@ recurrent spikes, undecayed), ``v <- beta v + I`` (in NIR's scaled units), thres
 at the step's start and delivers recurrent spikes after the decay: the same sums). They differ only in
 float32 (consumers) vs float64 (ours), which moves a threshold crossing only when ``v`` lands within
 ~1e-6 of the threshold. So on Poisson input alone the counts must agree to at most 1 spike per neuron
-(measured: identical, every neuron of both stimuli, both consumers). With a DC drive the graph
-differs by design (module docstring of export: the bias passes the synaptic filter, so the drive
-rises over tau_syn = 5 ms instead of acting from the first step): each neuron's first spike comes
-~tau_syn later and the spike trains diverge after it; over 60 ms (10-17 spikes per neuron, ISI ~4 ms)
-that costs each neuron about one spike (measured: max per-neuron difference 2 spikes, totals
-614 -> 560, -8.8 %); tolerance: at most 2 per neuron, the consumer's total 0-15 % below ours.
+(measured: identical, every neuron of both stimuli, both consumers; 84 and 163 spikes, 3-10 per
+neuron). With a DC drive the graph differs by design (module docstring of export: the bias passes
+the synaptic filter, so the drive rises over tau_syn = 5 ms instead of acting from the first step):
+each neuron's first spike comes ~tau_syn later and the spike trains diverge after it; over 60 ms
+(10-21 spikes per neuron, ISI ~3-6 ms) that costs each neuron about one spike (measured, both
+consumers: max per-neuron difference 2 spikes, totals 649 -> 598, -7.9 %); tolerance: at most 2
+per neuron, the consumer's total 0-15 % below ours.
 """
 
 from __future__ import annotations
