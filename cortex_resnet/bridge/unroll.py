@@ -308,9 +308,8 @@ class UnrolledCircuit(nn.Module):
                 f"input_mode={o.input_mode}, norm={o.norm}, dale={o.dale}, parameters={n_params:,}")
 
     def __repr__(self) -> str:
-        """One line: kind and key sizes (not the arrays)."""
-        return (f"UnrolledCircuit({self.circuit.spec.name!r}: {self.circuit.n_units} units, {self.n_inputs} inputs, "
-                f"{self.options.steps} steps of {self.options.dt_ms:g} ms, {self.options.variant})")
+        """One line: :meth:`extra_repr` (torch's form lists the DaleMatrix child on lines of its own)."""
+        return f"UnrolledCircuit({self.extra_repr()})"
 
 
 def unroll(circuit: Circuit, steps: int, dt_ms: float | None = None, *, variant: str = "tied",
