@@ -76,11 +76,13 @@ class TunedAmplificationParams(Params):
     @model_validator(mode="after")
     def _check(self) -> "TunedAmplificationParams":
         if "rate" not in self.backends:
-            raise ValueError("backends must include 'rate'; add 'spiking' beside it")
+            raise SpecError("backends", self.backends, "a list with 'rate' (add 'spiking' beside it)")
         if self.remaining_low >= self.remaining_high:
-            raise ValueError("remaining_low must be below remaining_high")
-        if any(not (0 < s <= 1e4) for s in self.sigma_sweep_deg):
-            raise ValueError(f"sigma_sweep_deg {self.sigma_sweep_deg}: widths in (0, 1e4] deg")
+            raise SpecError("remaining_low", self.remaining_low,
+                            f"a fraction below remaining_high = {self.remaining_high:g}")
+        bad = [s for s in self.sigma_sweep_deg if not 0 < s <= 1e4]
+        if bad:
+            raise SpecError("sigma_sweep_deg", self.sigma_sweep_deg, "widths in (0, 10000] deg")
         return self
 
 
