@@ -213,7 +213,7 @@ HYPOTHESIS = Hypothesis(
        "1 +- width_margin (or the contrasts do not broaden / sharpen).",
     h1="1/3 < x/r < 1/2 at the preferred feature and FWHM and fitted-sigma ratios within 1 +- width_margin "
        "(Chung & Ferster 1998; Lien & Scanziani 2013; Li et al. 2013); all-to-all broadens, the ring sharpens.",
-    runtime={"quick": "~15 s", "full": "~3 min (rate), + ~5 min with spiking"},
+    runtime={"quick": "~30 s", "full": "~30 min (30 spiking runs; rate part ~1 min)"},
     references=("Chung & Ferster (1998) Neuron 20:1177", "Lien & Scanziani (2013) Nat Neurosci 16:1315",
                 "Li, Ibrahim, Liu, Zhang & Tao (2013) Nat Neurosci 16:1324",
                 "Ben-Yishai, Bar-Or & Sompolinsky (1995) PNAS 92:3844",
