@@ -199,8 +199,9 @@ def _notes(means: dict[str, dict[str, float]], params: TunedAmplificationParams)
                      f"{_describe(v, m)}.")
     if "spiking" in params.backends:
         notes.append(f"spiking: engine {params.spiking_engine}, {params.spiking_pool_size} LIF neurons per unit, "
-                     "evoked rates (minus spontaneous) over the second half of each run, gain mapping at the "
-                     "stimulus; the LIF threshold, linearised at the full response, sharpens and lowers x.")
+                     "evoked rates (minus spontaneous) over the second half of each run, gain mapping linearised "
+                     "at the stimulus's steady state (the LIF f-I curve is not threshold-linear away from it); "
+                     "point-by-point FWHM of a few-neuron pool profile is noisy, the fitted sigma is tested.")
     return notes
 
 
