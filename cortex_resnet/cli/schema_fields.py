@@ -27,6 +27,7 @@ UNITS = {
     "ScheduleSpec.warmup_epochs": "epochs", "ScheduleSpec.milestones": "epochs",
     "DataSpec.n_train": "examples", "DataSpec.n_test": "examples", "PopulationSpec.n": "units",
     "InputSpec.n_inputs": "input channels",
+    "InputSpec.sigma_deg": "deg", "TuningSpec.period_deg": "deg", "TuningSpec.sigma_deg": "deg",
 }
 
 _CIRCUIT = {
@@ -71,7 +72,8 @@ _CIRCUIT = {
     "InputSpec.gain_E": "Input gain onto E units.",
     "InputSpec.gain_I": "Input gain onto I units.",
     "InputSpec.projection": "uniform (every unit gets every channel), random (|N(0, gain^2)|), topographic "
-                            "(channel s drives map site s; spatial circuits), by_population (2 channels: 0 -> E, 1 -> I).",
+                            "(channel s drives map site s; spatial circuits), by_population (2 channels: 0 -> E, 1 -> I), "
+                            "tuned (a von Mises of sigma_deg over preferred features; needs [tuning]).",
     "BiasSpec.E": "Constant background input to every E unit.",
     "BiasSpec.I": "Constant background input to every I unit.",
     "NoiseSpec.sigma": "Stationary standard deviation of the OU input noise (0: no noise).",
@@ -233,4 +235,20 @@ _POPULATIONS = {
     "SpikingSpec.pathways.<POST>.<PRE>": "Connection probability from PRE neurons onto POST neurons.",
 }
 
-MEANINGS: dict[str, str] = {**_CIRCUIT, **_SPIKING, **_STIMULUS, **_EXPERIMENT, **_POPULATIONS}
+# feature-specific (tuned) circuits: cortex_resnet.model.tuning_spec
+_TUNING = {
+    "CircuitSpec.tuning": "Preferred features on a ring (evenly spaced per population) and feature-specific "
+                          "(like-to-like) pathways; needed by input.projection = tuned.",
+    "TuningSpec.period_deg": "Period of the feature ring: 180 for orientation, 360 for direction or position.",
+    "TuningSpec.modulate": "What falls with the difference of preferences: the connection strength (rows keep "
+                           "their total J) or its probability (kind = sparse; the pathway's p is the peak).",
+    "TuningSpec.sigma_deg": "Von Mises width per tuned pathway ([tuning.sigma_deg.POST] PRE = 5.0); pathways "
+                            "not listed are untuned.",
+    "TuningSpec.sigma_deg.<POST>": "The widths of the tuned pathways onto population POST.",
+    "TuningSpec.sigma_deg.<POST>.<PRE>": "Width of the kernel exp((cos(2 pi d / P) - 1) / s^2), s = 2 pi sigma / P, "
+                                         "of the pathway from PRE onto POST (a Gaussian of sd sigma when narrow).",
+    "InputSpec.sigma_deg": "Width of the tuned input projection (projection = tuned): channel c of n_inputs "
+                           "prefers c * period_deg / n_inputs and drives a unit by gain * k(preference difference).",
+}
+
+MEANINGS: dict[str, str] = {**_CIRCUIT, **_SPIKING, **_STIMULUS, **_EXPERIMENT, **_POPULATIONS, **_TUNING}

@@ -26,6 +26,7 @@ HYPOTHESES: dict[str, str] = {
     "iterative-refinement": "cortex_resnet.hypotheses.iterative_refinement",
     "rate-spike-agreement": "cortex_resnet.hypotheses.rate_spike_agreement",
     "spiking-conversion": "cortex_resnet.hypotheses.spiking_conversion",
+    "tuned-amplification": "cortex_resnet.hypotheses.tuned_amplification",
 }
 
 

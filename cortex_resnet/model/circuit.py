@@ -23,6 +23,7 @@ from cortex_resnet.errors import SpecError
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.model.spec import CircuitSpec
 from cortex_resnet.model.transfer import Transfer
+from cortex_resnet.model.tuning import tune_block, tuned_projection
 
 __all__ = ["Circuit", "build_circuit", "check_dale", "population_layout", "spatial_positions"]
 
@@ -385,14 +386,14 @@ def build_circuit(spec: CircuitSpec, rng: np.random.Generator | None = None) -> 
             j = c.coupling(post, pre)
             sign = 1.0 if pops.is_excitatory(pre) else -1.0
             mag = _magnitudes(rng, (pops[post].n, pops[pre].n), c.weight_cv)
-            m, base = _block_base(spec, rng, post, pre, pos)
+            m, base = tune_block(spec, rng, post, pre, *_block_base(spec, rng, post, pre, pos))
             with np.errstate(over="ignore", invalid="ignore"):
                 W[sl[post], sl[pre]] = np.where(m, sign * j * base * mag, 0.0)  # absent connections exactly 0
             mask[sl[post], sl[pre]] = m if j > 0 else False
     nE = sum(pops[k].n for k in sl if pops.is_excitatory(k))
     if c.balanced:
         _balance(W, nE)
-    B = _input_projection(spec, rng, sl)
+    B = tuned_projection(spec) if spec.input.projection == "tuned" else _input_projection(spec, rng, sl)
     b = np.concatenate([np.full(pops[k].n, spec.bias.of(k)) for k in sl])
     tau = np.concatenate([np.full(pops[k].n, pops[k].tau_ms) for k in sl])
     population = np.concatenate([np.full(pops[k].n, pops.label(k)) for k in sl])

@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from cortex_resnet.errors import SpecError
 from cortex_resnet.core.specbase import MAX_DEPTH, MAX_LIST, MAX_TEXT, check_depth, set_dotted
 from cortex_resnet.model.spiking_spec import SpikingSpec
+from cortex_resnet.model.tuning_spec import TuningSpec, check_tuning
 
 __all__ = [
     "TransferSpec", "PopulationSpec", "ConnectivitySpec", "InputSpec", "BiasSpec", "NoiseSpec",
@@ -48,7 +49,9 @@ class InputSpec(_Frozen):
     map site ``s`` (so ``n_inputs`` must equal the number of sites);
     ``"by_population"``: one channel per population in unit order (channel 0
     drives E with ``gain_E``, channel 1 drives I with ``gain_I``), for separate
-    control of each population's drive.
+    control of each population's drive; ``"tuned"``: channel ``c`` drives each unit by its gain
+    times a von Mises kernel of width ``sigma_deg`` (deg) of the difference of their preferred
+    features (needs ``[tuning]``, :mod:`cortex_resnet.model.tuning_spec`).
     ``gain``: per-population gains by name (``[input.gain]`` ``L4E = 1.0``); a
     population not listed gets ``gain_E`` (excitatory) or ``gain_I`` (inhibitory).
     """
@@ -56,7 +59,8 @@ class InputSpec(_Frozen):
     n_inputs: int = Field(default=1, ge=1, le=100_000)
     gain_E: float = Field(default=1.0, ge=0.0)
     gain_I: float = Field(default=0.0, ge=0.0)
-    projection: Literal["uniform", "random", "topographic", "by_population"] = "uniform"
+    projection: Literal["uniform", "random", "topographic", "by_population", "tuned"] = "uniform"
+    sigma_deg: float | None = Field(default=None, gt=0.0, le=1e4)
     gain: dict[str, Annotated[float, Field(ge=0.0, le=1e6)]] = Field(default={}, max_length=MAX_POPULATIONS)
 
     @field_validator("gain", mode="before")
@@ -136,6 +140,7 @@ class CircuitSpec(_Frozen):
     references: list[str] = Field(default=[], max_length=MAX_LIST)
     spiking: SpikingSpec = SpikingSpec()
     weights: str | None = Field(default=None, max_length=1000)
+    tuning: TuningSpec | None = None
 
     @model_validator(mode="after")
     def _spatial_sizes(self) -> "CircuitSpec":
@@ -159,6 +164,11 @@ class CircuitSpec(_Frozen):
             if self.input.n_inputs != math.prod(c.map_shape):
                 raise SpecError("input.n_inputs", self.input.n_inputs,
                                 f"the number of map sites {math.prod(c.map_shape)} for a topographic projection")
+        return self
+
+    @model_validator(mode="after")
+    def _tuning(self) -> "CircuitSpec":
+        check_tuning(self)
         return self
 
     @model_validator(mode="after")

@@ -30,13 +30,13 @@ def _dotted_keys(data: dict, prefix: str = "") -> set[str]:
 
 def _placeholders(key: str) -> str:
     """Population names in a dumped key as the reference writes them: ``populations.<NAME>``,
-    ``pathways.<POST>.<PRE>``, ``input.gain.<NAME>``, ``bias.<parameter>`` (spiking.populations.E/I
+    ``pathways.<POST>.<PRE>`` (and ``tuning.sigma_deg.<POST>.<PRE>``), ``input.gain.<NAME>``, ``bias.<parameter>`` (spiking.populations.E/I
     are fields of their own)."""
     parts = key.split(".")
     for i, p in enumerate(parts[:-1]):
         if p == "populations" and (i == 0 or parts[i + 1] not in ("E", "I")):
             parts[i + 1] = "<NAME>"
-        elif p == "pathways":
+        elif p == "pathways" or (p == "sigma_deg" and i > 0 and parts[i - 1] == "tuning"):
             parts[i + 1:i + 3] = ["<POST>", "<PRE>"][:len(parts) - i - 1]
         elif p == "gain" and i > 0 and parts[i - 1] == "input":
             parts[i + 1] = "<NAME>"
