@@ -133,7 +133,7 @@ def rate_logits(run: LoadedRun, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     m = run.spec.model
     r = _trajectories(circuit, u, m.steps, m.dt_ms, m.input_mode, True)
     xr = _trajectories(circuit, u, m.steps, m.dt_ms, m.input_mode, False)
-    logits = clf.readout(r[1:, :, : net.n_E])
+    logits = clf.readout(clf.select(r[1:]))
     return logits, r, xr, circuit
 
 
