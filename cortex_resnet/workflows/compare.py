@@ -54,6 +54,7 @@ from cortex_resnet.model.stimulus import Stimulus
 from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
 from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
 from cortex_resnet.training.loop import build_model, load_data
+from cortex_resnet.workflows.column import training_change
 
 __all__ = ["LoadedRun", "compare_run", "load_run", "plot_compare", "rate_logits"]
 
@@ -174,13 +175,15 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     dict
         ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
         ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
-        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``.
+        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``,
+        ``training_change`` (per-pathway weight change, ISN per layer before/after: :mod:`~cortex_resnet.workflows.column`).
     """
     _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
     run = load_run(run_dir, data_dir)
     x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
     y = torch.as_tensor(run.dataset.y_test)
     out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
+    out["training_change"] = training_change(run)  # per-pathway change, ISN per layer before/after
     out["run"] = str(run_dir)
     spk = None
     if spiking and spiking_examples != 0 and circuit.step_weights is not None:
