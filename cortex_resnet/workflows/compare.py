@@ -301,10 +301,12 @@ def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any]) ->
     """E-mean rates with and without recurrence (rate units) of a few examples, for the figure."""
     u_np = u.detach().cpu().numpy()
     ds = model.simulate(u_np, duration_ms=dur, seed=opts["seed"], decompose=True, engine=opts["engine"])
-    e = ds["population"].values == "E"
-    hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here
-    return {"time_ms": ds["time"].values, "rates_E_time": ds["r"].values[:, :, e].mean(-1) / hz,
-            "x_E_time": ds["x"].values[:, :, e].mean(-1) / hz}
+    pops = np.asarray(ds["population"].values).astype(str)
+    e = np.asarray(ds["cell_type"].values).astype(str) == "E" if "cell_type" in ds.coords else pops == "E"
+    hz_map = json.loads(ds.attrs["hz_per_unit"])  # by population name; spiking r is in Hz: model units here
+    hz = np.array([hz_map[p] for p in pops[e]])
+    return {"time_ms": ds["time"].values, "rates_E_time": (ds["r"].values[:, :, e] / hz).mean(-1),
+            "x_E_time": (ds["x"].values[:, :, e] / hz).mean(-1)}
 
 
 def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
@@ -339,7 +341,7 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
         a.axhline(0, color="0.85", lw=0.6, zorder=0)
     if n_ex:
         axes[1].legend(loc="best")
-        axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {circuit.hz_per_unit['E']:g})")
+        axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {next(iter(circuit.hz_per_unit.values())):g})")
     return save_figure(fig, path)
 
 
