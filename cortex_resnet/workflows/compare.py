@@ -175,16 +175,14 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     dict
         ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
         ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
-        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``,
-        ``training_change`` (per-pathway weight change, ISN per layer before/after: :mod:`~cortex_resnet.workflows.column`).
+        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``, ``training_change``.
     """
     _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
     run = load_run(run_dir, data_dir)
     x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
     y = torch.as_tensor(run.dataset.y_test)
     out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
-    out["training_change"] = training_change(run)  # per-pathway change, ISN per layer before/after
-    out["run"] = str(run_dir)
+    out["run"], out["training_change"] = str(run_dir), training_change(run)  # pathways, ISN per layer
     spk = None
     if spiking and spiking_examples != 0 and circuit.step_weights is not None:
         out["spiking_skipped"] = ("untied nets map to circuits with step-dependent weights "

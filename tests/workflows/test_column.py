@@ -13,13 +13,17 @@ from cortex_resnet.training.experiment import load_experiment
 from cortex_resnet.workflows.column import training_change
 from cortex_resnet.workflows.compare import LoadedRun
 
+# slow: the steady state of the lif column (Newton on the Siegert units) takes minutes on a busy machine
+pytestmark = pytest.mark.slow
+
 LAYERS = ["L23E", "L4E", "L5E", "L6E"]
 
 
 @pytest.fixture(scope="module")
 def run():
     spec = load_experiment(catalog_root() / "experiments" / "pd14_column_tied.toml")
-    small = {f"populations.{k}.n": 2 for k in LAYERS + ["L23I", "L4I", "L5I", "L6I"]}
+    small = {**{f"populations.{k}.n": 2 for k in LAYERS + ["L23I", "L4I", "L5I", "L6I"]},
+             "connectivity.weight_cv": 0.0}  # homogeneous: the fixed point is the mean field's (Newton converges)
     spec = spec.replace(**{"data.n_train": 20, "data.n_test": 10, "model.overrides": {**spec.model.overrides, **small}})
     data = load_data(spec)
     model, info = build_model(spec, data)
