@@ -8,7 +8,11 @@ The input projection is ``dense`` (flatten, linear) or ``conv`` (images and
 average pooling to the map's size, so each input channel drives the units at
 one map site; with E and I channels on the map and local recurrent kernels the
 unrolled net is a convolutional ResNet). Only pyramidal (E) cells are read out,
-as only they project out of a cortical area.
+as only they project out of a cortical area: all of them, or those of the named
+excitatory populations ``readout_populations`` (e.g. ``["L23E", "L5E"]``: a
+cortical column's output layers). Which populations the input reaches is the
+circuit's input projection ``B`` (its zero pattern), set by the experiment's
+``model.input_populations`` (:mod:`cortex_resnet.training.experiment`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch.nn import functional as F
 from cortex_resnet.errors import SpecError, UnknownNameError
 from cortex_resnet.bridge.unroll import UnrolledCircuit
 
-__all__ = ["CircuitClassifier", "INPUT_PROJECTIONS"]
+__all__ = ["CircuitClassifier", "INPUT_PROJECTIONS", "readout_units"]
 
 INPUT_PROJECTIONS = ("dense", "conv")
 
@@ -32,6 +36,29 @@ def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator, dtype: 
     """A parameter drawn from U(-bound, bound) with an explicit generator (never the global one)."""
     t = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
     return nn.Parameter(t.to(dtype=dtype, device=device))
+
+
+def readout_units(net: UnrolledCircuit, populations: list[str] | tuple[str, ...] | None) -> list[int]:
+    """Unit indices read out: every E unit (``None``) or the units of the named excitatory populations.
+
+    Raises :class:`SpecError` for an unknown, repeated or inhibitory population name.
+    """
+    if populations is None:
+        return list(range(net.n_E))
+    layout = net.circuit.layout
+    if not populations or len(set(populations)) != len(populations):
+        raise SpecError("readout_populations", list(populations), "distinct population names (at least one)")
+    out: list[int] = []
+    for name in populations:
+        if name not in layout:
+            raise SpecError("readout_populations", name, f"one of the circuit's populations {list(layout)}")
+        sl = layout[name]
+        if net.circuit.population[sl.start] != "E":
+            excit = [k for k, s in layout.items() if net.circuit.population[s.start] == "E"]
+            raise SpecError("readout_populations", name, f"an excitatory population {excit} (only pyramidal "
+                            "cells project out of a cortical area)")
+        out += list(range(sl.start, sl.stop))
+    return sorted(out)
 
 
 class CircuitClassifier(nn.Module):
@@ -47,10 +74,12 @@ class CircuitClassifier(nn.Module):
         a multiple of the number of map sites)
     kernel_size : of the convolution (odd; ``"same"`` padding)
     seed : for the initial encoder/readout weights (uniform, ``+-1/sqrt(fan_in)``)
+    readout_populations : names of the excitatory populations read out (default: every E unit)
     """
 
     def __init__(self, net: UnrolledCircuit, in_shape: tuple[int, ...], n_classes: int,
-                 input_projection: str = "dense", *, kernel_size: int = 5, seed: int = 0):
+                 input_projection: str = "dense", *, kernel_size: int = 5, seed: int = 0,
+                 readout_populations: list[str] | None = None):
         super().__init__()
         if input_projection not in INPUT_PROJECTIONS:
             raise UnknownNameError("input projection", input_projection, list(INPUT_PROJECTIONS),
@@ -87,8 +116,13 @@ class CircuitClassifier(nn.Module):
         bound = 1 / math.sqrt(fan_in)
         self.encoder_weight = _uniform(w_shape, bound, gen, dtype, device)
         self.encoder_bias = _uniform((w_shape[0],), bound, gen, dtype, device)
-        bound = 1 / math.sqrt(net.n_E)
-        self.readout_weight = _uniform((self.n_classes, net.n_E), bound, gen, dtype, device)
+        idx = readout_units(net, readout_populations)
+        self.readout_populations = None if readout_populations is None else list(readout_populations)
+        self.register_buffer("readout_index", torch.tensor(idx, dtype=torch.long, device=device), persistent=False)
+        # every E unit = the first n_E (units are ordered E first): a slice, no gather
+        self._read_slice = slice(0, net.n_E) if idx == list(range(net.n_E)) else None
+        bound = 1 / math.sqrt(len(idx))
+        self.readout_weight = _uniform((self.n_classes, len(idx)), bound, gen, dtype, device)
         self.readout_bias = _uniform((self.n_classes,), bound, gen, dtype, device)
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,19 +148,25 @@ class CircuitClassifier(nn.Module):
             u = pool(h, self.map_shape).flatten(1)
         return u.to(self.net.dtype)
 
-    def readout(self, r_E: torch.Tensor) -> torch.Tensor:
-        """E rates (..., N_E) -> logits (..., n_classes)."""
-        return F.linear(r_E, self.readout_weight, self.readout_bias)
+    def select(self, r: torch.Tensor) -> torch.Tensor:
+        """The read-out units' rates: (..., N) -> (..., n_read) (all E units, or the named populations')."""
+        if self._read_slice is not None:
+            return r[..., self._read_slice]
+        return r.index_select(-1, self.readout_index.to(r.device))
+
+    def readout(self, r_read: torch.Tensor) -> torch.Tensor:
+        """Rates of the read-out units (..., n_read) (see :meth:`select`) -> logits (..., n_classes)."""
+        return F.linear(r_read, self.readout_weight, self.readout_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits at steps 1..K (anytime readout): (K, batch, n_classes)."""
         states = self.net(self.encode(x))
-        return self.readout(states[1:, :, : self.net.n_E])
+        return self.readout(self.select(states[1:]))
 
     def steady_logits(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
         """Logits at the circuit's equilibrium (implicit gradients), (batch, n_classes)."""
         r = self.net.steady_state(self.encode(x), **kwargs)
-        return self.readout(r[:, : self.net.n_E])
+        return self.readout(self.select(r))
 
     def __repr__(self) -> str:
         """One line: kind and key sizes (not the arrays)."""

@@ -180,6 +180,10 @@ _EXPERIMENT = {
     "CircuitModelSpec.input_projection": "dense (a linear map onto the inputs) or conv (a convolution, "
                                          "for sequences/images on a spatial circuit).",
     "CircuitModelSpec.kernel_size": "Kernel size of the conv input projection (odd).",
+    "CircuitModelSpec.input_populations": ("Named populations the input reaches, e.g. [\"L4E\", \"L4I\"] "
+                                           "(thalamic input to layer 4); the others get input gain 0."),
+    "CircuitModelSpec.readout_populations": ("Named excitatory populations read out, e.g. [\"L23E\", \"L5E\"]; "
+                                             "default: every E unit."),
     "CircuitModelSpec.learnable": "Train the recurrent weights (false freezes them).",
     "CircuitModelSpec.init": "circuit (start from the circuit's weights) or balanced (fresh balanced weights).",
     "CircuitModelSpec.init_radius": "Bulk spectral radius of the balanced initialisation.",

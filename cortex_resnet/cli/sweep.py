@@ -49,16 +49,17 @@ def register(app: typer.Typer) -> None:
             ds = sweep_model(model, params, seeds=seeds, seed=seed, stimulus=stimulus, duration_ms=duration,
                              dt_ms=dt, out=out, workers=workers, scheduler=scheduler,
                              progress=progress and not json_out)
+        rates = [v for v in ds.data_vars if str(v).startswith("rate_")]  # rate_E, rate_I or rate_NAME
         summary = {"out": str(out / "sweep.nc"), "params": params, "seeds": seeds,
-                   "tasks": int(ds["rate_E"].size), "unstable": int(ds["unstable"].sum()),
+                   "tasks": int(ds["unstable"].size), "unstable": int(ds["unstable"].sum()),
                    "runtime_s": time.perf_counter() - t0,
-                   "rate_E": ds["rate_E"].mean("seed").values.tolist(),
-                   "rate_I": ds["rate_I"].mean("seed").values.tolist()}
-        if "inhibition_stabilized" in ds:
-            summary["inhibition_stabilized"] = ds["inhibition_stabilized"].mean("seed").values.tolist()
+                   **{v: ds[v].mean("seed").values.tolist() for v in rates}}
+        for v in ds.data_vars:
+            if v == "inhibition_stabilized" or str(v).startswith("isn_"):
+                summary[str(v)] = ds[v].mean("seed").values.tolist()
         if json_out:
             emit_json(summary)
         else:
-            typer.echo(ds[["rate_E", "rate_I"]].mean("seed").to_dataframe().to_string())
+            typer.echo(ds[rates].mean("seed").to_dataframe().to_string())
             typer.echo(f"wrote {out / 'sweep.nc'} (task cache {out / '.cache'}: rerun the same command "
                        "to resume)")

@@ -7,8 +7,10 @@ cached by a hash of their inputs so an interrupted sweep resumes) and gathers
 the summaries into one :class:`xarray.Dataset` with a dimension per swept field
 plus ``seed``:
 
-* ``rate_E``, ``rate_I``: population mean rates over the last half of the run;
+* ``rate_E``, ``rate_I`` (``rate_NAME`` for each named population, e.g. ``rate_PV``): population
+  mean rates over the last half of the run;
 * ``max_eig_real`` (1/ms), ``inhibition_stabilized`` (0/1), ``ee_loop_gain`` at the final input;
+  named circuits also ``isn_NAME`` (0/1) for each excitatory population (ISN per sub-network);
 * ``unstable``: 1 where the run stopped with runaway/NaN (the rates are then NaN);
 * ``status``: why a grid point's numbers are missing or special (CF flags, :data:`STATUS`):
   ``ok``; ``marginal`` (max Re(eig) = 0 to rounding: neither stable nor unstable);
@@ -55,9 +57,9 @@ def sweep_task(spec_json: str, changes: dict[str, Any], seed: int, stimulus: str
             ds = simulate(circuit, stimulus, duration_ms=duration_ms, dt_ms=dt_ms, device="cpu",
                           record_stride=max(1, int(round(1.0 / dt_ms))), seed=seed)
     except UnstableCircuitError:
-        return {"rate_E": math.nan, "rate_I": math.nan, "unstable": 1.0, "status": STATUS["runaway"]}
-    rates = population_mean(ds, "r")
-    out.update({"rate_E": rates["E"], "rate_I": rates["I"]})
+        return {**{f"rate_{k}": math.nan for k in circuit.population_names}, "unstable": 1.0,
+                "status": STATUS["runaway"]}
+    out.update({f"rate_{k}": v for k, v in population_mean(ds, "r").items()})
     ended_unstable = int(ds.attrs.get("unstable", 0)) == 1
     try:
         lin = analyze(circuit, ds["u"].isel(time=-1, batch=0).values)
@@ -70,6 +72,8 @@ def sweep_task(spec_json: str, changes: dict[str, Any], seed: int, stimulus: str
     out["status"] = STATUS["unstable_end" if ended_unstable else "marginal" if lin.condition == "marginal" else "ok"]
     out.update({"max_eig_real": lin.max_eig_real, "ee_loop_gain": lin.ee_loop_gain,
                 "inhibition_stabilized": float(lin.inhibition_stabilized)})
+    if not spec.populations.is_shorthand:
+        out.update({f"isn_{k}": float(v) for k, v in lin.isn_by_population.items()})
     return out
 
 

@@ -13,6 +13,11 @@ Design: conditions = a sweep of ``J_EE`` (the figure's gain curve) x seeds
 ``J_EE = test_J_EE`` (the model's calibrated value): gain > 1, and the fraction
 left after silencing recurrence, ``x_E / r_E``, between ``remaining_low`` and
 ``remaining_high``.
+
+Named circuits (e.g. ``models/e_pv_som.toml``, the cortical column): ``population``
+names the excitatory population measured; the sweep sets its self-excitation
+``connectivity.pathways.POP.POP.J``; the unit-level prediction is exact for
+threshold-linear transfers, the two-population formula does not apply (NaN).
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from cortex_resnet.errors import ConvergenceError
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_figure, verdict_title
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
-from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, pop_mean, population_prediction, spiking_circuit_for_seed)
+from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, check_named, circuit_for_seed,
+                                                excitatory_names, pop_mean, population_prediction, prepare_circuit,
+                                                self_coupling_field, spiking_circuit_for_seed,
+                                                threshold_linear_prediction)
 from cortex_resnet.hypotheses._spiking import run_spiking, window_means
 from cortex_resnet.rate.simulator import simulate
 
@@ -57,6 +65,7 @@ class AmplificationParams(CircuitParams):
     backends: list[Literal["rate", "spiking"]] = Field(default=["rate"], min_length=1)
     spiking_pool_size: int | None = Field(default=None, ge=1, le=100_000)
     spiking_duration_ms: float = Field(default=600.0, gt=0.0)
+    population: str | None = Field(default=None, max_length=100)
 
     @model_validator(mode="after")
     def _check(self) -> "AmplificationParams":
@@ -69,6 +78,16 @@ class AmplificationParams(CircuitParams):
         if self.remaining_low >= self.remaining_high:
             raise ValueError("remaining_low must be below remaining_high")
         return self
+
+
+def _prepare(params: AmplificationParams, base_dir: Path | None) -> dict[str, Any]:
+    out = prepare_circuit(params, base_dir)
+    pop = params.population or ("E" if not out["named"] else excitatory_names(out["circuit_spec"])[0])
+    check_named(out, "population", [pop], "excitatory")
+    out["pop"], out["ee_field"] = pop, self_coupling_field(out, pop)
+    if out["named"] and "spiking" in params.backends:
+        spiking_circuit_for_seed(out, 0, 0.0)  # raises: rate only
+    return out
 
 
 def _label(v: float) -> str:
@@ -106,11 +125,17 @@ def _nan_result() -> dict[str, Any]:
     return {k: float("nan") for k in keys} | {"stable": 0.0}
 
 
+def _couplings(c: Any, named: bool) -> dict[str, float]:
+    """The two-population couplings (NaN for named circuits: the formula does not apply)."""
+    k = c.spec.connectivity
+    return {n: float("nan") if named else float(getattr(k, n)) for n in ("J_EE", "J_EI", "J_IE", "J_II")}
+
+
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
-
-    c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
+    pop = prepared.get("pop", "E")
+    c = circuit_for_seed(prepared, seed, **{prepared.get("ee_field", "connectivity.J_EE"): condition["J_EE"]})
     u = np.full(c.n_inputs, prepared["input_amp"])
     try:
         r = steady_state(c, u).numpy()[0]
@@ -119,32 +144,24 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
     x = steady_state(c.without_recurrence(), u).numpy()[0]
     lin = linear_analysis(c, u, r_star=r)
     h = c.B @ u + c.b
-    pops = c.spec.populations
-    if {pops.E.transfer.name, pops.I.transfer.name} <= {"relu", "linear"}:
-        # threshold-linear: r = D (W r + h) with D = gain on active units, 0 on silent ones
-        active = (c.W @ r + h > 0) | (pops.E.transfer.name == "linear")
-        g = np.where(c.is_E, pops.E.transfer.params.get("gain", 1.0), pops.I.transfer.params.get("gain", 1.0))
-        d = g * active
-        pred = np.linalg.solve(np.eye(c.n_units) - d[:, None] * c.W, d * h)
-    else:
-        pred = np.full(c.n_units, np.nan)
-    k = c.spec.connectivity
-    pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
-    hE, hI = pop_mean(h, c, "E"), pop_mean(h, c, "I")
-    pop_rE = pop["dE_dgE"] * hE + pop["dE_dgI"] * hI
-    rE, xE = pop_mean(r, c, "E"), pop_mean(x, c, "E")
+    pred = threshold_linear_prediction(c, r, h)
+    k = _couplings(c, prepared.get("named", False))
+    popf = population_prediction(k["J_EE"], k["J_EI"], k["J_IE"], k["J_II"])
+    hE, hI = pop_mean(h, c, pop), pop_mean(h, c, "I")
+    rE, xE = pop_mean(r, c, pop), pop_mean(x, c, pop)
     stride = max(1, int(round(2.0 / prepared["dt_ms"])))
     ds = simulate(c, f"step:amp={prepared['input_amp']},onset_ms=0", duration_ms=prepared["duration_ms"],
                   dt_ms=prepared["dt_ms"], method="euler", device="cpu", record_stride=stride, max_rate=1e6)
-    e = c.population == "E"
+    e = c.select(pop)
     return {
         "gain": rE / xE, "remaining": xE / rE, "rE": rE, "xE": xE, "rI": pop_mean(r, c, "I"),
-        "pred_gain": pop_mean(pred, c, "E") / xE, "pop_gain": pop_rE / hE if hE else float("nan"),
+        "pred_gain": pop_mean(pred, c, pop) / xE,
+        "pop_gain": (popf["dE_dgE"] * hE + popf["dE_dgI"] * hI) / hE if hE else float("nan"),
         "isn": float(lin.inhibition_stabilized), "stable": float(lin.stable), "ee_loop_gain": lin.ee_loop_gain,
         "rE_trace": ds["r"].isel(batch=0).values[:, e].mean(axis=1).tolist(),
         "xE_trace": ds["x"].isel(batch=0).values[:, e].mean(axis=1).tolist(),
         "trace_dt_ms": float(prepared["dt_ms"] * stride),
-        "J_EI": k.J_EI, "J_IE": k.J_IE, "J_II": k.J_II, "hE": hE, "hI": hI,
+        "J_EI": k["J_EI"], "J_IE": k["J_IE"], "J_II": k["J_II"], "hE": hE, "hI": hI,
     }
 
 
@@ -167,13 +184,18 @@ def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) 
     table = summary_rows(ds, {"J_EE": "J_EE", "stable": "stable (fraction)", "isn": "ISN (fraction)",
                               "gain": "gain r_E/x_E", "pred_gain": "gain, linear prediction (unit level)",
                               "pop_gain": "gain, two-population formula", "remaining": "x_E/r_E left"})
-    err = float(np.nanmax(np.abs(ds["gain"] - ds["pred_gain"]))) if "rate" in params.backends else float("nan")
-    pg = float(np.nanmean(ds["pop_gain"].sel(condition=test)))
+    diff = np.abs(ds["gain"] - ds["pred_gain"]).values
+    err = float(np.nanmax(diff)) if np.isfinite(diff).any() else float("nan")
+    pg = ds["pop_gain"].sel(condition=test).values
+    pg = float(np.nanmean(pg)) if np.isfinite(pg).any() else float("nan")
     notes = [f"Unit-level threshold-linear prediction (I - DW)^-1 D h reproduces the Newton steady-state gains "
-             f"to {err:.2g} (max abs).",
+             f"to {err:.2g} (max abs)." if np.isfinite(err) else
+             "Unit-level threshold-linear prediction: not applicable (a transfer function is not relu/linear).",
              f"Two-population formula at J_EE = {params.test_J_EE:g}: gain {pg:.4g}, fraction left "
              f"{1 / pg:.3g} (published: 0.46 in cat V1, Chung & Ferster 1998; ~1/3 in mouse L4, "
-             "Lien & Scanziani 2013)."]
+             "Lien & Scanziani 2013)." if np.isfinite(pg) else
+             f"Named populations: the gain is that of population {params.population or '(the first excitatory)'}, J_EE its "
+             "self-excitation (connectivity.pathways.POP.POP.J); the two-population formula does not apply."]
     bad = int(np.sum(ds["stable"].values == 0))
     if bad:
         notes.append(f"{bad} (condition, seed) cell(s) had no stable steady state (NaN in the table).")
@@ -231,6 +253,7 @@ HYPOTHESIS = circuit_hypothesis(
     references=("Douglas, Koch, Mahowald, Martin & Suarez (1995) Science 269:981",
                 "Chung & Ferster (1998) Neuron 20:1177", "Lien & Scanziani (2013) Nat Neurosci 16:1315"),
     params_model=AmplificationParams,
+    prepare=_prepare,
     design=_design,
     task=_task,
     analyze=_analyze,

@@ -12,6 +12,14 @@ Design: two conditions (``isn``: ``J_EE = isn_J_EE``; ``control``:
 extra I drive (Newton), the unit-level linear prediction
 ``(I - D W)^-1 D B du`` and the two-population formula, and a simulated time
 course (Euler) that must end at the same rates.
+
+Named circuits (e.g. ``models/e_pv_som.toml``, the cortical column): ``inhibitory``
+names the driven populations (default: every inhibitory one), which get
+``extra_drive`` as extra bias on their units; the ``isn`` condition is the model as
+given, the ``control`` scales every excitatory population's self-excitation
+(``connectivity.pathways.X.X.J``) by ``control_scale``. Each row also reports the
+change of every population's mean rate (``delta_NAME``) and the ISN test of every
+excitatory sub-network (``isn_NAME``: its own E-E loop unstable, the circuit stable).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison,
 from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
 from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.hypotheses._isn_named import named_task, prepare_named
 from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
@@ -56,10 +65,17 @@ class IsnParadoxParams(CircuitParams):
     spiking_pool_size: int | None = Field(default=None, ge=1, le=100_000)
     spiking_onset_ms: float = Field(default=300.0, gt=0.0)
     spiking_duration_ms: float = Field(default=600.0, gt=0.0)
+    inhibitory: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    control_scale: float = Field(default=0.25, ge=0.0, lt=1.0)
 
 
 def _prepare(params: IsnParadoxParams, base_dir: Path | None) -> dict[str, Any]:
     out = prepare_circuit(params, base_dir)
+    if out["named"]:
+        return prepare_named(params, out)
+    if params.inhibitory is not None:
+        raise SpecError("params.inhibitory", params.inhibitory, "no value for an E/I shorthand model (the I "
+                        "channel is driven); named populations need a model with [populations.NAME] tables")
     inp = out["circuit_spec"]["input"]
     if inp["projection"] != "by_population":
         raise SpecError("params.model", params.model, "a model with input.projection = 'by_population' "
@@ -73,8 +89,9 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
     out = []
     for backend in params.backends:
         suffix = "" if backend == "rate" else f" {backend}"
-        out += [{"condition": "isn" + suffix, "J_EE": params.isn_J_EE, "backend": backend},
-                {"condition": "control" + suffix, "J_EE": params.control_J_EE, "backend": backend}]
+        out += [{"condition": "isn" + suffix, "J_EE": params.isn_J_EE, "ee_scale": 1.0, "backend": backend},
+                {"condition": "control" + suffix, "J_EE": params.control_J_EE, "ee_scale": params.control_scale,
+                 "backend": backend}]
     return out
 
 
@@ -97,6 +114,8 @@ def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int
 def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     if condition["backend"] == "spiking":
         return _spiking_task(prepared, condition, seed)
+    if prepared.get("named"):
+        return named_task(prepared, condition, seed)
 
     c = circuit_for_seed(prepared, seed, **{"connectivity.J_EE": condition["J_EE"]})
     du = np.array([0.0, prepared["extra_drive"]])
@@ -137,9 +156,11 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
 def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> Analysis:
     isn = opt.compare(condition_values(ds, "delta_rI", "isn"), null_value=0.0, alternative="less")
     ctl = opt.compare(condition_values(ds, "delta_rI", "control"), null_value=0.0, alternative="greater")
-    comps = [Comparison(f"ISN (J_EE = {params.isn_J_EE:g}): extra I drive lowers mean r_I", isn, params.min_effect),
-             Comparison(f"control (J_EE = {params.control_J_EE:g}): extra I drive raises mean r_I", ctl,
-                        params.min_effect)]
+    named = "ee_scale" in ds and any(str(v).startswith("isn_") for v in ds.data_vars)
+    isn_what = "model as given" if named else f"J_EE = {params.isn_J_EE:g}"
+    ctl_what = f"E self-excitation x {params.control_scale:g}" if named else f"J_EE = {params.control_J_EE:g}"
+    comps = [Comparison(f"ISN ({isn_what}): extra I drive lowers mean r_I", isn, params.min_effect),
+             Comparison(f"control ({ctl_what}): extra I drive raises mean r_I", ctl, params.min_effect)]
     if "spiking" in params.backends:
         comps += [Comparison("spiking ISN: extra I drive lowers the mean I pool rate",
                              opt.compare(condition_values(ds, "delta_rI", "isn spiking"), null_value=0.0,
@@ -147,11 +168,16 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
                   Comparison("spiking control: extra I drive raises the mean I pool rate",
                              opt.compare(condition_values(ds, "delta_rI", "control spiking"), null_value=0.0,
                                          alternative="greater"), params.min_effect)]
-    table = summary_rows(ds, {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
-                              "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
-                              "pred_delta_rI": "Δr_I linear prediction (unit level)",
-                              "pop_pred_delta_rI": "Δr_I two-population formula",
-                              "sim_delta_rI": "Δr_I simulated (Euler)", "frac_I_down": "fraction of I units down"})
+    cols = {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
+            "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
+            "pred_delta_rI": "Δr_I linear prediction (unit level)",
+            "pop_pred_delta_rI": "Δr_I two-population formula",
+            "sim_delta_rI": "Δr_I simulated (Euler)", "frac_I_down": "fraction of I units down"}
+    named = [str(v) for v in ds.data_vars if str(v).startswith(("delta_", "isn_")) and v not in ("delta_rI", "delta_rE")]
+    if named:  # named populations: the E self-excitation scale, each population's change, ISN per sub-network
+        cols = {"ee_scale": "E self-excitation (x model)", **{k: v for k, v in cols.items() if k != "J_EE"},
+                **{v: v for v in named}}
+    table = summary_rows(ds, cols)
     rate = ds.sel(condition=[c["condition"] for c in _design(params) if c["backend"] == "rate"])
     err_lin = float(np.nanmax(np.abs(rate["delta_rI"] - rate["pred_delta_rI"])))
     err_sim = float(np.nanmax(np.abs(rate["delta_rI"] - rate["sim_delta_rI"])))
@@ -161,9 +187,11 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
              f"{err_lin:.2g} (max abs over seeds; exact while no unit crosses threshold, here "
              f"{crossings:.3g} units per circuit on average do); the simulated time course ends within "
              f"{err_sim:.2g}.",
-             "Two-population formula dr_I/dg_I = (1 - J_EE)/D predicts the sign: "
+             ("Named populations: the driven populations get the extra drive as bias; delta_NAME is each "
+              "population's steady-state change, isn_NAME the ISN test of each excitatory sub-network."
+              if named else "Two-population formula dr_I/dg_I = (1 - J_EE)/D predicts the sign: "
              + ", ".join(f"{r['condition']}: {float(np.nanmean(ds['pop_pred_delta_rI'].sel(condition=r['condition']))):+.4g}"
-                         for r in table) + "."]
+                         for r in table) + ".")]
     if "spiking" in params.backends:
         notes.append("Spiking rows: pool rates (rate-model units) in the second half of the window before and "
                      f"after the extra drive at {params.spiking_onset_ms:g} ms (Brian2, LIF pools).")

@@ -26,7 +26,8 @@ from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.errors import ConvergenceError
 from cortex_resnet.model.fixedpoint import steady_state
 
-__all__ = ["LinearAnalysis", "jacobian", "analyze", "SINGULAR_CONDITION", "MARGINAL_TOL", "CONDITIONS"]
+__all__ = ["LinearAnalysis", "jacobian", "analyze", "pathway_change", "SINGULAR_CONDITION", "MARGINAL_TOL",
+           "CONDITIONS"]
 
 #: above this condition number of ``I - D W`` (float64: ``r*`` would keep < 4 digits) the circuit is singular
 SINGULAR_CONDITION = 1e12
@@ -116,3 +117,27 @@ def analyze(circuit: Circuit, u: np.ndarray | float = 0.0, r_star: np.ndarray | 
                           stable=stable, ee_loop_gain=ee_gain,
                           inhibition_stabilized=bool(stable and ee_gain > 1.0),
                           condition=condition, condition_number=cond, ee_loop_gain_by_population=by_pop)
+
+
+def pathway_change(W_before: np.ndarray, W_after: np.ndarray, layout: dict[str, slice]) -> dict[str, dict[str, float]]:
+    """How each (post, pre) pathway's weights changed, e.g. by training.
+
+    For every block ``W[post, pre]`` that is not all zero before: ``J_before``/``J_after``, the
+    mean over post units of the summed magnitudes from ``pre`` (the pathway's coupling ``J``,
+    dimensionless or mV per Hz as ``W``); ``rel_J_change = (J_after - J_before) / J_before``
+    (signed: the pathway grew or shrank); ``rel_change = ||W_after - W_before||_F / ||W_before||_F``
+    over the block (any redistribution, also one that keeps ``J``). Keys ``"POST<-PRE"``.
+    """
+    W0, W1 = np.asarray(W_before, float), np.asarray(W_after, float)
+    if W0.shape != W1.shape:
+        raise ValueError(f"W_before {W0.shape} and W_after {W1.shape} differ in shape")
+    out: dict[str, dict[str, float]] = {}
+    for post, sp in layout.items():
+        for pre, sq in layout.items():
+            b0, b1 = W0[sp, sq], W1[sp, sq]
+            if b0.size == 0 or not np.any(b0):
+                continue
+            j0, j1 = float(np.abs(b0).sum(1).mean()), float(np.abs(b1).sum(1).mean())
+            out[f"{post}<-{pre}"] = {"J_before": j0, "J_after": j1, "rel_J_change": (j1 - j0) / j0,
+                                     "rel_change": float(np.linalg.norm(b1 - b0) / np.linalg.norm(b0))}
+    return out

@@ -78,8 +78,13 @@ def siegert(mu_mV: torch.Tensor, sigma_mV: TensorLike, tau_m_ms: TensorLike, t_r
         mu_mV = mu_mV.to(torch.float64)
     lo, hi = _limits(mu_mV, sigma_mV, theta_mV, v_reset_mV)
     lo, hi = torch.broadcast_tensors(lo, hi)
-    period_ms = t_ref_ms + tau_m_ms * math.sqrt(math.pi) * _integral(lo, hi)
-    return 1000.0 / period_ms
+    # past x_max erfcx(-x) ~ 2 exp(x^2) overflows: the rate there is below ~1e-30 Hz (float32), and an
+    # inf period would give the gradient inf * 0 = NaN; such entries get 0 Hz and gradient 0
+    far = hi > math.sqrt(math.log(torch.finfo(hi.dtype).max) - 10.0)
+    zero = torch.zeros((), dtype=hi.dtype, device=hi.device)
+    period_ms = t_ref_ms + tau_m_ms * math.sqrt(math.pi) * _integral(torch.where(far, zero - 1, lo),
+                                                                      torch.where(far, zero, hi))
+    return torch.where(far, zero, 1000.0 / period_ms)
 
 
 def _as64(*args: TensorLike) -> list[torch.Tensor]:

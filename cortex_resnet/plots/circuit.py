@@ -26,7 +26,7 @@ from cortex_resnet.model.analysis import analyze
 from cortex_resnet.model.circuit import Circuit, build_circuit
 from cortex_resnet.plots.base import (COLUMN_WIDTH_IN, PALETTE, POP_COLORS, _as_dataset, decomposition_panel, rate_label, save_figure,
                     styled)
-from cortex_resnet.io.results import require_vars
+from cortex_resnet.io.results import population_names, require_vars
 from cortex_resnet.model.spec import parse_spec
 from cortex_resnet.errors import SpecError
 
@@ -62,10 +62,11 @@ def plot_weights_spectrum(result: xr.Dataset | str | Path | Circuit, path: str |
     lim = float(np.max(np.abs(W))) or 1.0
     im = ax_w.imshow(W, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), interpolation="nearest")
     nE = circuit.n_E
-    for pos in (nE - 0.5,):
-        ax_w.axhline(pos, color="k", lw=0.6)
-        ax_w.axvline(pos, color="k", lw=0.6)
-    ax_w.set_xlabel(f"presynaptic unit (E: 0-{nE - 1}, I: {nE}-{circuit.n_units - 1})")
+    for sl in list(circuit.layout.values())[:-1]:  # a line after every population (E/I: one line)
+        ax_w.axhline(sl.stop - 0.5, color="k", lw=0.6 if sl.stop == nE else 0.3)
+        ax_w.axvline(sl.stop - 0.5, color="k", lw=0.6 if sl.stop == nE else 0.3)
+    ax_w.set_xlabel("presynaptic unit (" + ", ".join(f"{k}: {sl.start}-{sl.stop - 1}"
+                                                    for k, sl in circuit.layout.items()) + ")")
     ax_w.set_ylabel("postsynaptic unit")
     ax_w.set_title("W: E columns >= 0, I columns <= 0 (Dale)", loc="left")
     fig.colorbar(im, ax=ax_w, fraction=0.046, pad=0.04, label="weight")
@@ -83,7 +84,20 @@ def plot_weights_spectrum(result: xr.Dataset | str | Path | Circuit, path: str |
 
 
 def _pop_mean(ds: xr.Dataset, var: str, pop: str) -> np.ndarray:
-    return ds[var].where(ds["population"] == pop, drop=True).mean("unit").values  # (time, batch)
+    """(time, batch) mean over population ``pop``'s units; ``"E"``/``"I"`` where no population has that
+    name: every excitatory/inhibitory unit (the ``cell_type`` coordinate)."""
+    names = np.asarray(ds["population"].values).astype(str)
+    coord = "population" if pop in names or "cell_type" not in ds.coords else "cell_type"
+    return ds[var].where(ds[coord] == pop, drop=True).mean("unit").values
+
+
+def _pop_colors(ds: xr.Dataset) -> dict[str, str]:
+    """One colour per population (E blue, I vermillion; named populations from the palette, in unit order)."""
+    names = population_names(ds)
+    if set(names) <= set(POP_COLORS):
+        return {k: POP_COLORS[k] for k in names}
+    cycle = [v for k, v in PALETTE.items() if k not in ("black", "grey", "gray")]
+    return {k: cycle[i % len(cycle)] for i, k in enumerate(names)}
 
 
 @styled
@@ -98,8 +112,8 @@ def plot_isn_paradox(result: xr.Dataset | str | Path, path: str | Path, *, batch
     for ch in range(u.shape[1]):
         ax_u.plot(t, u[:, ch], color="0.3", lw=1)
     ax_u.set_ylabel("extra drive")
-    for pop in ("E", "I"):
-        ax_r.plot(t, _pop_mean(ds, "r", pop)[:, batch], color=POP_COLORS[pop], label=pop)
+    for pop, color in _pop_colors(ds).items():  # one trace per population, by its name
+        ax_r.plot(t, _pop_mean(ds, "r", pop)[:, batch], color=color, label=pop)
     ax_r.set_xlabel("time (ms)")
     ax_r.set_ylabel(f"rate ({rate_label(ds)})")
     rI = _pop_mean(ds, "r", "I")[:, batch]
@@ -119,11 +133,11 @@ def plot_amplification(result: xr.Dataset | str | Path, path: str | Path) -> Pat
     require_vars(ds, ["r", "x"], "the amplification plot")
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
     amp = ds["u"].isel(time=-1).max("input").values
-    for pop in ("E", "I"):
+    for pop, color in _pop_colors(ds).items():
         r = _pop_mean(ds, "r", pop)[-1]
         x = _pop_mean(ds, "x", pop)[-1]
-        ax.plot(amp, r, "o-", color=POP_COLORS[pop], label=f"{pop}: r (with recurrence)")
-        ax.plot(amp, x, "s--", color=POP_COLORS[pop], alpha=0.6, label=f"{pop}: x (recurrence removed)")
+        ax.plot(amp, r, "o-", color=color, label=f"{pop}: r (with recurrence)")
+        ax.plot(amp, x, "s--", color=color, alpha=0.6, label=f"{pop}: x (recurrence removed)")
     e_ratio = _pop_mean(ds, "x", "E")[-1] / np.where(_pop_mean(ds, "r", "E")[-1] == 0, np.nan, _pop_mean(ds, "r", "E")[-1])
     ax.set_xlabel("stimulus amplitude u")
     ax.set_ylabel(f"steady rate ({rate_label(ds)})")

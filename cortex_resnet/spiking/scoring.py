@@ -86,7 +86,7 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
     width_s = np.array([(t1 - t0) * 1e-3 for t0, t1 in windows])[:, None, None]
     r = counts / (sspec.pool_size * width_s) / R  # rate units
     is_e = model.circuit.is_E
-    logits = clf.readout(torch.as_tensor(r[:, :, is_e], dtype=torch.float64))
+    logits = clf.readout(clf.select(torch.as_tensor(r, dtype=torch.float64)))
     return {"logits": logits, "times_ms": times, "windows_ms": windows, "pool_size": sspec.pool_size,
             "spikes_per_E_pool": float(counts[-1][:, is_e].mean()), "model": model,
             "spikes_per_example": float(total.sum(1).mean()), "n_neurons": int(sspec.pool_size * circuit.n_units)}
@@ -100,7 +100,7 @@ def rate_window_logits(trajectory: Callable[[torch.Tensor, int], torch.Tensor], 
     steps = int(round(duration_ms / dt_ms))
     out = []
     for i in range(0, u.shape[0], batch):
-        r = trajectory(u[i:i + batch], steps)[:, :, :n_E]
+        r = clf.select(trajectory(u[i:i + batch], steps))
         csum = torch.cat([torch.zeros_like(r[:1]), torch.cumsum(r[1:], 0)])  # csum[k] = sum of steps 1..k
         means = []
         for t0, t1 in windows:

@@ -69,7 +69,8 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
                          init_radius=m.init_radius, seed=spec.seed)
             model = CircuitClassifier(net, in_shape=dataset.in_shape, n_classes=dataset.n_classes,
                                       input_projection=m.input_projection,
-                                      kernel_size=m.kernel_size, seed=spec.seed)
+                                      kernel_size=m.kernel_size, seed=spec.seed,
+                                      readout_populations=m.readout_populations)
             info = {"model": f"E/I circuit, {m.variant}, {m.input_projection} input, K={m.steps}",
                     "variant": m.variant, "kind": "circuit"}
         else:

@@ -49,7 +49,7 @@ from cortex_resnet.errors import SpecError
 from cortex_resnet.model.spec import SAFE_NAME, CircuitSpec, parse_spec, read_toml, validation_to_spec_error
 from cortex_resnet.core.specbase import MAX_LIST, MAX_TEXT, Frozen, check_depth, set_dotted
 
-__all__ = ["DataSpec", "CircuitModelSpec", "BaselineModelSpec", "OptimSpec", "ScheduleSpec",
+__all__ = ["DataSpec", "CircuitModelSpec", "input_only", "BaselineModelSpec", "OptimSpec", "ScheduleSpec",
            "TrainSpec", "ExperimentSpec", "load_experiment", "parse_experiment", "dump_experiment",
            "learning_rate"]
 
@@ -87,6 +87,10 @@ class CircuitModelSpec(_Frozen):
     (bulk radius ``init_radius``); ``norm``: per-step normalisation (weights tied,
     norms not, as CORnet-S); ``state_gate``: state-dependent gates (``gated``);
     ``dale``: how magnitudes stay non-negative (see :mod:`cortex_resnet.bridge`).
+    ``input_populations``: the named populations the input reaches (e.g. ``["L4E", "L4I"]``:
+    thalamic input to layer 4); the others get input gain 0 (the input projection's zero
+    pattern, kept in training). ``readout_populations``: the named excitatory populations
+    read out (e.g. ``["L23E", "L5E"]``); default: every E unit.
     """
 
     kind: Literal["circuit"] = "circuit"
@@ -105,6 +109,10 @@ class CircuitModelSpec(_Frozen):
     norm: Literal["layer", "batch"] | None = None
     state_gate: bool = False
     dale: Literal["softplus", "relu"] = "softplus"
+    input_populations: list[Annotated[str, Field(max_length=100)]] | None = Field(default=None, min_length=1,
+                                                                                  max_length=MAX_LIST)
+    readout_populations: list[Annotated[str, Field(max_length=100)]] | None = Field(default=None, min_length=1,
+                                                                                    max_length=MAX_LIST)
 
     @model_validator(mode="after")
     def _one_source(self) -> "CircuitModelSpec":
@@ -237,6 +245,10 @@ class ExperimentSpec(_Frozen):
             except (KeyError, TypeError):
                 raise SpecError("model.overrides", sorted(m.overrides),
                                 "existing dotted circuit-spec fields, e.g. populations.E.n") from None
+        if m.input_populations is not None:
+            spec = input_only(spec, m.input_populations)
+        if m.readout_populations is not None:
+            _check_readout(spec, m.readout_populations)
         return spec
 
     def replace(self, **changes: Any) -> "ExperimentSpec":
@@ -248,6 +260,38 @@ class ExperimentSpec(_Frozen):
             except KeyError:
                 raise SpecError(key, value, "an existing dotted experiment field") from None
         return parse_experiment(data, source_dir=self.source_dir)
+
+
+def input_only(spec: CircuitSpec, names: list[str]) -> CircuitSpec:
+    """``spec`` with input gain only onto the populations ``names`` (each keeps its model gain).
+
+    Raises :class:`SpecError` (field ``model.input_populations``) for an unknown or repeated
+    name, or a population that the model gives no input (gain 0: nothing to keep).
+    """
+    pops, inp = spec.populations, spec.input
+    if len(set(names)) != len(names):
+        raise SpecError("model.input_populations", names, "distinct population names")
+    gains = {}
+    for name in names:
+        if name not in pops.names:
+            raise SpecError("model.input_populations", name, f"one of the circuit's populations {pops.names}")
+        g = inp.gain.get(name, inp.gain_E if pops.is_excitatory(name) else inp.gain_I)
+        if g <= 0:
+            raise SpecError("model.input_populations", name, "a population with input gain > 0 in the model "
+                            f"(input.gain.{name} or input.gain_E/gain_I); set it with model.overrides")
+        gains[name] = g
+    return spec.replace(**{"input.gain_E": 0.0, "input.gain_I": 0.0, "input.gain": gains})
+
+
+def _check_readout(spec: CircuitSpec, names: list[str]) -> None:
+    pops = spec.populations
+    if len(set(names)) != len(names):
+        raise SpecError("model.readout_populations", names, "distinct population names")
+    excit = [k for k in pops.names if pops.is_excitatory(k)]
+    for name in names:
+        if name not in excit:
+            raise SpecError("model.readout_populations", name, f"one of the circuit's excitatory populations "
+                            f"{excit} (only pyramidal cells project out of a cortical area)")
 
 
 def resolve_model_path(name: str, source_dir: str | None) -> Path:

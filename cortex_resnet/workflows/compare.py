@@ -54,6 +54,7 @@ from cortex_resnet.model.stimulus import Stimulus
 from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
 from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
 from cortex_resnet.training.loop import build_model, load_data
+from cortex_resnet.workflows.column import training_change
 
 __all__ = ["LoadedRun", "compare_run", "load_run", "plot_compare", "rate_logits"]
 
@@ -137,7 +138,7 @@ def rate_logits(run: LoadedRun, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     m = run.spec.model
     r = _trajectories(circuit, u, m.steps, m.dt_ms, m.input_mode, True)
     xr = _trajectories(circuit, u, m.steps, m.dt_ms, m.input_mode, False)
-    logits = clf.readout(r[1:, :, : net.n_E])
+    logits = clf.readout(clf.select(r[1:]))
     return logits, r, xr, circuit
 
 
@@ -178,14 +179,14 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     dict
         ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
         ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
-        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``.
+        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``, ``training_change``.
     """
     _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
     run = load_run(run_dir, data_dir)
     x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
     y = torch.as_tensor(run.dataset.y_test)
     out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
-    out["run"] = str(run_dir)
+    out["run"], out["training_change"] = str(run_dir), training_change(run)  # pathways, ISN per layer
     spk = None
     if spiking and spiking_examples != 0 and circuit.step_weights is not None:
         out["spiking_skipped"] = ("untied nets map to circuits with step-dependent weights "
@@ -302,10 +303,12 @@ def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any]) ->
     """E-mean rates with and without recurrence (rate units) of a few examples, for the figure."""
     u_np = u.detach().cpu().numpy()
     ds = model.simulate(u_np, duration_ms=dur, seed=opts["seed"], decompose=True, engine=opts["engine"])
-    e = ds["population"].values == "E"
-    hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here
-    return {"time_ms": ds["time"].values, "rates_E_time": ds["r"].values[:, :, e].mean(-1) / hz,
-            "x_E_time": ds["x"].values[:, :, e].mean(-1) / hz}
+    pops = np.asarray(ds["population"].values).astype(str)
+    e = np.asarray(ds["cell_type"].values).astype(str) == "E" if "cell_type" in ds.coords else pops == "E"
+    hz_map = json.loads(ds.attrs["hz_per_unit"])  # by population name; spiking r is in Hz: model units here
+    hz = np.array([hz_map[p] for p in pops[e]])
+    return {"time_ms": ds["time"].values, "rates_E_time": (ds["r"].values[:, :, e] / hz).mean(-1),
+            "x_E_time": (ds["x"].values[:, :, e] / hz).mean(-1)}
 
 
 def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
@@ -340,7 +343,7 @@ def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit
         a.axhline(0, color="0.85", lw=0.6, zorder=0)
     if n_ex:
         axes[1].legend(loc="best")
-        axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {circuit.hz_per_unit['E']:g})")
+        axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {next(iter(circuit.hz_per_unit.values())):g})")
     return save_figure(fig, path)
 
 

@@ -68,3 +68,15 @@ def test_lif_transfer_is_the_shared_function():
     lif = get_transfer("lif", sigma_mV=3.0, **P)
     np.testing.assert_array_equal(lif.numpy(z), siegert_numpy(z, 3.0, *ARGS))
     assert lif(torch.tensor(z, dtype=torch.float32)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_far_below_threshold_rate_zero_and_gradient_finite(dtype):
+    # mu 216 mV below threshold (sigma 6 mV): erfcx(-x) overflows in the integrand; before the guard
+    # the rate was 1000/inf = 0 but its gradient inf * 0 = NaN, which poisoned training (lif columns)
+    mu = torch.tensor([-200.0, 0.0, 10.0], dtype=dtype, requires_grad=True)
+    r = siegert(mu, 6.0, 10.0, 2.0, 16.4, 1.4)
+    r.sum().backward()
+    assert float(r[0]) == 0.0
+    assert torch.isfinite(mu.grad).all() and float(mu.grad[0]) == 0.0
+    assert float(mu.grad[2]) > float(mu.grad[1]) > 0.0  # the Siegert rate rises with mu

@@ -147,3 +147,30 @@ def test_rate_axes_state_units_and_the_hz_factor(rate_file: Path) -> None:
     assert rate_label(ds) == "a.u.; 1 a.u. = 10 Hz"
     ds.attrs["rate_units"] = "Hz"
     assert rate_label(ds) == "Hz"
+
+
+def test_named_population_plots_have_one_trace_per_population(tmp_path: Path) -> None:
+    import matplotlib
+    from matplotlib import pyplot as plt
+    from cortex_resnet.plots import circuit as pc
+
+    from cortex_resnet.model.circuit import build_circuit
+
+    spec = load_model("models/e_pv_som.toml").spec
+    c = build_circuit(spec.replace(**{"populations.E.n": 6, "populations.PV.n": 2, "populations.SOM.n": 2}))
+    ds = simulate(c, "step:amp=0.5,onset_ms=20", duration_ms=40.0, dt_ms=0.5)
+    labels = []
+    orig = matplotlib.axes.Axes.legend
+
+    def spy(ax, *a, **k):  # the legend entries of the rate panel: one per population, by name
+        labels.append([t for t in ax.get_legend_handles_labels()[1]])
+        return orig(ax, *a, **k)
+
+    matplotlib.axes.Axes.legend = spy
+    try:
+        assert pc.plot_isn_paradox(ds, tmp_path / "isn.png").is_file()
+    finally:
+        matplotlib.axes.Axes.legend = orig
+        plt.close("all")
+    assert labels[-1] == ["E", "PV", "SOM"]
+    assert np.isfinite(pc._pop_mean(ds, "r", "I")).all()  # "I": every inhibitory unit (PV and SOM)
