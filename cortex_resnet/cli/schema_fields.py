@@ -112,7 +112,12 @@ _SPIKING = {
     "SynapseSpec.tau_i_ms": "Inhibitory synaptic time constant (0 = delta synapses; > 0 for conductance).",
     "SynapseSpec.E_e_mV": "Excitatory reversal potential (conductance synapses).",
     "SynapseSpec.E_i_mV": "Inhibitory reversal potential (conductance synapses).",
-    "SynapseSpec.delay_ms": "Transmission delay of every synapse.",
+    "SynapseSpec.delay_ms": "Transmission delay of every synapse (of excitatory ones when delay_i_ms is set).",
+    "SynapseSpec.delay_i_ms": "Transmission delay of inhibitory synapses (default: delay_ms).",
+    "SynapseSpec.delay_rel_sd": "Relative standard deviation of per-synapse normal delays (redrawn below half "
+                                "a time step, rounded to the step); 0 = every delay exact.",
+    "SynapseSpec.weight_rel_sd": "Relative standard deviation of per-synapse normal weights (redrawn across 0: "
+                                 "Dale's sign kept); 0 = equal weights per pathway.",
     "SynapseSpec.p_connect": "Probability that a neuron of pool b connects to a neuron of pool a where the "
                              "rate circuit connects b to a.",
     "SynapseSpec.fixed_indegree": "Every neuron receives exactly round(p_connect * pool_size) synapses from "
