@@ -124,6 +124,8 @@ _SPIKING = {
                                   "each connected pool (Brunel 2000) instead of independent draws.",
     "SynapseSpec.v_ref_mV": "Conductance synapses: potential at which the driving force converts a rate "
                             "coupling into a conductance (default: midway between reset and threshold).",
+    "InputEncodingSpec.dc_mV": "poisson mode: per population name, this much of the drive (mV of mean "
+                               "depolarisation) enters as a constant current, the rest as Poisson spikes.",
     "InputEncodingSpec.mode": "poisson: Poisson input spikes of weight_mV each (negative drive clipped at 0); "
                               "current: a deterministic current.",
     "InputEncodingSpec.weight_mV": "Weight of one Poisson input spike (a drive of 1 mV is "

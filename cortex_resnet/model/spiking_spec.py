@@ -168,6 +168,7 @@ class InputEncodingSpec(_Frozen):
     mode: Literal["poisson", "current"] = "poisson"
     weight_mV: float = Field(default=0.1, gt=0.0, le=1e3)
     stimulus_dt_ms: float = Field(default=1.0, gt=0.0, le=1e5)
+    dc_mV: dict[str, float] = Field(default_factory=dict)  # poisson mode: this much of a population's drive as a current
 
 
 class MonitorSpec(_Frozen):

@@ -34,6 +34,7 @@ from cortex_resnet.spiking.mapping import (Mapping, map_circuit, pair_probabilit
                                            pool_model)
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import make_stimulus
+from cortex_resnet.spiking.input_split import split_dc
 from cortex_resnet.spiking.spread import with_spread
 
 __all__ = ["SpikingPlan", "build_plan", "estimate_bytes", "draw_synapses", "sample_drive", "PLAN_VERSION"]
@@ -374,7 +375,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
     rng = np.random.default_rng([seed, 0x1417])
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
-    drive = mapping.k_unit * ext  # (T_in, batch, N) mV
+    mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
     unit_of = np.repeat(np.arange(circuit.n_units), sspec.pool_size)
     is_E = np.repeat(circuit.is_E, sspec.pool_size)
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,

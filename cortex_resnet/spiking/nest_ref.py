@@ -27,7 +27,7 @@ import numpy as np
 
 from cortex_resnet.model import pd14 as P
 
-__all__ = ["PopulationSpikes", "nest_available", "run_nest"]
+__all__ = ["PopulationSpikes", "build_nest", "import_nest", "nest_available", "run_nest"]
 
 V0_MEAN_MV, V0_SD_MV = -58.0, 10.0  # NEST example, V0_type "original"
 DELAY_POISSON_MS = 1.5              # NEST example, delay_poisson
@@ -52,7 +52,8 @@ def nest_available() -> bool:
     return importlib.util.find_spec("nest") is not None
 
 
-def _import_nest():
+def import_nest():
+    """The ``nest`` module (quiet); ImportError when NEST is not installed."""
     os.environ.setdefault("PYNEST_QUIET", "1")
     import nest  # deferred: optional reference simulator (validate extra), slow to import
 
@@ -76,18 +77,13 @@ def _connect(nest, pops: list, net: P.PD14, dt_ms: float) -> None:
             nest.Connect(source, target, {"rule": "fixed_total_number", "N": n_syn}, syn)
 
 
-def run_nest(scale: float, duration_ms: float, *, seed: int = 1, threads: int = 1, dt_ms: float = 0.1,
-             background: str = "poisson") -> PopulationSpikes:
-    """Build and simulate the microcircuit at ``scale`` in NEST for ``duration_ms`` (ms).
-
-    ``seed``: NEST's ``rng_seed`` (>= 1; graph, weights, delays, initial potentials, input);
-    ``threads``: ``local_num_threads``. Raises ImportError when NEST is not installed.
-    """
-    nest = _import_nest()
-    net = P.pd14(scale, background)
-    t0 = time.perf_counter()
+def build_nest(nest, net: P.PD14, *, seed: int = 1, threads: int = 1, dt_ms: float = 0.1) -> tuple[list, list]:
+    """Reset NEST's kernel and create ``net`` in it: returns the 8 populations and their recorders."""
     nest.ResetKernel()
-    nest.set_verbosity("M_ERROR")
+    if hasattr(nest, "VerbosityLevel"):
+        nest.verbosity = nest.VerbosityLevel.ERROR
+    else:  # NEST < 3.9
+        nest.set_verbosity("M_ERROR")
     nest.SetKernelStatus({"resolution": dt_ms, "local_num_threads": int(threads), "rng_seed": int(seed),
                           "print_time": False})
     params = {"C_m": P.C_M_PF, "tau_m": P.TAU_M_MS, "tau_syn_ex": P.TAU_SYN_MS, "tau_syn_in": P.TAU_SYN_MS,
@@ -101,10 +97,24 @@ def run_nest(scale: float, duration_ms: float, *, seed: int = 1, threads: int = 
         pops.append(pop)
         recs.append(rec)
     _connect(nest, pops, net, dt_ms)
-    if background == "poisson":
+    if net.background == "poisson":
         for i, pop in enumerate(pops):
             gen = nest.Create("poisson_generator", params={"rate": P.BG_RATE_HZ * float(net.K_ext[i])})
             nest.Connect(gen, pop, "all_to_all", {"weight": net.psc_ext_pA, "delay": DELAY_POISSON_MS})
+    return pops, recs
+
+
+def run_nest(scale: float, duration_ms: float, *, seed: int = 1, threads: int = 1, dt_ms: float = 0.1,
+             background: str = "poisson") -> PopulationSpikes:
+    """Build and simulate the microcircuit at ``scale`` in NEST for ``duration_ms`` (ms).
+
+    ``seed``: NEST's ``rng_seed`` (>= 1; graph, weights, delays, initial potentials, input);
+    ``threads``: ``local_num_threads``. Raises ImportError when NEST is not installed.
+    """
+    nest = import_nest()
+    net = P.pd14(scale, background)
+    t0 = time.perf_counter()
+    pops, recs = build_nest(nest, net, seed=seed, threads=threads, dt_ms=dt_ms)
     nest.Prepare()
     t1 = time.perf_counter()
     nest.Run(duration_ms)
@@ -113,7 +123,7 @@ def run_nest(scale: float, duration_ms: float, *, seed: int = 1, threads: int = 
     spikes = {}
     for name, pop, rec in zip(P.POPULATIONS, pops, recs):
         ev = rec.get("events")
-        first = int(pop.global_id if len(pop) == 1 else pop[0].global_id)
+        first = int(pop[0].global_id)
         spikes[name] = (np.asarray(ev["senders"], np.int64) - first, np.asarray(ev["times"], np.float64))
     return PopulationSpikes(sizes={k: int(n) for k, n in zip(P.POPULATIONS, net.N)}, spikes=spikes,
                             duration_ms=float(duration_ms), timing={"build_s": t1 - t0, "sim_s": t2 - t1},

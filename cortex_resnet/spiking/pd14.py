@@ -86,8 +86,8 @@ def spiking_table(net: P.PD14, units: np.ndarray, pool_size: int, dt_ms: float =
     (``p = K / N_pre``) instead of a fixed total number with multapses (in-degree variance
     ``K (1 - p)`` instead of ``~K``); population sizes rounded to whole pools; the background
     is a current (``dc``) or Poisson input at one rate per neuron (``poisson``: the sum of
-    ``K_ext`` 8 Hz sources, which also Poisson-codes the DC compensation) instead of a
-    Poisson generator per neuron; the first spike of the background arrives with no delay.
+    ``K_ext`` 8 Hz sources, the DC compensation as a current: ``input.dc_mV``), arriving with
+    no delay (NEST: 1.5 ms, irrelevant for a stationary input).
     The mean field ignores the weight spread (it adds 1 % to the input variance)."""
     lif = {"tau_m_ms": P.TAU_M_MS, "v_rest_mV": P.E_L_MV, "v_th_mV": P.V_TH_MV,
            "v_reset_mV": P.V_RESET_MV, "t_ref_ms": P.T_REF_MS}
@@ -99,5 +99,7 @@ def spiking_table(net: P.PD14, units: np.ndarray, pool_size: int, dt_ms: float =
             "synapse": {"kind": "current", "tau_e_ms": P.TAU_SYN_MS, "tau_i_ms": P.TAU_SYN_MS,
                         "delay_ms": P.DELAY_EXC_MS, "delay_i_ms": P.DELAY_INH_MS,
                         "delay_rel_sd": P.DELAY_REL_SD, "weight_rel_sd": P.WEIGHT_REL_SD},
-            "input": {"mode": "current" if net.background == "dc" else "poisson", "weight_mV": net.jump_ext_mV},
+            "input": {"mode": "current", "weight_mV": net.jump_ext_mV} if net.background == "dc" else
+            {"mode": "poisson", "weight_mV": net.jump_ext_mV,
+             "dc_mV": {k: float(net.dc_mV[i]) for i, k in enumerate(P.POPULATIONS) if net.dc_mV[i] != 0}},
             "pathways": pathways, "monitor": {"rate_bin_ms": 1.0, "n_traces": 0, "spikes": True}}

@@ -35,12 +35,13 @@ CORR_BIN_MS, CORR_NEURONS, MIN_ISIS = 2.0, 200, 5
 
 
 def run_brian2(scale: float, duration_ms: float, *, seed: int = 0, standalone: bool = False,
-               pool_size: int | None = None, cache_dir=None) -> PopulationSpikes:
+               pool_size: int | None = None, cache_dir=None, threads: int = 1) -> PopulationSpikes:
     """The model file's network at ``scale`` in Brian2 (runtime or cached C++ standalone).
 
     ``seed`` seeds the synapse graph, weights and delays (the circuit's seed) and the initial
     potentials and input (the run's). ``timing``: ``build_s`` (plan and Brian2 objects or the
-    standalone build), ``sim_s`` (the run: for standalone, the binary's whole run).
+    standalone build), ``sim_s`` (the run: for standalone, the binary's whole run); ``threads``:
+    standalone OpenMP threads.
     """
     data = dict(model_file_data(scale, pool_size), seed=int(seed))
     t0 = time.perf_counter()
@@ -48,7 +49,7 @@ def run_brian2(scale: float, duration_ms: float, *, seed: int = 0, standalone: b
         warnings.simplefilter("ignore")
         circuit = build_circuit(parse_spec(data))
         plan = build_plan(circuit, "constant:amp=0.0", duration_ms, seed=seed)
-        engine = StandaloneEngine(plan, cache_dir) if standalone else RuntimeEngine(plan)
+        engine = StandaloneEngine(plan, cache_dir, threads) if standalone else RuntimeEngine(plan)
         t1 = time.perf_counter()
         raw = engine.run(seed=seed)
         t2 = time.perf_counter()
@@ -130,4 +131,19 @@ def ks_table(ours: list[dict], ref: list[dict]) -> dict[str, dict[str, dict[str,
             within = [ks_distance(a[name][s], b[name][s]) for a, b in combinations(ref, 2)]
             out[name][s] = {"cross": float(np.nanmean(cross)), "within": float(np.nanmean(within)),
                             "within_max": float(np.nanmax(within))}
+    return out
+
+
+def summary(runs: list[PopulationSpikes], t0_ms: float = 200.0) -> dict[str, dict[str, float]]:
+    """Per population, over seeds: mean and sd of the population rate (Hz), mean CV, mean correlation."""
+    stats = [population_statistics(r, t0_ms) for r in runs]
+    out = {}
+    for name in P.POPULATIONS:
+        rates = [float(s[name]["rate_hz"].mean()) for s in stats]
+        out[name] = {"rate_hz": float(np.mean(rates)), "rate_sd_hz": float(np.std(rates, ddof=1)) if len(rates) > 1
+                     else float("nan"),
+                     "cv_isi": float(np.nanmean([np.mean(s[name]["cv_isi"]) if s[name]["cv_isi"].size else np.nan
+                                                 for s in stats])),
+                     "corr": float(np.nanmean([np.mean(s[name]["corr"]) if s[name]["corr"].size else np.nan
+                                               for s in stats]))}
     return out
