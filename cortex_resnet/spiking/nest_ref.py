@@ -60,8 +60,9 @@ def import_nest():
     return nest
 
 
-def _connect(nest, pops: list, net: P.PD14, dt_ms: float) -> None:
-    """The recurrent pathways: fixed total numbers, normal weights and delays, redrawn."""
+def _connect(nest, pops: list, net: P.PD14, dt_ms: float, rule: str = "fixed_total_number") -> None:
+    """The recurrent pathways: fixed total numbers (or, ``pairwise_bernoulli``, our engines' draws
+    with ``p = K / N_pre``), normal weights and delays, redrawn."""
     for i, target in enumerate(pops):
         for j, source in enumerate(pops):
             n_syn = int(round(net.K[i, j] * net.N[i]))
@@ -74,10 +75,13 @@ def _connect(nest, pops: list, net: P.PD14, dt_ms: float) -> None:
                    "weight": nest.math.redraw(nest.random.normal(mean=w, std=abs(w) * P.WEIGHT_REL_SD), min=lo, max=hi),
                    "delay": nest.math.redraw(nest.random.normal(mean=d, std=d * P.DELAY_REL_SD),
                                              min=0.5 * dt_ms, max=np.inf)}
-            nest.Connect(source, target, {"rule": "fixed_total_number", "N": n_syn}, syn)
+            conn = {"rule": "fixed_total_number", "N": n_syn} if rule == "fixed_total_number" else \
+                {"rule": "pairwise_bernoulli", "p": float(net.K[i, j] / net.N[j])}
+            nest.Connect(source, target, conn, syn)
 
 
-def build_nest(nest, net: P.PD14, *, seed: int = 1, threads: int = 1, dt_ms: float = 0.1) -> tuple[list, list]:
+def build_nest(nest, net: P.PD14, *, seed: int = 1, threads: int = 1, dt_ms: float = 0.1,
+               rule: str = "fixed_total_number") -> tuple[list, list]:
     """Reset NEST's kernel and create ``net`` in it: returns the 8 populations and their recorders."""
     nest.ResetKernel()
     if hasattr(nest, "VerbosityLevel"):
@@ -96,7 +100,7 @@ def build_nest(nest, net: P.PD14, *, seed: int = 1, threads: int = 1, dt_ms: flo
         nest.Connect(pop, rec)
         pops.append(pop)
         recs.append(rec)
-    _connect(nest, pops, net, dt_ms)
+    _connect(nest, pops, net, dt_ms, rule)
     if net.background == "poisson":
         for i, pop in enumerate(pops):
             gen = nest.Create("poisson_generator", params={"rate": P.BG_RATE_HZ * float(net.K_ext[i])})
@@ -105,16 +109,17 @@ def build_nest(nest, net: P.PD14, *, seed: int = 1, threads: int = 1, dt_ms: flo
 
 
 def run_nest(scale: float, duration_ms: float, *, seed: int = 1, threads: int = 1, dt_ms: float = 0.1,
-             background: str = "poisson") -> PopulationSpikes:
+             background: str = "poisson", rule: str = "fixed_total_number") -> PopulationSpikes:
     """Build and simulate the microcircuit at ``scale`` in NEST for ``duration_ms`` (ms).
 
     ``seed``: NEST's ``rng_seed`` (>= 1; graph, weights, delays, initial potentials, input);
-    ``threads``: ``local_num_threads``. Raises ImportError when NEST is not installed.
+    ``threads``: ``local_num_threads``; ``rule``: ``fixed_total_number`` (PD14) or
+    ``pairwise_bernoulli`` (as our engines draw). Raises ImportError when NEST is not installed.
     """
     nest = import_nest()
     net = P.pd14(scale, background)
     t0 = time.perf_counter()
-    pops, recs = build_nest(nest, net, seed=seed, threads=threads, dt_ms=dt_ms)
+    pops, recs = build_nest(nest, net, seed=seed, threads=threads, dt_ms=dt_ms, rule=rule)
     nest.Prepare()
     t1 = time.perf_counter()
     nest.Run(duration_ms)
