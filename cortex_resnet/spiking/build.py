@@ -146,7 +146,8 @@ class SpikingPlan:
             "shared_w": [self.shared_weight(p) for p in ("E", "I")],
             "input": None if self.input_values is None else [s.input.mode, list(self.input_values.shape),
                                                                self.stim_dt_ms],
-            "delay_ms": s.synapse.delay_ms, "delays": self.delays_ms is not None, "dt_ms": self.dt_ms, "duration_ms": self.duration_ms,
+            "delay_ms": s.synapse.delay_ms, "delays": self.delays_ms is not None, "dt_ms": self.dt_ms,
+            "duration_ms": self.duration_ms,
             "pathways": {k: int(v[0].size) for k, v in self.synapses.items()},
             "traces": self.trace_neurons.tolist(), "trace_stride": s.monitor.trace_stride,
         }
@@ -376,17 +377,15 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     rng = np.random.default_rng([seed, 0x1417])
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
-    unit_of = np.repeat(np.arange(circuit.n_units), sspec.pool_size)
-    is_E = np.repeat(circuit.is_E, sspec.pool_size)
+    unit_of, is_E = np.repeat(np.arange(circuit.n_units), sspec.pool_size), np.repeat(circuit.is_E, sspec.pool_size)
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
                        drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
     increments, w_in = _increments(circuit, sspec, model)
-    synapses, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec.synapse, dt_ms,
-                                   graph_rng, engine)
+    syn, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec, graph_rng, engine, dt_ms)
     neuron = _neuron_arrays(circuit, sspec, mapping, w_in, unit_of)
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
-        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=synapses, delays_ms=delays,
+        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=syn, delays_ms=delays,
         input_values=_input_values(sspec, drive, model.tau_m_ms), stim_dt_ms=stim_dt, u=u,
         v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
         mapping=mapping, pool_model=model, drive_mV=drive,

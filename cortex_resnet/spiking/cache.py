@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -153,6 +154,7 @@ class StandaloneEngine:
         self.manifest = json.loads((self.folder / MANIFEST).read_text())
         self.last_run_s = 0.0
         self.last_sim_s = float("nan")
+        self.last_run_cpu_s = float("nan")
 
     def run(self, recurrent: bool = True, seed: int = 0, progress=None) -> RawRun:
         """Run the binary with this plan's values (``recurrent=False``: synaptic weights 0).
@@ -179,10 +181,11 @@ class StandaloneEngine:
             results = rundir / "results"
             results.mkdir()
             env = dict(os.environ, **{SEED_ENV: str(int(seed) % (2**32)), THREADS_ENV: str(self.threads)})
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), _children_cpu_s()
             proc = subprocess.run([str(self.folder / "main"), "--results_dir", str(results) + os.sep] + args,
                                   cwd=self.folder, env=env, capture_output=True, text=True)
             self.last_run_s = time.perf_counter() - t0
+            self.last_run_cpu_s = _children_cpu_s() - cpu0  # CPU seconds: meaningful on a busy machine
             info = results / "last_run_info.txt"  # Brian2: simulated loop's time, completed fraction
             self.last_sim_s = float(info.read_text().split()[0]) if info.is_file() else float("nan")
             if progress is not None:
@@ -203,3 +206,9 @@ class StandaloneEngine:
             return RawRun(spike_i, spike_t, tt, tv)
         finally:
             shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime

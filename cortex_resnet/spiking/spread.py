@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from cortex_resnet.errors import SpecError
-from cortex_resnet.model.spiking_spec import SynapseSpec
+from cortex_resnet.model.spiking_spec import SpikingSpec, SynapseSpec
 
 __all__ = ["redrawn_normal", "spread_weights", "synapse_delays", "uniform_delay", "with_spread"]
 
@@ -62,10 +62,13 @@ def spread_weights(w: np.ndarray, rel_sd: float, rng: np.random.Generator) -> np
     return redrawn_normal(w, np.abs(w) * rel_sd, np.where(pos, 0.0, -np.inf), np.where(pos, np.inf, 0.0), rng)
 
 
-def with_spread(synapses: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], syn: SynapseSpec, dt_ms: float,
-                rng: np.random.Generator, engine: str = "brian2") -> tuple[dict, dict[str, np.ndarray] | None]:
-    """The drawn synapses with their weight spread, and per-synapse delays (None: one delay for all;
-    the torch engine has one delay line, so it refuses per-synapse delays)."""
+def with_spread(synapses: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], sspec: SpikingSpec,
+                rng: np.random.Generator, engine: str = "brian2",
+                dt_ms: float | None = None) -> tuple[dict, dict[str, np.ndarray] | None]:
+    """The drawn synapses with their weight spread, and per-synapse delays on the grid of ``dt_ms``
+    (default ``sspec.dt_ms``; None: one delay for all; the torch engine has one delay line, so it
+    refuses per-synapse delays)."""
+    syn, dt_ms = sspec.synapse, sspec.dt_ms if dt_ms is None else dt_ms
     out = {k: (pre, post, spread_weights(w, syn.weight_rel_sd, rng)) for k, (pre, post, w) in synapses.items()}
     if uniform_delay(syn):
         return out, None
