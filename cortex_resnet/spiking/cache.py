@@ -181,6 +181,7 @@ class StandaloneEngine:
             results = rundir / "results"
             results.mkdir()
             env = dict(os.environ, **{SEED_ENV: str(int(seed) % (2**32)), THREADS_ENV: str(self.threads)})
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads starve each other on a busy machine
             t0, cpu0 = time.perf_counter(), _children_cpu_s()
             proc = subprocess.run([str(self.folder / "main"), "--results_dir", str(results) + os.sep] + args,
                                   cwd=self.folder, env=env, capture_output=True, text=True)
