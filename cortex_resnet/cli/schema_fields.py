@@ -236,6 +236,7 @@ _POPULATIONS = {
     "SpikingPopulations.<NAME>": "LIF parameters of the neurons of population NAME (defaults as for E/I).",
     "SpikingSpec.pathways": "Neuron-pair connection probability per (post, pre) population pair "
                             "([spiking.pathways.POST] PRE = 0.1; default synapse.p_connect): sets in-degrees.",
+    "InputEncodingSpec.dc_mV.<NAME>": "Part of population NAME's drive given as a constant current (mV).",
     "SpikingSpec.pathways.<POST>": "Connection probabilities onto population POST, one per presynaptic population.",
     "SpikingSpec.pathways.<POST>.<PRE>": "Connection probability from PRE neurons onto POST neurons.",
 }

@@ -151,9 +151,11 @@ def _assert_pd14_state(rates: dict, mf: dict, factor: float) -> None:
 
 
 def test_spiking_pd14_at_scale_005_keeps_the_state():
-    """Scale 0.05 (3,880 neurons, 0.75 M synapses, Poisson background): measured 2026-11
-    (500 ms): L23E 0.33, L23I 1.97, L4E 4.24, L4I 4.73, L5E 4.60, L5I 8.00, L6E 0.26,
-    L6I 7.37 Hz; the DC-background variant falls silent at this scale (mean field: L23E 0.03 Hz)."""
+    """Scale 0.05 (3,880 neurons, 0.75 M synapses, Poisson background, DC compensation as a
+    current, delay and weight spread): the same state as NEST's network at this scale (NEST 3.10,
+    0.1-0.4 s, measured 2026-11: L23E 0.14, L23I 0.86, L4E 2.89, L4I 3.56, L5E 4.45, L5I 6.54,
+    L6E 0.50, L6I 5.85 Hz); the DC-background variant falls silent at this scale (mean field:
+    L23E 0.03 Hz)."""
     rates, mf = _spiking_rates(0.05, 20, 300.0)
     _assert_pd14_state(rates, mf, 4.0)
 

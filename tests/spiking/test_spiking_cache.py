@@ -91,13 +91,15 @@ def test_runs_write_only_the_monitors(first_run, cache_dir):
 
 def test_openmp_build_runs_on_two_threads_with_the_same_statistics(cache_dir):
     """threads = 2: a separate OpenMP build (``-openmp``), run on 2 threads; same circuit, same
-    mean rate as the single-thread build within 10 % (other random streams: not the same spikes)."""
+    spike count as the single-thread build within 4 Poisson standard deviations (other random
+    streams: not the same spikes; a count of n has sd ~sqrt(n) or more, the network's
+    fluctuations add to it)."""
     from cortex_resnet.spiking.build import build_plan
     from cortex_resnet.spiking.cache import StandaloneEngine
 
-    plan = build_plan(_circuit(), "constant:amp=25", 200.0, seed=2)
+    plan = build_plan(_circuit(), "constant:amp=25", 1000.0, seed=2)
     one, two = StandaloneEngine(plan, cache_dir), StandaloneEngine(plan, cache_dir, threads=2)
     assert two.folder.name == one.folder.name + "-openmp" and two.manifest["openmp_threads"] == 2
     assert "CORTEX_RESNET_THREADS" in (two.folder / "main.cpp").read_text()
     n1, n2 = one.run(seed=3).spike_i.size, two.run(seed=3).spike_i.size
-    assert abs(n2 / n1 - 1) < 0.1, (n1, n2)
+    assert abs(n2 - n1) < 4 * np.sqrt(2 * n1), (n1, n2)
