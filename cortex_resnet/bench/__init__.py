@@ -26,6 +26,7 @@ BENCHES["bridge"] = "cortex_resnet.bench.bridge"
 BENCHES["train"] = "cortex_resnet.bench.train"
 BENCHES["spiking"] = "cortex_resnet.bench.spiking"
 BENCHES["spiking-batch"] = "cortex_resnet.bench.spiking_batch"
+BENCHES["pd14"] = "cortex_resnet.bench.pd14"
 
 
 @dataclass
@@ -79,11 +80,11 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def run_bench(name: str, quick: bool = False) -> dict[str, Any]:
-    """Run one benchmark and return the contract JSON object."""
+def run_bench(name: str, quick: bool = False, **options: Any) -> dict[str, Any]:
+    """Run one benchmark and return the contract JSON object (``options``: the bench's own, e.g. ``scale``)."""
     if name not in BENCHES:
         raise UnknownNameError("benchmark", name, known_benches(), field="bench")
     module = importlib.import_module(BENCHES[name])
-    results = module.run(quick=quick)
+    results = module.run(quick=quick, **options)
     return {"bench": name, "machine": machine_info(), "quick": quick,
             "results": [r.to_json() for r in results]}

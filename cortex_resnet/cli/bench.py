@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help=FORCE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
         seed: int = typer.Option(0, help="Seed for the random inputs and weights."),
+        scale: Optional[float] = typer.Option(None, help="bench pd14 only: network scale in (0, 1] "
+                                                         "(default 0.05; 1 = the full 77,169 neurons)."),
     ) -> None:
         import torch
 
@@ -35,7 +37,8 @@ def register(app: typer.Typer) -> None:
         check_out_path(out, suffixes=(".json",), force=force)
         torch.manual_seed(seed)  # benches draw their inputs from explicit generators; this is a backstop
         names = known_benches() if name == "all" else [name]
-        reports = [run_bench(n, quick=quick) for n in names]
+        reports = [run_bench(n, quick=quick, **({"scale": scale} if scale is not None and n == "pd14" else {}))
+                   for n in names]
         payload = reports[0] if len(reports) == 1 else {"benches": reports}
         if out is not None:
             atomic_write_text(out, json.dumps({"written_by": f"{SIGNATURE} bench", **payload}, indent=2))

@@ -114,13 +114,20 @@ _SPIKING = {
     "SynapseSpec.tau_i_ms": "Inhibitory synaptic time constant (0 = delta synapses; > 0 for conductance).",
     "SynapseSpec.E_e_mV": "Excitatory reversal potential (conductance synapses).",
     "SynapseSpec.E_i_mV": "Inhibitory reversal potential (conductance synapses).",
-    "SynapseSpec.delay_ms": "Transmission delay of every synapse.",
+    "SynapseSpec.delay_ms": "Transmission delay of every synapse (of excitatory ones when delay_i_ms is set).",
+    "SynapseSpec.delay_i_ms": "Transmission delay of inhibitory synapses (default: delay_ms).",
+    "SynapseSpec.delay_rel_sd": "Relative standard deviation of per-synapse normal delays (redrawn below half "
+                                "a time step, rounded to the step); 0 = every delay exact.",
+    "SynapseSpec.weight_rel_sd": "Relative standard deviation of per-synapse normal weights (redrawn across 0: "
+                                 "Dale's sign kept); 0 = equal weights per pathway.",
     "SynapseSpec.p_connect": "Probability that a neuron of pool b connects to a neuron of pool a where the "
                              "rate circuit connects b to a.",
     "SynapseSpec.fixed_indegree": "Every neuron receives exactly round(p_connect * pool_size) synapses from "
                                   "each connected pool (Brunel 2000) instead of independent draws.",
     "SynapseSpec.v_ref_mV": "Conductance synapses: potential at which the driving force converts a rate "
                             "coupling into a conductance (default: midway between reset and threshold).",
+    "InputEncodingSpec.dc_mV": "poisson mode: per population name, this much of the drive (mV of mean "
+                               "depolarisation) enters as a constant current, the rest as Poisson spikes.",
     "InputEncodingSpec.mode": "poisson: Poisson input spikes of weight_mV each (negative drive clipped at 0); "
                               "current: a deterministic current.",
     "InputEncodingSpec.weight_mV": "Weight of one Poisson input spike (a drive of 1 mV is "
@@ -235,6 +242,7 @@ _POPULATIONS = {
     "SpikingPopulations.<NAME>": "LIF parameters of the neurons of population NAME (defaults as for E/I).",
     "SpikingSpec.pathways": "Neuron-pair connection probability per (post, pre) population pair "
                             "([spiking.pathways.POST] PRE = 0.1; default synapse.p_connect): sets in-degrees.",
+    "InputEncodingSpec.dc_mV.<NAME>": "Part of population NAME's drive given as a constant current (mV).",
     "SpikingSpec.pathways.<POST>": "Connection probabilities onto population POST, one per presynaptic population.",
     "SpikingSpec.pathways.<POST>.<PRE>": "Connection probability from PRE neurons onto POST neurons.",
 }

@@ -115,7 +115,11 @@ class SynapseSpec(_Frozen):
     ``tau_e_ms``/``tau_i_ms`` (0 = delta synapses: an instantaneous jump of the
     potential, Brunel 2000); ``kind = "conductance"``: exponential conductances
     (in units of the leak) with reversal potentials ``E_e_mV``/``E_i_mV``
-    (Vogels & Abbott 2005). ``delay_ms``: transmission delay of every synapse.
+    (Vogels & Abbott 2005). ``delay_ms``: transmission delay of every synapse
+    (of excitatory synapses when ``delay_i_ms`` is set, which is then the delay of
+    inhibitory ones). ``delay_rel_sd``/``weight_rel_sd``: relative standard deviation
+    of per-synapse normal delays (redrawn below half a time step, rounded to the step)
+    and weights (redrawn across 0: Dale's sign kept), as in Potjans & Diesmann (2014).
     ``p_connect``: probability that a neuron of pool ``b`` connects to a neuron
     of pool ``a`` when the rate circuit connects ``b`` to ``a``.
     ``fixed_indegree``: instead of independent draws, every neuron receives exactly
@@ -133,6 +137,9 @@ class SynapseSpec(_Frozen):
     E_e_mV: float = Field(default=0.0, ge=-500.0, le=500.0)
     E_i_mV: float = Field(default=-80.0, ge=-500.0, le=500.0)
     delay_ms: float = Field(default=1.5, ge=0.0, le=1e4)
+    delay_i_ms: float | None = Field(default=None, ge=0.0, le=1e4)
+    delay_rel_sd: float = Field(default=0.0, ge=0.0, le=10.0)
+    weight_rel_sd: float = Field(default=0.0, ge=0.0, le=10.0)
     p_connect: float = Field(default=1.0, gt=0.0, le=1.0)
     fixed_indegree: bool = False
     v_ref_mV: float | None = Field(default=None, ge=-500.0, le=500.0)
@@ -161,6 +168,7 @@ class InputEncodingSpec(_Frozen):
     mode: Literal["poisson", "current"] = "poisson"
     weight_mV: float = Field(default=0.1, gt=0.0, le=1e3)
     stimulus_dt_ms: float = Field(default=1.0, gt=0.0, le=1e5)
+    dc_mV: dict[str, float] = Field(default_factory=dict)  # poisson mode: this much of a population's drive as a current
 
 
 class MonitorSpec(_Frozen):

@@ -199,9 +199,11 @@ def construct(plan: SpikingPlan, b2: Any, *, placeholder: bool = False) -> dict[
             continue
         on_pre, unit = eq["synapses"][s]
         model = f"w : {unit} (constant, shared)" if plan.shared_weight(pop) else f"w : {unit}"
-        S = b2.Synapses(G, G, model, on_pre=on_pre, delay=plan.sspec.synapse.delay_ms * b2.ms,
-                        clock=clock, name=f"syn_{pop}")
+        delay = None if plan.delays_ms is not None else plan.sspec.synapse.delay_ms * b2.ms
+        S = b2.Synapses(G, G, model, on_pre=on_pre, delay=delay, clock=clock, name=f"syn_{pop}")
         S.connect(i=(pre[None] + offs).ravel(), j=(post[None] + offs).ravel())
+        if plan.delays_ms is not None:  # structure: set in standalone builds too
+            S.delay_ = np.tile(plan.delays_ms[pop], plan.batch) * 1e-3
         objs[f"syn_{pop}"] = S
     objs["spikes"] = b2.SpikeMonitor(G, record=True, name="spikes")
     if plan.trace_neurons.size:

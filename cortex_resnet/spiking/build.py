@@ -34,6 +34,8 @@ from cortex_resnet.spiking.mapping import (Mapping, map_circuit, pair_probabilit
                                            pool_model)
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import make_stimulus
+from cortex_resnet.spiking.input_split import split_dc
+from cortex_resnet.spiking.spread import with_spread
 
 __all__ = ["SpikingPlan", "build_plan", "estimate_bytes", "draw_synapses", "sample_drive", "PLAN_VERSION"]
 
@@ -72,6 +74,7 @@ class SpikingPlan:
     drive_mV: np.ndarray           # (T_in, batch, n_units) feedforward drive in mV
     info: dict = field(default_factory=dict)
     specialize: bool = True        # generate code for the values' special cases (see below)
+    delays_ms: dict[str, np.ndarray] | None = None  # per-synapse delays (spiking.spread); None: delay_ms
 
     @property
     def n(self) -> int:
@@ -143,7 +146,8 @@ class SpikingPlan:
             "shared_w": [self.shared_weight(p) for p in ("E", "I")],
             "input": None if self.input_values is None else [s.input.mode, list(self.input_values.shape),
                                                                self.stim_dt_ms],
-            "delay_ms": s.synapse.delay_ms, "dt_ms": self.dt_ms, "duration_ms": self.duration_ms,
+            "delay_ms": s.synapse.delay_ms, "delays": self.delays_ms is not None, "dt_ms": self.dt_ms,
+            "duration_ms": self.duration_ms,
             "pathways": {k: int(v[0].size) for k, v in self.synapses.items()},
             "traces": self.trace_neurons.tolist(), "trace_stride": s.monitor.trace_stride,
         }
@@ -155,6 +159,8 @@ class SpikingPlan:
             pre, post, _ = self.synapses[key]
             h.update(np.ascontiguousarray(pre, dtype=np.int32).tobytes())
             h.update(np.ascontiguousarray(post, dtype=np.int32).tobytes())
+            if self.delays_ms is not None:
+                h.update(np.ascontiguousarray(self.delays_ms[key], dtype=np.float64).tobytes())
         return h.hexdigest()[:20]
 
     def __repr__(self) -> str:
@@ -375,16 +381,16 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
     rng = np.random.default_rng([seed, 0x1417])
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
-    drive = mapping.k_unit * ext  # (T_in, batch, N) mV
-    unit_of = np.repeat(np.arange(circuit.n_units), sspec.pool_size)
-    is_E = np.repeat(circuit.is_E, sspec.pool_size)
+    mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
+    unit_of, is_E = np.repeat(np.arange(circuit.n_units), sspec.pool_size), np.repeat(circuit.is_E, sspec.pool_size)
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
                        drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
     increments, w_in = _increments(circuit, sspec, model)
+    syn, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec, graph_rng, engine, dt_ms)
     neuron = _neuron_arrays(circuit, sspec, mapping, w_in, unit_of)
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
-        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=draw_synapses(circuit, sspec, graph_rng, increments),
+        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=syn, delays_ms=delays,
         input_values=_input_values(sspec, drive, model.tau_m_ms), stim_dt_ms=stim_dt, u=u,
         v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
         mapping=mapping, pool_model=model, drive_mV=drive,

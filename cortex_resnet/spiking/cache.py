@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +32,7 @@ import numpy as np
 from cortex_resnet.errors import SimulationError
 from cortex_resnet.spiking.brian import RawRun, construct, run_values, trace_every
 from cortex_resnet.spiking.build import SpikingPlan
+from cortex_resnet.spiking.standalone_patch import THREADS_ENV, keep_only_results, threads_from_environment
 
 __all__ = ["cache_root", "StandaloneEngine", "MANIFEST", "SEED_ENV"]
 
@@ -52,20 +54,30 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return root
 
 
-def _build(plan: SpikingPlan, target: Path) -> dict[str, Any]:
-    """Generate and compile the project for ``plan``'s structure into ``target``; return the manifest."""
+def _build(plan: SpikingPlan, target: Path, threads: int = 1) -> dict[str, Any]:
+    """Generate and compile the project for ``plan``'s structure into ``target``; return the manifest.
+
+    The generated code is edited before compiling (:mod:`cortex_resnet.spiking.standalone_patch`):
+    the run writes only the monitors' files; ``threads > 1`` compiles with OpenMP."""
     import brian2 as b2  # deferred: slow, sets global hooks
+    from brian2.codegen.cpp_prefs import get_compiler_and_args  # deferred: Brian2
     from brian2.devices.device import all_devices, set_device
 
     dev = all_devices["cpp_standalone"]
     dev.reinit()
     set_device("cpp_standalone", directory=str(target), build_on_run=False)
+    old_threads = b2.prefs.devices.cpp_standalone.openmp_threads
+    b2.prefs.devices.cpp_standalone.openmp_threads = threads if threads > 1 else 0
     try:
         dev.insert_code("main", _SEED_CODE)
         objs = construct(plan, b2, placeholder=True)
         objs["network"].run(plan.duration_ms * b2.ms, namespace={})
         t0 = time.perf_counter()
-        dev.build(directory=str(target), compile=True, run=False, with_output=False)
+        dev.build(directory=str(target), compile=False, run=False, with_output=False)
+        res = _result_files(plan, objs, dev)
+        dropped = keep_only_results(target, {r["file"] for r in res.values()})
+        openmp = threads_from_environment(target)
+        dev.compile_source(str(target), get_compiler_and_args()[0], False, False)
         build_s = time.perf_counter() - t0
         args = {}
         for key in run_values(plan):
@@ -80,23 +92,28 @@ def _build(plan: SpikingPlan, target: Path) -> dict[str, Any]:
             if f"syn_{pop}" in objs and not plan.shared_weight(pop):
                 # dynamic arrays have no size before the run: the graph gives it
                 args[f"syn_{pop}.w"]["size"] = int(plan.batch * plan.synapses[pop][0].size)
-        res = {}
-        sp = objs["spikes"]
-        for name, var in (("spike_i", sp.variables["i"]), ("spike_t", sp.variables["t"])):
-            res[name] = {"file": dev.get_array_filename(var), "dtype": str(np.dtype(var.dtype))}
-        if "traces" in objs:
-            tr = objs["traces"]
-            res["trace_t"] = {"file": dev.get_array_filename(tr.variables["t"]), "dtype": "float64"}
-            res["trace_v"] = {"file": dev.get_array_filename(tr.variables["v"]), "dtype": "float64",
-                              "columns": int(plan.trace_neurons.size)}
-        import brian2  # deferred: slow, sets global hooks
-
         return {"structure": plan.structure(), "hash": plan.structure_hash(), "builds": 1,
-                "build_s": build_s, "brian2": brian2.__version__, "args": args, "results": res,
+                "build_s": build_s, "brian2": b2.__version__, "args": args, "results": res,
+                "arrays_not_written": dropped, "openmp_threads": threads if openmp else 0,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
     finally:
+        b2.prefs.devices.cpp_standalone.openmp_threads = old_threads
         set_device("runtime")
         dev.reinit()
+
+
+def _result_files(plan: SpikingPlan, objs: dict[str, Any], dev: Any) -> dict[str, dict[str, Any]]:
+    """The files a run's results are read from (the monitors' arrays)."""
+    res = {}
+    sp = objs["spikes"]
+    for name, var in (("spike_i", sp.variables["i"]), ("spike_t", sp.variables["t"])):
+        res[name] = {"file": dev.get_array_filename(var), "dtype": str(np.dtype(var.dtype))}
+    if "traces" in objs:
+        tr = objs["traces"]
+        res["trace_t"] = {"file": dev.get_array_filename(tr.variables["t"]), "dtype": "float64"}
+        res["trace_v"] = {"file": dev.get_array_filename(tr.variables["v"]), "dtype": "float64",
+                          "columns": int(plan.trace_neurons.size)}
+    return res
 
 
 class StandaloneEngine:
@@ -106,19 +123,21 @@ class StandaloneEngine:
     ----------
     compiled : whether this engine had to build (False: the cache had the structure)
     compile_s : seconds spent building (0 on a cache hit, apart from the lookup)
-    folder : the build folder
+    folder : the build folder (``<hash>`` or, ``threads > 1``: ``<hash>-openmp``, run on ``threads`` threads)
     """
 
-    def __init__(self, plan: SpikingPlan, cache_dir: str | Path | None = None):
+    def __init__(self, plan: SpikingPlan, cache_dir: str | Path | None = None, threads: int = 1):
         self.plan = plan
+        self.threads = int(threads)
         root = cache_root(cache_dir)
-        self.folder = root / plan.structure_hash()
+        # OpenMP code is another build (its random streams are per thread); any thread count runs it
+        self.folder = root / (plan.structure_hash() + ("-openmp" if self.threads > 1 else ""))
         t0 = time.perf_counter()
         self.compiled = False
         if not (self.folder / MANIFEST).is_file():
             tmp = Path(tempfile.mkdtemp(prefix=f"{self.folder.name}.build-", dir=root))
             try:
-                manifest = _build(plan, tmp)
+                manifest = _build(plan, tmp, self.threads)
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
                 try:
                     os.rename(tmp, self.folder)
@@ -135,6 +154,7 @@ class StandaloneEngine:
         self.manifest = json.loads((self.folder / MANIFEST).read_text())
         self.last_run_s = 0.0
         self.last_sim_s = float("nan")
+        self.last_run_cpu_s = float("nan")
 
     def run(self, recurrent: bool = True, seed: int = 0, progress=None) -> RawRun:
         """Run the binary with this plan's values (``recurrent=False``: synaptic weights 0).
@@ -160,11 +180,13 @@ class StandaloneEngine:
                 args.append(f"{key}={fname}")
             results = rundir / "results"
             results.mkdir()
-            env = dict(os.environ, **{SEED_ENV: str(int(seed) % (2**32))})
-            t0 = time.perf_counter()
+            env = dict(os.environ, **{SEED_ENV: str(int(seed) % (2**32)), THREADS_ENV: str(self.threads)})
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads starve each other on a busy machine
+            t0, cpu0 = time.perf_counter(), _children_cpu_s()
             proc = subprocess.run([str(self.folder / "main"), "--results_dir", str(results) + os.sep] + args,
                                   cwd=self.folder, env=env, capture_output=True, text=True)
             self.last_run_s = time.perf_counter() - t0
+            self.last_run_cpu_s = _children_cpu_s() - cpu0  # CPU seconds: meaningful on a busy machine
             info = results / "last_run_info.txt"  # Brian2: simulated loop's time, completed fraction
             self.last_sim_s = float(info.read_text().split()[0]) if info.is_file() else float("nan")
             if progress is not None:
@@ -189,3 +211,9 @@ class StandaloneEngine:
     def __repr__(self) -> str:
         """One line: kind and key sizes (not the arrays)."""
         return f"StandaloneEngine({self.plan.n} neurons x batch {self.plan.batch}, folder {str(self.folder)[-60:]!r})"
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime

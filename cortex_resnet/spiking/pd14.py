@@ -80,11 +80,15 @@ def circuit_data(scale: float = 1.0, background: str = "poisson", dt_ms: float =
 def spiking_table(net: P.PD14, units: np.ndarray, pool_size: int, dt_ms: float = 0.1) -> dict:
     """The ``[spiking]`` table realising ``net``: each population's in-degrees through
     ``spiking.pathways`` (``p = K / (units M)``), the PD14 neuron, 0.5 ms exponential current
-    synapses, rate couplings taken as mV per Hz (``identity``). Deviations from PD14: one delay
-    (1.5 ms) for every synapse instead of 1.5/0.75 ms with 50 % spread; equal weights instead
-    of a 10 % spread; Bernoulli draws instead of a fixed total number; population sizes
-    rounded to whole pools; the background is a current (``dc``) or Poisson input at one
-    rate per neuron (``poisson``, which Poisson-codes the DC compensation as well)."""
+    synapses, rate couplings taken as mV per Hz (``identity``), delays 1.5 ms (E) / 0.75 ms (I)
+    with 50 % normal spread and a 10 % weight spread (both redrawn as NEST does, see
+    :mod:`cortex_resnet.spiking.spread`). Deviations from PD14: Bernoulli draws per neuron pair
+    (``p = K / N_pre``) instead of a fixed total number with multapses (in-degree variance
+    ``K (1 - p)`` instead of ``~K``); population sizes rounded to whole pools; the background
+    is a current (``dc``) or Poisson input at one rate per neuron (``poisson``: the sum of
+    ``K_ext`` 8 Hz sources, the DC compensation as a current: ``input.dc_mV``), arriving with
+    no delay (NEST: 1.5 ms, irrelevant for a stationary input).
+    The mean field ignores the weight spread (it adds 1 % to the input variance)."""
     lif = {"tau_m_ms": P.TAU_M_MS, "v_rest_mV": P.E_L_MV, "v_th_mV": P.V_TH_MV,
            "v_reset_mV": P.V_RESET_MV, "t_ref_ms": P.T_REF_MS}
     n_pre = units * pool_size
@@ -93,6 +97,9 @@ def spiking_table(net: P.PD14, units: np.ndarray, pool_size: int, dt_ms: float =
     return {"pool_size": int(pool_size), "weight_scaling": "identity", "background_noise": "none",
             "dt_ms": float(dt_ms), "v_init": "stationary", "populations": {k: dict(lif) for k in P.POPULATIONS},
             "synapse": {"kind": "current", "tau_e_ms": P.TAU_SYN_MS, "tau_i_ms": P.TAU_SYN_MS,
-                        "delay_ms": P.DELAY_EXC_MS},
-            "input": {"mode": "current" if net.background == "dc" else "poisson", "weight_mV": net.jump_ext_mV},
+                        "delay_ms": P.DELAY_EXC_MS, "delay_i_ms": P.DELAY_INH_MS,
+                        "delay_rel_sd": P.DELAY_REL_SD, "weight_rel_sd": P.WEIGHT_REL_SD},
+            "input": {"mode": "current", "weight_mV": net.jump_ext_mV} if net.background == "dc" else
+            {"mode": "poisson", "weight_mV": net.jump_ext_mV,
+             "dc_mV": {k: float(net.dc_mV[i]) for i, k in enumerate(P.POPULATIONS) if net.dc_mV[i] != 0}},
             "pathways": pathways, "monitor": {"rate_bin_ms": 1.0, "n_traces": 0, "spikes": True}}

@@ -38,7 +38,7 @@ def _placeholders(key: str) -> str:
             parts[i + 1] = "<NAME>"
         elif p == "pathways" or (p == "sigma_deg" and i > 0 and parts[i - 1] == "tuning"):
             parts[i + 1:i + 3] = ["<POST>", "<PRE>"][:len(parts) - i - 1]
-        elif p == "gain" and i > 0 and parts[i - 1] == "input":
+        elif (p == "gain" and i > 0 and parts[i - 1] == "input") or p == "dc_mV":
             parts[i + 1] = "<NAME>"
         elif p == "bias" and i == 0 and parts[i + 1] not in ("E", "I"):
             parts[i + 1] = "<parameter>"

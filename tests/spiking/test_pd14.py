@@ -25,7 +25,9 @@ from cortex_resnet.rate.simulator import simulate
 from cortex_resnet.spiking.mapping import pool_connectivity
 from cortex_resnet.spiking.mapping import pool_model as mapping_pool_model
 from cortex_resnet.spiking.meanfield import solve
+from cortex_resnet.spiking.input_split import dc_per_unit
 from cortex_resnet.spiking.pd14 import circuit_data, mean_field_rates, pool_model
+from cortex_resnet.spiking.pd14_file import FILE_SCALE, default_pool_size, model_file_text
 from cortex_resnet.spiking.simulator import simulate_spiking
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "potjans_diesmann_2014.toml"
@@ -71,24 +73,29 @@ def test_mean_field_predicts_the_full_scale_rates_within_25_percent():
     assert np.all(np.abs(rel[1:]) < 0.08)
 
 
-def test_model_file_is_the_generated_rate_model():
-    """The shipped file holds circuit_data(1.0) to the 6 digits it prints."""
-    spec = load_spec(MODEL)
-    ref = parse_spec(dict(circuit_data(1.0), name="potjans_diesmann_2014"))
-    a, b = build_circuit(spec), build_circuit(ref)
+def test_model_file_is_the_generated_one_at_its_scale():
+    """The shipped file is pd14_file's output at FILE_SCALE (regenerate with
+    ``python -m cortex_resnet.spiking.pd14_file > models/potjans_diesmann_2014.toml``), and its
+    circuit is circuit_data's at that scale to the 9 digits it prints."""
+    assert MODEL.read_text() == model_file_text()
+    a = build_circuit(load_spec(MODEL))
+    b = build_circuit(parse_spec(dict(circuit_data(FILE_SCALE, pool_size=default_pool_size(FILE_SCALE)), name="x")))
     assert a.population_names == list(P.POPULATIONS[0::2] + P.POPULATIONS[1::2])
     for k in ("W", "B", "b", "tau_ms"):
-        np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-5, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-8, atol=1e-12, err_msg=k)
+    sizes = {k: (sl.stop - sl.start) * a.spec.spiking.pool_size for k, sl in a.layout.items()}
+    for k, n in zip(P.POPULATIONS, P.N_FULL * FILE_SCALE):  # whole pools: within half a pool
+        assert abs(sizes[k] - n) <= a.spec.spiking.pool_size / 2, (k, sizes[k], n)
 
 
 def test_rate_model_steady_state_is_the_mean_field():
     c = build_circuit(load_spec(MODEL))
-    mf = mean_field_rates(1.0).rates_hz
+    mf = mean_field_rates(FILE_SCALE).rates_hz
     # dt 0.5 ms (dt/tau = 0.05): Euler's fixed points do not depend on dt, and 300 ms reach it
     ds = simulate(c, "constant:amp=0.0", duration_ms=300.0, dt_ms=0.5, device="cpu")
     r = ds["r"].isel(time=-1, batch=0).values
-    got = np.array([r[c.layout[k]][0] for k in P.POPULATIONS])
-    np.testing.assert_allclose(got, mf, rtol=2e-4)  # 6 printed digits of sigma/threshold
+    got = np.array([r[c.layout[k]].mean() for k in P.POPULATIONS])
+    np.testing.assert_allclose(got, mf, rtol=1e-6)
     r0 = np.asarray(r)[None]
     star = steady_state(c, np.zeros(1), r0=torch.as_tensor(r0)).numpy()[0]
     np.testing.assert_allclose(star, r, rtol=1e-6)
@@ -100,18 +107,20 @@ def test_thalamic_input_reaches_l4_and_l6_only():
     assert driven == {"L4E", "L4I", "L6E", "L6I"}
 
 
-def test_plan_pool_model_is_the_pd14_mean_field():
+@pytest.mark.parametrize("background", ["dc", "poisson"])
+def test_plan_pool_model_is_the_pd14_mean_field(background):
     """The spiking realisation's pool model (built by the generic mapping from the model table,
     per-pathway in-degrees included) gives the same mean field as the 8-pool model built
     directly from the published parameters."""
     scale = 0.1
-    c = build_circuit(parse_spec(dict(circuit_data(scale, "dc", pool_size=50), name="pd14")))
+    c = build_circuit(parse_spec(dict(circuit_data(scale, background, pool_size=50), name="pd14")))
     sspec = c.spec.spiking
     N = c.n_units
-    model = mapping_pool_model(c, sspec, np.ones(N), np.ones(N), np.zeros(N), c.b.copy(), np.zeros(N))
+    dc = dc_per_unit(c, sspec)  # poisson: the DC compensation as a current, the rest Poisson
+    model = mapping_pool_model(c, sspec, np.ones(N), np.ones(N), dc, c.b - dc, np.zeros(N))
     nu_units = solve(model, 5.0).rates_hz
     got = np.array([nu_units[c.layout[k]].mean() for k in P.POPULATIONS])
-    np.testing.assert_allclose(got, mean_field_rates(scale, "dc").rates_hz, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got, mean_field_rates(scale, background).rates_hz, rtol=1e-6, atol=1e-9)
     # in-degrees per pathway: K_XY scale, whatever the rounding of population sizes to pools
     K = pool_connectivity(c, sspec)
     a, b = c.layout["L23E"], c.layout["L4E"]
@@ -142,9 +151,11 @@ def _assert_pd14_state(rates: dict, mf: dict, factor: float) -> None:
 
 
 def test_spiking_pd14_at_scale_005_keeps_the_state():
-    """Scale 0.05 (3,880 neurons, 0.75 M synapses, Poisson background): measured 2026-11
-    (500 ms): L23E 0.33, L23I 1.97, L4E 4.24, L4I 4.73, L5E 4.60, L5I 8.00, L6E 0.26,
-    L6I 7.37 Hz; the DC-background variant falls silent at this scale (mean field: L23E 0.03 Hz)."""
+    """Scale 0.05 (3,880 neurons, 0.75 M synapses, Poisson background, DC compensation as a
+    current, delay and weight spread): the same state as NEST's network at this scale (NEST 3.10,
+    0.1-0.4 s, measured 2026-11: L23E 0.14, L23I 0.86, L4E 2.89, L4I 3.56, L5E 4.45, L5I 6.54,
+    L6E 0.50, L6I 5.85 Hz); the DC-background variant falls silent at this scale (mean field:
+    L23E 0.03 Hz)."""
     rates, mf = _spiking_rates(0.05, 20, 300.0)
     _assert_pd14_state(rates, mf, 4.0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,32 @@ def test_standalone_and_runtime_give_the_same_spikes(first_run):
     np.testing.assert_array_equal(rt["spike_neuron"].values, first_run["spike_neuron"].values)
     np.testing.assert_allclose(rt["spike_time_ms"].values, first_run["spike_time_ms"].values, atol=1e-9)
     np.testing.assert_array_equal(rt["x"].values, first_run["x"].values)
+
+
+def test_runs_write_only_the_monitors(first_run, cache_dir):
+    """The binary's end-of-run dump keeps only the files the results are read from (not the
+    synapse tables: ~20 bytes per synapse, the standalone slowdown on large networks)."""
+    folder = cache_root(cache_dir) / first_run.attrs["structure_hash"]
+    man = json.loads((folder / MANIFEST).read_text())
+    assert man["arrays_not_written"] > 10
+    src = (folder / "objects.cpp").read_text()
+    body = src[src.index("void _write_arrays()"):src.index("// Write last run info to disk")]
+    written = set(re.findall(r'results_dir \+ "([^"]+)"', body))
+    assert written == {r["file"] for r in man["results"].values()}
+    assert "_synaptic_pre" not in body
+
+
+def test_openmp_build_runs_on_two_threads_with_the_same_statistics(cache_dir):
+    """threads = 2: a separate OpenMP build (``-openmp``), run on 2 threads; same circuit, same
+    spike count as the single-thread build within 4 Poisson standard deviations (other random
+    streams: not the same spikes; a count of n has sd ~sqrt(n) or more, the network's
+    fluctuations add to it)."""
+    from cortex_resnet.spiking.build import build_plan
+    from cortex_resnet.spiking.cache import StandaloneEngine
+
+    plan = build_plan(_circuit(), "constant:amp=25", 1000.0, seed=2)
+    one, two = StandaloneEngine(plan, cache_dir), StandaloneEngine(plan, cache_dir, threads=2)
+    assert two.folder.name == one.folder.name + "-openmp" and two.manifest["openmp_threads"] == 2
+    assert "CORTEX_RESNET_THREADS" in (two.folder / "main.cpp").read_text()
+    n1, n2 = one.run(seed=3).spike_i.size, two.run(seed=3).spike_i.size
+    assert abs(n2 - n1) < 4 * np.sqrt(2 * n1), (n1, n2)
