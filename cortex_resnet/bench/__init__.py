@@ -26,6 +26,7 @@ BENCHES["bridge"] = "cortex_resnet.bench.bridge"
 BENCHES["train"] = "cortex_resnet.bench.train"
 BENCHES["spiking"] = "cortex_resnet.bench.spiking"
 BENCHES["spiking-batch"] = "cortex_resnet.bench.spiking_batch"
+BENCHES["conv"] = "cortex_resnet.bench.conv"
 
 
 @dataclass

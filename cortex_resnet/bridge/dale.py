@@ -183,8 +183,10 @@ class DaleConv(nn.Module):
         theta = np.where(kmask, theta, THETA_FLOOR if parametrisation == "softplus" else 0.0)
         sign = np.where(np.asarray(population) == "E", 1.0, -1.0)
         self.theta_kernel = nn.Parameter(torch.as_tensor(theta, dtype=dtype, device=device), requires_grad=learnable)
-        self.register_buffer("index_T", torch.as_tensor(np.ascontiguousarray(idx.T), device=device))
-        self.register_buffer("signed_mask_T", torch.as_tensor(m.T * sign[:, None], dtype=dtype, device=device))
+        self.n_units = n
+        # the N x N index and signed mask only the dense gather needs: built on first use, never stored
+        self._dense: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_buffer("unit_sign", torch.as_tensor(sign, dtype=dtype, device=device), persistent=False)
         self.register_buffer("kernel_mask", torch.as_tensor(kmask, device=device))
         self.map_shape = tuple(int(x) for x in map_shape)
         C = n // sites
@@ -196,6 +198,23 @@ class DaleConv(nn.Module):
 
     def __len__(self) -> int:
         return int(self.theta_kernel.shape[0])
+
+    def _dense_index(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index_T, signed_mask_T), (N_pre, N_post) each: where ``W^T`` reads the kernels, and sign x mask."""
+        dev = self.theta_kernel.device
+        if self._dense is None or self._dense[0].device != dev or self._dense[1].dtype != self.theta_kernel.dtype:
+            idx_T = torch.as_tensor(np.ascontiguousarray(offset_index(self.n_units, self.map_shape).T), device=dev)
+            signed = self.kernel_mask.to(dev)[idx_T].to(self.theta_kernel.dtype) * self.unit_sign[:, None]
+            self._dense = (idx_T, signed)
+        return self._dense
+
+    @property
+    def index_T(self) -> torch.Tensor:
+        return self._dense_index()[0]
+
+    @property
+    def signed_mask_T(self) -> torch.Tensor:
+        return self._dense_index()[1]
 
     @property
     def mask(self) -> torch.Tensor:
@@ -210,7 +229,8 @@ class DaleConv(nn.Module):
 
     def transposed(self) -> torch.Tensor:
         """``W_k^T`` for every ``k``: (n, N_pre, N_post), gathered from the kernels (dense)."""
-        return self.magnitude()[:, self.index_T] * self.signed_mask_T
+        idx_T, signed = self._dense_index()
+        return self.magnitude()[:, idx_T] * signed
 
     def conv_weights(self) -> torch.Tensor:
         """The signed compact kernels (n, C_post, C_pre, *window) the convolution runs with."""
