@@ -30,23 +30,16 @@ class ConvAreaSpec(Frozen):
     @model_validator(mode="after")
     def _odd(self) -> "ConvAreaSpec":
         if self.kernel_size % 2 == 0:
-            raise SpecError("model.areas.kernel_size", self.kernel_size, "an odd size ('same' padding)")
+            raise SpecError("kernel_size", self.kernel_size, "an odd size ('same' padding)")
         return self
 
 
 def area_sizes(in_sizes: tuple[int, ...], areas: list[ConvAreaSpec]) -> list[tuple[int, ...]]:
-    """Map size of each area: ``L_a = floor((L_{a-1} - 1) / stride_a) + 1`` per axis (same padding).
-
-    Raises
-    ------
-    SpecError
-        (field ``model.areas``) an area left with no site.
-    """
+    """Map size of each area: ``L_a = floor((L_{a-1} - 1) / stride_a) + 1`` per axis (same padding;
+    at least one site)."""
     out, sizes = [], tuple(int(s) for s in in_sizes)
-    for i, a in enumerate(areas):
+    for a in areas:
         sizes = tuple((s - 1) // a.stride + 1 for s in sizes)
-        if min(sizes) < 1:
-            raise SpecError(f"model.areas[{i}].stride", a.stride, "a stride that leaves every area a map")
         out.append(sizes)
     return out
 
