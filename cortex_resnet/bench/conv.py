@@ -96,7 +96,7 @@ def recurrence_cost(name: str, quick: bool = False) -> dict[str, dict[str, float
         saved, r = saved_tensor_bytes(lambda: fn(u))
         out[key] = {"params": float(sum(p.numel() for p in net.W.parameters())),
                     "params_effective": float(net.W.n_effective()),
-                    "memory_bytes": float(_module_bytes(net.W) + saved), "final_mean_rate": float(r.mean())}
+                    "memory_bytes": float(_module_bytes(net.W) + saved), "final_mean_rate": float(r.detach().mean())}
 
         def fwd_bwd(net: UnrolledCircuit = net, fn: Callable = fn) -> None:
             net.zero_grad(set_to_none=True)
