@@ -27,6 +27,7 @@ BENCHES["train"] = "cortex_resnet.bench.train"
 BENCHES["spiking"] = "cortex_resnet.bench.spiking"
 BENCHES["spiking-batch"] = "cortex_resnet.bench.spiking_batch"
 BENCHES["pd14"] = "cortex_resnet.bench.pd14"
+BENCHES["conv"] = "cortex_resnet.bench.conv"
 
 
 @dataclass

@@ -25,6 +25,7 @@ kernel per (post channel, pre channel) pair across the sites of a spatial map.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cortex_resnet.model.circuit import check_dale
+from cortex_resnet.rate.conv import circular_conv, offset_index, window_index
 from cortex_resnet.errors import SpecError, UnknownNameError
 
 __all__ = ["PARAMETRISATIONS", "DaleMatrix", "DaleConv", "balanced_weights", "softplus_inverse", "offset_index"]
@@ -131,30 +133,18 @@ class DaleMatrix(nn.Module):
         return f"DaleMatrix({tuple(self.theta_T.shape)}, {self.parametrisation})"
 
 
-def offset_index(n: int, map_shape: tuple[int, ...]) -> np.ndarray:
-    """(N, N) index into a kernel (C, C, sites) for units laid out as channel x site (site fastest).
-
-    Entry ``[i, j]`` is ``(c_i C + c_j) sites + o``, with ``o`` the flattened periodic
-    offset ``(x_j - x_i) mod L`` of the presynaptic unit's site from the postsynaptic one's.
-    """
-    sites = math.prod(map_shape)
-    channel, site = np.divmod(np.arange(n), sites)
-    coords = np.stack(np.unravel_index(site, map_shape), axis=-1)
-    off = (coords[None, :, :] - coords[:, None, :]) % np.asarray(map_shape)
-    o = np.ravel_multi_index(tuple(np.moveaxis(off, -1, 0)), map_shape)
-    n_ch = n // sites
-    return (channel[:, None] * n_ch + channel[None, :]) * sites + o
-
-
 class DaleConv(nn.Module):
     """Weight-shared (convolutional) Dale weights on a periodic map: ``W[i, j] = K[c_i, c_j, x_j - x_i]``.
 
     The E and I populations are channels on the circuit's map (``n = channels x sites``,
     E channels first); one kernel per (post channel, pre channel) pair is shared by
     every site, so the recurrent step is a circular convolution and training keeps it
-    one (translation equivariance survives). The same interface as :class:`DaleMatrix`:
-    :meth:`transposed` gathers ``W^T`` from the kernel (dense, exactly the circulant
-    matrix the simulator multiplies with). Magnitudes ``f(theta)`` as in :class:`DaleMatrix`.
+    one (translation equivariance survives). The recurrent step runs as a real circular
+    convolution (:meth:`recurrent`, :mod:`cortex_resnet.rate.conv`) on the compact window
+    the kernels reach: no ``N x N`` matrix. The interface of :class:`DaleMatrix` stays:
+    :meth:`transposed` gathers the dense ``W^T`` from the kernel (for the steady state, the
+    conversion back to a circuit and the benchmark of the dense path this replaces).
+    Magnitudes ``f(theta)`` as in :class:`DaleMatrix`.
 
     Parameters
     ----------
@@ -197,25 +187,62 @@ class DaleConv(nn.Module):
         theta = np.where(kmask, theta, THETA_FLOOR if parametrisation == "softplus" else 0.0)
         sign = np.where(np.asarray(population) == "E", 1.0, -1.0)
         self.theta_kernel = nn.Parameter(torch.as_tensor(theta, dtype=dtype, device=device), requires_grad=learnable)
-        self.register_buffer("index_T", torch.as_tensor(np.ascontiguousarray(idx.T), device=device))
-        self.register_buffer("signed_mask_T", torch.as_tensor(m.T * sign[:, None], dtype=dtype, device=device))
+        self.n_units = n
+        # the N x N index and signed mask only the dense gather needs: built on first use, never stored
+        self._dense: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_buffer("unit_sign", torch.as_tensor(sign, dtype=dtype, device=device), persistent=False)
         self.register_buffer("kernel_mask", torch.as_tensor(kmask, device=device))
+        self.map_shape = tuple(int(x) for x in map_shape)
+        C = n // sites
+        win, valid, self.radius = window_index(C, self.map_shape, kmask)
+        pre_sign = sign[np.arange(C) * sites].reshape((1, C) + (1,) * len(self.map_shape))
+        self.register_buffer("window_index", torch.as_tensor(win, device=device), persistent=False)
+        self.register_buffer("window_sign", torch.as_tensor(valid * pre_sign, dtype=dtype, device=device),
+                             persistent=False)
 
     def __len__(self) -> int:
         return int(self.theta_kernel.shape[0])
+
+    def _dense_index(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index_T, signed_mask_T), (N_pre, N_post) each: where ``W^T`` reads the kernels, and sign x mask."""
+        dev = self.theta_kernel.device
+        if self._dense is None or self._dense[0].device != dev or self._dense[1].dtype != self.theta_kernel.dtype:
+            idx_T = torch.as_tensor(np.ascontiguousarray(offset_index(self.n_units, self.map_shape).T), device=dev)
+            signed = self.kernel_mask.to(dev)[idx_T].to(self.theta_kernel.dtype) * self.unit_sign[:, None]
+            self._dense = (idx_T, signed)
+        return self._dense
+
+    @property
+    def index_T(self) -> torch.Tensor:
+        return self._dense_index()[0]
+
+    @property
+    def signed_mask_T(self) -> torch.Tensor:
+        return self._dense_index()[1]
 
     @property
     def mask(self) -> torch.Tensor:
         """(N_post, N_pre) bool: the connections that exist."""
         return (self.signed_mask_T != 0).T
 
-    def transposed(self) -> torch.Tensor:
-        """``W_k^T`` for every ``k``: (n, N_pre, N_post), gathered from the kernels."""
+    def magnitude(self) -> torch.Tensor:
+        """``f(theta)``, (n, C * C * sites), non-negative."""
         if self.parametrisation == "softplus":
-            mag = F.softplus(self.theta_kernel, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
-        else:
-            mag = torch.relu(self.theta_kernel)
-        return mag[:, self.index_T] * self.signed_mask_T
+            return F.softplus(self.theta_kernel, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
+        return torch.relu(self.theta_kernel)
+
+    def transposed(self) -> torch.Tensor:
+        """``W_k^T`` for every ``k``: (n, N_pre, N_post), gathered from the kernels (dense)."""
+        idx_T, signed = self._dense_index()
+        return self.magnitude()[:, idx_T] * signed
+
+    def conv_weights(self) -> torch.Tensor:
+        """The signed compact kernels (n, C_post, C_pre, *window) the convolution runs with."""
+        return self.magnitude()[:, self.window_index] * self.window_sign
+
+    def recurrent(self, weights: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``r -> W r`` for one of :meth:`conv_weights`' kernels: a circular convolution."""
+        return lambda r: circular_conv(r, weights, self.map_shape, self.radius)
 
     def forward(self) -> torch.Tensor:
         """The weight matrices ``W_k`` (n, N_post, N_pre) (a transposed view)."""

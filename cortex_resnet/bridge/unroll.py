@@ -183,18 +183,26 @@ class UnrolledCircuit(nn.Module):
             a = a + r @ self.W_gate.T
         return torch.sigmoid(a)
 
-    def step(self, r: torch.Tensor, drive: torch.Tensor, k: int, WT: torch.Tensor | None = None) -> torch.Tensor:
+    def recurrences(self) -> list[Any]:
+        """What each step multiplies ``r`` with: ``W_k^T`` (dense), or ``r -> W_k r`` as a real
+        convolution (``recurrence = "conv"``: no ``N x N`` matrix is formed)."""
+        if self.options.recurrence == "conv":
+            return [self.W.recurrent(w) for w in self.W.conv_weights().unbind(0)]
+        return list(self.W.transposed().unbind(0))  # unbind: one stacked gradient, not K full-size ones
+
+    def step(self, r: torch.Tensor, drive: torch.Tensor, k: int, WT: Any = None) -> torch.Tensor:
         """Block ``k``: ``r_{k+1}`` from ``r_k`` (batch, N) and the drive ``B u_k + b`` (batch, N).
 
         ``WT`` is ``W_k`` transposed (pre x post, contiguous: the simulator's layout,
-        so that both compute ``r @ W^T`` with the same kernel); default ``weight(k).T``.
+        so that both compute ``r @ W^T`` with the same kernel) or an operator ``r -> W_k r``;
+        default: :meth:`recurrences`.
         """
-        WT = self.W.transposed()[min(k, len(self.W) - 1)] if WT is None else WT
+        WT = self.recurrences()[min(k, len(self.W) - 1)] if WT is None else WT
         phi = self.phi
         if self.options.norm is not None:
             norm, base = self.norms[min(k, self.steps - 1)], self.phi
             phi = lambda z: base(norm(z))  # noqa: E731
-        r_next = euler_step(r, drive, WT, self.step_alpha(r), phi)  # WT: fused addmm, as the simulator
+        r_next = euler_step(r, drive, WT, self.step_alpha(r), phi)  # dense WT: fused addmm, as the simulator
         if self.variant == "projection":
             r_next = r_next + r @ self.Q[min(k, len(self.Q) - 1)].T
         return r_next
@@ -244,7 +252,7 @@ class UnrolledCircuit(nn.Module):
             drives = [self.drive(u)] * self.steps
         else:  # per step, as the simulator computes it (one addmm per input vector: the same bits)
             drives = [self.drive(u[:, k]) for k in range(self.steps)]
-        WTs = self.W.transposed().unbind(0)  # unbind: one stacked gradient, not K full-size ones
+        WTs = self.recurrences()
         states = [r]
         for k in range(self.steps):
             r = self.step(r, drives[k], k, WTs[min(k, len(WTs) - 1)])

@@ -23,6 +23,8 @@ UNITS = {
     "StimulusSpec.amp": "input units", "StimulusSpec.baseline": "input units",
     "SpikingSpec.pool_size": "neurons", "MonitorSpec.n_traces": "neurons", "MonitorSpec.trace_stride": "steps",
     "CircuitModelSpec.steps": "residual blocks", "CircuitModelSpec.kernel_size": "samples (map sites)",
+    "ConvAreaSpec.steps": "Euler steps", "ConvAreaSpec.stride": "map sites", "ConvAreaSpec.kernel_size": "map sites",
+    "ConvAreaSpec.channels_E": "channels", "ConvAreaSpec.channels_I": "channels",
     "TrainSpec.epochs": "epochs", "TrainSpec.batch_size": "examples", "TrainSpec.eval_batch_size": "examples",
     "ScheduleSpec.warmup_epochs": "epochs", "ScheduleSpec.milestones": "epochs",
     "DataSpec.n_train": "examples", "DataSpec.n_test": "examples", "PopulationSpec.n": "units",
@@ -197,6 +199,19 @@ _EXPERIMENT = {
     "CircuitModelSpec.norm": "Per-step normalisation: layer or batch (weights tied, norms not); none by default.",
     "CircuitModelSpec.state_gate": "State-dependent gates (only with variant = gated).",
     "CircuitModelSpec.dale": "How magnitudes stay non-negative (Dale's law): softplus or relu.",
+    "CircuitModelSpec.recurrence": ("dense (one weight per connection) or conv (kernels shared across a translation-"
+                                    "invariant spatial circuit's sites, run as real convolutions)."),
+    "CircuitModelSpec.areas": ("A chain of conv areas (CORnet-S style), each a copy of the circuit on its own map: "
+                               "a list of tables with channels_E, channels_I, steps, stride, kernel_size; empty: "
+                               "one circuit. Needs recurrence = conv, input_projection = conv and steps = the "
+                               "sum of the areas' steps."),
+    "CircuitModelSpec.feedforward": ("Between conv areas: dale (the E channels project with non-negative "
+                                     "weights) or signed."),
+    "ConvAreaSpec.channels_E": "Excitatory (pyramidal) channels of the area: they are read out and project on.",
+    "ConvAreaSpec.channels_I": "Inhibitory channels of the area (local only).",
+    "ConvAreaSpec.steps": "Euler steps the area runs on its feedforward drive before passing its E rates on.",
+    "ConvAreaSpec.stride": "Stride of the feedforward convolution into the area (its map = the previous / stride).",
+    "ConvAreaSpec.kernel_size": "Kernel size of the feedforward convolution into the area (odd, same padding).",
     "BaselineModelSpec.kind": "baseline: a conventional network.",
     "BaselineModelSpec.name": "Baseline name: logreg, mlp, cnn, gru or resnet.",
     "BaselineModelSpec.params": "Parameters of the baseline (numbers, booleans or strings).",

@@ -42,7 +42,8 @@ __all__ = ["Dataset", "DatasetInfo", "DATASETS", "known_datasets", "get_dataset"
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist1d": DatasetInfo(mnist1d, {"num_samples": 5000, "train_split": 0.8, "length": 40}, False,
+    "mnist1d": DatasetInfo(mnist1d, {"num_samples": 5000, "train_split": 0.8, "length": 40, "shuffle_seed": -1},
+                           False,
                            "MNIST-1D, generated (4000/1000, length 40)"),
     "digits": DatasetInfo(digits, {"test_fraction": 0.2}, False, "sklearn 8x8 digits (1438/359)"),
     "connected": DatasetInfo(connected, {"size": 10, "density": 0.55, "min_distance": 6,

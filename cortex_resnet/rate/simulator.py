@@ -184,7 +184,8 @@ def _warn_if_unstable(final_re: float | None, t_ms: float) -> None:
 
 
 def _run_pair(circuit: Circuit, stim: Stimulus, duration_ms: float, dt_ms: float, dtype: torch.dtype,
-              dev: torch.device, decompose: bool, progress: bool, kw: dict) -> tuple[RateRun, torch.Tensor | None]:
+              dev: torch.device, decompose: bool, progress: bool, kw: dict,
+              conv: bool = False) -> tuple[RateRun, torch.Tensor | None]:
     """The run with recurrence and (``decompose``) the one without, ``x``; a progress bar if asked."""
     n_steps = int(round(duration_ms / dt_ms)) if dt_ms > 0 else 0
     bar = None
@@ -192,7 +193,7 @@ def _run_pair(circuit: Circuit, stim: Stimulus, duration_ms: float, dt_ms: float
         bar = tqdm(total=n_steps * (2 if decompose else 1), desc=f"rate {kw['method']}", unit="step", leave=False)
     kw = dict(kw, progress=bar.update if bar is not None else None)
     try:
-        run = integrate(RateSystem(circuit, dtype, dev), stim, duration_ms, dt_ms, **kw)
+        run = integrate(RateSystem(circuit, dtype, dev, conv=conv), stim, duration_ms, dt_ms, **kw)
         x = None
         if decompose:
             x = integrate(RateSystem(circuit, dtype, dev, recurrence=False), stim, duration_ms, dt_ms, **kw).r
@@ -207,7 +208,7 @@ def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
              dtype: str | torch.dtype = "float64", device: str | torch.device = "auto",
              record_stride: int = 1, seed: int | None = None, decompose: bool = True,
              rtol: float = 1e-7, atol: float = 1e-9, max_rate: float = 1e4,
-             progress: bool = False) -> xr.Dataset:
+             progress: bool = False, recurrence: str = "dense") -> xr.Dataset:
     """Simulate a circuit and decompose its response into ``x`` and ``F(x)``.
 
     Parameters
@@ -221,6 +222,8 @@ def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
     record_stride : keep every n-th step (memory bound on long runs)
     seed : noise seed (default: the spec's seed); ``x`` uses the same noise
     decompose : also run the circuit with ``W = 0`` to get ``x`` and ``Fx = r - x``
+    recurrence : ``"dense"`` (``W r`` as a matrix product) or ``"conv"`` (a real circular convolution
+        with the kernels of a translation-invariant spatial circuit, :mod:`~cortex_resnet.rate.conv`)
 
     Returns
     -------
@@ -240,9 +243,11 @@ def simulate(circuit: Circuit, stimulus: StimulusSpec | str | None = None, *,
     note = check_step(circuit, dt_ms, method) if dt_ms > 0 and method in STEP_LIMITS else None
     if note is not None:
         warnings.warn(note, StepSizeWarning, stacklevel=2)
+    if recurrence not in ("dense", "conv"):
+        raise SpecError("recurrence", recurrence, "dense or conv")
     start = time.perf_counter()
     kw = dict(method=method, record_stride=record_stride, seed=seed, rtol=rtol, atol=atol, max_rate=max_rate)
-    run, x = _run_pair(circuit, stim, duration_ms, dt_ms, dt, dev, decompose, progress, kw)
+    run, x = _run_pair(circuit, stim, duration_ms, dt_ms, dt, dev, decompose, progress, kw, recurrence == "conv")
     runtime = time.perf_counter() - start
     final_re = final_state_stability(circuit, run.state.r, stim(run.state.t_ms))
     _warn_if_unstable(final_re, run.state.t_ms)

@@ -16,6 +16,7 @@ import torch
 
 from cortex_resnet.errors import SpecError, UnknownNameError
 from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.rate.conv import ConvRecurrence
 from cortex_resnet.rate.step import input_drive
 
 __all__ = ["RateRun", "RateState", "RateSystem", "noise_init", "resolve_device", "resolve_dtype"]
@@ -48,7 +49,7 @@ class RateSystem:
     """A circuit's tensors on one device/dtype, with the recurrent operator and right-hand side."""
 
     def __init__(self, circuit: Circuit, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str = "cpu", recurrence: bool = True):
+                 device: torch.device | str = "cpu", recurrence: bool = True, conv: bool = False):
         self.circuit = circuit
         self.dtype, self.device = dtype, torch.device(device)
         as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=self.device)
@@ -65,6 +66,7 @@ class RateSystem:
         self.step_WT = None
         if c.step_weights is not None:
             self.step_WT = [as_t(Wk).T.contiguous() for Wk in c.step_weights]
+        self._conv = ConvRecurrence(c, dtype, self.device) if conv and recurrence else None  # real convolution
         self.phi = circuit.phi
 
     def recurrent_op(self, k: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -74,6 +76,8 @@ class RateSystem:
         if self.step_WT is not None:
             WT = self.step_WT[min(k, len(self.step_WT) - 1)]
             return lambda r: r @ WT
+        if self._conv is not None:
+            return self._conv
         if self._sparse is not None:
             Wsp = self._sparse
             return lambda r: (Wsp @ r.T).T
@@ -84,7 +88,7 @@ class RateSystem:
         """What :func:`~cortex_resnet.rate.step.euler_step` takes as ``recurrent`` for step ``k``:
         the dense ``W^T`` (fused into one ``addmm``) where the product is dense, else
         :meth:`recurrent_op`."""
-        if self.recurrence and self.step_WT is None and self._sparse is None:
+        if self.recurrence and self.step_WT is None and self._sparse is None and self._conv is None:
             return self.WT
         return self.recurrent_op(k)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cortex_resnet.bridge import CircuitClassifier, unroll
+from cortex_resnet.bridge.conv import ConvChainClassifier
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.data.datasets import Dataset, get_dataset
 from cortex_resnet.errors import SpecError
@@ -41,7 +42,8 @@ def check_training_memory(spec: ExperimentSpec, model: nn.Module, device: torch.
     act_bytes = 0
     what = f"parameters ({param_bytes / 2**20:.1f} MiB) with gradients and optimiser state"
     if isinstance(spec.model, CircuitModelSpec):
-        n = spec.circuit_spec().n_units
+        n = max(net.n_units for net in model.areas) if isinstance(model, ConvChainClassifier) \
+            else spec.circuit_spec().n_units
         k = spec.model.steps
         act_bytes = 6 * (k + 1) * spec.train.batch_size * n * 4
         what += f" + activations of {k + 1} steps x batch {spec.train.batch_size} x {n} units"
@@ -60,13 +62,19 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
     m = spec.model
     with torch.random.fork_rng(devices=[]):  # initialisers draw from the global RNG: isolate it
         torch.manual_seed(spec.seed)
-        if isinstance(m, CircuitModelSpec):
+        if isinstance(m, CircuitModelSpec) and m.areas:
+            model = ConvChainClassifier(spec.circuit_spec(), m.areas, dataset.in_shape, dataset.n_classes, m.dt_ms,
+                                        norm=m.norm, feedforward=m.feedforward, seed=spec.seed,
+                                        variant=m.variant, dale=m.dale)
+            info = {"model": f"conv E/I circuit, {len(m.areas)} areas, {m.variant}, K={m.steps}",
+                    "variant": m.variant, "kind": "circuit"}
+        elif isinstance(m, CircuitModelSpec):
             cspec = spec.circuit_spec()
             circuit = build_circuit(cspec, np.random.default_rng([cspec.seed, spec.seed]))
             net = unroll(circuit, steps=m.steps, dt_ms=m.dt_ms, variant=m.variant,
                          input_mode=m.input_mode, dtype=torch.float32, learnable=m.learnable,
                          norm=m.norm, state_gate=m.state_gate, dale=m.dale, init=m.init,
-                         init_radius=m.init_radius, seed=spec.seed)
+                         init_radius=m.init_radius, recurrence=m.recurrence, seed=spec.seed)
             model = CircuitClassifier(net, in_shape=dataset.in_shape, n_classes=dataset.n_classes,
                                       input_projection=m.input_projection,
                                       kernel_size=m.kernel_size, seed=spec.seed,
@@ -80,7 +88,9 @@ def build_model(spec: ExperimentSpec, dataset: Dataset) -> tuple[nn.Module, dict
                     "variant": m.name, "kind": "baseline"}
     info["params_allocated"] = param_count(model)
     info["params"] = info["params_allocated"]
-    if info["kind"] == "circuit":  # count connections inside the circuit's masks only
+    if isinstance(model, ConvChainClassifier):
+        info["params"] = model.param_count()
+    elif info["kind"] == "circuit":  # count connections inside the circuit's masks only
         info["params"] = int(model.net.param_count()) + sum(
             p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net."))
     return model, info

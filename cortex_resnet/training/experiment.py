@@ -46,6 +46,7 @@ from pydantic import Field, ValidationError, model_validator
 from cortex_resnet.catalog import find_experiment_file
 from cortex_resnet.core.tomlio import toml_value
 from cortex_resnet.errors import SpecError
+from cortex_resnet.model.conv_spec import ConvAreaSpec, check_areas
 from cortex_resnet.model.spec import SAFE_NAME, CircuitSpec, parse_spec, read_toml, validation_to_spec_error
 from cortex_resnet.core.specbase import MAX_LIST, MAX_TEXT, Frozen, check_depth, set_dotted
 
@@ -91,6 +92,11 @@ class CircuitModelSpec(_Frozen):
     thalamic input to layer 4); the others get input gain 0 (the input projection's zero
     pattern, kept in training). ``readout_populations``: the named excitatory populations
     read out (e.g. ``["L23E", "L5E"]``); default: every E unit.
+    ``recurrence``: ``dense`` (one weight per connection) or ``conv`` (kernels shared across
+    a spatial circuit's sites, run as real convolutions). ``areas``: a chain of conv areas
+    (:mod:`cortex_resnet.model.conv_spec`, :mod:`cortex_resnet.bridge.conv`), each a copy of
+    the circuit on its own map; ``steps`` must then be the sum of the areas' steps;
+    ``feedforward``: ``dale`` (E-to-area projections with non-negative weights) or ``signed``.
     """
 
     kind: Literal["circuit"] = "circuit"
@@ -113,9 +119,13 @@ class CircuitModelSpec(_Frozen):
                                                                                   max_length=MAX_LIST)
     readout_populations: list[Annotated[str, Field(max_length=100)]] | None = Field(default=None, min_length=1,
                                                                                     max_length=MAX_LIST)
+    recurrence: Literal["dense", "conv"] = "dense"
+    areas: list[ConvAreaSpec] = Field(default=[], max_length=64)
+    feedforward: Literal["dale", "signed"] = "dale"
 
     @model_validator(mode="after")
     def _one_source(self) -> "CircuitModelSpec":
+        check_areas(self)
         if self.kernel_size % 2 == 0:
             raise SpecError("model.kernel_size", self.kernel_size, "an odd size ('same' padding)")
         if self.state_gate and self.variant != "gated":

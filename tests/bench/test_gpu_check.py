@@ -29,7 +29,8 @@ def test_gpu_check_tiny_without_a_gpu(tmp_path, capsys):
     assert report["ddp"]["backend"] == "gloo" and report["ddp"]["grads_equal_single_process"]
     # one clear line per skipped GPU part
     skipped = [line for line in captured.err.splitlines() if line.startswith("skipped: ")]
-    assert len(skipped) == 5, captured.err
+    assert len(skipped) == 6, captured.err
+    assert report["conv_circuit"]["skipped"] == "no CUDA device"
     assert "skipped" in report["rate"]["gpu"] and "skipped" in report["gpu_tests"]
     assert not torch.backends.cudnn.benchmark
 

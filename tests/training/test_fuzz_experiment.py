@@ -43,6 +43,12 @@ BAD: list[tuple[str, st.SearchStrategy]] = [
     ("seed", st.integers(max_value=-1)),
     ("name", st.sampled_from(["../escape", "/abs/path", ".hidden", "a/b"])),
     ("unknown_section", st.just({"x": 1})),
+    ("model.recurrence", _TEXT.filter(lambda s: s not in ("dense", "conv"))),
+    ("model.feedforward", _TEXT.filter(lambda s: s not in ("dale", "signed"))),
+    ("model.areas", st.sampled_from([[{"channels_E": 0, "channels_I": 1}], "three", [{"channels_E": 2}],
+                                     [{"channels_E": 2, "channels_I": 1, "kernel_size": 4}],
+                                     [{"channels_E": 2, "channels_I": 1, "stride": 0}],
+                                     [{"channels_E": 2, "channels_I": 1, "typo": 1}]])),
 ]
 MISSING = ["data", "data.name", "model"]
 
