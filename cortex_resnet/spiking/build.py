@@ -29,7 +29,7 @@ from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.meanfield import PoolModel
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.model.spec import StimulusSpec
-from cortex_resnet.spiking.initial_state import initial_potentials
+from cortex_resnet.spiking.initial_state import initial_potentials, replica_seed
 from cortex_resnet.spiking.mapping import (Mapping, map_circuit, pair_probability, per_unit, pool_connectivity,
                                            pool_model)
 from cortex_resnet.model.spiking_spec import SpikingSpec
@@ -260,7 +260,8 @@ def sample_drive(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, du
         t = np.arange(n_t) * stim_dt_ms
         u = np.stack([stim(float(ti)).numpy() for ti in t])
         desc = stim.spec.model_dump_json()
-    return u, u @ circuit.B.T + circuit.b, desc
+    # one product per stimulus row: the same rounding whatever the batch (a replica does not depend on it)
+    return u, (u[..., None, :] @ circuit.B.T)[..., 0, :] + circuit.b, desc
 
 
 def _check_run(circuit: Circuit, duration_ms: float, dt_ms: float) -> None:
@@ -330,7 +331,8 @@ def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | 
 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
-               seed: int | None = None, specialize: bool = True, engine: str = "brian2") -> SpikingPlan:
+               seed: int | None = None, specialize: bool = True, engine: str = "brian2",
+               replica_seeds: list[int] | None = None) -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking.mapping`).
 
     Parameters
@@ -344,6 +346,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         stimulus at the end of the run, averaged over the batch)
     seed : seed of the initial potentials (default: the spec's); the synapse graph is part of
         the circuit and always drawn from ``circuit.spec.seed``
+    replica_seeds : seed of each replica's initial potentials (default ``replica_seed(seed, b)``); a
+        replica's potentials depend only on its seed and its stimulus, not on the batch
     engine : ``torch`` skips Brian2's memory estimate (synapses stored per replica); the torch
         engine checks its own (one synapse table for all replicas) before allocating
     specialize : generate lean code for special values (shared parameters and weights,
@@ -368,7 +372,10 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")
     seed = circuit.spec.seed if seed is None else int(seed)
     graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
-    rng = np.random.default_rng([seed, 0x1417])
+    keys = [replica_seed(seed, b) for b in range(batch)] if replica_seeds is None else replica_seeds
+    if len(keys) != batch:
+        raise SpecError("replica_seeds", f"{len(keys)} seeds", f"one per replica ({batch})")
+    rngs = [np.random.default_rng([int(k), 0x1417]) for k in keys]
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     drive = mapping.k_unit * ext  # (T_in, batch, N) mV
     unit_of = np.repeat(np.arange(circuit.n_units), sspec.pool_size)
@@ -385,8 +392,9 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         mapping=mapping, pool_model=model, drive_mV=drive,
         info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info},
         specialize=specialize)
-    models = [plan.replica_pool_model(b, 0) for b in range(batch)] if sspec.v_init == "stationary" else []
+    initial = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit, drive[0],
+                         mapping.sigma_white_unit, dt_ms)  # every replica's initial drive: inputs (batch, N)
     plan.v0_mV, plan.info["v_init"] = initial_potentials(
-        {"sspec": sspec, "is_E": is_E, "unit_of": unit_of, "batch": batch, "models": models,
-         "v_reset_mV": neuron["v_reset_mV"], "v_th_mV": neuron["v_th_mV"], "v_rest_mV": neuron["v_rest_mV"]}, rng)
+        {"sspec": sspec, "is_E": is_E, "unit_of": unit_of, "batch": batch, "model": initial,
+         "v_reset_mV": neuron["v_reset_mV"], "v_th_mV": neuron["v_th_mV"], "v_rest_mV": neuron["v_rest_mV"]}, rngs)
     return plan
