@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.fast_siegert import cdf_constants, stationary_cdf, stationary_density
 
-__all__ = ["stationary_sample", "sample_pools", "initial_potentials", "fixed_points", "replica_seed", "MIN_SIGMA_MV", "GRID"]
+__all__ = ["stationary_sample", "sample_pools", "initial_potentials", "fixed_points", "replica_seed", "replica_generators", "MIN_SIGMA_MV", "GRID"]
 
 MIN_SIGMA_MV = 0.1  # below this the diffusion density is not a useful description: uniform instead
 GRID = 32  # exact CDF points per pool density (linear in between, then one Newton step)
@@ -155,6 +156,15 @@ def replica_seed(seed: int, replica: int) -> int:
     """Seed of replica ``replica``'s random streams (64-bit, from ``numpy.random.SeedSequence``): its
     initial potentials here, its input spikes and noise in the torch engine."""
     return int(np.random.SeedSequence([int(seed) % 2**63, int(replica)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def replica_generators(seed: int, batch: int, replica_seeds: list[int] | None = None) -> list[np.random.Generator]:
+    """One generator per replica for its initial potentials: from ``replica_seeds`` (one per replica)
+    or :func:`replica_seed` ``(seed, b)``."""
+    keys = [replica_seed(seed, b) for b in range(batch)] if replica_seeds is None else list(replica_seeds)
+    if len(keys) != batch:
+        raise SpecError("replica_seeds", f"{len(keys)} seeds", f"one per replica ({batch})")
+    return [np.random.default_rng([int(k), 0x1417]) for k in keys]
 
 
 def initial_potentials(plan_args: dict, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict]:

@@ -202,9 +202,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     u_operating : (n_inputs,) operating input of the gain scaling (default: the final stimulus)
     engine : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking.torch_engine`: batched, the same plan and scheme)
     dtype, device : torch engine only: ``float64``/``float32``; ``cpu``, ``cuda`` or ``auto``
-    replica_seeds : one seed per stimulus of the batch: its initial potentials and (torch engine) its
-        input spikes and noise, so that a stimulus gives the same run in any batch (default: derived
-        from ``seed`` and the stimulus' index)
+    replica_seeds : one seed per stimulus: its initial potentials and (torch) input spikes and noise,
+        the same run in any batch (default: from ``seed`` and the stimulus' index)
 
     Returns
     -------
@@ -227,11 +226,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     bar = _progress_bar(progress, standalone, decompose)
     try:
         with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
-            if engine == "torch":
-                runner = TorchEngine(plan, device=device, dtype=dtype,
-                                     seeds=None if replica_seeds is None else np.asarray(replica_seeds, np.int64))
-            else:
-                runner = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+            runner = (TorchEngine(plan, device=device, dtype=dtype, seeds=replica_seeds) if engine == "torch" else
+                      make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target))
             raw, raw_x, runtime = _run_both(runner, circuit, seed, decompose, bar)
     finally:
         if bar is not None:
