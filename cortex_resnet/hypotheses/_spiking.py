@@ -1,35 +1,86 @@
-"""Spiking halves of the circuit hypotheses: population rates of the Brian2 backend in time windows.
+"""Spiking halves of the circuit hypotheses: population rates of the spiking backend in time windows.
 
 The spiking backend (:mod:`cortex_resnet.spiking.simulator`) runs each rate unit as a
 pool of LIF neurons and returns binned pool rates in Hz (:func:`window_means` gives model units),
 plus ``x`` (recurrent synapses off, same input spikes) when decomposed. A seed
 is the network realisation, initial potentials and input spikes.
+
+**Conditions as one batch** (``engine = "torch"``): the conditions of a seed that differ only in
+their constant input run as the replicas of one torch batch (:func:`condition_run`): the same
+network realisation (the seed's), replica ``c`` with its own random streams
+``replica_seed(seed, c)``, and one gain mapping for all (at the mean of the conditions' inputs).
+A replica does not depend on the batch it runs in, so one condition run alone with the same
+keys gives the same spikes (tested). Seeds are separate runs: a seed is a network realisation
+(another synapse graph), and the replicas of a batch share one graph. The batch of a seed is
+kept for the seed's other conditions (:data:`_BATCHES`, the last few batches of this process).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.spiking.initial_state import replica_seed
 from cortex_resnet.spiking.simulator import simulate_spiking
 
-__all__ = ["window_means", "run_spiking"]
+__all__ = ["window_means", "run_spiking", "condition_run", "mean_field_of"]
+
+_BATCHES: OrderedDict[str, Any] = OrderedDict()
+_KEEP = 4
 
 
-def window_means(ds: Any, var: str, t0_ms: float, t1_ms: float) -> dict[str, float]:
-    """Mean of ``var`` per population over bins with centres in ``[t0, t1)`` (first stimulus), in the
+def window_means(ds: Any, var: str, t0_ms: float, t1_ms: float, batch: int = 0) -> dict[str, float]:
+    """Mean of ``var`` per population over bins with centres in ``[t0, t1)`` (stimulus ``batch``), in the
     rate model's units (spiking results are in Hz: divided by their ``hz_per_unit``)."""
     t = ds["time"].values
     sel = (t >= t0_ms) & (t < t1_ms)
-    v = np.asarray(ds[var].isel(batch=0).values)[sel]
+    v = np.asarray(ds[var].isel(batch=batch).values)[sel]
     pop = np.asarray(ds["population"].values).astype(str)
     hz = json.loads(ds.attrs["hz_per_unit"]) if ds.attrs.get("rate_units") == "Hz" and "hz_per_unit" in ds.attrs else {}
     return {p: float(v[:, pop == p].mean()) / hz.get(p, 1.0) for p in ("E", "I")}
 
 
+def mean_field_of(ds: Any, batch: int = 0) -> dict | None:
+    """The spiking backend's mean-field rates (Hz) of stimulus ``batch`` (its own drive where the
+    dataset has them per replica), or None."""
+    mf = ds.attrs.get("mean_field_rate_hz_by_replica")
+    if mf is not None:
+        mf = json.loads(mf) if isinstance(mf, str) else mf
+        return mf[batch]
+    mf = ds.attrs.get("mean_field_rate_hz")
+    if isinstance(mf, str):
+        mf = json.loads(mf) if mf not in ("null", "") else None
+    return mf
+
+
 def run_spiking(circuit: Circuit, stimulus: str, duration_ms: float, seed: int, *, decompose: bool) -> Any:
     """One spiking run (Brian2 runtime mode) of ``circuit`` with ``stimulus`` (CLI form)."""
     return simulate_spiking(circuit, stimulus, duration_ms=duration_ms, seed=int(seed), decompose=decompose)
+
+
+def condition_run(circuit: Circuit, u: np.ndarray, index: int, duration_ms: float, seed: int, *,
+                  decompose: bool, batched: bool = True, engine: str = "torch") -> tuple[Any, int]:
+    """The run of condition ``index`` of the constant inputs ``u`` (conditions, n_inputs) for ``seed``
+    (module docstring): ``(dataset, its batch index)``. ``batched``: all conditions in one batch
+    (computed once per seed and kept); else the condition alone with the same replica seed."""
+    u = np.asarray(u, np.float64)
+    keys = [replica_seed(int(seed), c) for c in range(u.shape[0])]
+    opts = {"duration_ms": duration_ms, "seed": int(seed), "decompose": decompose, "engine": engine,
+            "u_operating": u.mean(0)}
+    if not batched:
+        return simulate_spiking(circuit, u[index:index + 1], replica_seeds=keys[index:index + 1], **opts), 0
+    h = hashlib.sha256(json.dumps([circuit.spec.model_dump(mode="json"), int(seed), duration_ms, decompose, engine],
+                                  sort_keys=True, default=str).encode())
+    h.update(u.tobytes())
+    h.update(np.ascontiguousarray(circuit.W).tobytes())
+    key = h.hexdigest()
+    if key not in _BATCHES:
+        _BATCHES[key] = simulate_spiking(circuit, u, replica_seeds=keys, **opts)
+        while len(_BATCHES) > _KEEP:
+            _BATCHES.popitem(last=False)
+    return _BATCHES[key], index

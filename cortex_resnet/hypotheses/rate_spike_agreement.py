@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -27,7 +27,7 @@ from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.hypotheses._figures import POP_COLORS, hypothesis_figure, verdict_title
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, summary_rows
 from cortex_resnet.hypotheses._circuits import circuit_hypothesis, CircuitParams, circuit_for_seed, pop_mean
-from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.hypotheses._spiking import condition_run, mean_field_of, run_spiking, window_means
 
 __all__ = ["HYPOTHESIS", "AgreementParams"]
 
@@ -35,13 +35,17 @@ __all__ = ["HYPOTHESIS", "AgreementParams"]
 class AgreementParams(CircuitParams):
     """``input_amps``: input levels (model units; the conditions); ``duration_ms``: spiking run,
     rates from its second half; ``pool_size``: LIF neurons per rate unit (None: the model's);
-    ``tolerance``: relative error still counted as agreement."""
+    ``tolerance``: relative error still counted as agreement; ``engine``: spiking engine, ``torch``
+    runs a seed's input levels as one batch (``batch_conditions``; False: one run each, the
+    same replica seeds and results)."""
 
     model: str = "models/brunel_2000.toml"
     input_amps: list[float] = Field(default=[30.0, 40.0, 50.0], min_length=1)
     duration_ms: float = Field(default=1000.0, gt=0.0)
     pool_size: int | None = Field(default=None, ge=1, le=100_000)
     tolerance: float = Field(default=0.2, gt=0.0)
+    engine: Literal["brian2", "torch"] = "brian2"
+    batch_conditions: bool = True
 
 
 def _label(a: float) -> str:
@@ -58,17 +62,21 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
     u = np.full(c.n_inputs, condition["amp"])
     r_rate = steady_state(c, u, method="anderson").numpy()[0]
     dur = prepared["duration_ms"]
-    ds = run_spiking(c, f"constant:amp={condition['amp']}", dur, seed, decompose=False)
-    spk = window_means(ds, "r", dur / 2, dur)
+    if prepared.get("engine", "brian2") == "torch":
+        amps = [float(a) for a in prepared["input_amps"]]
+        u_all = np.repeat(np.asarray(amps)[:, None], c.n_inputs, axis=1)
+        ds, b = condition_run(c, u_all, amps.index(float(condition["amp"])), dur, seed, decompose=False,
+                              batched=bool(prepared.get("batch_conditions", True)))
+    else:
+        ds, b = run_spiking(c, f"constant:amp={condition['amp']}", dur, seed, decompose=False), 0
+    spk = window_means(ds, "r", dur / 2, dur, batch=b)
     out: dict[str, Any] = {}
     for pop in ("E", "I"):
         rate = pop_mean(r_rate, c, pop)
         out[f"rate_{pop}"] = rate
         out[f"spiking_{pop}"] = spk[pop]
         out[f"rel_err_{pop}"] = abs(spk[pop] - rate) / rate if rate > 0 else float("nan")
-    mf = ds.attrs.get("mean_field_rate_hz")
-    if isinstance(mf, str):
-        mf = json.loads(mf) if mf not in ("null", "") else None
+    mf = mean_field_of(ds, b)
     hz = c.rate_units == "Hz"  # the mean field is in Hz; comparable when the rates are too
     for pop in ("E", "I"):
         out[f"meanfield_{pop}"] = float(mf[pop]) if hz and mf and pop in mf else float("nan")
@@ -126,5 +134,5 @@ HYPOTHESIS = circuit_hypothesis(
     task=_task,
     analyze=_analyze,
     figure=_figure,
-    requires=("cortex_resnet.spiking.simulator", "brian2"),
+    requires=("cortex_resnet.spiking.simulator", "brian2"),  # brian2: the default engine
 )

@@ -29,7 +29,7 @@ from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.meanfield import PoolModel
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.model.spec import StimulusSpec
-from cortex_resnet.spiking.initial_state import initial_potentials
+from cortex_resnet.spiking.initial_state import initial_potentials, replica_generators
 from cortex_resnet.spiking.mapping import (Mapping, map_circuit, pair_probability, per_unit, pool_connectivity,
                                            pool_model)
 from cortex_resnet.model.spiking_spec import SpikingSpec
@@ -271,7 +271,7 @@ def sample_drive(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, du
         t = np.arange(n_t) * stim_dt_ms
         u = np.stack([stim(float(ti)).numpy() for ti in t])
         desc = stim.spec.model_dump_json()
-    return u, u @ circuit.B.T + circuit.b, desc
+    return u, (u[..., None, :] @ circuit.B.T)[..., 0, :] + circuit.b, desc  # per row: batch-independent rounding
 
 
 def _check_run(circuit: Circuit, duration_ms: float, dt_ms: float) -> None:
@@ -341,7 +341,8 @@ def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | 
 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
-               seed: int | None = None, specialize: bool = True, engine: str = "brian2") -> SpikingPlan:
+               seed: int | None = None, specialize: bool = True, engine: str = "brian2",
+               replica_seeds: list[int] | None = None) -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking.mapping`).
 
     Parameters
@@ -355,6 +356,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         stimulus at the end of the run, averaged over the batch)
     seed : seed of the initial potentials (default: the spec's); the synapse graph is part of
         the circuit and always drawn from ``circuit.spec.seed``
+    replica_seeds : seed of each replica's initial potentials (default ``replica_seed(seed, b)``)
     engine : ``torch`` skips Brian2's memory estimate (synapses stored per replica); the torch
         engine checks its own (one synapse table for all replicas) before allocating
     specialize : generate lean code for special values (shared parameters and weights,
@@ -379,7 +381,6 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")
     seed = circuit.spec.seed if seed is None else int(seed)
     graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
-    rng = np.random.default_rng([seed, 0x1417])
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
     unit_of, is_E = np.repeat(np.arange(circuit.n_units), sspec.pool_size), np.repeat(circuit.is_E, sspec.pool_size)
@@ -396,8 +397,15 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         mapping=mapping, pool_model=model, drive_mV=drive,
         info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info},
         specialize=specialize)
-    models = [plan.replica_pool_model(b, 0) for b in range(batch)] if sspec.v_init == "stationary" else []
-    plan.v0_mV, plan.info["v_init"] = initial_potentials(
-        {"sspec": sspec, "is_E": is_E, "unit_of": unit_of, "batch": batch, "models": models,
-         "v_reset_mV": neuron["v_reset_mV"], "v_th_mV": neuron["v_th_mV"], "v_rest_mV": neuron["v_rest_mV"]}, rng)
+    plan.v0_mV, plan.info["v_init"] = _v_init(plan, replica_generators(seed, batch, replica_seeds))
     return plan
+
+
+def _v_init(plan: SpikingPlan, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict]:
+    """Initial potentials (batch, n) at every replica's initial drive (:mod:`cortex_resnet.spiking.initial_state`)."""
+    m, nr = plan.mapping, plan.neuron
+    initial = pool_model(plan.circuit, plan.sspec, m.k_unit, m.R_unit, m.dc_unit, plan.drive_mV[0],
+                         m.sigma_white_unit, plan.dt_ms)  # inputs (batch, N)
+    return initial_potentials({"sspec": plan.sspec, "is_E": plan.is_E, "unit_of": plan.unit_of, "batch": plan.batch,
+                               "model": initial, "v_reset_mV": nr["v_reset_mV"], "v_th_mV": nr["v_th_mV"],
+                               "v_rest_mV": nr["v_rest_mV"]}, rngs)

@@ -183,7 +183,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
                      decompose: bool = True, standalone: bool = False, cache_dir: Any = None,
                      target: str = "cython", u_operating: np.ndarray | None = None,
                      progress: bool = False, engine: str = "brian2", dtype: str = "float64",
-                     device: str = "cpu") -> xr.Dataset:
+                     device: str = "cpu", replica_seeds: list[int] | None = None) -> xr.Dataset:
     """Simulate the circuit as a spiking network and decompose its pool rates into ``x`` and ``F(x)``.
 
     Parameters
@@ -202,6 +202,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     u_operating : (n_inputs,) operating input of the gain scaling (default: the final stimulus)
     engine : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking.torch_engine`: batched, the same plan and scheme)
     dtype, device : torch engine only: ``float64``/``float32``; ``cpu``, ``cuda`` or ``auto``
+    replica_seeds : one seed per stimulus: its initial potentials and (torch) input spikes and noise,
+        the same run in any batch (default: from ``seed`` and the stimulus' index)
 
     Returns
     -------
@@ -216,17 +218,16 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     duration_ms = sim.duration_ms if duration_ms is None else float(duration_ms)
     seed = circuit.spec.seed if seed is None else int(seed)
     stim = sim.stimulus if stimulus is None else stimulus
-    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine)
+    plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine,
+                      replica_seeds=replica_seeds)
     notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms)
     for msg in notes:
         warnings.warn(msg, StimulusWarning, stacklevel=2)
     bar = _progress_bar(progress, standalone, decompose)
     try:
         with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
-            if engine == "torch":
-                runner = TorchEngine(plan, device=device, dtype=dtype)
-            else:
-                runner = make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target)
+            runner = (TorchEngine(plan, device=device, dtype=dtype, seeds=replica_seeds) if engine == "torch" else
+                      make_engine(plan, standalone=standalone, cache_dir=cache_dir, target=target))
             raw, raw_x, runtime = _run_both(runner, circuit, seed, decompose, bar)
     finally:
         if bar is not None:
@@ -248,6 +249,8 @@ def _run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: li
         "rate_bin_ms": plan.sspec.monitor.rate_bin_ms, "stimulus": plan.info["stimulus"],
         "structure_hash": plan.structure_hash(), "mapping": plan.mapping.info,
         "spike_stats": spike_statistics(plan, raw), "mean_field_rate_hz": _mean_field_rates(plan),
+        **({"mean_field_rate_hz_by_replica": [_mean_field_rates(plan, b) for b in range(plan.batch)]}
+           if 1 < plan.batch <= MAX_MEAN_FIELD_REPLICAS else {}),
         "v_init": plan.info["v_init"], "warnings": notes,
     }
 
@@ -285,11 +288,15 @@ def _run_both(runner: Any, circuit: Circuit, seed: int, decompose: bool,
     return raw, raw_x, runtime
 
 
-def _mean_field_rates(plan: SpikingPlan) -> dict[str, float] | None:
-    """The pools' mean-field rates (Hz) averaged per population; None without a fixed point."""
+MAX_MEAN_FIELD_REPLICAS = 32  # a batch up to this size also gets every replica's own mean field
+
+
+def _mean_field_rates(plan: SpikingPlan, replica: int | None = None) -> dict[str, float] | None:
+    """The pools' mean-field rates (Hz) averaged per population, at the operating drive (or
+    ``replica``'s own final drive); None without a fixed point."""
     circuit = plan.circuit
     try:
-        mf = solve(plan.pool_model).rates_hz
+        mf = solve(plan.pool_model if replica is None else plan.replica_pool_model(replica)).rates_hz
     except ConvergenceError:  # a mean field without a fixed point (oscillating, runaway): report none
         return None
     out: dict[str, Any] = {p: float(mf[m].mean()) for p, m in (("E", circuit.is_E), ("I", ~circuit.is_E)) if m.any()}

@@ -65,6 +65,7 @@ from cortex_resnet.core.resources import check_memory
 from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.brian import RawRun
 from cortex_resnet.spiking.build import ASSUMED_RATE_HZ, SpikingPlan
+from cortex_resnet.spiking.initial_state import replica_seed
 from cortex_resnet.spiking.torch_state import _State, ell
 
 __all__ = ["ENGINES", "RANDOM_CHUNK_STEPS", "TorchEngine", "check_engine", "replica_seed", "torch_bytes"]
@@ -72,11 +73,6 @@ __all__ = ["ENGINES", "RANDOM_CHUNK_STEPS", "TorchEngine", "check_engine", "repl
 ENGINES = ("brian2", "torch")
 RANDOM_CHUNK_STEPS = 16  # part of the definition of the random streams: do not make it size-dependent
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def replica_seed(seed: int, replica: int) -> int:
-    """Seed of replica ``replica``'s random stream (64-bit, from ``numpy.random.SeedSequence``)."""
-    return int(np.random.SeedSequence([int(seed) % 2**63, int(replica)]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def torch_bytes(plan: SpikingPlan, copies: int, itemsize: int) -> float:
