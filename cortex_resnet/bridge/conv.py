@@ -162,3 +162,8 @@ class ConvChainClassifier(nn.Module):
         """Learnable numbers, shared kernels counted once (connections inside the masks)."""
         total = sum(p.numel() for n, p in self.named_parameters() if p.requires_grad and not n.startswith("areas."))
         return total + sum(net.param_count() for net in self.areas)
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return (f"ConvChainClassifier({len(self.areas)} areas, input {tuple(self.in_shape)}, "
+                f"{self.n_classes} classes, {self.param_count():,} parameters)")

@@ -158,3 +158,7 @@ class ConvRecurrence:
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
         return circular_conv(r, self.weight, self.map_shape, self.radius)
+
+    def __repr__(self) -> str:
+        """One line: kind and key sizes (not the arrays)."""
+        return f"ConvRecurrence(map {tuple(self.map_shape)}, radius {self.radius}, kernel {tuple(self.weight.shape)})"

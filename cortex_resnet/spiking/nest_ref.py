@@ -44,6 +44,12 @@ class PopulationSpikes:
     timing: dict[str, float] = field(default_factory=dict)
     engine: str = ""
 
+    def __repr__(self) -> str:
+        """One line: engine, populations, neurons, spikes and duration (ms)."""
+        n_spikes = sum(int(t.size) for _, t in self.spikes.values())
+        return (f"PopulationSpikes({self.engine or 'engine ?'}, {len(self.sizes)} populations, "
+                f"{sum(self.sizes.values())} neurons, {n_spikes} spikes in {self.duration_ms:g} ms)")
+
 
 def nest_available() -> bool:
     """Whether NEST can be imported (without importing it)."""
