@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from cortex_resnet.core.jsonable import to_jsonable
 from cortex_resnet.errors import SimulationError, SpecError, CortexError
-from cortex_resnet.io.results import atomic_write_text
+from cortex_resnet.fanout.task_cache import TaskCache
 
 __all__ = ["Task", "TaskCache", "task_key", "run_tasks", "to_dataset", "check_scheduler_address",
            "DEFAULT_CONNECT_TIMEOUT_S"]
@@ -80,35 +80,6 @@ class Task:
 
     def __repr__(self) -> str:  # one line: label, function, coordinates
         return f"Task({self.label[:60]!r}: {getattr(self.fn, '__name__', 'task')}, {len(self.coords)} coordinates)"
-
-
-class TaskCache:
-    """Finished task results as JSON files named by the task key."""
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    def path(self, task: Task) -> Path:
-        return self.directory / f"{task.key}.json"
-
-    def get(self, task: Task) -> dict[str, Any] | None:
-        """The stored result, or None (missing, unreadable, or stored for other inputs)."""
-        p = self.path(task)
-        if not p.is_file():
-            return None
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if data.get("key") != task.key or not isinstance(data.get("result"), dict):
-            return None
-        return data["result"]
-
-    def put(self, task: Task, result: dict[str, Any]) -> None:
-        payload = {"key": task.key, "label": task.label, "inputs": task.inputs, "result": result,
-                   "finished": time.time()}
-        atomic_write_text(self.path(task), json.dumps(to_jsonable(payload, keep_nan=True), sort_keys=True, default=str))
 
 
 def _normalise(result: dict[str, Any]) -> dict[str, Any]:
