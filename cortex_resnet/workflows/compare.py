@@ -47,7 +47,7 @@ from cortex_resnet.training.experiment import (
 from cortex_resnet.spiking.scoring import (
     brian2_reference as _brian2_reference,
 )
-from cortex_resnet.spiking.scoring import rate_window_logits
+from cortex_resnet.spiking.scoring import rate_window_logits, spiking_twin
 from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.model.stimulus import Stimulus
@@ -146,7 +146,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
                 n_examples_plot: int = 3, out_dir: str | Path | None = None,
                 figure: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "torch",
-                brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False) -> dict[str, Any]:
+                brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False,
+                naive: bool = False) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
@@ -168,13 +169,18 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         Brian2 and report both engines' accuracy on them and their agreement
     spiking_dtype : the torch engine's precision (float32: scoring; float64: Brian2's arithmetic)
     progress : progress bars on stderr
+    naive : also score the naive conversion (weights copied onto the LIF pools without the
+        operating-point gain scaling: ``spiking.weight_scaling = "identity"``) on the same examples
 
     Returns
     -------
     dict
         ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
         ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
-        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``.
+        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``;
+        ``spiking_twin`` says how the net became pools (``tied``: the circuit itself; ``stage chain``:
+        an untied net's stages, :mod:`cortex_resnet.spiking.chain`); with ``naive``, ``naive``
+        (accuracy, gap, spikes, anytime curve of the naive conversion).
     """
     _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
     run = load_run(run_dir, data_dir)
@@ -183,10 +189,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
     out["run"] = str(run_dir)
     spk = None
-    if spiking and spiking_examples != 0 and circuit.step_weights is not None:
-        out["spiking_skipped"] = ("untied nets map to circuits with step-dependent weights "
-                                  "(areas in a chain), which run on the rate backend only")
-    elif spiking and spiking_examples != 0:
+    if spiking and spiking_examples != 0:
         n = len(y) if spiking_examples is None else min(spiking_examples, len(y))
         idx = np.sort(np.random.default_rng(seed).choice(len(y), size=n, replace=False))
         m = run.spec.model
@@ -195,6 +198,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         opts = {"duration_ms": dur, "seed": seed, "pool_size": pool_size, "engine": spiking_engine,
                 "dtype": spiking_dtype, "progress": progress, "n_plot": n_examples_plot}
         spk, keep = _spiking_part(run, circuit, x, y, idx, net_logits, out, opts)
+        if naive:
+            out["naive"] = _naive_part(run, circuit, x, y, idx, net_logits, opts)
         if spiking_engine == "torch" and brian2_reference > 0:
             sub = idx[:brian2_reference]
             with torch.no_grad():
@@ -260,18 +265,22 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
     """Score the test examples ``idx`` as a spiking network (and the rate circuit over the same
     windows); fills ``out``; returns the spiking results and the trajectories for the figure."""
     m, dur, n_plot = run.spec.model, opts["duration_ms"], opts["n_plot"]
-    traj = lambda uu, steps, rec=True: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, rec)
+    twin, combine = spiking_twin(circuit)
+    mode = m.input_mode if twin is circuit else "sustained"  # the chain holds u; its B says where u enters
+    M = torch.as_tensor(combine, dtype=torch.float64)
+    traj = lambda uu, steps, rec=True: _trajectories(twin, uu, steps, m.dt_ms, mode, rec) @ M.T
     with torch.no_grad(), tqdm(total=len(idx), desc=f"spiking ({opts['engine']})", unit="example",
                                disable=not opts["progress"], leave=False) as bar:
         u = run.model.encode(x[idx])
         spk = _spiking_scores(circuit, run.model, u, run.model.encode(x).mean(0), duration_ms=dur,
                               dt_ms=m.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
                               engine=opts["engine"], dtype=opts["dtype"], progress=bar.update)
-        rate_win = rate_window_logits(traj, run.model, u, circuit.n_E, spk["windows_ms"], m.dt_ms, dur)
+        rate_win = rate_window_logits(traj, run.model, u, np.eye(circuit.n_units)[circuit.is_E],
+                                      spk["windows_ms"], m.dt_ms, dur)
         n_rate = int(round(dur / m.dt_ms))
         keep = {"r": traj(u[:n_plot], n_rate), "x": traj(u[:n_plot], n_rate, False), "index": idx[:n_plot]}
     if n_plot:
-        spk.update(_spiking_traces(spk.pop("model"), u[:n_plot], dur, opts))
+        spk.update(_spiking_traces(spk.pop("model"), u[:n_plot], dur, opts, combine, circuit.is_E))
     yi, pred_net = y[idx], net_logits[-1, idx].argmax(-1)
     pred_spk, pred_rate = spk["logits"][-1].argmax(-1), rate_win[-1].argmax(-1)
     acc = lambda logits: [float(v) for v in (logits.argmax(-1) == yi).double().mean(-1)]
@@ -284,6 +293,8 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         "spiking_duration_ms": dur, "spiking_window_ms": list(spk["windows_ms"][-1]), "pool_size": spk["pool_size"],
         "spikes_per_E_pool_mean": spk["spikes_per_E_pool"], "spikes_per_example": spk["spikes_per_example"],
         "spiking_neurons": spk["n_neurons"], "spiking_engine": opts["engine"],
+        "spiking_twin": "tied circuit" if twin is circuit else f"stage chain ({twin.meta['stages']} stages)",
+        "spiking_mapping": spk["mapping"],
         "spiking_dtype": opts["dtype"] if opts["engine"] == "torch" else "float64",
         "anytime": {"n": len(idx), "window": "[t/2, t) ms (network: its step t = k dt, instantaneous)",
                     "readout_ms": [float(t) for t in spk["times_ms"]], "spiking": acc(spk["logits"]),
@@ -294,14 +305,36 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
     return spk, keep
 
 
-def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any]) -> dict[str, Any]:
-    """E-mean rates with and without recurrence (rate units) of a few examples, for the figure."""
+def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
+                net_logits: torch.Tensor, opts: dict[str, Any]) -> dict[str, Any]:
+    """The naive conversion of the same examples: weights copied onto the LIF pools without the
+    operating-point gain scaling (``spiking.weight_scaling = "identity"``: ``k = 1`` mV per unit of
+    input, rates in Hz, no offset), read out the same way."""
+    m = run.spec.model
+    with torch.no_grad(), tqdm(total=len(idx), desc=f"naive spiking ({opts['engine']})", unit="example",
+                               disable=not opts["progress"], leave=False) as bar:
+        s = _spiking_scores(circuit, run.model, run.model.encode(x[idx]), run.model.encode(x).mean(0),
+                            duration_ms=opts["duration_ms"], dt_ms=m.dt_ms, seed=opts["seed"],
+                            pool_size=opts["pool_size"], engine=opts["engine"], dtype=opts["dtype"],
+                            progress=bar.update, weight_scaling="identity")
+    yi = y[idx]
+    acc = [float(v) for v in (s["logits"].argmax(-1) == yi).double().mean(-1)]
+    net = float((net_logits[-1, idx].argmax(-1) == yi).double().mean())
+    return {"mapping": "identity (weights copied, no operating-point gain scaling)", "n": len(idx),
+            "accuracy": acc[-1], "network_gap": net - acc[-1], "spikes_per_example": s["spikes_per_example"],
+            "anytime": {"n": len(idx), "readout_ms": [float(t) for t in s["times_ms"]], "spiking": acc}}
+
+
+def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any], combine: np.ndarray,
+                    is_E: np.ndarray) -> dict[str, Any]:
+    """E-mean rates with and without recurrence (rate units; the net's units through ``combine``)
+    of a few examples, for the figure."""
     u_np = u.detach().cpu().numpy()
     ds = model.simulate(u_np, duration_ms=dur, seed=opts["seed"], decompose=True, engine=opts["engine"])
-    e = ds["population"].values == "E"
-    hz = json.loads(ds.attrs["hz_per_unit"])["E"]  # spiking r is in Hz: model units here
-    return {"time_ms": ds["time"].values, "rates_E_time": ds["r"].values[:, :, e].mean(-1) / hz,
-            "x_E_time": ds["x"].values[:, :, e].mean(-1) / hz}
+    R = model.circuit.hz_per_unit  # spiking r is in Hz: model units per population
+    hz = np.array([R[p] for p in model.circuit.unit_population])
+    net = lambda v: ((v / hz) @ combine.T)[..., is_E].mean(-1)  # noqa: E731
+    return {"time_ms": ds["time"].values, "rates_E_time": net(ds["r"].values), "x_E_time": net(ds["x"].values)}
 
 
 def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
