@@ -95,7 +95,9 @@ def _echo(s: dict) -> None:
                f"(agreement {pct(a['rate_vs_network'])}, max |logit diff| "
                f"{s['max_abs_logit_diff']:.2g}) | spiking {pct(s['spiking_accuracy'])} on "
                f"{s['n_spiking']} of {s['n_test']} examples (agreement with network {pct(a['spiking_vs_network'])}, "
-               f"with rate {pct(a['spiking_vs_rate'])}); figure {s['figure']}")
+               f"with rate {pct(a['spiking_vs_rate'])})"
+               + (f" | naive conversion {pct(s['naive']['accuracy'])} on {s['naive']['n']}" if "naive" in s else "")
+               + f"; figure {s['figure']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -31,7 +31,7 @@ from cortex_resnet.spiking.chain import chain_circuit
 from cortex_resnet.spiking.simulator import make_engine, to_spiking
 from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_twin",
+__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
            "window_counts"]
 
 TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
@@ -112,6 +112,17 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
             "spikes_per_E_pool": float(counts[-1][:, is_e].mean()), "model": model, "combine": combine,
             "spikes_per_example": float(total.sum(1).mean()), "n_neurons": int(sspec.pool_size * twin.n_units),
             "mapping": model.circuit.spec.spiking.weight_scaling}
+
+
+def spiking_traces(model, u: np.ndarray, duration_ms: float, seed: int, engine: str, combine: np.ndarray,
+                   is_E: np.ndarray) -> dict[str, Any]:
+    """E-mean rates with and without recurrence (the net's rate units, through ``combine`` (N, n_twin))
+    over time of the inputs ``u`` (batch, n_inputs), for a figure."""
+    ds = model.simulate(u, duration_ms=duration_ms, seed=seed, decompose=True, engine=engine)
+    R = model.circuit.hz_per_unit  # spiking r is in Hz: model units per population
+    hz = np.array([R[p] for p in model.circuit.unit_population])
+    net = lambda v: ((v / hz) @ combine.T)[..., is_E].mean(-1)  # noqa: E731
+    return {"time_ms": ds["time"].values, "rates_E_time": net(ds["r"].values), "x_E_time": net(ds["x"].values)}
 
 
 def rate_window_logits(trajectory: Callable[[torch.Tensor, int], torch.Tensor], clf, u: torch.Tensor,

@@ -47,7 +47,7 @@ from cortex_resnet.training.experiment import (
 from cortex_resnet.spiking.scoring import (
     brian2_reference as _brian2_reference,
 )
-from cortex_resnet.spiking.scoring import rate_window_logits, spiking_twin
+from cortex_resnet.spiking.scoring import rate_window_logits, spiking_traces, spiking_twin
 from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.model.stimulus import Stimulus
@@ -280,7 +280,8 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         n_rate = int(round(dur / m.dt_ms))
         keep = {"r": traj(u[:n_plot], n_rate), "x": traj(u[:n_plot], n_rate, False), "index": idx[:n_plot]}
     if n_plot:
-        spk.update(_spiking_traces(spk.pop("model"), u[:n_plot], dur, opts, combine, circuit.is_E))
+        spk.update(spiking_traces(spk.pop("model"), u[:n_plot].detach().cpu().numpy(), dur, opts["seed"],
+                                  opts["engine"], combine, circuit.is_E))
     yi, pred_net = y[idx], net_logits[-1, idx].argmax(-1)
     pred_spk, pred_rate = spk["logits"][-1].argmax(-1), rate_win[-1].argmax(-1)
     acc = lambda logits: [float(v) for v in (logits.argmax(-1) == yi).double().mean(-1)]
@@ -323,18 +324,6 @@ def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: 
     return {"mapping": "identity (weights copied, no operating-point gain scaling)", "n": len(idx),
             "accuracy": acc[-1], "network_gap": net - acc[-1], "spikes_per_example": s["spikes_per_example"],
             "anytime": {"n": len(idx), "readout_ms": [float(t) for t in s["times_ms"]], "spiking": acc}}
-
-
-def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any], combine: np.ndarray,
-                    is_E: np.ndarray) -> dict[str, Any]:
-    """E-mean rates with and without recurrence (rate units; the net's units through ``combine``)
-    of a few examples, for the figure."""
-    u_np = u.detach().cpu().numpy()
-    ds = model.simulate(u_np, duration_ms=dur, seed=opts["seed"], decompose=True, engine=opts["engine"])
-    R = model.circuit.hz_per_unit  # spiking r is in Hz: model units per population
-    hz = np.array([R[p] for p in model.circuit.unit_population])
-    net = lambda v: ((v / hz) @ combine.T)[..., is_E].mean(-1)  # noqa: E731
-    return {"time_ms": ds["time"].values, "rates_E_time": net(ds["r"].values), "x_E_time": net(ds["x"].values)}
 
 
 def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
@@ -390,6 +379,10 @@ def _plot_anytime(ax, summary: dict[str, Any], PALETTE: dict[str, str]) -> None:
                 color=PALETTE["blue"], label=f"rate circuit, mean rate in [t/2, t) (n = {n})")
         ax.plot(any_["readout_ms"], 100 * np.asarray(any_["spiking"]), "s-", ms=3, color=PALETTE["vermillion"],
                 label=f"spiking, E-pool counts in [t/2, t) (n = {n})")
+        if "naive" in summary:
+            nv = summary["naive"]["anytime"]
+            ax.plot(nv["readout_ms"], 100 * np.asarray(nv["spiking"]), "^:", ms=3, color=PALETTE["green"],
+                    label=f"naive conversion (no gain scaling) (n = {nv['n']})")
     ax.axhline(100 * summary["chance"], color="0.7", lw=0.8, ls=":", label="chance")
     ax.set_xlabel("readout time t (ms)")
     ax.set_xscale("log" if any_ is not None else "linear")
