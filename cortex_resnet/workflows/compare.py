@@ -201,12 +201,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         if naive:
             out["naive"] = _naive_part(run, circuit, x, y, idx, net_logits, opts)
         if spiking_engine == "torch" and brian2_reference > 0:
-            sub = idx[:brian2_reference]
-            with torch.no_grad():
-                out["brian2_reference"] = _brian2_reference(
-                    circuit, run.model, run.model.encode(x[sub]), run.model.encode(x).mean(0), y[sub],
-                    spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=dur, dt_ms=m.dt_ms, seed=seed,
-                    pool_size=pool_size)
+            out["brian2_reference"] = _brian2_part(run, circuit, x, y, idx[:brian2_reference], spk, opts)
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
     out["figure"] = str(plot_compare(out, keep, circuit, Path(figure) if figure is not None else
                                      folder / "compare.png", spiking=spk))
@@ -304,6 +299,15 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
     out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net).double().mean())
     out["agreement"]["spiking_vs_rate"] = float((pred_spk == pred_rate).double().mean())
     return spk, keep
+
+
+@torch.no_grad()
+def _brian2_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, sub: np.ndarray, spk: dict,
+                 opts: dict[str, Any]) -> dict[str, Any]:
+    """Brian2 on the first spiking examples ``sub``: accuracy of both engines and their agreement."""
+    return _brian2_reference(circuit, run.model, run.model.encode(x[sub]), run.model.encode(x).mean(0), y[sub],
+                             spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=opts["duration_ms"],
+                             dt_ms=run.spec.model.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"])
 
 
 def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
