@@ -45,6 +45,8 @@ def compare_cmd(
     progress: bool = typer.Option(True, help="Progress bars on stderr."),
     brian2_reference: int = typer.Option(0, help="With --spiking-engine torch: also run this many "
                                                  "examples with Brian2 and report the agreement."),
+    naive: bool = typer.Option(False, help="Also score the naive conversion (weights copied onto the LIF "
+                                           "pools without the operating-point gain scaling) on the same examples."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
 ) -> None:
     """``compare``: check the options, score the run three ways, write and report."""
@@ -54,7 +56,8 @@ def compare_cmd(
     s = compare_run(run_dir, spiking_examples=spiking_examples, spiking=spiking,
                     spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
                     seed=seed, data_dir=data_dir, spiking_engine=spiking_engine,
-                    brian2_reference=brian2_reference, spiking_dtype=spiking_dtype, progress=progress)
+                    brian2_reference=brian2_reference, spiking_dtype=spiking_dtype, progress=progress,
+                    naive=naive)
     if json_out:
         emit_json(s)
         return
@@ -92,7 +95,9 @@ def _echo(s: dict) -> None:
                f"(agreement {pct(a['rate_vs_network'])}, max |logit diff| "
                f"{s['max_abs_logit_diff']:.2g}) | spiking {pct(s['spiking_accuracy'])} on "
                f"{s['n_spiking']} of {s['n_test']} examples (agreement with network {pct(a['spiking_vs_network'])}, "
-               f"with rate {pct(a['spiking_vs_rate'])}); figure {s['figure']}")
+               f"with rate {pct(a['spiking_vs_rate'])})"
+               + (f" | naive conversion {pct(s['naive']['accuracy'])} on {s['naive']['n']}" if "naive" in s else "")
+               + f"; figure {s['figure']}")
 
 
 def register(app: typer.Typer) -> None:

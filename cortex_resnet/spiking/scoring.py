@@ -9,6 +9,10 @@ circuit is run as long on the same examples and read out from its E rates
 averaged over the same windows (the like-for-like reference). The torch engine
 (:mod:`cortex_resnet.spiking.torch_engine`) scores whole test sets; Brian2 can
 rerun a subsample as the reference (:func:`brian2_reference`).
+
+An untied net's circuit (``step_weights``) is scored through its stage twin
+(:mod:`cortex_resnet.spiking.chain`): the pools of all stages run as one network and the
+readout reads the stages' rates combined into the net's ``r_K`` (:func:`spiking_twin`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import torch
 from cortex_resnet.core.resources import memory_budget_bytes
 from cortex_resnet.spiking.brian import brian2_global_state
 from cortex_resnet.spiking.build import build_plan, estimate_bytes
+from cortex_resnet.spiking.chain import chain_circuit
 from cortex_resnet.spiking.simulator import make_engine, to_spiking
 from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "window_counts"]
+__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
+           "window_counts"]
 
 TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
 FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as fractions of the run
@@ -37,6 +43,17 @@ def readout_times(duration_ms: float, dt_ms: float) -> np.ndarray:
     (multiples of ``2 dt``: the rate circuit's windows are whole steps)."""
     t = np.floor(np.asarray(FRACTIONS[:-1]) * duration_ms / (2 * dt_ms)) * 2 * dt_ms
     return np.unique(np.append(t[t > 0], duration_ms))
+
+
+def spiking_twin(circuit) -> tuple[Any, np.ndarray]:
+    """(circuit to run, ``combine`` (N, n_twin)): the net's rates ``r = combine @ r_twin``. A tied
+    circuit runs as it is (``combine`` = identity); an untied one (``step_weights``) runs as its
+    stage chain (:func:`~cortex_resnet.spiking.chain.chain_circuit`), whose stages combine into
+    the net's ``r_K``. The readout reads the E rows."""
+    if circuit.step_weights is None:
+        return circuit, np.eye(circuit.n_units)
+    twin = chain_circuit(circuit)
+    return twin.circuit, twin.combine
 
 
 def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, duration_ms: float, seed: int,
@@ -72,11 +89,14 @@ def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, d
 
 def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, duration_ms: float, dt_ms: float,
                    seed: int, pool_size: int | None, engine: str, dtype: str = "float32",
-                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run ``u`` (batch, n_inputs) through the spiking twin; logits (n_times, batch, classes) of every
-    readout window (:func:`readout_times`), the windows, and the mean E-pool spike count of the last."""
-    model = to_spiking(circuit, pool_size=pool_size, input_mode="current",  # signed u
-                       u_operating=u_operating.detach().cpu().numpy())
+                   progress: Callable[[int], None] | None = None, **spiking: Any) -> dict[str, Any]:
+    """Run ``u`` (batch, n_inputs) through the spiking twin (:func:`spiking_twin`); logits (n_times,
+    batch, classes) of every readout window (:func:`readout_times`), the windows, the mean E-pool
+    spike count of the last and the spikes per example (whole run, all pools). ``spiking``: further
+    ``[spiking]`` fields, dotted (e.g. ``weight_scaling="identity"``: the naive conversion)."""
+    twin, combine = spiking_twin(circuit)
+    model = to_spiking(twin, pool_size=pool_size, input_mode="current",  # signed u
+                       u_operating=u_operating.detach().cpu().numpy(), **spiking)
     times = readout_times(duration_ms, dt_ms)
     windows = [(t / 2.0, t) for t in times]
     counts, R = window_counts(model, u.detach().cpu().numpy(), windows + [(0.0, duration_ms)],
@@ -86,21 +106,37 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
     width_s = np.array([(t1 - t0) * 1e-3 for t0, t1 in windows])[:, None, None]
     r = counts / (sspec.pool_size * width_s) / R  # rate units
     is_e = model.circuit.is_E
-    logits = clf.readout(clf.select(torch.as_tensor(r, dtype=torch.float64)))
+    logits = clf.readout(clf.select(torch.as_tensor(r @ combine.T, dtype=torch.float64)))
     return {"logits": logits, "times_ms": times, "windows_ms": windows, "pool_size": sspec.pool_size,
-            "spikes_per_E_pool": float(counts[-1][:, is_e].mean()), "model": model,
-            "spikes_per_example": float(total.sum(1).mean()), "n_neurons": int(sspec.pool_size * circuit.n_units)}
+            "spikes_per_E_pool": float(counts[-1][:, is_e].mean()), "model": model, "combine": combine,
+            "spikes_per_example": float(total.sum(1).mean()), "n_neurons": int(sspec.pool_size * twin.n_units),
+            "mapping": model.circuit.spec.spiking.weight_scaling}
 
 
-def rate_window_logits(trajectory: Callable[[torch.Tensor, int], torch.Tensor], clf, u: torch.Tensor, n_E: int,
-                       windows: list[tuple[float, float]], dt_ms: float, duration_ms: float,
+def spiking_traces(model, u: np.ndarray, duration_ms: float, seed: int, engine: str, combine: np.ndarray,
+                   is_E: np.ndarray) -> dict[str, Any]:
+    """E-mean rates with and without recurrence (the net's rate units, through ``combine`` (N, n_twin))
+    over time of the inputs ``u`` (batch, n_inputs), for a figure."""
+    ds = model.simulate(u, duration_ms=duration_ms, seed=seed, decompose=True, engine=engine)
+    R = model.circuit.hz_per_unit  # spiking r is in Hz: model units per population
+    hz = np.array([R[p] for p in model.circuit.unit_population])
+    net = lambda v: ((v / hz) @ combine.T)[..., is_E].mean(-1)  # noqa: E731
+    return {"time_ms": ds["time"].values, "rates_E_time": net(ds["r"].values), "x_E_time": net(ds["x"].values)}
+
+
+def rate_window_logits(trajectory: Callable[[torch.Tensor, int], torch.Tensor], clf, u: torch.Tensor,
+                       to_net: np.ndarray, windows: list[tuple[float, float]], dt_ms: float, duration_ms: float,
                        batch: int = 100) -> torch.Tensor:
     """Logits (n_windows, batch, classes) of the rate circuit's E rates averaged over each window
-    (steps ``k`` with ``t0 < k dt <= t1``); ``trajectory(u, steps)`` -> (steps + 1, batch, N)."""
+    (steps ``k`` with ``t0 < k dt <= t1``); ``trajectory(u, steps)`` -> (steps + 1, batch, N) of the
+    circuit the spiking twin runs; ``to_net`` (N_net, N) maps them to the net's units
+    (:func:`spiking_twin`'s ``combine``; identity for a tied circuit), whose read-out units
+    ``clf.select`` takes."""
     steps = int(round(duration_ms / dt_ms))
+    M = torch.as_tensor(to_net, dtype=torch.float64)
     out = []
     for i in range(0, u.shape[0], batch):
-        r = clf.select(trajectory(u[i:i + batch], steps))
+        r = clf.select(trajectory(u[i:i + batch], steps) @ M.T)
         csum = torch.cat([torch.zeros_like(r[:1]), torch.cumsum(r[1:], 0)])  # csum[k] = sum of steps 1..k
         means = []
         for t0, t1 in windows:

@@ -39,15 +39,9 @@ from tqdm.auto import tqdm
 from cortex_resnet.errors import SpecError
 from cortex_resnet.io.results import atomic_write_text
 from cortex_resnet.spiking.torch_engine import check_engine
-from cortex_resnet.training.experiment import (
-    CircuitModelSpec,
-    ExperimentSpec,
-    parse_experiment,
-)
-from cortex_resnet.spiking.scoring import (
-    brian2_reference as _brian2_reference,
-)
-from cortex_resnet.spiking.scoring import rate_window_logits
+from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, parse_experiment
+from cortex_resnet.spiking.scoring import brian2_reference as _brian2_reference
+from cortex_resnet.spiking.scoring import rate_window_logits, spiking_traces, spiking_twin
 from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.model.stimulus import Stimulus
@@ -151,7 +145,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
                 n_examples_plot: int = 3, out_dir: str | Path | None = None,
                 figure: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "torch",
-                brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False) -> dict[str, Any]:
+                brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False,
+                naive: bool = False) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
@@ -173,13 +168,19 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         Brian2 and report both engines' accuracy on them and their agreement
     spiking_dtype : the torch engine's precision (float32: scoring; float64: Brian2's arithmetic)
     progress : progress bars on stderr
+    naive : also score the naive conversion (weights copied onto the LIF pools without the
+        operating-point gain scaling: ``spiking.weight_scaling = "identity"``) on the same examples
 
     Returns
     -------
     dict
         ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
         ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
-        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``, ``training_change``.
+        ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``,
+        ``training_change`` (pathways, ISN per layer);
+        ``spiking_twin`` says how the net became pools (``tied``: the circuit itself; ``stage chain``:
+        an untied net's stages, :mod:`cortex_resnet.spiking.chain`); with ``naive``, ``naive``
+        (accuracy, gap, spikes, anytime curve of the naive conversion).
     """
     _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
     run = load_run(run_dir, data_dir)
@@ -188,10 +189,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
     out["run"], out["training_change"] = str(run_dir), training_change(run)  # pathways, ISN per layer
     spk = None
-    if spiking and spiking_examples != 0 and circuit.step_weights is not None:
-        out["spiking_skipped"] = ("untied nets map to circuits with step-dependent weights "
-                                  "(areas in a chain), which run on the rate backend only")
-    elif spiking and spiking_examples != 0:
+    if spiking and spiking_examples != 0:
         n = len(y) if spiking_examples is None else min(spiking_examples, len(y))
         idx = np.sort(np.random.default_rng(seed).choice(len(y), size=n, replace=False))
         m = run.spec.model
@@ -200,13 +198,10 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         opts = {"duration_ms": dur, "seed": seed, "pool_size": pool_size, "engine": spiking_engine,
                 "dtype": spiking_dtype, "progress": progress, "n_plot": n_examples_plot}
         spk, keep = _spiking_part(run, circuit, x, y, idx, net_logits, out, opts)
+        if naive:
+            out["naive"] = _naive_part(run, circuit, x, y, idx, net_logits, opts)
         if spiking_engine == "torch" and brian2_reference > 0:
-            sub = idx[:brian2_reference]
-            with torch.no_grad():
-                out["brian2_reference"] = _brian2_reference(
-                    circuit, run.model, run.model.encode(x[sub]), run.model.encode(x).mean(0), y[sub],
-                    spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=dur, dt_ms=m.dt_ms, seed=seed,
-                    pool_size=pool_size)
+            out["brian2_reference"] = _brian2_part(run, circuit, x, y, idx[:brian2_reference], spk, opts)
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
     out["figure"] = str(plot_compare(out, keep, circuit, Path(figure) if figure is not None else
                                      folder / "compare.png", spiking=spk))
@@ -265,18 +260,23 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
     """Score the test examples ``idx`` as a spiking network (and the rate circuit over the same
     windows); fills ``out``; returns the spiking results and the trajectories for the figure."""
     m, dur, n_plot = run.spec.model, opts["duration_ms"], opts["n_plot"]
-    traj = lambda uu, steps, rec=True: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, rec)
+    twin, combine = spiking_twin(circuit)
+    mode = m.input_mode if twin is circuit else "sustained"  # the chain holds u; its B says where u enters
+    M = torch.as_tensor(combine, dtype=torch.float64)
+    traj = lambda uu, steps, rec=True: _trajectories(twin, uu, steps, m.dt_ms, mode, rec) @ M.T
     with torch.no_grad(), tqdm(total=len(idx), desc=f"spiking ({opts['engine']})", unit="example",
                                disable=not opts["progress"], leave=False) as bar:
         u = run.model.encode(x[idx])
         spk = _spiking_scores(circuit, run.model, u, run.model.encode(x).mean(0), duration_ms=dur,
                               dt_ms=m.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
                               engine=opts["engine"], dtype=opts["dtype"], progress=bar.update)
-        rate_win = rate_window_logits(traj, run.model, u, circuit.n_E, spk["windows_ms"], m.dt_ms, dur)
+        rate_win = rate_window_logits(traj, run.model, u, np.eye(circuit.n_units),
+                                      spk["windows_ms"], m.dt_ms, dur)
         n_rate = int(round(dur / m.dt_ms))
         keep = {"r": traj(u[:n_plot], n_rate), "x": traj(u[:n_plot], n_rate, False), "index": idx[:n_plot]}
     if n_plot:
-        spk.update(_spiking_traces(spk.pop("model"), u[:n_plot], dur, opts))
+        spk.update(spiking_traces(spk.pop("model"), u[:n_plot].detach().cpu().numpy(), dur, opts["seed"],
+                                  opts["engine"], combine, circuit.is_E))
     yi, pred_net = y[idx], net_logits[-1, idx].argmax(-1)
     pred_spk, pred_rate = spk["logits"][-1].argmax(-1), rate_win[-1].argmax(-1)
     acc = lambda logits: [float(v) for v in (logits.argmax(-1) == yi).double().mean(-1)]
@@ -289,6 +289,8 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         "spiking_duration_ms": dur, "spiking_window_ms": list(spk["windows_ms"][-1]), "pool_size": spk["pool_size"],
         "spikes_per_E_pool_mean": spk["spikes_per_E_pool"], "spikes_per_example": spk["spikes_per_example"],
         "spiking_neurons": spk["n_neurons"], "spiking_engine": opts["engine"],
+        "spiking_twin": "tied circuit" if twin is circuit else f"stage chain ({twin.meta['stages']} stages)",
+        "spiking_mapping": spk["mapping"],
         "spiking_dtype": opts["dtype"] if opts["engine"] == "torch" else "float64",
         "anytime": {"n": len(idx), "window": "[t/2, t) ms (network: its step t = k dt, instantaneous)",
                     "readout_ms": [float(t) for t in spk["times_ms"]], "spiking": acc(spk["logits"]),
@@ -299,16 +301,33 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
     return spk, keep
 
 
-def _spiking_traces(model, u: torch.Tensor, dur: float, opts: dict[str, Any]) -> dict[str, Any]:
-    """E-mean rates with and without recurrence (rate units) of a few examples, for the figure."""
-    u_np = u.detach().cpu().numpy()
-    ds = model.simulate(u_np, duration_ms=dur, seed=opts["seed"], decompose=True, engine=opts["engine"])
-    pops = np.asarray(ds["population"].values).astype(str)
-    e = np.asarray(ds["cell_type"].values).astype(str) == "E" if "cell_type" in ds.coords else pops == "E"
-    hz_map = json.loads(ds.attrs["hz_per_unit"])  # by population name; spiking r is in Hz: model units here
-    hz = np.array([hz_map[p] for p in pops[e]])
-    return {"time_ms": ds["time"].values, "rates_E_time": (ds["r"].values[:, :, e] / hz).mean(-1),
-            "x_E_time": (ds["x"].values[:, :, e] / hz).mean(-1)}
+@torch.no_grad()
+def _brian2_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, sub: np.ndarray, spk: dict,
+                 opts: dict[str, Any]) -> dict[str, Any]:
+    """Brian2 on the first spiking examples ``sub``: accuracy of both engines and their agreement."""
+    return _brian2_reference(circuit, run.model, run.model.encode(x[sub]), run.model.encode(x).mean(0), y[sub],
+                             spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=opts["duration_ms"],
+                             dt_ms=run.spec.model.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"])
+
+
+def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
+                net_logits: torch.Tensor, opts: dict[str, Any]) -> dict[str, Any]:
+    """The naive conversion of the same examples: weights copied onto the LIF pools without the
+    operating-point gain scaling (``spiking.weight_scaling = "identity"``: ``k = 1`` mV per unit of
+    input, rates in Hz, no offset), read out the same way."""
+    m = run.spec.model
+    with torch.no_grad(), tqdm(total=len(idx), desc=f"naive spiking ({opts['engine']})", unit="example",
+                               disable=not opts["progress"], leave=False) as bar:
+        s = _spiking_scores(circuit, run.model, run.model.encode(x[idx]), run.model.encode(x).mean(0),
+                            duration_ms=opts["duration_ms"], dt_ms=m.dt_ms, seed=opts["seed"],
+                            pool_size=opts["pool_size"], engine=opts["engine"], dtype=opts["dtype"],
+                            progress=bar.update, weight_scaling="identity")
+    yi = y[idx]
+    acc = [float(v) for v in (s["logits"].argmax(-1) == yi).double().mean(-1)]
+    net = float((net_logits[-1, idx].argmax(-1) == yi).double().mean())
+    return {"mapping": "identity (weights copied, no operating-point gain scaling)", "n": len(idx),
+            "accuracy": acc[-1], "network_gap": net - acc[-1], "spikes_per_example": s["spikes_per_example"],
+            "anytime": {"n": len(idx), "readout_ms": [float(t) for t in s["times_ms"]], "spiking": acc}}
 
 
 def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
@@ -364,6 +383,10 @@ def _plot_anytime(ax, summary: dict[str, Any], PALETTE: dict[str, str]) -> None:
                 color=PALETTE["blue"], label=f"rate circuit, mean rate in [t/2, t) (n = {n})")
         ax.plot(any_["readout_ms"], 100 * np.asarray(any_["spiking"]), "s-", ms=3, color=PALETTE["vermillion"],
                 label=f"spiking, E-pool counts in [t/2, t) (n = {n})")
+        if "naive" in summary:
+            nv = summary["naive"]["anytime"]
+            ax.plot(nv["readout_ms"], 100 * np.asarray(nv["spiking"]), "^:", ms=3, color=PALETTE["green"],
+                    label=f"naive conversion (no gain scaling) (n = {nv['n']})")
     ax.axhline(100 * summary["chance"], color="0.7", lw=0.8, ls=":", label="chance")
     ax.set_xlabel("readout time t (ms)")
     ax.set_xscale("log" if any_ is not None else "linear")

@@ -80,13 +80,30 @@ def test_rate_equals_network_for_other_variants(tmp_path, variant, input_mode):
     try:
         spec = _spec(variant, input_mode).replace(**{"train.epochs": 1})
         train(spec, tmp_path / "run", progress=False)
-        # untied: the spiking backend is skipped, with a reason (others: see the brian2 test)
-        s = compare_run(tmp_path / "run", spiking=variant == "untied")
+        s = compare_run(tmp_path / "run", spiking=False)
     finally:
         torch.set_num_threads(before)
     assert s["rate_accuracy"] == s["network_accuracy"] and s["max_abs_logit_diff"] <= 1e-10
-    if variant == "untied":
-        assert "rate backend only" in s["spiking_skipped"]
+
+
+def test_untied_run_has_a_spiking_twin_and_a_naive_baseline(tmp_path):
+    """An untied net runs as its stage chain: the rate chain read out late equals the net (its steady
+    state is the net's r_K), and the naive conversion is reported beside it on the same examples."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(_spec("untied").replace(**{"train.epochs": 1}), tmp_path / "run", progress=False)
+        s = compare_run(tmp_path / "run", spiking_examples=20, spiking_duration_ms=40.0, n_examples_plot=1,
+                        pool_size=4, naive=True)
+    finally:
+        torch.set_num_threads(before)
+    assert s["spiking_twin"] == "stage chain (6 stages)" and s["spiking_neurons"] == 6 * 20 * 4
+    assert s["n_spiking"] == 20 and 0.0 <= s["spiking_accuracy"] <= 1.0 and s["spikes_per_example"] > 0
+    # the rate chain (tau 4 ms, feedforward: settled within 40 ms) read out over [20, 40) ms is the net
+    assert s["rate_window_accuracy_on_spiking_subset"] == s["network_accuracy_on_spiking_subset"]
+    nv = s["naive"]
+    assert nv["n"] == 20 and nv["anytime"]["readout_ms"] == s["anytime"]["readout_ms"]
+    assert nv["network_gap"] == pytest.approx(s["network_accuracy_on_spiking_subset"] - nv["accuracy"])
 
 
 def test_compare_refuses_baselines_and_unfinished_runs(tmp_path):
@@ -171,7 +188,8 @@ def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
     with torch.no_grad():
         u = run.model.encode(x)
         traj = lambda uu, steps: _trajectories(circuit, uu, steps, m.dt_ms, m.input_mode, True)
-        got = rate_window_logits(traj, run.model, u, circuit.n_E, [(4.0, 8.0), (10.0, 20.0)], m.dt_ms, 20.0, batch=3)
+        got = rate_window_logits(traj, run.model, u, np.eye(circuit.n_units),
+                                 [(4.0, 8.0), (10.0, 20.0)], m.dt_ms, 20.0, batch=3)
         r = traj(u, 20)[:, :, :circuit.n_E]
         for w, (k0, k1) in enumerate([(4, 8), (10, 20)]):  # steps k0 < k <= k1
             torch.testing.assert_close(got[w], run.model.readout(r[k0 + 1:k1 + 1].mean(0)), rtol=1e-12, atol=1e-12)
