@@ -26,7 +26,6 @@ import os
 import resource
 import sys
 import tempfile
-from typing import Any
 
 import numpy as np
 

@@ -14,7 +14,6 @@ mean-field rates are reported beside it.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal

@@ -64,6 +64,10 @@ class ChainTwin:
     index: np.ndarray
     n_stages: int
 
+    def __repr__(self) -> str:
+        """One line: stages and sizes (not the arrays)."""
+        return f"ChainTwin({self.n_stages} stages x {self.index.shape[1]} units = {self.circuit.n_units} pools)"
+
 
 def stage_coefficients(alpha: np.ndarray, steps: int, pulse: bool) -> np.ndarray:
     """(K + 1, S, N): ``r_k = sum_q C[k, q] * s_q`` (per unit), stages ``q`` as in the module docstring.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import dawsn, erfc, erfcx
+from scipy.special import dawsn, erfcx
 
 __all__ = ["siegert_fast", "cdf_constants", "stationary_cdf", "stationary_density", "H_int", "Q_int"]
 

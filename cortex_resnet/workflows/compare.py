@@ -177,8 +177,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         ``network_accuracy``, ``rate_accuracy``, ``spiking_accuracy`` (None when not run),
         ``spiking_examples``, ``network_spiking_gap``, ``agreement``, per-step curves, the
         ``anytime`` curves, ``max_abs_logit_diff`` (rate vs network), ``n_test``, ``figure``,
-        ``training_change`` (pathways, ISN per layer);
-        ``spiking_twin`` says how the net became pools (``tied``: the circuit itself; ``stage chain``:
+        ``training_change`` (pathways, ISN per layer); ``spiking_twin`` says how the net became pools (``tied``: the circuit itself; ``stage chain``:
         an untied net's stages, :mod:`cortex_resnet.spiking.chain`); with ``naive``, ``naive``
         (accuracy, gap, spikes, anytime curve of the naive conversion).
     """
