@@ -45,7 +45,8 @@ def test_options_compare_uses_the_run_family(family: str) -> None:
 
 
 def test_presets() -> None:
-    assert get_hypothesis("amplification").prepare is prepare_circuit
+    amp = get_hypothesis("amplification")  # prepare_circuit, then the measured population
+    assert amp.prepare is not prepare_circuit and amp.prepare(amp.params_model(), None)["pop"] == "E"
     for name in ("degradation", "shortcut", "weight-sharing", "iterative-refinement"):
         h = get_hypothesis(name)
         assert h.prepare is prepare_training and h.requires == TRAINING_REQUIRES
