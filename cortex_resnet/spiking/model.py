@@ -179,7 +179,8 @@ def to_spiking(circuit: Circuit, *, pool_size: int | None = None, p_connect: flo
     circuit : the rate circuit (e.g. from ``bridge.to_circuit``); its weights are used as they are
     pool_size : LIF neurons per rate unit (default ``circuit.spec.spiking.pool_size``)
     p_connect : connection probability between neurons of connected pools
-    input_mode : ``"poisson"`` (default) or ``"current"``
+    input_mode : ``"poisson"`` (default) or ``"current"`` (which also drops a Poisson split
+        ``spiking.input.dc_mV``: the current is the whole drive)
     rate_unit_hz : Hz per rate unit (transfers other than ``lif``)
     u_operating : (n_inputs,) operating input of the gain scaling (default: the mean input of
         the first :meth:`SpikingModel.run`)
@@ -195,6 +196,8 @@ def to_spiking(circuit: Circuit, *, pool_size: int | None = None, p_connect: flo
                        ("input.mode", input_mode), ("rate_unit_hz", rate_unit_hz)):
         if value is not None:
             changes[f"spiking.{key}"] = value
+    if input_mode == "current" and circuit.spec.spiking.input.dc_mV and "input.dc_mV" not in spiking:
+        changes["spiking.input.dc_mV"] = {}  # a current input carries the whole drive, its DC part included
     spec = circuit.spec
     if changes:
         try:

@@ -9,6 +9,7 @@ from cortex_resnet.errors import SpecError
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.spec import parse_spec
 from cortex_resnet.spiking.build import build_plan
+from cortex_resnet.spiking.model import to_spiking
 
 
 def _spec(inp: dict) -> dict:
@@ -42,3 +43,15 @@ def test_bad_dc_tables_are_refused(inp, bad):
     with pytest.raises(SpecError) as err:
         build_plan(build_circuit(parse_spec(_spec(inp))), "constant:amp=0.0", 20.0)
     assert err.value.field == "spiking.input.dc_mV"
+
+
+def test_a_current_input_twin_drops_the_poisson_split():
+    """to_spiking(input_mode="current") on a file with a dc_mV split (e.g. PD14) builds: the current
+    is the whole drive, so the split is dropped rather than refused."""
+    circuit = build_circuit(parse_spec(_spec({"dc_mV": {"E": 5.0}})))
+    kept = circuit.spec.replace(**{"spiking.input.mode": "current"})  # what to_spiking did before
+    with pytest.raises(SpecError, match="dc_mV"):
+        build_plan(build_circuit(kept), "constant:amp=1.0", 20.0)
+    model = to_spiking(circuit, input_mode="current")
+    assert model.circuit.spec.spiking.input.mode == "current" and model.circuit.spec.spiking.input.dc_mV == {}
+    build_plan(model.circuit, "constant:amp=1.0", 20.0)
