@@ -96,7 +96,7 @@ def _scaled_erfc(y: np.ndarray, c: np.ndarray) -> np.ndarray:
 def cdf_constants(y_th: np.ndarray, y_r: np.ndarray) -> dict[str, np.ndarray]:
     """The per-pool terms of :func:`stationary_cdf` (evaluate once, use for many ``y``)."""
     C = np.maximum(y_th, 0.0) ** 2
-    k = {"y_r": y_r, "d_th": dawsn(y_th), "d_r": dawsn(y_r), "s_th": C - y_th**2, "s_r": C - y_r**2}
+    k = {"y_r": y_r, "d_th": dawsn(y_th), "d_r": dawsn(y_r), "s_th": C - y_th**2, "s_r": C - y_r**2, "C": C}
     with np.errstate(over="ignore", under="ignore"):
         k["e_C"] = np.exp(-C)
     k["erfc_r"] = _scaled_erfc(y_r, k["s_th"])
@@ -131,4 +131,5 @@ def stationary_density(y: np.ndarray, y_th: np.ndarray | None, y_r: np.ndarray |
     k = cdf_constants(y_th, y_r) if consts is None else consts
     m = np.maximum(y, k["y_r"])
     with np.errstate(over="ignore", under="ignore"):
-        return np.maximum(k["d_th"] * np.exp(-k["s_th"] - y * y) - np.exp(m * m - y * y) * k["e_C"] * dawsn(m), 0.0)
+        # exp(m^2 - y^2 - C) in one exponent: exp(m^2 - y^2) * e^{-C} is inf * 0 = nan far below threshold
+        return np.maximum(k["d_th"] * np.exp(-k["s_th"] - y * y) - np.exp(m * m - y * y - k["C"]) * dawsn(m), 0.0)
