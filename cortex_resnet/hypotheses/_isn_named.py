@@ -64,12 +64,7 @@ def named_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -
                               "ISN test needs a stable fixed point: change control_scale")
     pred = linear_response(c1, r0, u0, du)
     z0, z1 = c1.W @ r0 + c1.B @ u0 + c1.b, c1.W @ r1 + c1.B @ (u0 + du) + c1.b
-    stride = max(1, int(round(2.0 / prepared["dt_ms"])))
-    ds = simulate(c1, f"step:amp={extra},onset_ms={prepared['onset_ms']},channels=[{c.n_inputs}]",
-                  duration_ms=prepared["duration_ms"], dt_ms=prepared["dt_ms"], method="euler",
-                  device="cpu", record_stride=stride, decompose=False)
-    r = ds["r"].isel(batch=0).values
-    onset = int(np.searchsorted(ds["time"].values, prepared["onset_ms"]))
+    r, onset, trace_dt = step_response(c1, extra, c.n_inputs, prepared)
     d_units = np.zeros(c.n_units, bool)
     for name in driven:
         d_units |= c.select(name)
@@ -84,7 +79,18 @@ def named_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -
         "ee_loop_gain": lin.ee_loop_gain, "max_eig_real": lin.max_eig_real,
         "sim_delta_rI": float((r[-1] - r[onset - 1])[d_units].mean()),
         "rI_trace": r[:, d_units].mean(axis=1).tolist(), "rE_trace": r[:, c.is_E].mean(axis=1).tolist(),
-        "trace_dt_ms": float(prepared["dt_ms"] * stride),
+        "trace_dt_ms": trace_dt,
         **{f"delta_{k}": pop_mean(dr, c, k) for k in c.population_names},
         **{f"isn_{k}": float(v) for k, v in lin.isn_by_population.items()},
     }
+
+
+def step_response(circuit, amp: float, channel: int, prepared: dict[str, Any]) -> tuple[np.ndarray, int, float]:
+    """Rates (time, N) of an Euler run with a step of ``amp`` on input ``channel`` at
+    ``prepared["onset_ms"]``, the first recorded index at the onset, and the recording step (ms, ~2)."""
+    stride = max(1, int(round(2.0 / prepared["dt_ms"])))
+    ds = simulate(circuit, f"step:amp={amp},onset_ms={prepared['onset_ms']},channels=[{channel}]",
+                  duration_ms=prepared["duration_ms"], dt_ms=prepared["dt_ms"], method="euler",
+                  device="cpu", record_stride=stride, decompose=False)
+    onset = int(np.searchsorted(ds["time"].values, prepared["onset_ms"]))
+    return ds["r"].isel(batch=0).values, onset, float(prepared["dt_ms"] * stride)

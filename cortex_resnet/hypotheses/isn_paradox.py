@@ -39,8 +39,7 @@ from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison,
 from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
 from cortex_resnet.hypotheses._spiking import run_spiking, window_means
-from cortex_resnet.hypotheses._isn_named import named_task, prepare_named
-from cortex_resnet.rate.simulator import simulate
+from cortex_resnet.hypotheses._isn_named import named_task, prepare_named, step_response
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
 
@@ -131,12 +130,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
     z0, z1 = c.W @ r0 + c.B @ u0 + c.b, c.W @ r1 + c.B @ (u0 + du) + c.b
     k = c.spec.connectivity
     pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
-    stride = max(1, int(round(2.0 / prepared["dt_ms"])))
-    ds = simulate(c, f"step:amp={prepared['extra_drive']},onset_ms={prepared['onset_ms']},channels=[1]",
-                  duration_ms=prepared["duration_ms"], dt_ms=prepared["dt_ms"], method="euler",
-                  device="cpu", record_stride=stride, decompose=False)
-    r = ds["r"].isel(batch=0).values
-    onset = int(np.searchsorted(ds["time"].values, prepared["onset_ms"]))
+    r, onset, trace_dt = step_response(c, prepared["extra_drive"], 1, prepared)
     return {
         "delta_rI": pop_mean(r1 - r0, c, "I"), "delta_rE": pop_mean(r1 - r0, c, "E"),
         "rI0": pop_mean(r0, c, "I"), "rE0": pop_mean(r0, c, "E"),
@@ -149,7 +143,7 @@ def _task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dic
         "sim_delta_rI": pop_mean(r[-1] - r[onset - 1], c, "I"),
         "rI_trace": r[:, c.population == "I"].mean(axis=1).tolist(),
         "rE_trace": r[:, c.population == "E"].mean(axis=1).tolist(),
-        "trace_dt_ms": float(prepared["dt_ms"] * stride),
+        "trace_dt_ms": trace_dt,
     }
 
 

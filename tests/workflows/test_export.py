@@ -74,7 +74,9 @@ def plan():
 
 
 def _input(plan, rate_hz=(300.0, 900.0)):
-    steps = int(round(T_MS / plan.dt_ms))
+    """Poisson input counts (steps, batch, n) at ``rate_hz`` per replica (Hz) over the plan's run,
+    and the same as (step, replica, neuron) rows for the torch engine."""
+    steps = int(round(plan.duration_ms / plan.dt_ms))
     lam = np.asarray(rate_hz)[None, :, None] * plan.dt_ms * 1e-3
     counts = np.random.default_rng(3).poisson(np.broadcast_to(lam, (steps, plan.batch, plan.n)))
     k, b, i = np.nonzero(counts)

@@ -37,11 +37,10 @@ nir = pytest.importorskip("nir")
 
 from cortex_resnet import load_model
 from cortex_resnet.spiking.build import build_plan
-from cortex_resnet.spiking.torch_engine import TorchEngine
 from cortex_resnet.workflows.export import plan_to_nir, write_nir
 from cortex_resnet.workflows.nir_import import NIRNetwork, from_nir, read_nir
 
-from tests.workflows.test_export import MODELS
+from tests.workflows.test_export import MODELS, _input, _ours
 
 TAU_SYN_MS = 5.0
 # one worker runs this module: its module-scoped fixture is then built once
@@ -68,19 +67,6 @@ def _plan(mu_dc_mV: float, t_ms: float):
     neuron = {**p.neuron, "mu_dc_mV": np.full(n, mu_dc_mV), "w_in": 1.0 * up}
     return dataclasses.replace(p, neuron=neuron, synapses=syn,
                                v0_mV=np.broadcast_to(p.neuron["v_rest_mV"], p.v0_mV.shape).copy())
-
-
-def _input(plan, rate_hz):
-    steps = int(round(plan.duration_ms / plan.dt_ms))
-    lam = np.asarray(rate_hz)[None, :, None] * plan.dt_ms * 1e-3
-    counts = np.random.default_rng(3).poisson(np.broadcast_to(lam, (steps, plan.batch, plan.n)))
-    k, b, i = np.nonzero(counts)
-    return counts, np.repeat(np.stack([k, b, i], 1), counts[k, b, i], axis=0)
-
-
-def _ours(plan, rows):
-    raw = TorchEngine(plan, input_spikes=rows).run(True, 0)
-    return np.bincount(raw.spike_i, minlength=plan.batch * plan.n).reshape(plan.batch, plan.n)
 
 
 def _run(net, counts):
