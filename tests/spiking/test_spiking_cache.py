@@ -89,6 +89,7 @@ def test_runs_write_only_the_monitors(first_run, cache_dir):
     assert "_synaptic_pre" not in body
 
 
+@pytest.mark.slow  # an OpenMP compile plus two threads: 29 s idle, minutes on a busy 2-core machine
 def test_openmp_build_runs_on_two_threads_with_the_same_statistics(cache_dir):
     """threads = 2: a separate OpenMP build (``-openmp``), run on 2 threads; same circuit, same
     spike count as the single-thread build within 4 Poisson standard deviations (other random
