@@ -8,7 +8,6 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.cortex-resnet-installed
 PYTEST_ARGS ?=
-# the default suite runs on two worker processes (2-core machines, also when they are busy)
 # 4 workers on 2 cores: on a shared machine the suite gets a fairer share of the CPU (beside two
 # busy loops, 2 workers took 11 min 42 s); on an idle machine it costs nothing measurable
 TEST_WORKERS ?= 4
