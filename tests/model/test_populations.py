@@ -24,6 +24,7 @@ from cortex_resnet.model.analysis import analyze
 from cortex_resnet.model.circuit import build_circuit, population_layout
 from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.spec import load_spec, parse_spec
+from tests.model.test_fuzz_spec import _set  # the one dotted-set helper of the spec tests
 from cortex_resnet.rate.simulator import simulate
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -164,16 +165,6 @@ THREE = {
                     "SOM": {"n": 2, "tau_ms": 20.0, "type": "inhibitory"}},
     "connectivity": {"pathways": {"E": {"E": {"J": 1.0}, "PV": {"J": 1.0}}, "PV": {"E": {"J": 1.0}}}},
 }
-
-
-def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(data)
-    node = out
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    return out
 
 
 REFUSED = [
