@@ -81,7 +81,8 @@ def simulate_rate_summary(circuit, ds, out: Path | None) -> dict[str, Any]:
         "rate_units": circuit.rate_units,
         "hz_per_unit": hz,
         "warnings": stimulus_warnings(ds.attrs.get("stimulus") and _stim(ds.attrs["stimulus"]), ds["u"].values,
-                                      float(ds.attrs.get("duration_ms", ds["time"].values[-1]))),
+                                      float(ds.attrs.get("duration_ms", ds["time"].values[-1])),
+                                      model_default=circuit.spec.simulation.stimulus),
         "runtime_s": float(ds.encoding.get("runtime_s", ds.attrs.get("runtime_s", float("nan")))),
         "seed": int(ds.attrs["seed"]),
     }

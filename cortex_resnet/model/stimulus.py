@@ -139,27 +139,31 @@ def make_stimulus(stim: StimulusSpec | str, n_inputs: int, dtype: torch.dtype = 
 
 
 def stimulus_warnings(stimulus: StimulusSpec | str | None, u: np.ndarray | torch.Tensor,
-                      duration_ms: float) -> list[str]:
+                      duration_ms: float, model_default: StimulusSpec | str | None = None) -> list[str]:
     """Why a run's stimulus may not do what was meant: one sentence each (empty list: nothing to say).
 
     * the stimulus starts (``onset_ms``) at or after the end of the run;
-    * the sampled input ``u`` (any shape, all samples of the run) is zero throughout.
+    * the sampled input ``u`` (any shape, all samples of the run) is zero throughout -- unless the
+      stimulus is the model file's own (``model_default``): a network driven by its bias or
+      background alone (the Potjans-Diesmann microcircuit, Brunel's model A) is meant to run so.
 
     Parameters
     ----------
     stimulus : the stimulus spec (or its CLI string; None or an array: only ``u`` is checked)
     u : the input the run saw (the samples its simulator used)
     duration_ms : run length (ms)
+    model_default : the model file's ``simulation.stimulus``
     """
     out: list[str] = []
     spec = parse_stimulus(stimulus) if isinstance(stimulus, str) else stimulus
+    default = parse_stimulus(model_default) if isinstance(model_default, str) else model_default
     onset = getattr(spec, "onset_ms", 0.0) if isinstance(spec, StimulusSpec) and spec.kind != "constant" else 0.0
     if isinstance(spec, StimulusSpec) and spec.kind != "npy" and onset >= duration_ms:
         out.append(f"the stimulus starts at onset_ms = {onset:g} ms, at or after the end of the run "
                    f"(duration_ms = {duration_ms:g} ms): the run sees no stimulus; lengthen the run "
                    "(--duration) or move the onset")
     arr = u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)
-    if not out and arr.size and not np.any(arr):
+    if not out and arr.size and not np.any(arr) and (default is None or spec != default):
         out.append(f"the stimulus u(t) is zero for the whole run (0 to {duration_ms:g} ms): the circuit sees "
                    "only its bias b; give a stimulus with a non-zero amplitude")
     return out

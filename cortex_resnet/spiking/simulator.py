@@ -220,7 +220,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     stim = sim.stimulus if stimulus is None else stimulus
     plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine,
                       replica_seeds=replica_seeds)
-    notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms)
+    notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms,
+                              model_default=sim.stimulus)
     for msg in notes:
         warnings.warn(msg, StimulusWarning, stacklevel=2)
     bar = _progress_bar(progress, standalone, decompose)

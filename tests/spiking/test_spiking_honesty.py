@@ -19,6 +19,7 @@ from cortex_resnet.io.results import load_dataset
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.spec import load_spec
 from cortex_resnet.model.stimulus import stimulus_warnings
+from cortex_resnet.model.stimulus_spec import parse_stimulus
 from cortex_resnet.rate.simulator import simulate
 from cortex_resnet.spiking.analysis import population_state
 from cortex_resnet.spiking.initial_state import stationary_sample
@@ -107,6 +108,16 @@ def test_stimulus_warnings_name_the_cause():
         "the stimulus starts at onset_ms = 50 ms")
     assert "zero for the whole run" in stimulus_warnings("constant:amp=0", np.zeros((10, 1, 1)), 25.0)[0]
     assert stimulus_warnings("step:amp=1,onset_ms=5", np.ones((10, 1, 1)), 25.0) == []
+
+
+def test_zero_stimulus_of_the_model_file_itself_is_not_a_mistake():
+    """A network run on its bias/background alone (PD14, Brunel A) with the file's own zero
+    stimulus is meant so: no warning; a zero stimulus given over a non-zero default still warns."""
+    default = load_spec(MODELS / "potjans_diesmann_2014.toml").simulation.stimulus
+    assert stimulus_warnings(default, np.zeros((10, 1, 8)), 25.0, model_default=default) == []
+    step = parse_stimulus("step:amp=1,onset_ms=5")
+    assert "zero for the whole run" in stimulus_warnings("constant:amp=0", np.zeros((10, 1, 1)), 25.0,
+                                                         model_default=step)[0]
 
 
 @pytest.mark.parametrize("stim, words", [("step:amp=1,onset_ms=500", "onset_ms = 500 ms"),
