@@ -131,8 +131,11 @@ def plot_decomposition(result: xr.Dataset | str | Path, path: str | Path, *, bat
     return save_figure(fig, path)
 
 
-def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: int) -> None:
-    """Spikes of ``n_per_population`` neurons drawn (``seed``) from each population, one row each."""
+def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: int,
+            pops: list[str] | None = None, color_of: Callable[[str], str] | None = None) -> dict[str, float]:
+    """Spikes of ``n_per_population`` neurons drawn (``seed``) from each population, one row each
+    (populations from the bottom row up in the order ``pops``; default: the result's order).
+    Returns the centre row of each population."""
     sel = ds["spike_batch"].values == batch
     t = ds["spike_time_ms"].values[sel]
     neuron = ds["spike_neuron"].values[sel]
@@ -141,8 +144,9 @@ def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: in
     rng = np.random.default_rng(seed)
     pool = int(ds.attrs.get("pool_size", 1))
     row0 = 0
-    pops = population_names(ds)
-    for p in pops:
+    names = population_names(ds)
+    centres = {}
+    for p in pops or names:
         units = np.where(pop_of_unit == p)[0]
         neurons = (units[:, None] * pool + np.arange(pool)[None]).ravel()
         if neurons.size == 0:
@@ -151,13 +155,15 @@ def _raster(ax: Any, ds: xr.Dataset, batch: int, n_per_population: int, seed: in
         rows = np.full(int(neurons.max()) + 1, -1)
         rows[pick] = row0 + np.arange(pick.size)
         keep = (pop_of_unit[unit] == p) & (rows[np.minimum(neuron, rows.size - 1)] >= 0) & (neuron < rows.size)
-        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=pop_color(p, pops.index(p)), linewidths=0.5,
+        ax.scatter(t[keep], rows[neuron[keep]], s=0.6, marker="|", color=(color_of or (lambda q: pop_color(q, names.index(q))))(p), linewidths=0.5,
                    label=f"{p} ({pick.size} of {neurons.size})", rasterized=True)
+        centres[p] = row0 + (pick.size - 1) / 2
         row0 += pick.size
     ax.set_ylabel("neuron (sample)")
     ax.set_ylim(-1, max(row0, 1))
     ax.set_title(f"spiking {ds.attrs.get('circuit', '')} — raster", loc="left")
     ax.legend(loc="upper right", markerscale=8)
+    return centres
 
 
 @styled
