@@ -203,10 +203,10 @@ def _anytime(out_dir: Path, full: bool) -> list[Path]:
 
 @register_figure("compare",
                  "The trained tied MNIST-1D net scored as a network, as a rate circuit (identical) and as a "
-                 "spiking LIF circuit (seeded test subsample).", order=62)
+                 "spiking LIF circuit (torch engine, the whole test set), with the anytime curve of each.", order=62)
 def _compare(out_dir: Path, full: bool) -> list[Path]:
     run = _train_runs(out_dir, full)[0]
-    summary = compare_run(run, spiking_examples=200 if full else 40, seed=0)
+    summary = compare_run(run, spiking_examples=None, spiking_engine="torch", seed=0)
     return _both(plot_compare, summary, out_dir, "compare")
 
 
