@@ -5,7 +5,8 @@ network (Brian2), each decomposed into ``r = x + F(x)``;
 3. unroll it into residual blocks and check the unrolled net against the
 simulator in float64 and float32;
 4. train a small tied (recurrent circuit) and untied (ResNet) net;
-5. compare the trained tied net as network, rate circuit and spiking circuit;
+5. compare the trained tied net as network, rate circuit and spiking circuit (the whole test
+   set through the torch spiking engine; ``quick``: 4 examples);
 6. run two quick hypotheses (ISN paradox, cortical amplification).
 
 Everything lands in ``OUT/`` (default ``demo_out/``): result files, figures and
@@ -125,7 +126,7 @@ def _run_demo(folder: OutputFolder, *, quick: bool, seed: int, echo: Callable[[s
     summary["train"] = {v: {k: trained[v].get(k) for k in ("test_accuracy", "params", "epochs", "dataset",
                                                            "examples_per_s")} for v in trained}
     summary["compare"] = steps.run("run the trained tied net as network, rate and spiking circuit",
-                                   lambda: compare_run(out / "train_tied", spiking_examples=4 if quick else 40,
+                                   lambda: compare_run(out / "train_tied", spiking_examples=4 if quick else None,
                                                        seed=seed, figure=out / "compare.png"))
     hyps = steps.run("test two hypotheses (quick)", lambda: _hypotheses_step(d))
     summary["hypotheses"] = {n: {k: h.get(k) for k in ("verdict", "test", "p_value", "effect_size", "seeds")}
@@ -203,8 +204,11 @@ def _write_summary(out: Path, s: dict[str, Any]) -> None:
     for v, t in s["train"].items():
         lines.append(f"| {v} | {_fmt(t['test_accuracy'])} | {t['params']} | {t['epochs']} |")
     lines += ["", "## 5. Network vs rate circuit vs spiking circuit", "",
-              f"* network {_fmt(c.get('network_accuracy'))}, rate circuit {_fmt(c.get('rate_accuracy'))}, "
-              f"spiking circuit {_fmt(c.get('spiking_accuracy'))}; agreement {json.dumps(c.get('agreement'))}",
+              f"* network {_fmt(c.get('network_accuracy'))} and rate circuit {_fmt(c.get('rate_accuracy'))} "
+              f"(n = {c.get('n_test')} test examples); spiking circuit {_fmt(c.get('spiking_accuracy'))} "
+              f"(n = {c.get('n_spiking')}{', the whole test set' if c.get('n_spiking') == c.get('n_test') else ''}; "
+              f"the network on the same examples {_fmt(c.get('network_accuracy_on_spiking_subset'))}); "
+              f"agreement {json.dumps(c.get('agreement'))}",
               "", "![compare](compare.png)", "", "## 6. Hypotheses (quick)", "",
               "| hypothesis | verdict | test | p | effect size |", "|---|---|---|---|---|"]
     for n, h in s["hypotheses"].items():
