@@ -58,16 +58,18 @@ def condition_keys(seed: int, n: int, *, shared: bool = False) -> list[int]:
 
 def run_amp_batch(circuit: Circuit, base: StimulusSpec | str, amps: Sequence[float], keys: Sequence[int], *,
                   duration_ms: float, seed: int, u_operating: np.ndarray, decompose: bool,
-                  engine: str = "torch", dtype: str = "float64", device: str = "cpu", mean_field: bool = True) -> Any:
+                  engine: str = "torch", dtype: str = "float64", device: str = "cpu", mean_field: bool = True,
+                  dt_ms: float | None = None) -> Any:
     """One run of ``base`` at the amplitudes ``amps`` (replica ``c``: ``amps[c]``, random streams
     ``keys[c]``, the shared ``u_operating``); one replica per amplitude, in one batch (torch) or,
     Brian2, one amplitude only (``len(amps) == 1``); ``mean_field``: False leaves out the mean-field
-    rates (a solve per replica). Returns the spiking Dataset (Hz)."""
+    rates (a solve per replica); ``dt_ms``: the step (default ``spiking.dt_ms``). Returns the spiking
+    Dataset (Hz)."""
     if len(keys) != len(amps):
         raise SpecError("keys", f"{len(keys)} seeds", f"one per amplitude ({len(amps)})")
     if engine != "torch" and len(amps) != 1:
         raise SpecError("engine", engine, "torch to run several conditions as one batch")
     opts: dict[str, Any] = {"dtype": dtype, "device": device} if engine == "torch" else {}
-    return simulate_spiking(circuit, amp_batch(base, amps), duration_ms=duration_ms, seed=int(seed),
+    return simulate_spiking(circuit, amp_batch(base, amps), duration_ms=duration_ms, dt_ms=dt_ms, seed=int(seed),
                             decompose=decompose, engine=engine, u_operating=np.asarray(u_operating, np.float64),
                             replica_seeds=[int(k) for k in keys], mean_field=mean_field, **opts)

@@ -6,13 +6,17 @@ plus ``x`` (recurrent synapses off, same input spikes) when decomposed. A seed
 is the network realisation, initial potentials and input spikes.
 
 **Conditions as one batch** (``engine = "torch"``): the conditions of a seed that differ only in
-their constant input run as the replicas of one torch batch (:func:`condition_run`): the same
-network realisation (the seed's), replica ``c`` with its own random streams
-``replica_seed(seed, c)``, and one gain mapping for all (at the mean of the conditions' inputs).
-A replica does not depend on the batch it runs in, so one condition run alone with the same
-keys gives the same spikes (tested). Seeds are separate runs: a seed is a network realisation
-(another synapse graph), and the replicas of a batch share one graph. The batch of a seed is
-kept for the seed's other conditions (:data:`_BATCHES`, the last few batches of this process).
+their input run as the replicas of one torch batch (:func:`condition_run`): the same network
+realisation (the seed's), replica ``c`` with its own random streams ``replica_seed(seed, c)`` (or,
+``shared_streams``, all those of condition 0: common random numbers), and one gain mapping for all
+(at the mean of the conditions' inputs at the end of the run). The conditions are constant inputs
+(``rate-spike-agreement``: input levels) or the amplitudes of one stimulus
+(:func:`~cortex_resnet.fanout.batches.amp_batch`; ``isn-paradox``: extra-drive levels of a step on
+the I channel, ``amplification``: input levels). A replica does not depend on the batch it runs in,
+so one condition run alone with the same keys gives the same spikes (tested). Seeds and circuits
+(``J_EE``) are separate runs: another synapse graph or other weights, while the replicas of a batch
+share one. The batch of a seed is kept for the seed's other conditions (:data:`_BATCHES`, the last
+few batches of this process).
 """
 
 from __future__ import annotations

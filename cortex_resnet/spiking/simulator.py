@@ -183,8 +183,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
                      decompose: bool = True, standalone: bool = False, cache_dir: Any = None,
                      target: str = "cython", u_operating: np.ndarray | None = None,
                      progress: bool = False, engine: str = "brian2", dtype: str = "float64",
-                     device: str = "cpu", replica_seeds: list[int] | None = None,
-                     mean_field: bool = True) -> xr.Dataset:
+                     device: str = "cpu", replica_seeds: list[int] | None = None, mean_field: bool = True) -> xr.Dataset:
     """Simulate the circuit as a spiking network and decompose its pool rates into ``x`` and ``F(x)``.
 
     Parameters
@@ -203,9 +202,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     u_operating : (n_inputs,) operating input of the gain scaling (default: the final stimulus)
     engine : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking.torch_engine`: batched, the same plan and scheme)
     dtype, device : torch engine only: ``float64``/``float32``; ``cpu``, ``cuda`` or ``auto``
-    replica_seeds : one seed per stimulus: its initial potentials and (torch) input spikes and noise,
-        the same run in any batch (default: from ``seed`` and the stimulus' index)
-    mean_field : False: leave out the mean-field rates (attributes; a solve per replica up to 32)
+    replica_seeds : one seed per stimulus (initial potentials, torch: input spikes and noise), the same run
+        in any batch (default: from ``seed``, stimulus index); mean_field=False: no mean-field rates (attrs)
 
     Returns
     -------
