@@ -120,7 +120,8 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
     """The spiking row: the circuit's extra-drive levels are the replicas of one step stimulus (on the I
-    channel at ``spiking_onset_ms``) with common random numbers, identical until the step."""
+    channel at ``spiking_onset_ms``) with common random numbers: identical until the torch engine's
+    random-number chunk that holds the step (16 steps)."""
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
     levels, engine = _levels(prepared), prepared.get("engine", "brian2")

@@ -13,6 +13,8 @@ from cortex_resnet.hypotheses import _spiking
 from cortex_resnet.hypotheses._circuits import spiking_circuit_for_seed
 from cortex_resnet.hypotheses.amplification import HYPOTHESIS as AMP, AmplificationParams
 from cortex_resnet.hypotheses.isn_paradox import HYPOTHESIS as ISN, IsnParadoxParams
+from cortex_resnet.hypotheses.runner import run_hypothesis
+from cortex_resnet.io.results import load_dataset
 from cortex_resnet.model.stimulus_spec import parse_stimulus
 
 SMALL = {"n_E": 40, "n_I": 10, "spiking_pool_size": 10, "backends": ["rate", "spiking"], "engine": "torch"}
@@ -115,3 +117,22 @@ def test_brian2_refuses_a_batch():
     with pytest.raises(Exception, match="engine"):
         run_amp_batch(c, "constant:amp=1", [0.1, 0.2], [1, 2], duration_ms=10.0, seed=0,
                       u_operating=np.zeros(c.n_inputs), decompose=False, engine="brian2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params", [
+    ("isn-paradox", 'spiking_onset_ms = 60.0\nspiking_duration_ms = 120.0\nspiking_extra_drives = [0.0, 0.3]\n'),
+    ("amplification", 'J_EE_values = [2.0]\nspiking_duration_ms = 100.0\nspiking_input_amps = [0.5, 1.0]\n'),
+])
+def test_runs_with_levels_report_every_level(name, params, tmp_path):
+    """The whole pipeline (tasks, analysis, table, figure, report) with levels on the torch engine: one
+    table row per level, the verdicts on the tested level."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'hypothesis = "{name}"\nseeds = 2\n[params]\nn_E = 40\nn_I = 10\nspiking_pool_size = 10\n'
+                    f'backends = ["rate", "spiking"]\nengine = "torch"\n{params}')
+    s = run_hypothesis(name, spec=spec, workers=0, out=tmp_path / "run")
+    ds = load_dataset(tmp_path / "run" / "results.nc")
+    spiking = [str(c) for c in ds["condition"].values if "spiking" in str(c)]
+    assert len(spiking) == (4 if name == "isn-paradox" else 2)
+    assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "figures" / f"{name}.png").is_file()
+    assert any("spiking" in c["label"] for c in s["comparisons"])
