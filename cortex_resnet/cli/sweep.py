@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,10 +19,14 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Sweep spec fields of a rate model over a grid (x seeds) on Dask and gather the "
-                      "summaries (rates, max Re eig, ISN) into OUT/sweep.nc.\n\nExample:\n\n"
+    @app.command(help="Sweep spec fields (and stimulus.KEY fields) of a model over a grid (x seeds) on Dask "
+                      "and gather the summaries (rates, max Re eig, ISN; spiking: rates in Hz) into "
+                      "OUT/sweep.nc. With --backend spiking --engine torch the values of stimulus.amp run as one "
+                      "batch per network.\n\nExamples:\n\n"
                       "  cortex-resnet sweep models/isn.toml --param connectivity.J_EE=0.5,1.0,1.5,2.0 "
-                      "--seeds 3 --out runs/sweep_isn --json")
+                      "--seeds 3 --out runs/sweep_isn --json\n\n"
+                      "  cortex-resnet sweep models/brunel_2000.toml --backend spiking --engine torch "
+                      "--stimulus constant:amp=30 --param stimulus.amp=20,30,40 --duration 500 --json")
     @handle_errors
     def sweep(
         model: Path = typer.Argument(..., help="Circuit model file (TOML)."),
@@ -30,7 +35,14 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="First seed."),
         stimulus: Optional[str] = typer.Option(None, help="Stimulus (default: the model file's)."),
         duration: Optional[float] = typer.Option(None, help="Duration in ms (default: the model file's)."),
-        dt: Optional[float] = typer.Option(None, help="Euler step in ms (default: the model file's)."),
+        dt: Optional[float] = typer.Option(None, help="Step in ms (default: the model's Euler step / spiking.dt_ms)."),
+        backend: str = typer.Option("rate", help="rate or spiking (pools of LIF neurons; rates in Hz)."),
+        engine: Optional[str] = typer.Option(None, help="Spiking backend: brian2 (default) or torch (batched)."),
+        batch: Optional[str] = typer.Option(None, help="Spiking backend: auto (default: with --engine torch the "
+                                            "values of stimulus.amp run as one batch per network, other fields "
+                                            "as separate tasks), all (every swept field must be shareable by one "
+                                            "batch: stimulus.amp), none (one task per grid point)."),
+        dtype: str = typer.Option("float64", help="Torch engine: float64 or float32."),
         workers: int = typer.Option(2, help="LocalCluster worker processes (0 = serially in this process)."),
         scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (tcp://host:8786)."),
         out: Optional[Path] = typer.Option(None, help="Output folder: sweep.nc and the task cache (.cache) that a "
@@ -48,9 +60,12 @@ def register(app: typer.Typer) -> None:
         with claim_folder(out, "sweep", force=force, owned_dirs=(".cache",), expected=("sweep.nc", ".cache")):
             ds = sweep_model(model, params, seeds=seeds, seed=seed, stimulus=stimulus, duration_ms=duration,
                              dt_ms=dt, out=out, workers=workers, scheduler=scheduler,
-                             progress=progress and not json_out)
+                             progress=progress and not json_out, backend=backend, engine=engine, batch=batch,
+                             dtype=dtype)
         rates = [v for v in ds.data_vars if str(v).startswith("rate_")]  # rate_E, rate_I or rate_NAME
-        summary = {"out": str(out / "sweep.nc"), "params": params, "seeds": seeds,
+        summary = {"out": str(out / "sweep.nc"), "params": params, "seeds": seeds, "backend": backend,
+                   **({"engine": ds.attrs["engine"], "batched_fields": json.loads(ds.attrs["batched_fields"]),
+                       "rate_units": "Hz"} if backend == "spiking" else {}),
                    "tasks": int(ds["unstable"].size), "unstable": int(ds["unstable"].sum()),
                    "runtime_s": time.perf_counter() - t0,
                    **{v: ds[v].mean("seed").values.tolist() for v in rates}}

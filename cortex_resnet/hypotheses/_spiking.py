@@ -6,13 +6,17 @@ plus ``x`` (recurrent synapses off, same input spikes) when decomposed. A seed
 is the network realisation, initial potentials and input spikes.
 
 **Conditions as one batch** (``engine = "torch"``): the conditions of a seed that differ only in
-their constant input run as the replicas of one torch batch (:func:`condition_run`): the same
-network realisation (the seed's), replica ``c`` with its own random streams
-``replica_seed(seed, c)``, and one gain mapping for all (at the mean of the conditions' inputs).
-A replica does not depend on the batch it runs in, so one condition run alone with the same
-keys gives the same spikes (tested). Seeds are separate runs: a seed is a network realisation
-(another synapse graph), and the replicas of a batch share one graph. The batch of a seed is
-kept for the seed's other conditions (:data:`_BATCHES`, the last few batches of this process).
+their input run as the replicas of one torch batch (:func:`condition_run`): the same network
+realisation (the seed's), replica ``c`` with its own random streams ``replica_seed(seed, c)`` (or,
+``shared_streams``, all those of condition 0: common random numbers), and one gain mapping for all
+(at the mean of the conditions' inputs at the end of the run). The conditions are constant inputs
+(``rate-spike-agreement``: input levels) or the amplitudes of one stimulus
+(:func:`~cortex_resnet.fanout.batches.amp_batch`; ``isn-paradox``: extra-drive levels of a step on
+the I channel, ``amplification``: input levels). A replica does not depend on the batch it runs in,
+so one condition run alone with the same keys gives the same spikes (tested). Seeds and circuits
+(``J_EE``) are separate runs: another synapse graph or other weights, while the replicas of a batch
+share one. The batch of a seed is kept for the seed's other conditions (:data:`_BATCHES`, the last
+few batches of this process).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from cortex_resnet.fanout.batches import condition_keys, operating_input, run_amp_batch
 from cortex_resnet.model.circuit import Circuit
+from cortex_resnet.model.stimulus_spec import StimulusSpec
 from cortex_resnet.spiking.initial_state import replica_seed
 from cortex_resnet.spiking.simulator import simulate_spiking
 
@@ -63,24 +69,57 @@ def run_spiking(circuit: Circuit, stimulus: str, duration_ms: float, seed: int, 
     return simulate_spiking(circuit, stimulus, duration_ms=duration_ms, seed=int(seed), decompose=decompose)
 
 
-def condition_run(circuit: Circuit, u: np.ndarray, index: int, duration_ms: float, seed: int, *,
-                  decompose: bool, batched: bool = True, engine: str = "torch") -> tuple[Any, int]:
-    """The run of condition ``index`` of the constant inputs ``u`` (conditions, n_inputs) for ``seed``
-    (module docstring): ``(dataset, its batch index)``. ``batched``: all conditions in one batch
-    (computed once per seed and kept); else the condition alone with the same replica seed."""
+def condition_run(circuit: Circuit, u: np.ndarray | StimulusSpec, index: int, duration_ms: float, seed: int, *,
+                  decompose: bool, batched: bool = True, engine: str = "torch",
+                  shared_streams: bool = False, mean_field: bool = True) -> tuple[Any, int]:
+    """The run of condition ``index`` for ``seed`` (module docstring): ``(dataset, its batch index)``.
+
+    ``u``: the constant inputs (conditions, n_inputs), or a stimulus whose ``amp`` list holds one
+    amplitude per condition (:func:`~cortex_resnet.fanout.batches.amp_batch`). ``batched``: all
+    conditions in one batch (computed once per seed and kept); else the condition alone with the same
+    replica seed and operating input. ``shared_streams``: every condition the random streams of
+    condition 0 (common random numbers; stimulus form only). ``mean_field``: False leaves out the
+    mean-field rates (stimulus form only; a solve per replica, often longer than the run)."""
+    if isinstance(u, StimulusSpec):
+        return _stimulus_condition(circuit, u, index, duration_ms, seed, decompose=decompose, batched=batched,
+                                   engine=engine, shared=shared_streams, mean_field=mean_field)
     u = np.asarray(u, np.float64)
     keys = [replica_seed(int(seed), c) for c in range(u.shape[0])]
     opts = {"duration_ms": duration_ms, "seed": int(seed), "decompose": decompose, "engine": engine,
             "u_operating": u.mean(0)}
     if not batched:
         return simulate_spiking(circuit, u[index:index + 1], replica_seeds=keys[index:index + 1], **opts), 0
-    h = hashlib.sha256(json.dumps([circuit.spec.model_dump(mode="json"), int(seed), duration_ms, decompose, engine],
-                                  sort_keys=True, default=str).encode())
-    h.update(u.tobytes())
-    h.update(np.ascontiguousarray(circuit.W).tobytes())
-    key = h.hexdigest()
+    key = _batch_key(circuit, [int(seed), duration_ms, decompose, engine], u.tobytes())
     if key not in _BATCHES:
-        _BATCHES[key] = simulate_spiking(circuit, u, replica_seeds=keys, **opts)
-        while len(_BATCHES) > _KEEP:
-            _BATCHES.popitem(last=False)
+        _keep(key, simulate_spiking(circuit, u, replica_seeds=keys, **opts))
     return _BATCHES[key], index
+
+
+def _stimulus_condition(circuit: Circuit, stim: StimulusSpec, index: int, duration_ms: float, seed: int, *,
+                        decompose: bool, batched: bool, engine: str, shared: bool,
+                        mean_field: bool) -> tuple[Any, int]:
+    amps = stim.amps
+    keys = condition_keys(seed, len(amps), shared=shared)
+    opts = {"duration_ms": duration_ms, "seed": int(seed), "decompose": decompose, "engine": engine,
+            "u_operating": operating_input(circuit, stim, duration_ms), "mean_field": mean_field}
+    if not batched:
+        return run_amp_batch(circuit, stim, amps[index:index + 1], keys[index:index + 1], **opts), 0
+    key = _batch_key(circuit, [int(seed), duration_ms, decompose, engine, shared, mean_field,
+                               stim.model_dump(mode="json")], b"")
+    if key not in _BATCHES:
+        _keep(key, run_amp_batch(circuit, stim, amps, keys, **opts))
+    return _BATCHES[key], index
+
+
+def _batch_key(circuit: Circuit, what: list, extra: bytes) -> str:
+    h = hashlib.sha256(json.dumps([circuit.spec.model_dump(mode="json"), *what], sort_keys=True,
+                                  default=str).encode())
+    h.update(extra)
+    h.update(np.ascontiguousarray(circuit.W).tobytes())
+    return h.hexdigest()
+
+
+def _keep(key: str, ds: Any) -> None:
+    _BATCHES[key] = ds
+    while len(_BATCHES) > _KEEP:
+        _BATCHES.popitem(last=False)

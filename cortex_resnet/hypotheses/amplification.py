@@ -23,7 +23,7 @@ threshold-linear transfers, the two-population formula does not apply (NaN).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -38,7 +38,8 @@ from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParam
                                                 excitatory_names, pop_mean, population_prediction, prepare_circuit,
                                                 self_coupling_field, spiking_circuit_for_seed,
                                                 threshold_linear_prediction)
-from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.fanout.batches import amp_batch
+from cortex_resnet.hypotheses._spiking import condition_run, window_means
 from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "AmplificationParams"]
@@ -48,9 +49,12 @@ class AmplificationParams(CircuitParams):
     """``input_amp``: stimulus on every input channel; ``J_EE_values``: the sweep;
     ``test_J_EE``: the condition tested (one of the sweep); ``remaining_low/high``: the
     published band of the fraction left without recurrence; ``min_gain_effect``: smallest
-    amplification above 1 that counts; ``backends``: ``rate`` and/or ``spiking`` (Brian2, only at
+    amplification above 1 that counts; ``backends``: ``rate`` and/or ``spiking`` (only at
     ``test_J_EE``: gain = pool rate with / without recurrent synapses, same input spikes, second half
-    of ``spiking_duration_ms``)."""
+    of ``spiking_duration_ms``); ``spiking_input_amps``: the spiking rows' input levels (None:
+    ``[input_amp]``; must hold ``input_amp``, the tested level); ``engine``: ``brian2`` or ``torch``,
+    which runs a circuit's input levels as one batch (``batch_conditions``; False: one run each, the
+    same replica seeds and results)."""
 
     model: str = "models/canonical_microcircuit.toml"
     weight_cv: float | None = Field(default=0.2, ge=0.0, le=2.0)
@@ -66,6 +70,9 @@ class AmplificationParams(CircuitParams):
     spiking_pool_size: int | None = Field(default=None, ge=1, le=100_000)
     spiking_duration_ms: float = Field(default=600.0, gt=0.0)
     population: str | None = Field(default=None, max_length=100)
+    spiking_input_amps: list[Annotated[float, Field(gt=0.0)]] | None = Field(default=None, min_length=1, max_length=64)
+    engine: Literal["brian2", "torch"] = "brian2"
+    batch_conditions: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> "AmplificationParams":
@@ -77,6 +84,9 @@ class AmplificationParams(CircuitParams):
             raise ValueError("backends must include 'rate' (the analytic comparison); add 'spiking' beside it")
         if self.remaining_low >= self.remaining_high:
             raise ValueError("remaining_low must be below remaining_high")
+        lv = self.spiking_input_amps
+        if lv is not None and (self.input_amp not in lv or len(set(lv)) != len(lv)):
+            raise ValueError(f"spiking_input_amps {lv} must be distinct and hold input_amp = {self.input_amp}")
         return self
 
 
@@ -95,27 +105,35 @@ def _label(v: float) -> str:
 
 
 def _design(params: AmplificationParams) -> list[dict[str, Any]]:
-    out = [{"condition": _label(v), "J_EE": v, "backend": "rate"} for v in params.J_EE_values]
+    out = [{"condition": _label(v), "J_EE": v, "backend": "rate", "amp": params.input_amp}
+           for v in params.J_EE_values]
     if "spiking" in params.backends:
-        out.append({"condition": _label(params.test_J_EE) + " spiking", "J_EE": params.test_J_EE,
-                    "backend": "spiking"})
+        for a in params.spiking_input_amps or [params.input_amp]:
+            at = "" if a == params.input_amp else f" u={a:g}"
+            out.append({"condition": _label(params.test_J_EE) + " spiking" + at, "J_EE": params.test_J_EE,
+                        "backend": "spiking", "amp": a})
     return out
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The spiking row: the circuit's input levels are the replicas of one constant stimulus."""
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
-    dur = prepared["spiking_duration_ms"]
-    ds = run_spiking(c, f"constant:amp={prepared['input_amp']}", dur, seed, decompose=True)
-    r, x = window_means(ds, "r", dur / 2, dur), window_means(ds, "x", dur / 2, dur)
+    dur, engine = prepared["spiking_duration_ms"], prepared.get("engine", "brian2")
+    levels = [float(a) for a in prepared.get("spiking_input_amps") or [prepared["input_amp"]]]
+    amp = float(condition.get("amp", prepared["input_amp"]))
+    ds, b = condition_run(c, amp_batch("constant:amp=1", levels), levels.index(amp), dur, seed, decompose=True,
+                          engine=engine, batched=engine == "torch" and bool(prepared.get("batch_conditions", True)),
+                          mean_field=False)
+    r, x = window_means(ds, "r", dur / 2, dur, batch=b), window_means(ds, "x", dur / 2, dur, batch=b)
     k = c.spec.connectivity
     pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
-    h = c.B @ np.full(c.n_inputs, prepared["input_amp"]) + c.b
+    h = c.B @ np.full(c.n_inputs, amp) + c.b
     hE, hI = pop_mean(h, c, "E"), pop_mean(h, c, "I")
     e = np.asarray(ds["population"].values).astype(str) == "E"
     return {"gain": r["E"] / x["E"], "remaining": x["E"] / r["E"], "rE": r["E"], "xE": x["E"], "rI": r["I"],
             "pop_gain": (pop["dE_dgE"] * hE + pop["dE_dgI"] * hI) / hE,
-            "rE_trace": ds["r"].isel(batch=0).values[:, e].mean(axis=1).tolist(),
-            "xE_trace": ds["x"].isel(batch=0).values[:, e].mean(axis=1).tolist(),
+            "rE_trace": ds["r"].isel(batch=b).values[:, e].mean(axis=1).tolist(),
+            "xE_trace": ds["x"].isel(batch=b).values[:, e].mean(axis=1).tolist(),
             "trace_dt_ms": float(np.diff(ds["time"].values[:2])[0]),
             "J_EI": k.J_EI, "J_IE": k.J_IE, "J_II": k.J_II, "hE": hE, "hI": hI}
 
@@ -181,7 +199,7 @@ def _analyze(ds: xr.Dataset, params: AmplificationParams, opt: AnalysisOptions) 
         sg = condition_values(ds, "gain", test + " spiking")
         comps.append(Comparison(f"{test} spiking: recurrence amplifies the E pool rate (gain > 1)",
                                 opt.compare(sg, null_value=1.0, alternative="greater"), params.min_gain_effect))
-    table = summary_rows(ds, {"J_EE": "J_EE", "stable": "stable (fraction)", "isn": "ISN (fraction)",
+    table = summary_rows(ds, {"J_EE": "J_EE", "amp": "input", "stable": "stable (fraction)", "isn": "ISN (fraction)",
                               "gain": "gain r_E/x_E", "pred_gain": "gain, linear prediction (unit level)",
                               "pop_gain": "gain, two-population formula", "remaining": "x_E/r_E left"})
     diff = np.abs(ds["gain"] - ds["pred_gain"]).values

@@ -25,11 +25,11 @@ excitatory sub-network (``isn_NAME``: its own E-E loop unstable, the circuit sta
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import xarray as xr
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cortex_resnet.model.analysis import analyze as linear_analysis
 from cortex_resnet.errors import SimulationError, SpecError
@@ -38,7 +38,8 @@ from cortex_resnet.hypotheses._figures import PALETTE, POP_COLORS, hypothesis_fi
 from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison, condition_values, summary_rows
 from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
-from cortex_resnet.hypotheses._spiking import run_spiking, window_means
+from cortex_resnet.fanout.batches import amp_batch
+from cortex_resnet.hypotheses._spiking import condition_run, window_means
 from cortex_resnet.hypotheses._isn_named import named_task, prepare_named, step_response
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
@@ -47,9 +48,12 @@ __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
 class IsnParadoxParams(CircuitParams):
     """``extra_drive``: added input on the I channel (model units); ``min_effect``: smallest
     change of the mean I rate that counts (rate units); ``onset_ms``/``duration_ms``: the
-    simulated time course (ms); ``backends``: ``rate`` and/or ``spiking`` (Brian2: pools of
+    simulated time course (ms); ``backends``: ``rate`` and/or ``spiking`` (pools of
     ``spiking_pool_size`` LIF neurons per unit, extra drive at ``spiking_onset_ms``, rates
-    compared in the second halves before and after it)."""
+    compared in the second halves before and after it); ``spiking_extra_drives``: the spiking rows'
+    extra-drive levels (None: ``[extra_drive]``; must hold ``extra_drive``, the tested level; 0 is a
+    sham); ``engine``: ``brian2`` or ``torch``, which runs a circuit's levels as one batch
+    (``batch_conditions``; False: one run each, the same replica seeds and results)."""
 
     model: str = "models/isn.toml"
     weight_cv: float | None = Field(default=0.2, ge=0.0, le=2.0)
@@ -66,6 +70,22 @@ class IsnParadoxParams(CircuitParams):
     spiking_duration_ms: float = Field(default=600.0, gt=0.0)
     inhibitory: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     control_scale: float = Field(default=0.25, ge=0.0, lt=1.0)
+    spiking_extra_drives: list[Annotated[float, Field(ge=0.0)]] | None = Field(default=None, min_length=1,
+                                                                                 max_length=64)
+    engine: Literal["brian2", "torch"] = "brian2"
+    batch_conditions: bool = True
+
+    @model_validator(mode="after")
+    def _levels(self) -> "IsnParadoxParams":
+        lv = self.spiking_extra_drives
+        if lv is not None and (self.extra_drive not in lv or len(set(lv)) != len(lv)):
+            raise ValueError(f"spiking_extra_drives {lv} must be distinct and hold extra_drive = {self.extra_drive}")
+        return self
+
+
+def _levels(prepared: dict[str, Any]) -> list[float]:
+    """The spiking rows' extra-drive levels (model units)."""
+    return [float(v) for v in prepared.get("spiking_extra_drives") or [prepared["extra_drive"]]]
 
 
 def _prepare(params: IsnParadoxParams, base_dir: Path | None) -> dict[str, Any]:
@@ -88,24 +108,35 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
     out = []
     for backend in params.backends:
         suffix = "" if backend == "rate" else f" {backend}"
-        out += [{"condition": "isn" + suffix, "J_EE": params.isn_J_EE, "ee_scale": 1.0, "backend": backend},
-                {"condition": "control" + suffix, "J_EE": params.control_J_EE, "ee_scale": params.control_scale,
-                 "backend": backend}]
+        drives = [params.extra_drive] if backend == "rate" else params.spiking_extra_drives or [params.extra_drive]
+        for d in drives:
+            at = "" if d == params.extra_drive else f" drive={d:g}"
+            out += [{"condition": "isn" + suffix + at, "J_EE": params.isn_J_EE, "ee_scale": 1.0, "backend": backend,
+                     "drive": d},
+                    {"condition": "control" + suffix + at, "J_EE": params.control_J_EE,
+                     "ee_scale": params.control_scale, "backend": backend, "drive": d}]
     return out
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The spiking row: the circuit's extra-drive levels are the replicas of one step stimulus (on the I
+    channel at ``spiking_onset_ms``) with common random numbers: identical until the torch engine's
+    random-number chunk that holds the step (16 steps)."""
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
-    ds = run_spiking(c, f"step:amp={prepared['extra_drive']},onset_ms={on},channels=[1]", dur, seed,
-                     decompose=False)
-    pre, post = window_means(ds, "r", on / 2, on), window_means(ds, "r", on + (dur - on) / 2, dur)
+    levels, engine = _levels(prepared), prepared.get("engine", "brian2")
+    drive = float(condition.get("drive", prepared["extra_drive"]))
+    stim = amp_batch(f"step:amp=1,onset_ms={on},channels=[1]", levels)
+    ds, b = condition_run(c, stim, levels.index(drive), dur, seed, decompose=False, engine=engine,
+                          batched=engine == "torch" and bool(prepared.get("batch_conditions", True)),
+                          shared_streams=True, mean_field=False)
+    pre, post = window_means(ds, "r", on / 2, on, batch=b), window_means(ds, "r", on + (dur - on) / 2, dur, batch=b)
     k = c.spec.connectivity
     pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
-    r = ds["r"].isel(batch=0).values
+    r = ds["r"].isel(batch=b).values
     e = np.asarray(ds["population"].values).astype(str) == "E"
     return {"delta_rI": post["I"] - pre["I"], "delta_rE": post["E"] - pre["E"], "rI0": pre["I"], "rE0": pre["E"],
-            "pop_pred_delta_rI": pop["dI_dgI"] * c.spec.input.gain_I * prepared["extra_drive"],
+            "pop_pred_delta_rI": pop["dI_dgI"] * c.spec.input.gain_I * drive,
             "rI_trace": r[:, ~e].mean(axis=1).tolist(), "rE_trace": r[:, e].mean(axis=1).tolist(),
             "trace_dt_ms": float(np.diff(ds["time"].values[:2])[0])}
 
@@ -162,7 +193,7 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
                   Comparison("spiking control: extra I drive raises the mean I pool rate",
                              opt.compare(condition_values(ds, "delta_rI", "control spiking"), null_value=0.0,
                                          alternative="greater"), params.min_effect)]
-    cols = {"J_EE": "J_EE", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
+    cols = {"J_EE": "J_EE", "drive": "extra drive", "isn": "ISN (fraction of seeds)", "ee_loop_gain": "E-E loop gain",
             "rI0": "r_I before", "delta_rI": "Δr_I (steady state)",
             "pred_delta_rI": "Δr_I linear prediction (unit level)",
             "pop_pred_delta_rI": "Δr_I two-population formula",
@@ -188,7 +219,9 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
                          for r in table) + ".")]
     if "spiking" in params.backends:
         notes.append("Spiking rows: pool rates (rate-model units) in the second half of the window before and "
-                     f"after the extra drive at {params.spiking_onset_ms:g} ms (Brian2, LIF pools).")
+                     f"after the extra drive at {params.spiking_onset_ms:g} ms ({params.engine} engine, LIF pools"
+                     + ("; the extra-drive levels of a circuit ran as one batch" if params.engine == "torch"
+                        and params.batch_conditions else "") + ").")
     if unstable:
         notes.append(f"{unstable} circuit(s) had an unstable fixed point (max Re eig >= 0): their steady "
                      "state is not reached dynamically.")

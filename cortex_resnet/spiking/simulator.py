@@ -183,7 +183,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
                      decompose: bool = True, standalone: bool = False, cache_dir: Any = None,
                      target: str = "cython", u_operating: np.ndarray | None = None,
                      progress: bool = False, engine: str = "brian2", dtype: str = "float64",
-                     device: str = "cpu", replica_seeds: list[int] | None = None) -> xr.Dataset:
+                     device: str = "cpu", replica_seeds: list[int] | None = None, mean_field: bool = True) -> xr.Dataset:
     """Simulate the circuit as a spiking network and decompose its pool rates into ``x`` and ``F(x)``.
 
     Parameters
@@ -202,8 +202,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     u_operating : (n_inputs,) operating input of the gain scaling (default: the final stimulus)
     engine : ``brian2`` or ``torch`` (:mod:`cortex_resnet.spiking.torch_engine`: batched, the same plan and scheme)
     dtype, device : torch engine only: ``float64``/``float32``; ``cpu``, ``cuda`` or ``auto``
-    replica_seeds : one seed per stimulus: its initial potentials and (torch) input spikes and noise,
-        the same run in any batch (default: from ``seed`` and the stimulus' index)
+    replica_seeds : one seed per stimulus (initial potentials, torch: input spikes and noise), the same run
+        in any batch (default: from ``seed``, stimulus index); mean_field=False: no mean-field rates (attrs)
 
     Returns
     -------
@@ -233,7 +233,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     finally:
         if bar is not None:
             bar.close()
-    ds = spiking_dataset(plan, raw, raw_x, attrs=_run_attrs(plan, raw, _device_name(runner), seed, notes))
+    ds = spiking_dataset(plan, raw, raw_x, attrs=_run_attrs(plan, raw, _device_name(runner), seed, notes, mean_field))
     # wall times are not stored in the file (same seed -> same file); callers read them here
     ds.encoding.update(compile_s=float(runner.compile_s), runtime_s=runtime,
                        compiled=bool(getattr(runner, "compiled", False)),
@@ -241,7 +241,8 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     return ds
 
 
-def _run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: list[str]) -> dict[str, Any]:
+def _run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: list[str],
+               mean_field: bool = True) -> dict[str, Any]:
     """The dataset attributes of a run: sizes, seeds, the mapping, spike statistics, mean field."""
     return {
         "device": device, "seed": seed, "graph_seed": int(plan.circuit.spec.seed),
@@ -249,9 +250,9 @@ def _run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: li
         "pool_size": plan.sspec.pool_size, "n_neurons": plan.n_total, "n_synapses": plan.n_synapses,
         "rate_bin_ms": plan.sspec.monitor.rate_bin_ms, "stimulus": plan.info["stimulus"],
         "structure_hash": plan.structure_hash(), "mapping": plan.mapping.info,
-        "spike_stats": spike_statistics(plan, raw), "mean_field_rate_hz": _mean_field_rates(plan),
+        "spike_stats": spike_statistics(plan, raw), "mean_field_rate_hz": _mean_field_rates(plan) if mean_field else None,
         **({"mean_field_rate_hz_by_replica": [_mean_field_rates(plan, b) for b in range(plan.batch)]}
-           if 1 < plan.batch <= MAX_MEAN_FIELD_REPLICAS else {}),
+           if mean_field and 1 < plan.batch <= MAX_MEAN_FIELD_REPLICAS else {}),
         "v_init": plan.info["v_init"], "warnings": notes,
     }
 
