@@ -119,23 +119,31 @@ def _design(params: IsnParadoxParams) -> list[dict[str, Any]]:
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The spiking row: the circuit's extra-drive levels are the replicas of one step stimulus (on the I
-    channel at ``spiking_onset_ms``) with common random numbers: identical until the torch engine's
-    random-number chunk that holds the step (16 steps)."""
+    """The spiking row: the circuit's extra-drive levels and a sham (no extra drive) are the replicas of
+    one step stimulus (on the I channel at ``spiking_onset_ms``) with common random numbers: identical
+    until the torch engine's random-number chunk that holds the step (16 steps). The change between the
+    pre and post windows minus the sham's change (the network's drift, ``drift_rI``) is ``delta_rI``."""
     c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
     levels, engine = _levels(prepared), prepared.get("engine", "brian2")
+    levels = levels if 0.0 in levels else [0.0] + levels  # the sham: the drift without extra drive
     drive = float(condition.get("drive", prepared["extra_drive"]))
     stim = amp_batch(f"step:amp=1,onset_ms={on},channels=[1]", levels)
-    ds, b = condition_run(c, stim, levels.index(drive), dur, seed, decompose=False, engine=engine,
-                          batched=engine == "torch" and bool(prepared.get("batch_conditions", True)),
-                          shared_streams=True, mean_field=False)
-    pre, post = window_means(ds, "r", on / 2, on, batch=b), window_means(ds, "r", on + (dur - on) / 2, dur, batch=b)
+    change = {}
+    for level in dict.fromkeys((0.0, drive)):
+        ds, b = condition_run(c, stim, levels.index(level), dur, seed, decompose=False, engine=engine,
+                              batched=engine == "torch" and bool(prepared.get("batch_conditions", True)),
+                              shared_streams=True, mean_field=False)
+        pre, post = window_means(ds, "r", on / 2, on, batch=b), window_means(ds, "r", on + (dur - on) / 2, dur, batch=b)
+        change[level] = {p: post[p] - pre[p] for p in ("E", "I")}
     k = c.spec.connectivity
     pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)
     r = ds["r"].isel(batch=b).values
     e = np.asarray(ds["population"].values).astype(str) == "E"
-    return {"delta_rI": post["I"] - pre["I"], "delta_rE": post["E"] - pre["E"], "rI0": pre["I"], "rE0": pre["E"],
+    # the sham's change (same random streams, no extra drive) is the drift of the spiking network between
+    # the windows; subtracted, what is left is the effect of the drive
+    return {"delta_rI": change[drive]["I"] - change[0.0]["I"], "delta_rE": change[drive]["E"] - change[0.0]["E"],
+            "drift_rI": change[0.0]["I"], "drift_rE": change[0.0]["E"], "rI0": pre["I"], "rE0": pre["E"],
             "pop_pred_delta_rI": pop["dI_dgI"] * c.spec.input.gain_I * drive,
             "rI_trace": r[:, ~e].mean(axis=1).tolist(), "rE_trace": r[:, e].mean(axis=1).tolist(),
             "trace_dt_ms": float(np.diff(ds["time"].values[:2])[0])}
@@ -219,7 +227,9 @@ def _analyze(ds: xr.Dataset, params: IsnParadoxParams, opt: AnalysisOptions) -> 
                          for r in table) + ".")]
     if "spiking" in params.backends:
         notes.append("Spiking rows: pool rates (rate-model units) in the second half of the window before and "
-                     f"after the extra drive at {params.spiking_onset_ms:g} ms ({params.engine} engine, LIF pools"
+                     f"after the extra drive at {params.spiking_onset_ms:g} ms, minus the same change of a sham run "
+                     "(no extra drive, the same random streams: the network's drift, drift_rI) "
+                     f"({params.engine} engine, LIF pools"
                      + ("; the extra-drive levels of a circuit ran as one batch" if params.engine == "torch"
                         and params.batch_conditions else "") + ").")
     if unstable:

@@ -56,9 +56,16 @@ def test_amplification_levels_as_one_batch_equal_the_levels_one_at_a_time():
 def test_isn_levels_as_one_batch_equal_the_levels_one_at_a_time():
     """Both circuits (isn, control), three levels each: two batches; 8 network builds (~25 s CPU:
     the gain mapping of the ISN circuits is the cost, not the runs)."""
-    batched, n_batches = _batched_and_alone(ISN, IsnParadoxParams(**ISN_SMALL))
+    params = IsnParadoxParams(**ISN_SMALL)
+    batched, n_batches = _batched_and_alone(ISN, params)
     assert n_batches == 2 and len(batched) == 6
     assert all(np.mean(r["rI_trace"]) > 0 for r in batched), "the network must fire"
+    # the sham (drive 0) is the drift every level of its circuit subtracts: its own change is 0 exactly
+    conds = [c for c in ISN.design(params) if c["backend"] == "spiking"]
+    for J in {c["J_EE"] for c in conds}:
+        rows = {c["drive"]: r for c, r in zip(conds, batched) if c["J_EE"] == J}
+        assert rows[0.0]["delta_rI"] == 0.0 and rows[0.0]["delta_rE"] == 0.0
+        assert rows[0.0]["drift_rI"] == rows[0.3]["drift_rI"] == rows[0.6]["drift_rI"]
 
 
 def test_isn_levels_share_their_random_numbers_until_the_step():
