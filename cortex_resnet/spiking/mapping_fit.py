@@ -37,6 +37,7 @@ from cortex_resnet.model.fixedpoint import steady_state
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import Stimulus
 from cortex_resnet.rate.simulator import RateSystem, integrate
+from cortex_resnet.spiking.meanfield import siegert_inverse
 from cortex_resnet.spiking.pools import pool_model
 
 __all__ = ["fit_gain", "sample_rates", "fit_residuals"]
@@ -137,17 +138,23 @@ def fit_gain(circuit: Circuit, sspec: SpikingSpec, u: np.ndarray, start: tuple[n
     gid = np.arange(circuit.n_units) if per == "unit" else np.array([pops[p] for p in circuit.unit_population])
     k, dc, sig_w = (np.array(a, np.float64) for a in start)
 
-    def rates_at(sig):
-        return lambda kk, dd: pool_model(circuit, sspec, kk, R_unit, dd, kk * ext, sig, dt_ms).transfer(nu, fast=True)
+    ones = np.ones(circuit.n_units)
+
+    def rates_at(sig):  # weights, Poisson input rates and the current drive are linear in k
+        base = pool_model(circuit, sspec, ones, R_unit, np.zeros(circuit.n_units), ext, sig, dt_ms)
+        return lambda kk, dd: replace(base, w=base.w * kk[:, None], nu_in_hz=base.nu_in_hz * kk,
+                                      mu_dc_mV=dd + kk * base.mu_dc_mV).transfer(nu, fast=True)
 
     before = fit_residuals(rates_at(sig_w), k, dc, target)
-    for _ in range(8):
-        k, dc = _lm(rates_at(sig_w), k, dc, target, gid, free)
+    few = slice(0, 32)  # the start needs no more
+    k, dc = _better_start(rates_at(sig_w), (k, dc), _regression_start(
+        circuit, sspec, (r @ circuit.W.T + ext)[few], target[few], target_sigma, gid, (k, dc)), target, gid)
+    for i in range(6):  # ends with the (k, dc) fitted at the noise it is used with
+        k, dc = _lm(rates_at(sig_w), k, dc, target, gid, free, iters=60 if i == 0 else 25)
         new_sig = _match_noise(circuit, sspec, k, dc, ext, nu, sig_w, target_sigma, R_unit, dt_ms)
-        settled = np.allclose(new_sig, sig_w, rtol=1e-4, atol=1e-6)
-        sig_w = new_sig
-        if settled:
+        if np.allclose(new_sig, sig_w, rtol=1e-4, atol=1e-6) or i == 5:
             break
+        sig_w = new_sig
     after = fit_residuals(rates_at(sig_w), k, dc, target)
     summary = {"samples": int(u.shape[0]), "per": per,
                "rms_hz_before": _rms_by_population(circuit, before),
@@ -157,6 +164,40 @@ def fit_gain(circuit: Circuit, sspec: SpikingSpec, u: np.ndarray, start: tuple[n
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = out
     return out
+
+
+def _regression_start(circuit: Circuit, sspec: SpikingSpec, z: np.ndarray, target: np.ndarray, sigma: np.ndarray,
+                      gid: np.ndarray, fallback: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, dc)`` of the straight line through ``(z, Phi^-1(target))`` of each group, over the samples
+    whose target rate is invertible (1 Hz .. 0.8 / t_ref; Siegert without shifts at the noise
+    ``sigma``, or 5 mV where none is matched): a start that does not depend on one operating point.
+    Groups with fewer than 3 such samples or a non-positive slope keep ``fallback``."""
+    lif = {p: sspec.lif(p) for p in circuit.population_names}
+    par = np.array([[lif[p].tau_m_ms, lif[p].t_ref_ms, lif[p].theta_mV, lif[p].reset_above_rest_mV]
+                    for p in circuit.unit_population])
+    sig = np.where(np.isnan(sigma), 5.0, sigma)
+    ok = (target >= 1.0) & (target <= 800.0 / par[:, 1])
+    mu = np.full(target.shape, np.nan)
+    s_i, a_i = np.nonzero(ok)
+    if s_i.size:
+        mu[s_i, a_i] = siegert_inverse(target[s_i, a_i], sig[a_i], par[a_i, 0], par[a_i, 1], par[a_i, 2], par[a_i, 3])
+    G = int(gid.max()) + 1
+    w = ok.astype(float)
+    zz, mm = np.where(ok, z, 0.0), np.where(ok, mu, 0.0)
+    n, sz, sm, szz, szm = (np.bincount(gid, weights=a.sum(0), minlength=G) for a in (w, zz, mm, zz * zz, zz * mm))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (n * szm - sz * sm) / (n * szz - sz * sz)
+        icpt = (sm - slope * sz) / n
+    good = (n >= 3) & np.isfinite(slope) & (slope > 0)
+    return np.where(good[gid], slope[gid], fallback[0]), np.where(good[gid], icpt[gid], fallback[1])
+
+
+def _better_start(pool_rates, a: tuple, b: tuple, target: np.ndarray, gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the start ``(k, dc)`` with the smaller squared rate error."""
+    G = int(gid.max()) + 1
+    (la,), (lb,) = (_group_sums(gid, G, np.square(fit_residuals(pool_rates, *x, target))) for x in (a, b))
+    pick_b = (lb < la)[gid]
+    return np.where(pick_b, b[0], a[0]), np.where(pick_b, b[1], a[1])
 
 
 def _rms_by_population(circuit: Circuit, e: np.ndarray) -> dict[str, float]:

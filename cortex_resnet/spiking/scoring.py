@@ -31,9 +31,15 @@ from cortex_resnet.spiking.chain import chain_circuit
 from cortex_resnet.spiking.simulator import make_engine, to_spiking
 from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
+__all__ = ["CONVERSION", "brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
            "window_counts"]
 
+# The twin is a conversion, whatever realisation the circuit's own [spiking] table describes (e.g. the
+# PD14 file's: rate couplings as mV per Hz, Poisson background noise, per-synapse delay and weight
+# spread): white noise brings each pool's input noise to its transfer's sigma (the rate model's
+# assumption), one delay for all synapses, no weight spread (the rate model has none).
+CONVERSION = {"background_noise": "match", "synapse.delay_i_ms": None, "synapse.delay_rel_sd": 0.0,
+              "synapse.weight_rel_sd": 0.0}
 TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
 FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as fractions of the run
 
@@ -97,10 +103,11 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
     batch, classes) of every readout window (:func:`readout_times`), the windows, the mean E-pool
     spike count of the last and the spikes per example (whole run, all pools). ``spiking``: further
     ``[spiking]`` fields, dotted (e.g. ``weight_scaling="identity"``: the naive conversion;
-    ``"fit"``: ``u_operating`` (S, n_inputs) is the sample the gain is fitted over)."""
+    ``"fit"``: ``u_operating`` (S, n_inputs) is the sample the gain is fitted over), over
+    :data:`CONVERSION`."""
     twin, combine = spiking_twin(circuit)
     model = to_spiking(twin, pool_size=pool_size, input_mode="current",  # signed u
-                       u_operating=u_operating.detach().cpu().numpy(), **spiking)
+                       u_operating=u_operating.detach().cpu().numpy(), **{**CONVERSION, **spiking})
     times = readout_times(duration_ms, dt_ms)
     windows = [(t / 2.0, t) for t in times]
     info: dict = {}
