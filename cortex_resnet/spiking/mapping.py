@@ -190,8 +190,9 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
              "ext": circuit.B @ u_op + circuit.b, "nu_star": R_unit * r_star,
              "d_phi": circuit.phi_derivative(torch.as_tensor(z_star, dtype=torch.float64)).numpy()}
     target = {p: _sigma_target(circuit, sspec, p) for p in pops}
-    _operating_point_gain(circuit, sspec, state, identity, R, target, dt_ms, info, kind in FITTED)
-    if kind in FITTED:
+    if kind not in FITTED:
+        _operating_point_gain(circuit, sspec, state, identity, R, target, dt_ms, info)
+    else:
         free = ~np.isin(circuit.unit_population, [p for p in pops if identity[p]])
         sigma = np.array([target[p] if match else np.nan for p in circuit.unit_population])
         state["k"], state["dc"], state["sig_w"], info["fit"] = fit_gain(
@@ -206,16 +207,11 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
 
 
 def _operating_point_gain(circuit: Circuit, sspec: SpikingSpec, state: dict, identity: dict, R: dict, target: dict,
-                          dt_ms: float | None, info: dict, start_only: bool) -> None:
-    """The gain/noise matching at the operating point (``state`` updated). As the start of a fit
-    (``start_only``) a few passes do, and a population silent at the mean input is no error."""
-    try:
-        for _ in range(8 if start_only else 60):
-            if _iterate(circuit, sspec, state, identity, R, target, dt_ms, info):
-                break
-    except SpecError:
-        if not start_only:
-            raise
+                          dt_ms: float | None, info: dict) -> None:
+    """The gain/noise matching at the operating point (``state`` updated)."""
+    for _ in range(60):
+        if _iterate(circuit, sspec, state, identity, R, target, dt_ms, info):
+            break
 
 
 def _fit_info(info: dict, popix: dict, identity: dict, state: dict) -> None:

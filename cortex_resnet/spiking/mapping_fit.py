@@ -42,15 +42,17 @@ from cortex_resnet.spiking.pools import pool_model
 
 __all__ = ["fit_gain", "sample_rates", "fit_residuals"]
 
+RIDGE_HZ2 = 1e-2  # Hz^2: the pull towards the start (see _lm)
 _CACHE: dict[str, tuple] = {}  # one compare builds several plans of the same circuit and sample
 _CACHE_SIZE = 4
 
 
 def sample_rates(circuit: Circuit, u: np.ndarray) -> np.ndarray:
-    """Rate-model steady states (S, N) for constant inputs ``u`` (S, n_inputs): Newton, or where it
-    fails the noise-free dynamics after 2 s (exponential Euler, 0.5 ms steps) from rest."""
+    """Rate-model steady states (S, N) for constant inputs ``u`` (S, n_inputs): Newton (40 iterations;
+    it converges in a few where it converges), or where it fails the noise-free dynamics after 2 s
+    (exponential Euler, 0.5 ms steps) from rest."""
     try:
-        return steady_state(circuit, u).numpy()
+        return steady_state(circuit, u, max_iter=40).numpy()
     except ConvergenceError:
         quiet = circuit if circuit.spec.noise.sigma == 0 else replace(
             circuit, spec=circuit.spec.replace(**{"noise.sigma": 0.0}))
@@ -78,15 +80,26 @@ def _group_sums(gid: np.ndarray, n_groups: int, *arrays: np.ndarray) -> list[np.
 
 def _lm(pool_rates, k: np.ndarray, dc: np.ndarray, target: np.ndarray, gid: np.ndarray,
         free: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """Levenberg-Marquardt on ``(k, dc)`` of each group (units ``gid == g``; only ``free`` units move)."""
+    """Levenberg-Marquardt on ``(k, dc)`` of each group (units ``gid == g``; only ``free`` units move),
+    with a weak pull towards the start (:data:`RIDGE_HZ2` per sample and unit for a 100 % change of
+    ``k`` or a 5 mV change of ``dc``): where the sample does not constrain a unit (silent for every
+    input: any low enough ``mu`` fits), it stays near its start instead of drifting to extremes."""
     G = int(gid.max()) + 1
     lam = np.full(G, 1e-3)
+    k0, dc0 = k.copy(), dc.copy()
+    (n_g,) = _group_sums(gid, G, np.ones_like(target))
+    k0g = np.bincount(gid, weights=k0, minlength=G) / np.bincount(gid, minlength=G)
+    rho_k, rho_d = RIDGE_HZ2 * n_g / np.maximum(k0g, 1e-6) ** 2, RIDGE_HZ2 * n_g / 25.0
     e = fit_residuals(pool_rates, k, dc, target)
     for _ in range(iters):
         hk, hd = 1e-6 * np.maximum(k, 1e-3), 1e-5
         Jk = (fit_residuals(pool_rates, k + hk, dc, target) - e) / hk
         Jd = (fit_residuals(pool_rates, k, dc + hd, target) - e) / hd
         a11, a12, a22, g1, g2, loss = _group_sums(gid, G, Jk * Jk, Jk * Jd, Jd * Jd, Jk * e, Jd * e, e * e)
+        kg, dg, d0g = (np.bincount(gid, weights=v, minlength=G) / np.bincount(gid, minlength=G) for v in (k, dc, dc0))
+        a11, a22 = a11 + rho_k, a22 + rho_d
+        g1, g2 = g1 + rho_k * (kg - k0g), g2 + rho_d * (dg - d0g)
+        loss = loss + rho_k * (kg - k0g) ** 2 + rho_d * (dg - d0g) ** 2
         d11, d22 = a11 * (1 + lam) + 1e-12, a22 * (1 + lam) + 1e-12
         det = d11 * d22 - a12 * a12
         step_k, step_d = (-g1 * d22 + g2 * a12) / det, (-g2 * d11 + g1 * a12) / det
@@ -94,6 +107,8 @@ def _lm(pool_rates, k: np.ndarray, dc: np.ndarray, target: np.ndarray, gid: np.n
         dc_new = np.where(free, dc + step_d[gid], dc)
         e_new = fit_residuals(pool_rates, k_new, dc_new, target)
         (loss_new,) = _group_sums(gid, G, e_new * e_new)
+        kn, dn = (np.bincount(gid, weights=v, minlength=G) / np.bincount(gid, minlength=G) for v in (k_new, dc_new))
+        loss_new = loss_new + rho_k * (kn - k0g) ** 2 + rho_d * (dn - d0g) ** 2
         ok = loss_new < loss
         keep = ok[gid] & free
         k, dc = np.where(keep, k_new, k), np.where(keep, dc_new, dc)
@@ -121,7 +136,9 @@ def fit_gain(circuit: Circuit, sspec: SpikingSpec, u: np.ndarray, start: tuple[n
     Parameters
     ----------
     u : (S, n_inputs) the sample of inputs
-    start : ``(k, dc, sigma_white)`` to start from (the operating-point mapping)
+    start : ``(k, dc, sigma_white)`` of the units that are not fitted (identity populations); the
+        fitted ones start from the better of a neutral map (``k = 1`` mV per unit, ``dc`` at
+        threshold) and :func:`_regression_start`, with the target noise as white noise
     R_unit : (N,) Hz per rate unit; ``free`` (N,) bool: units whose ``(k, dc)`` are fitted
     target_sigma : (N,) mV, the total input noise to match (NaN: no white noise added)
     per : ``"unit"`` or ``"population"``
@@ -137,6 +154,9 @@ def fit_gain(circuit: Circuit, sspec: SpikingSpec, u: np.ndarray, start: tuple[n
     pops = {p: i for i, p in enumerate(circuit.population_names)}
     gid = np.arange(circuit.n_units) if per == "unit" else np.array([pops[p] for p in circuit.unit_population])
     k, dc, sig_w = (np.array(a, np.float64) for a in start)
+    theta = np.array([sspec.lif(p).theta_mV for p in circuit.unit_population])
+    k, dc = np.where(free, 1.0, k), np.where(free, theta, dc)  # neutral: z = 0 at threshold, 1 mV per unit
+    sig_w = np.where(np.isnan(target_sigma), sig_w, np.nan_to_num(target_sigma))
 
     ones = np.ones(circuit.n_units)
 
@@ -148,7 +168,7 @@ def fit_gain(circuit: Circuit, sspec: SpikingSpec, u: np.ndarray, start: tuple[n
     before = fit_residuals(rates_at(sig_w), k, dc, target)
     few = slice(0, 32)  # the start needs no more
     k, dc = _better_start(rates_at(sig_w), (k, dc), _regression_start(
-        circuit, sspec, (r @ circuit.W.T + ext)[few], target[few], target_sigma, gid, (k, dc)), target, gid)
+        circuit, sspec, (r @ circuit.W.T + ext)[few], target[few], target_sigma, gid, (k, dc)), target, gid, free)
     for i in range(6):  # ends with the (k, dc) fitted at the noise it is used with
         k, dc = _lm(rates_at(sig_w), k, dc, target, gid, free, iters=60 if i == 0 else 25)
         new_sig = _match_noise(circuit, sspec, k, dc, ext, nu, sig_w, target_sigma, R_unit, dt_ms)
@@ -192,11 +212,12 @@ def _regression_start(circuit: Circuit, sspec: SpikingSpec, z: np.ndarray, targe
     return np.where(good[gid], slope[gid], fallback[0]), np.where(good[gid], icpt[gid], fallback[1])
 
 
-def _better_start(pool_rates, a: tuple, b: tuple, target: np.ndarray, gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per group, the start ``(k, dc)`` with the smaller squared rate error."""
+def _better_start(pool_rates, a: tuple, b: tuple, target: np.ndarray, gid: np.ndarray,
+                  free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the start ``(k, dc)`` with the smaller squared rate error (``b`` only for ``free`` units)."""
     G = int(gid.max()) + 1
     (la,), (lb,) = (_group_sums(gid, G, np.square(fit_residuals(pool_rates, *x, target))) for x in (a, b))
-    pick_b = (lb < la)[gid]
+    pick_b = (lb < la)[gid] & free
     return np.where(pick_b, b[0], a[0]), np.where(pick_b, b[1], a[1])
 
 

@@ -35,11 +35,12 @@ __all__ = ["CONVERSION", "brian2_reference", "rate_window_logits", "readout_time
            "window_counts"]
 
 # The twin is a conversion, whatever realisation the circuit's own [spiking] table describes (e.g. the
-# PD14 file's: rate couplings as mV per Hz, Poisson background noise, per-synapse delay and weight
-# spread): white noise brings each pool's input noise to its transfer's sigma (the rate model's
-# assumption), one delay for all synapses, no weight spread (the rate model has none).
-CONVERSION = {"background_noise": "match", "synapse.delay_i_ms": None, "synapse.delay_rel_sd": 0.0,
-              "synapse.weight_rel_sd": 0.0}
+# PD14 file's: its in-degrees, rate couplings as mV per Hz, Poisson background noise, per-synapse
+# delay and weight spread): every neuron of a connected pool pair connected (the most synapses per
+# coupling: the least shot noise), white noise bringing each pool's input noise to its transfer's
+# sigma (the rate model's assumption), one delay for all synapses, no weight spread.
+CONVERSION = {"background_noise": "match", "pathways": {}, "synapse.p_connect": 1.0, "synapse.delay_i_ms": None,
+              "synapse.delay_rel_sd": 0.0, "synapse.weight_rel_sd": 0.0}
 TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
 FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as fractions of the run
 
