@@ -47,8 +47,9 @@ def compare_cmd(
                                                  "examples with Brian2 and report the agreement."),
     naive: bool = typer.Option(False, help="Also score the naive conversion (weights copied onto the LIF "
                                            "pools without the operating-point gain scaling) on the same examples."),
-    mapping: str = typer.Option("fit", help="Rate units -> LIF pools: fit (gain and offset per unit fitted over "
-                                            "training inputs), fit_population, or gain (linearised at the mean input)."),
+    mapping: str = typer.Option("gain", help="Rate units -> LIF pools: gain (linearised at the mean test input), "
+                                             "fit (gain and offset per unit fitted over 256 training inputs) "
+                                             "or fit_population."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
 ) -> None:
     """``compare``: check the options, score the run three ways, write and report."""

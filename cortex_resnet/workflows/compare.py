@@ -149,7 +149,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
                 figure: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "torch",
                 brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False,
-                naive: bool = False, mapping: str = "fit", fit_samples: int = 256) -> dict[str, Any]:
+                naive: bool = False, mapping: str = "gain", fit_samples: int = 256) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
@@ -174,7 +174,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     naive : also score the naive conversion (weights copied onto the LIF pools without the
         operating-point gain scaling: ``spiking.weight_scaling = "identity"``) on the same examples
     mapping, fit_samples : rate units -> LIF pools (``spiking.weight_scaling``, :func:`operating_inputs`):
-        ``fit`` (per unit), ``fit_population`` over ``fit_samples`` training inputs, or ``gain``
+        ``gain`` (default: linearised at the mean test input), ``fit`` (per unit) or ``fit_population``
+        fitted over ``fit_samples`` training inputs
 
     Returns
     -------

@@ -198,14 +198,14 @@ def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
 # ------------------------------------------------------------------ the mapping of the twin
 
 def test_mapping_is_reported_and_fitted_over_training_inputs(tied_run, tmp_path):
-    """Default ``fit``: fitted over a seeded sample of encoded training inputs, its rms rate error
-    reported per population and lower after the fit; ``gain`` linearises at the mean test input."""
+    """``fit``: fitted over a seeded sample of encoded training inputs, its rms rate error reported per
+    population and lower after the fit; ``gain`` (the default) linearises at the mean test input."""
     run = load_run(tied_run)
     u_fit, u_gain = operating_inputs(run, "fit", 32, 0), operating_inputs(run, "gain", 32, 0)
     assert u_fit.shape == (32, u_gain.shape[0])
     assert torch.equal(u_fit, operating_inputs(run, "fit", 32, 0)) and u_gain.ndim == 1
     s = compare_run(tied_run, out_dir=tmp_path, spiking_examples=8, spiking_duration_ms=20.0, n_examples_plot=1,
-                    fit_samples=32)
+                    mapping="fit", fit_samples=32)
     assert s["spiking_mapping"] == "fit"
     fit = s["spiking_mapping_info"]["fit"]
     assert fit["samples"] == 32 and fit["per"] == "unit"
