@@ -47,6 +47,9 @@ def compare_cmd(
                                                  "examples with Brian2 and report the agreement."),
     naive: bool = typer.Option(False, help="Also score the naive conversion (weights copied onto the LIF "
                                            "pools without the operating-point gain scaling) on the same examples."),
+    mapping: str = typer.Option("gain", help="Rate units -> LIF pools: gain (linearised at the mean test input), "
+                                             "fit (gain and offset per unit fitted over 256 training inputs) "
+                                             "or fit_population."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
 ) -> None:
     """``compare``: check the options, score the run three ways, write and report."""
@@ -57,7 +60,7 @@ def compare_cmd(
                     spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
                     seed=seed, data_dir=data_dir, spiking_engine=spiking_engine,
                     brian2_reference=brian2_reference, spiking_dtype=spiking_dtype, progress=progress,
-                    naive=naive)
+                    naive=naive, mapping=mapping)
     if json_out:
         emit_json(s)
         return

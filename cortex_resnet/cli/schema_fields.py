@@ -93,7 +93,8 @@ _SPIKING = {
     "SpikingSpec.input": "How the feedforward drive B u(t) + b enters the neurons.",
     "SpikingSpec.monitor": "What is recorded.",
     "SpikingSpec.weight_scaling": "gain: scale rate couplings by the rate/LIF gain ratio at the operating point; "
-                                  "identity: couplings are already in mV per Hz and rates in Hz.",
+                                  "identity: couplings are already in mV per Hz and rates in Hz; fit / fit_population: "
+                                  "gain and offset per unit / per population fitted over a sample of inputs.",
     "SpikingSpec.rate_unit_hz": "Hz per rate unit, for transfer functions other than lif.",
     "SpikingSpec.background_noise": "match: add white noise so the total input noise equals sigma_mV at the "
                                     "operating point; none: synaptic shot noise only.",

@@ -193,7 +193,9 @@ class SpikingSpec(_Frozen):
     ``weight_scaling``: ``"gain"`` scales rate couplings by the ratio of the
     rate model's gain to the LIF gain at the operating point (the identity when
     the population's transfer is ``lif`` with this neuron's parameters);
-    ``"identity"``: couplings are already in mV per Hz and rates in Hz.
+    ``"identity"``: couplings are already in mV per Hz and rates in Hz;
+    ``"fit"`` / ``"fit_population"``: gain and offset per unit / per population fitted
+    over a sample of inputs (:mod:`cortex_resnet.spiking.mapping_fit`).
     ``rate_unit_hz``: Hz per rate unit for transfers other than ``lif``.
     ``background_noise = "match"``: add white noise so that the total input noise
     at the operating point equals the transfer's ``sigma_mV`` (``lif``) or
@@ -214,7 +216,7 @@ class SpikingSpec(_Frozen):
     synapse: SynapseSpec = SynapseSpec()
     input: InputEncodingSpec = InputEncodingSpec()
     monitor: MonitorSpec = MonitorSpec()
-    weight_scaling: Literal["gain", "identity"] = "gain"
+    weight_scaling: Literal["gain", "identity", "fit", "fit_population"] = "gain"
     rate_unit_hz: float = Field(default=10.0, gt=0.0, le=1e4)
     background_noise: Literal["match", "none"] = "match"
     sigma_mV: float = Field(default=5.0, gt=0.0, le=1e3)

@@ -30,7 +30,7 @@ from cortex_resnet.spiking.meanfield import PoolModel
 from cortex_resnet.core.resources import check_memory
 from cortex_resnet.model.spec import StimulusSpec
 from cortex_resnet.spiking.initial_state import initial_potentials, replica_generators
-from cortex_resnet.spiking.mapping import Mapping, map_circuit, per_unit, pool_connectivity, pool_model
+from cortex_resnet.spiking.mapping import FITTED, Mapping, map_circuit, per_unit, pool_connectivity, pool_model
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import make_stimulus
 from cortex_resnet.spiking.input_split import split_dc
@@ -260,9 +260,12 @@ def _neuron_arrays(circuit: Circuit, sspec: SpikingSpec, mapping: Mapping, w_in:
 
 
 def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | None) -> np.ndarray:
-    u_op = u[-1].mean(axis=0) if u_operating is None else np.asarray(u_operating, np.float64).reshape(-1)
-    if u_op.shape != (circuit.n_inputs,):
-        raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},)")
+    """(n_inputs,) or (S, n_inputs): default the final stimulus, averaged over the batch (fitted
+    mappings: the batch's final stimuli, a sample to fit over)."""
+    fitted = circuit.spec.spiking.weight_scaling in FITTED
+    u_op = (u[-1] if fitted else u[-1].mean(axis=0)) if u_operating is None else np.asarray(u_operating, np.float64)
+    if u_op.ndim > 2 or u_op.shape[-1:] != (circuit.n_inputs,) or u_op.size == 0:
+        raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},) or (samples, {circuit.n_inputs})")
     return u_op
 
 

@@ -31,22 +31,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from cortex_resnet.model.circuit import Circuit
-from cortex_resnet.errors import ConvergenceError, SimulationError, SpecError
-from cortex_resnet.model.fixedpoint import steady_state
-from cortex_resnet.model.stimulus import Stimulus
-from cortex_resnet.rate.simulator import RateSystem, integrate
-from cortex_resnet.spiking.meanfield import PoolModel, siegert_derivative, siegert_inverse
+from cortex_resnet.errors import SpecError
+from cortex_resnet.spiking.meanfield import siegert_derivative, siegert_inverse
+from cortex_resnet.spiking.mapping_fit import fit_gain, sample_rates
+from cortex_resnet.spiking.pools import pair_probability, per_unit, pool_connectivity, pool_model
 from cortex_resnet.model.spiking_spec import LIFSpec, SpikingSpec
 
-__all__ = ["Mapping", "lif_matches", "operating_rates", "pair_probability", "pool_connectivity", "pool_model",
-           "map_circuit",
-           "MIN_OPERATING_RATE_HZ"]
+__all__ = ["FITTED", "Mapping", "lif_matches", "operating_rates", "pair_probability", "per_unit", "pool_connectivity",
+           "pool_model", "map_circuit", "MIN_OPERATING_RATE_HZ"]
 
 MIN_OPERATING_RATE_HZ = 1.0
 
@@ -87,115 +85,12 @@ def _population_index(circuit: Circuit) -> dict[str, np.ndarray]:
     return {k: circuit.unit_population == k for k in circuit.population_names}
 
 
-def per_unit(circuit: Circuit, sspec: SpikingSpec, f) -> np.ndarray:
-    """(N,) ``f(lif)`` of each unit's population's neuron."""
-    out = np.empty(circuit.n_units)
-    for k, sl in circuit.layout.items():
-        out[sl] = f(sspec.lif(k))
-    return out
-
-
 def operating_rates(circuit: Circuit, u_op: np.ndarray) -> np.ndarray:
     """Rate-model steady state (N,) for a constant input ``u_op`` (n_inputs,).
 
-    Newton first; where it fails (no isolated solution found), the state the
-    noise-free dynamics reach after 2 s (the rate simulator, exponential Euler,
-    0.5 ms steps) from rest; the simulator's guard refuses a run that diverges.
+    :func:`~cortex_resnet.spiking.mapping_fit.sample_rates` of the one input.
     """
-    try:
-        return steady_state(circuit, u_op[None]).numpy()[0]
-    except ConvergenceError:
-        quiet = circuit if circuit.spec.noise.sigma == 0 else replace(
-            circuit, spec=circuit.spec.replace(**{"noise.sigma": 0.0}))
-        stim = Stimulus.from_array(np.asarray(u_op, np.float64)[None, None, :], 0.5)
-        try:
-            run = integrate(RateSystem(quiet), stim, 2000.0, 0.5, method="expeuler", record_stride=4000)
-        except SimulationError:
-            run = None
-        if run is None or not bool(torch.isfinite(run.r[-1]).all()):
-            raise SpecError("operating input", u_op.tolist(), "an input at which the rate model has a "
-                            "steady state (its rates run away here), or spiking.weight_scaling = 'identity'")
-        return run.r[-1, 0].numpy()
-
-
-def pair_probability(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray | float:
-    """Neuron-pair connection probability: ``synapse.p_connect``, or (N, N) per unit pair
-    from ``spiking.pathways`` (by the units' populations)."""
-    if not sspec.pathways:
-        return sspec.synapse.p_connect
-    p = np.empty((circuit.n_units, circuit.n_units))
-    for post, sa in circuit.layout.items():
-        for pre, sb in circuit.layout.items():
-            p[sa, sb] = sspec.p_connect(post, pre)
-    return p
-
-
-def pool_connectivity(circuit: Circuit, sspec: SpikingSpec) -> np.ndarray:
-    """Expected synapses ``K_ab`` (N, N) from pool b onto one neuron of pool a."""
-    present = circuit.mask & (circuit.W != 0)
-    return present * (pair_probability(circuit, sspec) * sspec.pool_size)
-
-
-def _ref_potential(sspec: SpikingSpec, pop: str) -> float:
-    """Conductance mapping potential relative to rest (mV)."""
-    lif = sspec.lif(pop)
-    v = sspec.synapse.v_ref_mV if sspec.synapse.v_ref_mV is not None else 0.5 * (lif.v_th_mV + lif.v_reset_mV)
-    return v - lif.v_rest_mV
-
-
-def pool_model(circuit: Circuit, sspec: SpikingSpec, k_unit: np.ndarray, R_unit: np.ndarray,
-               dc_unit: np.ndarray, drive_mV: np.ndarray, sigma_white_unit: np.ndarray,
-               dt_ms: float | None = None) -> PoolModel:
-    """The mean-field description of one replica (pools = rate units).
-
-    ``drive_mV`` (N,): the feedforward drive ``k (B u + b)`` in mV; Poisson-coded or a
-    current according to ``spiking.input.mode``. ``dt_ms``: the simulation step
-    (default ``spiking.dt_ms``), for the time-step correction of the mean field.
-    """
-    syn = sspec.synapse
-    tau_m = per_unit(circuit, sspec, lambda l: l.tau_m_ms)
-    K = pool_connectivity(circuit, sspec)
-    coupling = k_unit[:, None] * np.abs(circuit.W) / R_unit[None, :]  # mV per Hz
-    E_e = per_unit(circuit, sspec, lambda l: syn.E_e_mV - l.v_rest_mV)
-    E_i = per_unit(circuit, sspec, lambda l: syn.E_i_mV - l.v_rest_mV)
-    v_ref = np.empty(circuit.n_units)
-    for k, sl in circuit.layout.items():
-        v_ref[sl] = _ref_potential(sspec, k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if syn.kind == "current":
-            w = np.where(K > 0, coupling / (tau_m[:, None] * 1e-3 * K), 0.0)
-        else:
-            for name, E in (("E_e_mV", E_e), ("E_i_mV", E_i)):
-                bad = (E - v_ref <= 0) if name == "E_e_mV" else (E - v_ref >= 0)
-                if np.any(bad):
-                    raise SpecError(f"spiking.synapse.{name}", getattr(syn, name),
-                                    "a reversal potential on the right side of v_ref_mV (excitatory "
-                                    "above, inhibitory below the mapping potential)")
-            drive_e = np.abs(E_e - v_ref)[:, None]
-            drive_i = np.abs(E_i - v_ref)[:, None]
-            tau_s = np.where(circuit.is_E[None, :], syn.tau_e_ms, syn.tau_i_ms) * 1e-3
-            force = np.where(circuit.is_E[None, :], drive_e, drive_i)
-            w = np.where(K > 0, coupling / (K * tau_s * force), 0.0)
-    w_in_mV = sspec.input.weight_mV
-    if syn.kind == "current":
-        w_in = np.full(circuit.n_units, w_in_mV)
-    else:
-        w_in = w_in_mV * tau_m / (syn.tau_e_ms * np.abs(E_e - v_ref))
-    if sspec.input.mode == "poisson":
-        nu_in = np.maximum(drive_mV, 0.0) / (w_in_mV * tau_m * 1e-3)
-        mu_dc = dc_unit
-    else:
-        nu_in = np.zeros(circuit.n_units)
-        mu_dc = dc_unit + drive_mV
-    return PoolModel(
-        tau_m_ms=tau_m, t_ref_ms=per_unit(circuit, sspec, lambda l: l.t_ref_ms),
-        theta_mV=per_unit(circuit, sspec, lambda l: l.theta_mV),
-        v_reset_mV=per_unit(circuit, sspec, lambda l: l.reset_above_rest_mV),
-        K=K.astype(float), w=w, excitatory=circuit.is_E.copy(), kind=syn.kind,
-        tau_e_ms=syn.tau_e_ms, tau_i_ms=syn.tau_i_ms, E_e_mV=E_e, E_i_mV=E_i,
-        mu_dc_mV=np.asarray(mu_dc, float), nu_in_hz=nu_in, w_in=w_in,
-        sigma_white_mV=np.asarray(sigma_white_unit, float),
-        dt_ms=float(sspec.dt_ms if dt_ms is None else dt_ms))
+    return sample_rates(circuit, np.asarray(u_op, np.float64)[None])[0]
 
 
 def _sigma_target(circuit: Circuit, sspec: SpikingSpec, pop: str) -> float:
@@ -258,15 +153,20 @@ def _iterate(circuit: Circuit, sspec: SpikingSpec, state: dict, identity: dict, 
     return done
 
 
+FITTED = {"fit": "unit", "fit_population": "population"}  # weight_scaling -> what one (k, dc) covers
+
+
 def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
                 dt_ms: float | None = None) -> Mapping:
-    """Compute the affine map (identity or gain scaling) and the matched background noise.
+    """Compute the affine map (identity, gain scaling or fitted gain) and the matched background noise.
 
     Parameters
     ----------
     circuit : the rate circuit (any number of named populations; each is mapped on its own)
     sspec : its spiking realisation
-    u_op : (n_inputs,) the operating input (only used where an operating point is needed)
+    u_op : (n_inputs,) the operating input, or (S, n_inputs) a sample of inputs: the operating-point
+        mapping (``"gain"``) linearises at their mean, ``"fit"``/``"fit_population"`` fit ``(k, dc)``
+        over them (:mod:`cortex_resnet.spiking.mapping_fit`); only used where an operating point is needed
     dt_ms : simulation step (default ``spiking.dt_ms``)
     """
     popix = _population_index(circuit)
@@ -277,31 +177,59 @@ def map_circuit(circuit: Circuit, sspec: SpikingSpec, u_op: np.ndarray | None,
     R_unit = np.zeros(N)
     for p, ix in popix.items():
         R_unit[ix] = R[p]
-    info: dict = {p: {"mapping": "identity" if identity[p] else "gain", "rate_unit_hz": R[p]} for p in pops}
+    kind = sspec.weight_scaling if sspec.weight_scaling in FITTED else "gain"
+    info: dict = {p: {"mapping": "identity" if identity[p] else kind, "rate_unit_hz": R[p]} for p in pops}
     match = sspec.background_noise == "match"
     if all(identity.values()) and not match:
         return Mapping(np.ones(N), R_unit, np.zeros(N), np.zeros(N), info)
-    u_op = np.zeros(circuit.n_inputs) if u_op is None else np.asarray(u_op, dtype=np.float64)
+    u_all = np.zeros((1, circuit.n_inputs)) if u_op is None else np.atleast_2d(np.asarray(u_op, dtype=np.float64))
+    u_op = u_all.mean(axis=0)
     r_star = np.maximum(operating_rates(circuit, u_op), 0.0)
     z_star = circuit.W @ r_star + circuit.B @ u_op + circuit.b
     state = {"k": np.ones(N), "dc": np.zeros(N), "sig_w": np.zeros(N), "R": R_unit,
              "ext": circuit.B @ u_op + circuit.b, "nu_star": R_unit * r_star,
              "d_phi": circuit.phi_derivative(torch.as_tensor(z_star, dtype=torch.float64)).numpy()}
     target = {p: _sigma_target(circuit, sspec, p) for p in pops}
+    if kind not in FITTED:
+        _operating_point_gain(circuit, sspec, state, identity, R, target, dt_ms, info)
+    else:
+        free = ~np.isin(circuit.unit_population, [p for p in pops if identity[p]])
+        sigma = np.array([target[p] if match else np.nan for p in circuit.unit_population])
+        state["k"], state["dc"], state["sig_w"], info["fit"] = fit_gain(
+            circuit, sspec, u_all, (state["k"], state["dc"], state["sig_w"]), R_unit, free, sigma,
+            per=FITTED[kind], dt_ms=dt_ms)
+        _fit_info(info, popix, identity, state)
+    _noise_info(info, popix, target, state["sig_w"], match)
+    info["operating_input"] = u_op.tolist()
+    info["operating_rate_hz"] = {p: float(state["nu_star"][popix[p]].mean()) if popix[p].any() else 0.0
+                                 for p in pops}
+    return Mapping(state["k"], R_unit, state["dc"], state["sig_w"], info)
+
+
+def _operating_point_gain(circuit: Circuit, sspec: SpikingSpec, state: dict, identity: dict, R: dict, target: dict,
+                          dt_ms: float | None, info: dict) -> None:
+    """The gain/noise matching at the operating point (``state`` updated)."""
     for _ in range(60):
         if _iterate(circuit, sspec, state, identity, R, target, dt_ms, info):
             break
-    sig_w = state["sig_w"]
-    for p in pops:
-        ix = popix[p]
+
+
+def _fit_info(info: dict, popix: dict, identity: dict, state: dict) -> None:
+    """Per population: the fitted k and dc (mean and range over the units)."""
+    for p, ix in popix.items():
+        if ix.any() and not identity[p]:
+            k, dc = state["k"][ix], state["dc"][ix]
+            info[p].update(k_mV=float(k.mean()), dc_mV=float(dc.mean()), k_range_mV=[float(k.min()), float(k.max())],
+                           dc_range_mV=[float(dc.min()), float(dc.max())])
+
+
+def _noise_info(info: dict, popix: dict, target: dict, sig_w: np.ndarray, match: bool) -> None:
+    """Per population: the target and the white noise added; a warning where none could be."""
+    for p, ix in popix.items():
         if match and ix.any():
             info[p]["sigma_target_mV"] = target[p]
             info[p]["sigma_white_mV"] = float(sig_w[ix].mean())
             if np.any(sig_w[ix] == 0):
                 warnings.warn(f"population {p}: synaptic noise at the operating point already exceeds the "
                               f"target sigma {target[p]:.3g} mV; no background noise added there (the rate "
-                              "model with a fixed sigma will underestimate the fluctuations)", stacklevel=3)
-    info["operating_input"] = u_op.tolist()
-    info["operating_rate_hz"] = {p: float(state["nu_star"][popix[p]].mean()) if popix[p].any() else 0.0
-                                 for p in pops}
-    return Mapping(state["k"], R_unit, state["dc"], sig_w, info)
+                              "model with a fixed sigma will underestimate the fluctuations)", stacklevel=4)

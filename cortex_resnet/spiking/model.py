@@ -73,14 +73,16 @@ class SpikingModel:
     Attributes
     ----------
     circuit : the circuit, its ``spec.spiking`` set as requested
-    u_operating : (n_inputs,) operating input of the gain scaling, or None until the first run
+    u_operating : (n_inputs,) operating input of the gain scaling ((samples, n_inputs): inputs to fit
+        over, ``weight_scaling = "fit"``), or None until the first run
     """
 
     def __init__(self, circuit: Circuit, u_operating: np.ndarray | None = None):
         self.circuit = circuit
-        self.u_operating = None if u_operating is None else np.asarray(u_operating, np.float64).reshape(-1)
-        if self.u_operating is not None and self.u_operating.shape != (circuit.n_inputs,):
-            raise SpecError("u_operating", f"shape {self.u_operating.shape}", f"shape ({circuit.n_inputs},)")
+        self.u_operating = None if u_operating is None else np.asarray(u_operating, np.float64)
+        u_op = self.u_operating
+        if u_op is not None and (u_op.ndim > 2 or u_op.shape[-1:] != (circuit.n_inputs,) or u_op.size == 0):
+            raise SpecError("u_operating", f"shape {u_op.shape}", f"shape ({circuit.n_inputs},) or (samples, {circuit.n_inputs})")
 
     def simulate(self, stimulus: Any = None, **kwargs: Any):
         """Full simulation (dataset with ``r``, ``x``, ``Fx``, spikes): :func:`~cortex_resnet.spiking.simulator.simulate_spiking`."""

@@ -31,9 +31,16 @@ from cortex_resnet.spiking.chain import chain_circuit
 from cortex_resnet.spiking.simulator import make_engine, to_spiking
 from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
+__all__ = ["CONVERSION", "brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
            "window_counts"]
 
+# The twin is a conversion, whatever realisation the circuit's own [spiking] table describes (e.g. the
+# PD14 file's: its in-degrees, rate couplings as mV per Hz, Poisson background noise, per-synapse
+# delay and weight spread): every neuron of a connected pool pair connected (the most synapses per
+# coupling: the least shot noise), white noise bringing each pool's input noise to its transfer's
+# sigma (the rate model's assumption), one delay for all synapses, no weight spread.
+CONVERSION = {"background_noise": "match", "pathways": {}, "synapse.p_connect": 1.0, "synapse.delay_i_ms": None,
+              "synapse.delay_rel_sd": 0.0, "synapse.weight_rel_sd": 0.0}
 TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
 FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as fractions of the run
 
@@ -58,10 +65,11 @@ def spiking_twin(circuit) -> tuple[Any, np.ndarray]:
 
 def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, duration_ms: float, seed: int,
                   engine: str = "torch", dtype: str = "float32",
-                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  progress: Callable[[int], None] | None = None, info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Spike counts per rate unit (n_windows, batch, n_units) in each window ``[t0, t1)`` (ms) of
     one run per input, and the Hz per rate unit of each unit (``mapping.R_unit``); chunk ``k`` of
-    the batch runs with seed ``seed + k`` (as ``SpikingModel.run``)."""
+    the batch runs with seed ``seed + k`` (as ``SpikingModel.run``). ``info``: filled with the
+    mapping's description (``mapping.info``)."""
     c = model.circuit
     if engine == "torch":
         size = TORCH_BATCH
@@ -76,6 +84,8 @@ def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, d
         with brian2_global_state():
             runner = TorchEngine(plan, dtype=dtype) if engine == "torch" else make_engine(plan)
             raw = runner.run(True, seed + k)
+        if info is not None:
+            info.update(plan.mapping.info)
         g = raw.spike_i
         flat = (g // plan.n) * c.n_units + plan.unit_of[g % plan.n]
         for w, (t0, t1) in enumerate(windows):
@@ -93,14 +103,18 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
     """Run ``u`` (batch, n_inputs) through the spiking twin (:func:`spiking_twin`); logits (n_times,
     batch, classes) of every readout window (:func:`readout_times`), the windows, the mean E-pool
     spike count of the last and the spikes per example (whole run, all pools). ``spiking``: further
-    ``[spiking]`` fields, dotted (e.g. ``weight_scaling="identity"``: the naive conversion)."""
+    ``[spiking]`` fields, dotted (e.g. ``weight_scaling="identity"``: the naive conversion;
+    ``"fit"``: ``u_operating`` (S, n_inputs) is the sample the gain is fitted over), over
+    :data:`CONVERSION`."""
     twin, combine = spiking_twin(circuit)
     model = to_spiking(twin, pool_size=pool_size, input_mode="current",  # signed u
-                       u_operating=u_operating.detach().cpu().numpy(), **spiking)
+                       u_operating=u_operating.detach().cpu().numpy(), **{**CONVERSION, **spiking})
     times = readout_times(duration_ms, dt_ms)
     windows = [(t / 2.0, t) for t in times]
+    info: dict = {}
     counts, R = window_counts(model, u.detach().cpu().numpy(), windows + [(0.0, duration_ms)],
-                              duration_ms=duration_ms, seed=seed, engine=engine, dtype=dtype, progress=progress)
+                              duration_ms=duration_ms, seed=seed, engine=engine, dtype=dtype, progress=progress,
+                              info=info)
     total, counts = counts[-1], counts[:-1]  # the whole run: the cost in spikes
     sspec = model.circuit.spec.spiking
     width_s = np.array([(t1 - t0) * 1e-3 for t0, t1 in windows])[:, None, None]
@@ -110,7 +124,7 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
     return {"logits": logits, "times_ms": times, "windows_ms": windows, "pool_size": sspec.pool_size,
             "spikes_per_E_pool": float(counts[-1][:, is_e].mean()), "model": model, "combine": combine,
             "spikes_per_example": float(total.sum(1).mean()), "n_neurons": int(sspec.pool_size * twin.n_units),
-            "mapping": model.circuit.spec.spiking.weight_scaling}
+            "mapping": model.circuit.spec.spiking.weight_scaling, "mapping_info": info}
 
 
 def spiking_traces(model, u: np.ndarray, duration_ms: float, seed: int, engine: str, combine: np.ndarray,
@@ -148,12 +162,12 @@ def rate_window_logits(trajectory: Callable[[torch.Tensor, int], torch.Tensor], 
 
 def brian2_reference(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, y: torch.Tensor,
                      pred_torch: torch.Tensor, *, duration_ms: float, dt_ms: float, seed: int,
-                     pool_size: int | None) -> dict[str, Any]:
+                     pool_size: int | None, **spiking: Any) -> dict[str, Any]:
     """Brian2 on the examples ``u``: its accuracy, the torch engine's on the same examples, and the
     fraction of identical predictions (different random streams: agreement below 1 measures the
     spiking readout's own trial-to-trial variability too)."""
     ref = spiking_scores(circuit, clf, u, u_operating, duration_ms=duration_ms, dt_ms=dt_ms, seed=seed,
-                         pool_size=pool_size, engine="brian2")
+                         pool_size=pool_size, engine="brian2", **spiking)
     pred_ref = ref["logits"][-1].argmax(-1)
     n = int(u.shape[0])
     return {"n": n, "brian2_accuracy": float((pred_ref == y).double().mean()),

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from cortex_resnet.errors import SpecError
 from cortex_resnet.io.results import atomic_write_text
+from cortex_resnet.spiking.mapping import FITTED
 from cortex_resnet.spiking.torch_engine import check_engine
 from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, parse_experiment
 from cortex_resnet.spiking.scoring import brian2_reference as _brian2_reference
@@ -45,12 +46,14 @@ from cortex_resnet.spiking.scoring import rate_window_logits, spiking_traces, sp
 from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.model.stimulus import Stimulus
-from cortex_resnet.plots.base import COLUMN_WIDTH_IN, PALETTE, POP_COLORS, save_figure, style
 from cortex_resnet.rate.simulator import RateState, RateSystem, integrate
 from cortex_resnet.training.loop import build_model, load_data
 from cortex_resnet.workflows.column import training_change
+from cortex_resnet.workflows.compare_plot import plot_compare
 
-__all__ = ["LoadedRun", "compare_run", "load_run", "plot_compare", "rate_logits"]
+__all__ = ["LoadedRun", "MAPPINGS", "compare_run", "load_run", "operating_inputs", "plot_compare", "rate_logits"]
+
+MAPPINGS = ("fit", "fit_population", "gain")  # spiking.weight_scaling of the twin (identity: --naive)
 
 
 @dataclass
@@ -146,7 +149,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
                 figure: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "torch",
                 brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False,
-                naive: bool = False) -> dict[str, Any]:
+                naive: bool = False, mapping: str = "gain", fit_samples: int = 256) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
@@ -170,6 +173,9 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     progress : progress bars on stderr
     naive : also score the naive conversion (weights copied onto the LIF pools without the
         operating-point gain scaling: ``spiking.weight_scaling = "identity"``) on the same examples
+    mapping, fit_samples : rate units -> LIF pools (``spiking.weight_scaling``, :func:`operating_inputs`):
+        ``gain`` (default: linearised at the mean test input), ``fit`` (per unit) or ``fit_population``
+        fitted over ``fit_samples`` training inputs
 
     Returns
     -------
@@ -181,7 +187,7 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         an untied net's stages, :mod:`cortex_resnet.spiking.chain`); with ``naive``, ``naive``
         (accuracy, gap, spikes, anytime curve of the naive conversion).
     """
-    _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype)
+    _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype, mapping, fit_samples)
     run = load_run(run_dir, data_dir)
     x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
     y = torch.as_tensor(run.dataset.y_test)
@@ -189,18 +195,13 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     out["run"], out["training_change"] = str(run_dir), training_change(run)  # pathways, ISN per layer
     spk = None
     if spiking and spiking_examples != 0:
-        n = len(y) if spiking_examples is None else min(spiking_examples, len(y))
-        idx = np.sort(np.random.default_rng(seed).choice(len(y), size=n, replace=False))
         m = run.spec.model
         # counting needs spikes: at least 100 ms (a few spikes per pool at ~10 Hz), else K dt
-        dur = float(spiking_duration_ms) if spiking_duration_ms else max(m.steps * m.dt_ms, 100.0)
-        opts = {"duration_ms": dur, "seed": seed, "pool_size": pool_size, "engine": spiking_engine,
-                "dtype": spiking_dtype, "progress": progress, "n_plot": n_examples_plot}
-        spk, keep = _spiking_part(run, circuit, x, y, idx, net_logits, out, opts)
-        if naive:
-            out["naive"] = _naive_part(run, circuit, x, y, idx, net_logits, opts)
-        if spiking_engine == "torch" and brian2_reference > 0:
-            out["brian2_reference"] = _brian2_part(run, circuit, x, y, idx[:brian2_reference], spk, opts)
+        opts = {"duration_ms": float(spiking_duration_ms) if spiking_duration_ms else max(m.steps * m.dt_ms, 100.0),
+                "seed": seed, "pool_size": pool_size, "engine": spiking_engine, "dtype": spiking_dtype,
+                "progress": progress, "n_plot": n_examples_plot, "mapping": mapping, "naive": naive,
+                "u_operating": operating_inputs(run, mapping, fit_samples, seed), "brian2": brian2_reference}
+        spk, keep = _spiking_runs(run, circuit, x, y, spiking_examples, net_logits, out, opts)
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
     out["figure"] = str(plot_compare(out, keep, circuit, Path(figure) if figure is not None else
                                      folder / "compare.png", spiking=spk))
@@ -209,9 +210,28 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     return out
 
 
-def _check_args(engine: str, brian2_reference: int, out_dir: Any, spiking_examples: int | None, dtype: str) -> None:
+def _spiking_runs(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, spiking_examples: int | None,
+                  net_logits: torch.Tensor, out: dict[str, Any], opts: dict[str, Any]) -> tuple[dict, dict]:
+    """The spiking twin on the whole test set or a seeded subsample, the naive conversion and the
+    Brian2 reference where asked for; fills ``out``."""
+    n = len(y) if spiking_examples is None else min(spiking_examples, len(y))
+    idx = np.sort(np.random.default_rng(opts["seed"]).choice(len(y), size=n, replace=False))
+    spk, keep = _spiking_part(run, circuit, x, y, idx, net_logits, out, opts)
+    if opts["naive"]:
+        out["naive"] = _naive_part(run, circuit, x, y, idx, net_logits, opts)
+    if opts["engine"] == "torch" and opts["brian2"] > 0:
+        out["brian2_reference"] = _brian2_part(run, circuit, x, y, idx[:opts["brian2"]], spk, opts)
+    return spk, keep
+
+
+def _check_args(engine: str, brian2_reference: int, out_dir: Any, spiking_examples: int | None, dtype: str,
+                mapping: str, fit_samples: int) -> None:
     """SpecError naming the field for a bad option (before anything is loaded or written)."""
     check_engine(engine, False)
+    if mapping not in MAPPINGS:
+        raise SpecError("mapping", mapping, ", ".join(MAPPINGS))
+    if fit_samples < 1:
+        raise SpecError("fit_samples", fit_samples, "an integer >= 1")
     if brian2_reference < 0:
         raise SpecError("brian2_reference", brian2_reference, "an integer >= 0")
     if spiking_examples is not None and spiking_examples < 0:
@@ -220,6 +240,17 @@ def _check_args(engine: str, brian2_reference: int, out_dir: Any, spiking_exampl
         raise SpecError("spiking_dtype", dtype, "float32 or float64")
     if out_dir is not None and not Path(out_dir).is_dir():
         raise SpecError("--out", str(out_dir), "an existing folder for compare.json and compare.png")
+
+
+@torch.no_grad()
+def operating_inputs(run: LoadedRun, mapping: str, fit_samples: int, seed: int) -> torch.Tensor:
+    """What the mapping is computed from: ``fit_samples`` encoded training inputs (a seeded sample) for
+    the fitted mappings, (S, n_inputs); the mean encoded test input, (n_inputs,), for ``gain``."""
+    if mapping not in FITTED:
+        return run.model.encode(torch.as_tensor(run.dataset.x_test, dtype=torch.float64)).mean(0)
+    x = run.dataset.x_train
+    idx = np.sort(np.random.default_rng([seed, 0xF17]).choice(len(x), size=min(fit_samples, len(x)), replace=False))
+    return run.model.encode(torch.as_tensor(x[idx], dtype=torch.float64))
 
 
 def _network_and_rate(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, batch_size: int, n_plot: int,
@@ -266,9 +297,10 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
     with torch.no_grad(), tqdm(total=len(idx), desc=f"spiking ({opts['engine']})", unit="example",
                                disable=not opts["progress"], leave=False) as bar:
         u = run.model.encode(x[idx])
-        spk = _spiking_scores(circuit, run.model, u, run.model.encode(x).mean(0), duration_ms=dur,
+        spk = _spiking_scores(circuit, run.model, u, opts["u_operating"], duration_ms=dur,
                               dt_ms=m.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
-                              engine=opts["engine"], dtype=opts["dtype"], progress=bar.update)
+                              engine=opts["engine"], dtype=opts["dtype"], progress=bar.update,
+                              weight_scaling=opts["mapping"])
         rate_win = rate_window_logits(traj, run.model, u, np.eye(circuit.n_units),
                                       spk["windows_ms"], m.dt_ms, dur)
         n_rate = int(round(dur / m.dt_ms))
@@ -289,7 +321,7 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         "spikes_per_E_pool_mean": spk["spikes_per_E_pool"], "spikes_per_example": spk["spikes_per_example"],
         "spiking_neurons": spk["n_neurons"], "spiking_engine": opts["engine"],
         "spiking_twin": "tied circuit" if twin is circuit else f"stage chain ({twin.meta['stages']} stages)",
-        "spiking_mapping": spk["mapping"],
+        "spiking_mapping": spk["mapping"], "spiking_mapping_info": _mapping_summary(spk["mapping_info"]),
         "spiking_dtype": opts["dtype"] if opts["engine"] == "torch" else "float64",
         "anytime": {"n": len(idx), "window": "[t/2, t) ms (network: its step t = k dt, instantaneous)",
                     "readout_ms": [float(t) for t in spk["times_ms"]], "spiking": acc(spk["logits"]),
@@ -304,9 +336,16 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
 def _brian2_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, sub: np.ndarray, spk: dict,
                  opts: dict[str, Any]) -> dict[str, Any]:
     """Brian2 on the first spiking examples ``sub``: accuracy of both engines and their agreement."""
-    return _brian2_reference(circuit, run.model, run.model.encode(x[sub]), run.model.encode(x).mean(0), y[sub],
+    return _brian2_reference(circuit, run.model, run.model.encode(x[sub]), opts["u_operating"], y[sub],
                              spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=opts["duration_ms"],
-                             dt_ms=run.spec.model.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"])
+                             dt_ms=run.spec.model.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
+                             weight_scaling=opts["mapping"])
+
+
+def _mapping_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The mapping's description without the operating input vector (per population: k, dc, noise;
+    the fit's rms rate error before/after, Hz)."""
+    return {k: v for k, v in info.items() if k != "operating_input"}
 
 
 def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
@@ -327,69 +366,3 @@ def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: 
     return {"mapping": "identity (weights copied, no operating-point gain scaling)", "n": len(idx),
             "accuracy": acc[-1], "network_gap": net - acc[-1], "spikes_per_example": s["spikes_per_example"],
             "anytime": {"n": len(idx), "readout_ms": [float(t) for t in s["times_ms"]], "spiking": acc}}
-
-
-def plot_compare(summary: dict[str, Any], traj: dict[str, torch.Tensor], circuit, path: Path,
-                 spiking: dict[str, Any] | None = None) -> Path:
-    """Per-step accuracy (network, rate, spiking) and ``x`` vs ``F(x)`` of a few examples (E means)."""
-    import matplotlib.pyplot as plt
-
-
-    style()
-    n_ex = traj["r"].shape[1] if traj else 0
-    fig = plt.figure(figsize=(2 * COLUMN_WIDTH_IN, 4.2), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
-    ax = top.subplots(1, 1)
-    axes = [ax] + list(np.atleast_1d(bottom.subplots(1, max(n_ex, 1), sharey=True)))
-    _plot_anytime(ax, summary, PALETTE)
-    dt, is_e = summary["dt_ms"], circuit.is_E
-    for j in range(n_ex):
-        a = axes[1 + j]
-        r, xr = traj["r"][:, j].numpy(), traj["x"][:, j].numpy()
-        tt = dt * np.arange(r.shape[0])
-        a.plot(tt, r[:, is_e].mean(1), color=POP_COLORS["E"], label="r = x + F(x)")
-        a.plot(tt, xr[:, is_e].mean(1), color=POP_COLORS["E"], ls="--", label="x")
-        a.plot(tt, (r - xr)[:, is_e].mean(1), color=PALETTE["black"], ls=":", label="F(x)")
-        if spiking is not None and "rates_E_time" in spiking and j < spiking["rates_E_time"].shape[1]:
-            st = spiking["time_ms"]
-            a.plot(st, spiking["rates_E_time"][:, j], color=PALETTE["vermillion"], lw=0.8,
-                   label="spiking r")
-            a.plot(st, spiking["x_E_time"][:, j], color=PALETTE["vermillion"], lw=0.8, ls="--",
-                   label="spiking x")
-        a.set_title(f"test example {int(traj['index'][j])} (E mean)", loc="left")
-        a.set_xlabel("time (ms)")
-        a.axhline(0, color="0.85", lw=0.6, zorder=0)
-    if n_ex:
-        axes[1].legend(loc="best")
-        axes[1].set_ylabel(f"rate ({circuit.rate_units}; spiking Hz / {next(iter(circuit.hz_per_unit.values())):g})")
-    return save_figure(fig, path)
-
-
-def _plot_anytime(ax, summary: dict[str, Any], PALETTE: dict[str, str]) -> None:
-    """Top panel: accuracy vs readout time of network, rate circuit and spiking circuit, n on every label."""
-    dt, K = summary["dt_ms"], summary["steps"]
-    acc, any_ = summary["accuracy_per_step"], summary.get("anytime")
-    if any_ is None:  # no spiking run: the per-step curves of the whole test set
-        t = dt * np.arange(1, K + 1)
-        ax.plot(t, 100 * np.asarray(acc["network"]), color=PALETTE["black"], label=f"network (n = {summary['n_test']})")
-        ax.plot(t, 100 * np.asarray(acc["rate"]), "o", ms=3, mfc="none", color=PALETTE["blue"],
-                label=f"rate circuit (n = {summary['n_test']})")
-    else:  # the anytime curves of the examples run as spiking networks
-        n = any_["n"]
-        ax.plot(any_["network_time_ms"], 100 * np.asarray(any_["network"]), color=PALETTE["black"],
-                label=f"network, step t = k dt (n = {n})")
-        ax.plot(any_["readout_ms"], 100 * np.asarray(any_["rate_circuit"]), "o--", ms=3, mfc="none",
-                color=PALETTE["blue"], label=f"rate circuit, mean rate in [t/2, t) (n = {n})")
-        ax.plot(any_["readout_ms"], 100 * np.asarray(any_["spiking"]), "s-", ms=3, color=PALETTE["vermillion"],
-                label=f"spiking, E-pool counts in [t/2, t) (n = {n})")
-        if "naive" in summary:
-            nv = summary["naive"]["anytime"]
-            ax.plot(nv["readout_ms"], 100 * np.asarray(nv["spiking"]), "^:", ms=3, color=PALETTE["green"],
-                    label=f"naive conversion (no gain scaling) (n = {nv['n']})")
-    ax.axhline(100 * summary["chance"], color="0.7", lw=0.8, ls=":", label="chance")
-    ax.set_xlabel("readout time t (ms)")
-    ax.set_xscale("log" if any_ is not None else "linear")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("anytime readout: test accuracy of the trained E readout vs readout time", loc="left")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -13,7 +13,7 @@ from cortex_resnet.cli import app
 from cortex_resnet.errors import SpecError
 from cortex_resnet.training.experiment import parse_experiment
 from cortex_resnet.training.loop import train
-from cortex_resnet.workflows.compare import compare_run, load_run, rate_logits
+from cortex_resnet.workflows.compare import compare_run, load_run, operating_inputs, rate_logits
 
 CIRCUIT = {"name": "tiny", "populations": {
     "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
@@ -193,3 +193,28 @@ def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
         r = traj(u, 20)[:, :, :circuit.n_E]
         for w, (k0, k1) in enumerate([(4, 8), (10, 20)]):  # steps k0 < k <= k1
             torch.testing.assert_close(got[w], run.model.readout(r[k0 + 1:k1 + 1].mean(0)), rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ the mapping of the twin
+
+def test_mapping_is_reported_and_fitted_over_training_inputs(tied_run, tmp_path):
+    """``fit``: fitted over a seeded sample of encoded training inputs, its rms rate error reported per
+    population and lower after the fit; ``gain`` (the default) linearises at the mean test input."""
+    run = load_run(tied_run)
+    u_fit, u_gain = operating_inputs(run, "fit", 32, 0), operating_inputs(run, "gain", 32, 0)
+    assert u_fit.shape == (32, u_gain.shape[0])
+    assert torch.equal(u_fit, operating_inputs(run, "fit", 32, 0)) and u_gain.ndim == 1
+    s = compare_run(tied_run, out_dir=tmp_path, spiking_examples=8, spiking_duration_ms=20.0, n_examples_plot=1,
+                    mapping="fit", fit_samples=32)
+    assert s["spiking_mapping"] == "fit"
+    fit = s["spiking_mapping_info"]["fit"]
+    assert fit["samples"] == 32 and fit["per"] == "unit"
+    assert all(fit["rms_hz_after"][p] < fit["rms_hz_before"][p] for p in ("E", "I"))
+
+
+def test_bad_mapping_is_refused_before_any_work(tied_run, tmp_path):
+    with pytest.raises(SpecError, match="mapping"):
+        compare_run(tied_run, out_dir=tmp_path, mapping="linear")
+    res = CliRunner().invoke(app, ["compare", str(tied_run), "--mapping", "linear", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "mapping" in res.output
+    assert not (tmp_path / "compare.json").exists()
