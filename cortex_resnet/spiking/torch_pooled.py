@@ -176,15 +176,18 @@ class PooledDelivery:
         if p.synapse_kind == "delta":  # both pathways move v: one signed table (disjoint columns: exact)
             tab = {"V": tab["E"] - tab["I"]}
         self.wt = {pop: eng._t(t.T.copy()) for pop, t in tab.items() if np.any(t)}
+        self.cols = torch.arange(self.U, device=eng.device)
 
     def deliver(self, st: _State, src: torch.Tensor) -> None:
         """Add the spikes ``src`` (flat indices into (R, B, n)) as pool input to ``v`` / ``I`` / ``g``."""
         pool = src // self.M
-        row, unit = pool // self.U, pool % self.U
+        unit = pool % self.U
+        tgt = ((pool - unit)[:, None] + self.cols).view(-1)  # flat (replica row, post unit) of each spike's row
         rows = st.R * st.p.batch
         for pop, wt in self.wt.items():
-            inp = torch.zeros((rows, self.U), dtype=wt.dtype, device=wt.device)
-            inp.index_add_(0, row, wt[unit])
+            inp = torch.zeros(rows * self.U, dtype=wt.dtype, device=wt.device)
+            inp.index_add_(0, tgt, wt[unit].view(-1))  # 1-D: one kernel (a 2-D index_add_ is one op per spike)
+            inp = inp.view(rows, self.U)
             dest = st.v if pop == "V" else st.syn[pop]
             dest.view(rows, self.U, self.M).add_(inp.unsqueeze(-1))
 

@@ -15,15 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from cortex_resnet.bridge import to_circuit, unroll
 from cortex_resnet.errors import SpecError
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.spec import load_spec
 from cortex_resnet.spiking import build as build_mod
 from cortex_resnet.spiking import torch_pooled
 from cortex_resnet.spiking.build import build_plan
+from cortex_resnet.spiking.chain import chain_circuit
+from cortex_resnet.spiking.simulator import to_spiking
 from cortex_resnet.spiking.torch_engine import TorchEngine, torch_bytes
 from cortex_resnet.spiking.torch_pooled import PoolSynapses
+from tests.bridge_cases import case_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore:population .*synaptic noise:UserWarning")
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -120,3 +125,22 @@ def test_a_complete_fixed_indegree_is_pooled_and_a_bad_delivery_is_refused():
     np.testing.assert_array_equal(plan.synapses["E"][0], _plan(c, "synapses", 10.0).synapses["E"][0])
     with pytest.raises(SpecError, match="delivery.*one of auto, pooled, synapses"):
         _plan(c, "dense", 10.0)
+
+
+def test_an_untied_nets_stage_chain_is_pooled_and_spikes_as_per_synapse():
+    """The spiking twin of an untied net (:mod:`cortex_resnet.spiking.chain`, 3 stages of a 32-unit net):
+    pooled automatically with the torch engine, the same synapse count and the same spike trains (float64)."""
+    net = unroll(build_circuit(case_spec("dense_relu")), 3, 1.0, variant="untied", input_mode="sustained",
+                 dtype=torch.float64)
+    c = to_circuit(net)
+    chain = chain_circuit(c.with_weights(step_weights=c.step_weights * np.array([0.7, 1.0, 1.3])[:, None, None]))
+    u = np.random.default_rng(0).uniform(0.5, 1.5, (2, c.n_inputs))
+    model = to_spiking(chain.circuit, pool_size=6, input_mode="current", u_operating=u.mean(0))
+    per, pooled = (build_plan(model.circuit, u, 40.0, u_operating=u.mean(0), engine="torch", delivery=d, seed=1)
+                   for d in ("synapses", "auto"))
+    assert isinstance(pooled.synapses, PoolSynapses)
+    assert pooled.n_synapses == per.n_synapses == 2 * 36 * np.count_nonzero(chain.circuit.W)
+    a, b = TorchEngine(per).run(True, 2), TorchEngine(pooled).run(True, 2)
+    assert a.spike_i.size > 100
+    np.testing.assert_array_equal(a.spike_i, b.spike_i)
+    np.testing.assert_array_equal(a.spike_t_ms, b.spike_t_ms)
