@@ -36,6 +36,7 @@ from cortex_resnet.model.stimulus import make_stimulus
 from cortex_resnet.spiking.input_split import split_dc
 from cortex_resnet.spiking.spread import with_spread
 from cortex_resnet.spiking.synapses import draw_synapses
+from cortex_resnet.spiking.torch_pooled import hash_synapses, pathway_weights, pooled_synapses, synapse_count
 
 __all__ = ["SpikingPlan", "build_plan", "estimate_bytes", "draw_synapses", "sample_drive", "PLAN_VERSION"]
 
@@ -63,7 +64,8 @@ class SpikingPlan:
     unit_of: np.ndarray            # (n,) rate unit of each neuron
     is_E: np.ndarray               # (n,) bool
     neuron: dict[str, np.ndarray]  # tau_m_ms, v_rest_mV, v_th_mV, v_reset_mV, t_ref_ms, mu_dc_mV, sigma_mV, w_in
-    synapses: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # "E"/"I": (pre, post, w) per replica
+    synapses: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # "E"/"I": (pre, post, w) per replica, or a
+    # torch_pooled.PoolSynapses (all-to-all pools: pool tables, arrays drawn only on access)
     input_values: np.ndarray | None  # (T_in, batch * n_units): Hz (poisson) or mV (current)
     stim_dt_ms: float
     u: np.ndarray                  # (T_in, batch, n_inputs) the stimulus samples
@@ -88,7 +90,7 @@ class SpikingPlan:
     @property
     def n_synapses(self) -> int:
         """Synapses in all replicas."""
-        return self.batch * sum(int(s[0].size) for s in self.synapses.values())
+        return self.batch * sum(synapse_count(self.synapses, k) for k in self.synapses)
 
     @property
     def synapse_kind(self) -> str:
@@ -112,7 +114,7 @@ class SpikingPlan:
 
     def shared_weight(self, pop: str) -> bool:
         """All synapses of the pathway have one weight: a shared variable instead of one per synapse."""
-        w = self.synapses[pop][2]
+        w = pathway_weights(self.synapses, pop)
         return self.specialize and bool(w.size and np.all(w == w[0]))
 
     @property
@@ -148,25 +150,20 @@ class SpikingPlan:
                                                                self.stim_dt_ms],
             "delay_ms": s.synapse.delay_ms, "delays": self.delays_ms is not None, "dt_ms": self.dt_ms,
             "duration_ms": self.duration_ms,
-            "pathways": {k: int(v[0].size) for k, v in self.synapses.items()},
+            "pathways": {k: synapse_count(self.synapses, k) for k in self.synapses},
             "traces": self.trace_neurons.tolist(), "trace_stride": s.monitor.trace_stride,
         }
 
     def structure_hash(self) -> str:
         """SHA-256 (hex, 20 chars) of :meth:`structure` and the synapse graph."""
         h = hashlib.sha256(json.dumps(self.structure(), sort_keys=True).encode())
-        for key in sorted(self.synapses):
-            pre, post, _ = self.synapses[key]
-            h.update(np.ascontiguousarray(pre, dtype=np.int32).tobytes())
-            h.update(np.ascontiguousarray(post, dtype=np.int32).tobytes())
-            if self.delays_ms is not None:
-                h.update(np.ascontiguousarray(self.delays_ms[key], dtype=np.float64).tobytes())
+        hash_synapses(h, self.synapses, self.delays_ms)  # pooled plans: the connected pool pairs (torch_pooled)
         return h.hexdigest()[:20]
 
     def __repr__(self) -> str:
         """One line: kind and key sizes (not the arrays)."""
         return (f"SpikingPlan({self.circuit.spec.name!r}: {self.n} neurons x batch {self.batch}, {self.duration_ms:g} ms at "
-                f"dt {self.dt_ms:g} ms, {self.synapse_kind} synapses ({sum(int(s[0].size) for s in self.synapses.values()):,}))")
+                f"dt {self.dt_ms:g} ms, {self.synapse_kind} synapses ({sum(synapse_count(self.synapses, k) for k in self.synapses):,}))")
 
 
 def estimate_bytes(circuit: Circuit, sspec: SpikingSpec, batch: int, duration_ms: float,
@@ -272,7 +269,7 @@ def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
                seed: int | None = None, specialize: bool = True, engine: str = "brian2",
-               replica_seeds: list[int] | None = None) -> SpikingPlan:
+               replica_seeds: list[int] | None = None, delivery: str = "auto") -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking.mapping`).
 
     Parameters
@@ -287,8 +284,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     seed : seed of the initial potentials (default: the spec's); the synapse graph is part of
         the circuit and always drawn from ``circuit.spec.seed``
     replica_seeds : seed of each replica's initial potentials (default ``replica_seed(seed, b)``)
-    engine : ``torch`` skips Brian2's memory estimate (synapses stored per replica); the torch
-        engine checks its own (one synapse table for all replicas) before allocating
+    engine : ``torch``: no Brian2 memory estimate (the engine checks its own), all-to-all pools get pool
+        tables, no drawn synapses (``delivery`` auto/pooled/synapses: :mod:`~cortex_resnet.spiking.torch_pooled`)
     specialize : generate lean code for special values (shared parameters and weights,
         uniform input); False: general code only
 
@@ -310,14 +307,13 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
                  f"{batch * sspec.pool_size * pool_connectivity(circuit, sspec).sum():.3g} synapses; "
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")
     seed = circuit.spec.seed if seed is None else int(seed)
-    graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
     unit_of, is_E = np.repeat(np.arange(circuit.n_units), sspec.pool_size), np.repeat(circuit.is_E, sspec.pool_size)
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
                        drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
     increments, w_in = _increments(circuit, sspec, model)
-    syn, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec, graph_rng, engine, dt_ms)
+    syn, delays, how = _synapses(circuit, sspec, increments, engine, dt_ms, delivery)
     neuron = _neuron_arrays(circuit, sspec, mapping, w_in, unit_of)
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
@@ -325,10 +321,23 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         input_values=_input_values(sspec, drive, model.tau_m_ms), stim_dt_ms=stim_dt, u=u,
         v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
         mapping=mapping, pool_model=model, drive_mV=drive,
-        info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info},
+        info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info,
+              "delivery": how},  # pooled or per synapse, and why
         specialize=specialize)
     plan.v0_mV, plan.info["v_init"] = _v_init(plan, replica_generators(seed, batch, replica_seeds))
     return plan
+
+
+def _synapses(circuit: Circuit, sspec: SpikingSpec, increments: np.ndarray, engine: str, dt_ms: float,
+              delivery: str) -> tuple[dict, dict | None, str]:
+    """The synapses (drawn, or pool tables: :mod:`cortex_resnet.spiking.torch_pooled`), per-synapse delays
+    (None: one delay) and the delivery in words."""
+    pooled, how = pooled_synapses(circuit, sspec, increments, engine, delivery)
+    if pooled is not None:
+        return pooled, None, how
+    graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
+    syn, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec, graph_rng, engine, dt_ms)
+    return syn, delays, how
 
 
 def _v_init(plan: SpikingPlan, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict]:

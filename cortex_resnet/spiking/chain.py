@@ -32,7 +32,10 @@ linearised at the operating point, a finite counting window):
   population share it);
 * the leak's identity path ``(1 - alpha) r_k`` is not a neuron: it is folded into the
   synapses (the coefficients ``c``), so stage ``k`` listens to every earlier stage
-  (``S (S - 1) / 2`` blocks of synapses; ``S = 10``: 45 copies of ``W``).
+  (``S (S - 1) / 2`` blocks of synapses; ``S = 10``: 45 copies of ``W``). With the default
+  all-to-all pools the torch engine delivers them per pool pair
+  (:mod:`cortex_resnet.spiking.torch_pooled`): MNIST-1D's 115 M synapses are never drawn, the
+  engine holds one 1600 x 1600 table (whole test set: 1000 examples in ~22 min on one busy core).
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.brian import RawRun
 from cortex_resnet.spiking.build import ASSUMED_RATE_HZ, SpikingPlan
 from cortex_resnet.spiking.initial_state import replica_seed
+from cortex_resnet.spiking.torch_pooled import PooledDelivery, PoolSynapses, pooled_bytes, synapse_count
 from cortex_resnet.spiking.torch_state import _State, ell
 
 __all__ = ["ENGINES", "RANDOM_CHUNK_STEPS", "TorchEngine", "check_engine", "replica_seed", "torch_bytes"]
@@ -79,12 +80,14 @@ def torch_bytes(plan: SpikingPlan, copies: int, itemsize: int) -> float:
     """Memory (bytes) a run of ``plan`` with ``copies`` state copies (2: r- and x-run) will need."""
     B, n = plan.batch, plan.n
     el = copies * B * n
-    nnz = sum(int(s[0].size) for s in plan.synapses.values())
+    nnz = 0 if isinstance(plan.synapses, PoolSynapses) else sum(synapse_count(plan.synapses, k) for k in plan.synapses)
     state = el * (4 * itemsize + 8) + n * 8 * itemsize  # v, v_new, two synaptic variables, last spike step
     chunk = 2 * RANDOM_CHUNK_STEPS * B * n * itemsize  # pre (drive + noise) and Poisson counts
     table = 0 if plan.input_values is None else plan.input_values.shape[0] * B * n * itemsize
     spikes = el * ASSUMED_RATE_HZ * plan.duration_ms * 1e-3 * 40  # flat indices + RawRun arrays
     per_step = el * ASSUMED_RATE_HZ * plan.dt_ms * 1e-3 * (nnz / max(n, 1)) * 40  # event expansion
+    if isinstance(plan.synapses, PoolSynapses):  # pool tables instead of synapses (spiking.torch_pooled)
+        per_step += pooled_bytes(plan.synapses, el * ASSUMED_RATE_HZ * plan.dt_ms * 1e-3, el // n, itemsize)
     return state + chunk + table + spikes + per_step + nnz * (16 + itemsize)
 
 
@@ -139,7 +142,11 @@ class TorchEngine:
         self.par = {k: self._t(nr[k]) for k in ("tau_m_ms", "v_rest_mV", "v_th_mV", "v_reset_mV",
                                                  "mu_dc_mV", "sigma_mV", "w_in")}
         syn = p.synapses
-        if p.synapse_kind == "delta":  # both pathways move v: one table with signed weights ("V")
+        # pool-level delivery (spiking.torch_pooled): no per-synapse tables; None: the ELL tables below
+        self.pooled = PooledDelivery(self, syn) if isinstance(syn, PoolSynapses) else None
+        if self.pooled is not None:
+            syn = {}
+        elif p.synapse_kind == "delta":  # both pathways move v: one table with signed weights ("V")
             syn = {"V": tuple(np.concatenate([syn["E"][i], syn["I"][i] * (-1 if i == 2 else 1)]) for i in range(3))}
         self.noise_scale = self.par["sigma_mV"] * math.sqrt(p.dt_ms) / torch.sqrt(self.par["tau_m_ms"])
         self.pools = None

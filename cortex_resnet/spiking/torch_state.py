@@ -148,6 +148,9 @@ class _State:
             src = src[src < n_rec * self.p.batch * self.p.n]
         if not src.numel():
             return
+        if self.eng.pooled is not None:  # pool-level delivery (spiking.torch_pooled)
+            self.eng.pooled.deliver(self, src)
+            return
         n = self.p.n
         row, j = src - src % n, src % n
         for pop, (post, w) in self.eng.csr.items():
