@@ -178,6 +178,16 @@ def _ticker(bar: Any):
     return tick
 
 
+def _warn_stimulus(stim: Any, u: np.ndarray, duration_ms: float, model_default: Any) -> list[str]:
+    """Warn (StimulusWarning, at the caller of ``simulate_spiking``) about a stimulus that may not do
+    what was meant; the messages go into the result's attributes too."""
+    notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, u, duration_ms,
+                              model_default=model_default)
+    for msg in notes:
+        warnings.warn(msg, StimulusWarning, stacklevel=3)
+    return notes
+
+
 def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray | None = None, *,
                      duration_ms: float | None = None, dt_ms: float | None = None, seed: int | None = None,
                      decompose: bool = True, standalone: bool = False, cache_dir: Any = None,
@@ -220,10 +230,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     stim = sim.stimulus if stimulus is None else stimulus
     plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine,
                       replica_seeds=replica_seeds)
-    notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, plan.u, duration_ms,
-                              model_default=sim.stimulus)
-    for msg in notes:
-        warnings.warn(msg, StimulusWarning, stacklevel=2)
+    notes = _warn_stimulus(stim, plan.u, duration_ms, sim.stimulus)
     bar = _progress_bar(progress, standalone, decompose)
     try:
         with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
