@@ -131,7 +131,9 @@ def spiking_traces(model, u: np.ndarray, duration_ms: float, seed: int, engine: 
                    is_E: np.ndarray) -> dict[str, Any]:
     """E-mean rates with and without recurrence (the net's rate units, through ``combine`` (N, n_twin))
     over time of the inputs ``u`` (batch, n_inputs), for a figure."""
-    ds = model.simulate(u, duration_ms=duration_ms, seed=seed, decompose=True, engine=engine)
+    # no mean-field rates in the attributes: the figure does not show them, and for a 1,600-pool untied
+    # chain their solve took ~9 min, longer than scoring the test set
+    ds = model.simulate(u, duration_ms=duration_ms, seed=seed, decompose=True, engine=engine, mean_field=False)
     R = model.circuit.hz_per_unit  # spiking r is in Hz: model units per population
     hz = np.array([R[p] for p in model.circuit.unit_population])
     net = lambda v: ((v / hz) @ combine.T)[..., is_E].mean(-1)  # noqa: E731
