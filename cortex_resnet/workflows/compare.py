@@ -304,7 +304,8 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         rate_win = rate_window_logits(traj, run.model, u, np.eye(circuit.n_units),
                                       spk["windows_ms"], m.dt_ms, dur)
         n_rate = int(round(dur / m.dt_ms))
-        keep = {"r": traj(u[:n_plot], n_rate), "x": traj(u[:n_plot], n_rate, False), "index": idx[:n_plot]}
+        keep = ({"r": traj(u[:n_plot], n_rate), "x": traj(u[:n_plot], n_rate, False), "index": idx[:n_plot]}
+                if n_plot else {})  # no examples to draw: no trajectories (a zero-example batch is refused)
     if n_plot:
         spk.update(spiking_traces(spk.pop("model"), u[:n_plot].detach().cpu().numpy(), dur, opts["seed"],
                                   opts["engine"], combine, circuit.is_E))

@@ -218,3 +218,11 @@ def test_bad_mapping_is_refused_before_any_work(tied_run, tmp_path):
     res = CliRunner().invoke(app, ["compare", str(tied_run), "--mapping", "linear", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "mapping" in res.output
     assert not (tmp_path / "compare.json").exists()
+
+
+def test_no_examples_to_draw_still_scores_and_draws(tied_run, tmp_path):
+    """``n_examples_plot=0``: no trajectories are computed (a zero-example batch used to be refused deep
+    in the rate simulator); the scores and the figure's accuracy panels are still there."""
+    s = compare_run(tied_run, out_dir=tmp_path, spiking_examples=4, spiking_duration_ms=20.0, n_examples_plot=0)
+    assert s["n_spiking"] == 4 and 0.0 <= s["spiking_accuracy"] <= 1.0
+    assert (tmp_path / "compare.png").exists()
