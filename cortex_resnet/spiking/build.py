@@ -34,7 +34,8 @@ from cortex_resnet.spiking.mapping import Mapping, map_circuit, per_unit, pool_c
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import make_stimulus
 from cortex_resnet.spiking.input_split import split_dc
-from cortex_resnet.spiking.spread import with_spread
+from cortex_resnet.spiking.delay_csr import DelayCSR
+from cortex_resnet.spiking.lean_graph import draw_graph
 from cortex_resnet.spiking.synapses import draw_synapses
 
 __all__ = ["SpikingPlan", "build_plan", "estimate_bytes", "draw_synapses", "sample_drive", "PLAN_VERSION"]
@@ -75,6 +76,7 @@ class SpikingPlan:
     info: dict = field(default_factory=dict)
     specialize: bool = True        # generate code for the values' special cases (see below)
     delays_ms: dict[str, np.ndarray] | None = None  # per-synapse delays (spiking.spread); None: delay_ms
+    graph: DelayCSR | None = None  # the lean graph (spiking.lean_graph; torch engine): then synapses are empty
 
     @property
     def n(self) -> int:
@@ -88,7 +90,8 @@ class SpikingPlan:
     @property
     def n_synapses(self) -> int:
         """Synapses in all replicas."""
-        return self.batch * sum(int(s[0].size) for s in self.synapses.values())
+        return self.batch * (sum(int(s[0].size) for s in self.synapses.values()) if self.graph is None
+                             else self.graph.nnz)
 
     @property
     def synapse_kind(self) -> str:
@@ -269,7 +272,7 @@ def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
                seed: int | None = None, specialize: bool = True, engine: str = "brian2",
-               replica_seeds: list[int] | None = None) -> SpikingPlan:
+               replica_seeds: list[int] | None = None, graph: str = "standard") -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking.mapping`).
 
     Parameters
@@ -288,6 +291,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         engine checks its own (one synapse table for all replicas) before allocating
     specialize : generate lean code for special values (shared parameters and weights,
         uniform input); False: general code only
+    graph : ``standard`` or ``lean`` (torch engine: the synapses drawn directly as a compact
+        delay-sorted CSR, :mod:`cortex_resnet.spiking.lean_graph`; for the full-scale microcircuit)
 
     Raises
     ------
@@ -314,11 +319,11 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
                        drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
     increments, w_in = _increments(circuit, sspec, model)
-    syn, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec, graph_rng, engine, dt_ms)
+    syn, delays, lean = draw_graph(graph, circuit, sspec, graph_rng, increments, engine, dt_ms)
     neuron = _neuron_arrays(circuit, sspec, mapping, w_in, unit_of)
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
-        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=syn, delays_ms=delays,
+        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=syn, delays_ms=delays, graph=lean,
         input_values=_input_values(sspec, drive, model.tau_m_ms), stim_dt_ms=stim_dt, u=u,
         v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
         mapping=mapping, pool_model=model, drive_mV=drive,

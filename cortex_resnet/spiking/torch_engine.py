@@ -30,7 +30,9 @@ exactly would need changes to every piece. The update here is ~40 lines.
 4. *synapses*: spikes of step ``k - D`` (``D = round(delay / dt)``; the spike
    list of every step is kept anyway, so the delay line is a look-up, no ring
    buffer) arrive: ``I/g += w`` or, delta synapses, ``v += w`` for neurons not
-   refractory.
+   refractory. Per-synapse delays (``plan.delays_ms``, PD14's spread): each synapse
+   ``j -> i`` with ``d`` steps (Brian2's rounding) delivers the spike of step ``k - d``
+   (:mod:`cortex_resnet.spiking.delay_csr`).
 5. *resets*: ``v = v_reset`` for the neurons that spiked.
 
 Connectivity is one padded CSR (ELL) per pathway, rows = presynaptic neurons, shared by
@@ -65,6 +67,7 @@ from cortex_resnet.core.resources import check_memory
 from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.brian import RawRun
 from cortex_resnet.spiking.build import ASSUMED_RATE_HZ, SpikingPlan
+from cortex_resnet.spiking.delay_csr import DelayCSR, csr_from_synapses
 from cortex_resnet.spiking.initial_state import replica_seed
 from cortex_resnet.spiking.torch_state import _State, ell
 
@@ -79,7 +82,8 @@ def torch_bytes(plan: SpikingPlan, copies: int, itemsize: int) -> float:
     """Memory (bytes) a run of ``plan`` with ``copies`` state copies (2: r- and x-run) will need."""
     B, n = plan.batch, plan.n
     el = copies * B * n
-    nnz = sum(int(s[0].size) for s in plan.synapses.values())
+    graph = getattr(plan, "graph", None)
+    nnz = sum(int(s[0].size) for s in plan.synapses.values()) if graph is None else graph.nnz
     state = el * (4 * itemsize + 8) + n * 8 * itemsize  # v, v_new, two synaptic variables, last spike step
     chunk = 2 * RANDOM_CHUNK_STEPS * B * n * itemsize  # pre (drive + noise) and Poisson counts
     table = 0 if plan.input_values is None else plan.input_values.shape[0] * B * n * itemsize
@@ -144,8 +148,9 @@ class TorchEngine:
         self.noise_scale = self.par["sigma_mV"] * math.sqrt(p.dt_ms) / torch.sqrt(self.par["tau_m_ms"])
         self.pools = None
         self.csr = {}  # per pathway: (n, max out-degree) targets padded with 0 (weight 0), and weights
+        self.graph = _delay_graph(p)  # per-synapse delays: delay-sorted CSR (spiking.delay_csr); else None
         for pop, (pre, post, w) in syn.items():
-            if pre.size:
+            if pre.size and self.graph is None:  # one delay for all: padded rows, the spikes of step k - D
                 self.csr[pop] = tuple(self._t(a, d) for a, d in zip(ell(pre, post, w, p.n), (torch.int64, None)))
         self.n_steps = n_steps = int(round(p.duration_ms / p.dt_ms))
         # v_new = a v + b (drive + I_E - I_I) + noise (current and delta synapses; module docstring)
@@ -284,6 +289,15 @@ class TorchEngine:
     def __repr__(self) -> str:
         """One line: kind and key sizes (not the arrays)."""
         return f"TorchEngine({self.plan.n} neurons x batch {self.plan.batch}, {self.dtype} on {self.device})"
+
+
+def _delay_graph(plan: SpikingPlan) -> DelayCSR | None:
+    """The plan's synapses as a delay-sorted CSR when they have per-synapse delays, else None."""
+    graph = getattr(plan, "graph", None)
+    if graph is not None or plan.delays_ms is None:
+        return graph
+    return csr_from_synapses(plan.synapses, plan.delays_ms, plan.sspec.synapse.delay_ms, plan.n,
+                             int(plan.is_E.sum()), plan.dt_ms)
 
 
 def check_engine(engine: str, standalone: bool) -> None:

@@ -1,0 +1,93 @@
+"""The delay-sorted CSR delivery as one compiled loop (Cython), built once and cached.
+
+For every arriving spike (presynaptic neuron ``j`` of copy ``c``, delay column ``col``) the
+kernel walks the synapses ``dptr[j, col] .. dptr[j, col + 1]`` and adds each weight to
+``dest[key + c n]``: one pass over the events, where the NumPy/torch expression of the same sum
+(:class:`~cortex_resnet.spiking.delay_csr.DelayedDelivery`) makes ~6 passes (segment index
+expansion, two gathers, the scatter): measured at 1.17 M events per step on this machine,
+~30 ms in NumPy/torch vs ~4 ms here (the full-scale microcircuit delivers ~1.2 M events per
+0.1 ms step). The events are added in the same order as the NumPy path, so both give
+bit-identical sums (tested).
+
+Built with Cython (a Brian2 dependency, with the C compiler Brian2's runtime mode uses) into
+``$CORTEX_RESNET_CACHE_DIR/kernels`` (default ``~/.cache/cortex_resnet/kernels``) on first use;
+:func:`load_kernel` returns None when that is not possible and the engine uses the NumPy path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["KERNEL_SOURCE", "load_kernel"]
+
+KERNEL_SOURCE = """
+# cython: boundscheck=False, wraparound=False, cdivision=True, language_level=3
+ctypedef fused real:
+    float
+    double
+
+def deliver(const long long[::1] dptr, const int[::1] key, const real[::1] w, const long long[::1] src,
+            const long long[::1] col, long long n, long long width, real[::1] dest):
+    cdef Py_ssize_t i, s
+    cdef long long j, off, p
+    with nogil:
+        for i in range(src.shape[0]):
+            j = src[i] % n
+            off = src[i] - j
+            p = j * width + col[i]
+            for s in range(dptr[p], dptr[p + 1]):
+                dest[key[s] + off] += w[s]
+"""
+
+_LOADED: dict[str, Callable | None] = {}
+
+
+def _root() -> Path:
+    base = os.environ.get("CORTEX_RESNET_CACHE_DIR") or Path.home() / ".cache" / "cortex_resnet"
+    return Path(base) / "kernels"
+
+
+def _build(name: str, target: Path) -> None:
+    """Compile the source in a private folder, then move the library into place atomically
+    (two processes building at once each get a whole file)."""
+    from Cython.Build import cythonize  # deferred: Cython and setuptools only build the kernel, once
+    from setuptools import Distribution, Extension  # deferred: as above
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="build-", dir=target.parent) as tmp:
+        pyx = Path(tmp) / f"{name}.pyx"
+        pyx.write_text(KERNEL_SOURCE)
+        ext = Extension(name, [str(pyx)], extra_compile_args=["-O3"])
+        dist = Distribution({"ext_modules": cythonize([ext], quiet=True, build_dir=tmp)})
+        cmd = dist.get_command_obj("build_ext")
+        cmd.build_lib = cmd.build_temp = tmp
+        cmd.ensure_finalized()
+        cmd.run()
+        os.replace(cmd.get_ext_fullpath(name), target)
+
+
+def load_kernel() -> Callable | None:
+    """The compiled ``deliver`` function, or None (warned once) when it cannot be built here."""
+    name = "cr_delivery_" + hashlib.sha256(KERNEL_SOURCE.encode()).hexdigest()[:12]
+    if name in _LOADED:
+        return _LOADED[name]
+    target = _root() / f"{name}.so"
+    fn = None
+    try:
+        if not target.exists():
+            _build(name, target)
+        spec = importlib.util.spec_from_file_location(name, target)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        fn = mod.deliver
+    except Exception as err:  # no compiler, no Cython, read-only cache: the NumPy path is exact too
+        warnings.warn(f"torch engine: the compiled delivery kernel is not available ({err}); "
+                      "using the slower NumPy path", stacklevel=2)
+    _LOADED[name] = fn
+    return fn
