@@ -291,8 +291,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         engine checks its own (one synapse table for all replicas) before allocating
     specialize : generate lean code for special values (shared parameters and weights,
         uniform input); False: general code only
-    graph : ``standard`` or ``lean`` (torch engine: the synapses drawn directly as a compact
-        delay-sorted CSR, :mod:`cortex_resnet.spiking.lean_graph`; for the full-scale microcircuit)
+    graph : ``standard`` or ``lean`` (torch engine: :mod:`cortex_resnet.spiking.lean_graph`)
 
     Raises
     ------
@@ -311,8 +310,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
                  f"{batch} x {circuit.n_units * sspec.pool_size} neurons, ~"
                  f"{batch * sspec.pool_size * pool_connectivity(circuit, sspec).sum():.3g} synapses; "
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")
-    seed = circuit.spec.seed if seed is None else int(seed)
-    graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
+    seed, graph_rng = circuit.spec.seed if seed is None else int(seed), np.random.default_rng([circuit.spec.seed, 0x5EED])
     mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
     unit_of, is_E = np.repeat(np.arange(circuit.n_units), sspec.pool_size), np.repeat(circuit.is_E, sspec.pool_size)
