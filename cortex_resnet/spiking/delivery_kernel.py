@@ -22,12 +22,18 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["KERNEL_SOURCE", "load_kernel"]
+import numpy as np
+
+__all__ = ["KERNEL_SOURCE", "MAX_INVERSION_LAMBDA", "load_kernel", "poisson_inversion"]
+
+MAX_INVERSION_LAMBDA = 30.0  # expected input spikes per step: beyond, exp(-lambda) sums lose accuracy
 
 KERNEL_SOURCE = """
 # cython: boundscheck=False, wraparound=False, cdivision=True, language_level=3
+from libc.math cimport exp
+
 ctypedef fused real:
     float
     double
@@ -43,9 +49,25 @@ def deliver(const long long[::1] dptr, const int[::1] key, const real[::1] w, co
             p = j * width + col[i]
             for s in range(dptr[p], dptr[p + 1]):
                 dest[key[s] + off] += w[s]
+
+def poisson_inversion(const double[::1] u, const real[::1] lam, real[::1] out):
+    cdef Py_ssize_t i
+    cdef double p, F, l
+    cdef int k
+    with nogil:
+        for i in range(u.shape[0]):
+            l = lam[i]
+            p = exp(-l)
+            F = p
+            k = 0
+            while u[i] > F and k < 1000:
+                k += 1
+                p *= l / k
+                F += p
+            out[i] = k
 """
 
-_LOADED: dict[str, Callable | None] = {}
+_LOADED: dict[str, Any] = {}
 
 
 def _root() -> Path:
@@ -72,11 +94,35 @@ def _build(name: str, target: Path) -> None:
         os.replace(cmd.get_ext_fullpath(name), target)
 
 
-def load_kernel() -> Callable | None:
-    """The compiled ``deliver`` function, or None (warned once) when it cannot be built here."""
+def poisson_inversion(u: np.ndarray, lam: np.ndarray, out: np.ndarray) -> None:
+    """Poisson counts by inversion of the CDF: ``out[i]`` = the smallest ``k`` with
+    ``u[i] <= P(X <= k)``, ``X ~ Poisson(lam[i])`` (``u`` uniform in [0, 1), float64; ``lam`` <=
+    :data:`MAX_INVERSION_LAMBDA`). Compiled when the kernel builds; else the same sums in NumPy."""
+    mod = load_kernel(module=True)
+    if mod is not None:
+        mod.poisson_inversion(u, lam, out)
+        return
+    lam64 = lam.astype(np.float64)
+    p = np.exp(-lam64)
+    F, k = p.copy(), np.zeros(u.shape, np.int64)
+    active = u > F
+    for j in range(1, 1001):
+        if not active.any():
+            break
+        p = p * (lam64 / j)  # as the compiled loop: p *= l / k
+        F = F + p
+        k[active] = j
+        active &= u > F
+    out[:] = k
+
+
+def load_kernel(module: bool = False) -> Any:
+    """The compiled ``deliver`` function (``module``: the compiled module), or None (warned once)
+    when it cannot be built here."""
     name = "cr_delivery_" + hashlib.sha256(KERNEL_SOURCE.encode()).hexdigest()[:12]
     if name in _LOADED:
-        return _LOADED[name]
+        mod = _LOADED[name]
+        return mod if module or mod is None else mod.deliver
     target = _root() / f"{name}.so"
     fn = None
     try:
@@ -85,9 +131,9 @@ def load_kernel() -> Callable | None:
         spec = importlib.util.spec_from_file_location(name, target)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        fn = mod.deliver
+        fn = mod
     except Exception as err:  # no compiler, no Cython, read-only cache: the NumPy path is exact too
         warnings.warn(f"torch engine: the compiled delivery kernel is not available ({err}); "
                       "using the slower NumPy path", stacklevel=2)
     _LOADED[name] = fn
-    return fn
+    return fn if module or fn is None else fn.deliver

@@ -62,12 +62,14 @@ def run_brian2(scale: float, duration_ms: float, *, seed: int = 0, standalone: b
 
 
 def run_torch(scale: float, duration_ms: float, *, seed: int = 0, dtype: str = "float32",
-              pool_size: int | None = None, graph: str = "standard") -> PopulationSpikes:
+              pool_size: int | None = None, graph: str = "standard", poisson: str = "torch") -> PopulationSpikes:
     """The model file's network at ``scale`` in the torch engine (batch 1, CPU), as :func:`run_brian2`.
 
     ``graph``: ``standard`` (the Brian2 engine's synapse arrays) or ``lean`` (drawn directly as a
     delay-sorted CSR with int32 targets and float32 weights: :mod:`cortex_resnet.spiking.lean_graph`,
-    the one that fits scale 1). ``timing``: ``build_s`` (plan, graph, engine), ``sim_s`` (the run).
+    the one that fits scale 1); ``poisson``: the input sampler (``TorchEngine``). ``timing``:
+    ``build_s`` (plan, graph, engine), ``sim_s`` (the run), ``sim_cpu_s`` (its CPU time: robust to
+    a loaded machine).
     """
     data = dict(model_file_data(scale, pool_size), seed=int(seed))
     t0 = time.perf_counter()
@@ -75,12 +77,12 @@ def run_torch(scale: float, duration_ms: float, *, seed: int = 0, dtype: str = "
         warnings.simplefilter("ignore")
         circuit = build_circuit(parse_spec(data))
         plan = build_plan(circuit, "constant:amp=0.0", duration_ms, seed=seed, engine="torch", graph=graph)
-        engine = TorchEngine(plan, dtype=dtype)
-        t1 = time.perf_counter()
+        engine = TorchEngine(plan, dtype=dtype, poisson=poisson)
+        t1, c1 = time.perf_counter(), time.process_time()
         raw = engine.run(True, seed)
-        t2 = time.perf_counter()
-    return _by_population(plan, raw, duration_ms, {"build_s": t1 - t0, "sim_s": t2 - t1},
-                          f"torch {dtype} ({graph} graph)")
+        t2, c2 = time.perf_counter(), time.process_time()
+    return _by_population(plan, raw, duration_ms, {"build_s": t1 - t0, "sim_s": t2 - t1, "sim_cpu_s": c2 - c1},
+                          f"torch {dtype} ({graph} graph, {poisson} Poisson input)")
 
 
 def _by_population(plan, raw, duration_ms: float, timing: dict, engine: str) -> PopulationSpikes:
