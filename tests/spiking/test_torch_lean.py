@@ -163,3 +163,19 @@ def test_inversion_sampler_is_an_engine_option():
     with pytest.raises(SpecError) as err:
         TorchEngine(plan, poisson="binomial")
     assert err.value.field == "poisson"
+
+
+@pytest.mark.slow
+def test_torch_lean_and_standard_rates_agree_within_the_seed_spread():
+    """Torch engine (float32) on the lean vs the standard graph, PD14 at scale 0.05, 3 seeds
+    (graph, initial state and input) x 0.5 s, rates over 0.2-0.5 s: per population the mean
+    rates within 3 combined seed sd + 10 % (the tolerance of the Brian2-vs-NEST comparison in
+    test_pd14_nest.py)."""
+    seeds = (1, 2, 3)
+    runs = {g: [run_torch(SCALE, 500.0, seed=s, pool_size=POOL, graph=g) for s in seeds] for g in ("standard", "lean")}
+    rates = {g: np.array([[summary([r], 200.0)[k]["rate_hz"] for k in P.POPULATIONS] for r in rs])
+             for g, rs in runs.items()}
+    a, b = rates["lean"], rates["standard"]
+    tol = 3 * np.hypot(a.std(0, ddof=1), b.std(0, ddof=1)) + 0.1 * b.mean(0)
+    print("lean", a.mean(0).round(3), "standard", b.mean(0).round(3), "tol", tol.round(3))
+    assert np.all(np.abs(a.mean(0) - b.mean(0)) < tol)
