@@ -34,7 +34,8 @@ from cortex_resnet.spiking.mapping import FITTED, Mapping, map_circuit, per_unit
 from cortex_resnet.model.spiking_spec import SpikingSpec
 from cortex_resnet.model.stimulus import make_stimulus
 from cortex_resnet.spiking.input_split import split_dc
-from cortex_resnet.spiking.spread import with_spread
+from cortex_resnet.spiking.delay_csr import DelayCSR
+from cortex_resnet.spiking.lean_graph import draw_graph
 from cortex_resnet.spiking.synapses import draw_synapses
 from cortex_resnet.spiking.torch_pooled import hash_synapses, pathway_weights, pooled_synapses, synapse_count
 
@@ -77,6 +78,7 @@ class SpikingPlan:
     info: dict = field(default_factory=dict)
     specialize: bool = True        # generate code for the values' special cases (see below)
     delays_ms: dict[str, np.ndarray] | None = None  # per-synapse delays (spiking.spread); None: delay_ms
+    graph: DelayCSR | None = None  # the lean graph (spiking.lean_graph; torch engine): then synapses are empty
 
     @property
     def n(self) -> int:
@@ -90,7 +92,8 @@ class SpikingPlan:
     @property
     def n_synapses(self) -> int:
         """Synapses in all replicas."""
-        return self.batch * sum(synapse_count(self.synapses, k) for k in self.synapses)
+        return self.batch * (sum(synapse_count(self.synapses, k) for k in self.synapses) if self.graph is None
+                             else self.graph.nnz)
 
     @property
     def synapse_kind(self) -> str:
@@ -163,7 +166,7 @@ class SpikingPlan:
     def __repr__(self) -> str:
         """One line: kind and key sizes (not the arrays)."""
         return (f"SpikingPlan({self.circuit.spec.name!r}: {self.n} neurons x batch {self.batch}, {self.duration_ms:g} ms at "
-                f"dt {self.dt_ms:g} ms, {self.synapse_kind} synapses ({sum(synapse_count(self.synapses, k) for k in self.synapses):,}))")
+                f"dt {self.dt_ms:g} ms, {self.synapse_kind} synapses ({self.n_synapses // max(self.batch, 1):,}))")
 
 
 def estimate_bytes(circuit: Circuit, sspec: SpikingSpec, batch: int, duration_ms: float,
@@ -269,7 +272,8 @@ def _operating_input(circuit: Circuit, u: np.ndarray, u_operating: np.ndarray | 
 def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, duration_ms: float, *,
                dt_ms: float | None = None, u_operating: np.ndarray | None = None,
                seed: int | None = None, specialize: bool = True, engine: str = "brian2",
-               replica_seeds: list[int] | None = None, delivery: str = "auto") -> SpikingPlan:
+               replica_seeds: list[int] | None = None, delivery: str = "auto",
+               graph: str = "standard") -> SpikingPlan:
     """Map a circuit and a stimulus onto a spiking network (see :mod:`cortex_resnet.spiking.mapping`).
 
     Parameters
@@ -288,6 +292,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         tables, no drawn synapses (``delivery`` auto/pooled/synapses: :mod:`~cortex_resnet.spiking.torch_pooled`)
     specialize : generate lean code for special values (shared parameters and weights,
         uniform input); False: general code only
+    graph : ``standard`` or ``lean`` (torch engine: :mod:`cortex_resnet.spiking.lean_graph`)
 
     Raises
     ------
@@ -313,11 +318,11 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
                        drive[-1].mean(axis=0), mapping.sigma_white_unit, dt_ms)
     increments, w_in = _increments(circuit, sspec, model)
-    syn, delays, how = _synapses(circuit, sspec, increments, engine, dt_ms, delivery)
+    syn, delays, lean, how = _synapses(circuit, sspec, increments, engine, dt_ms, delivery, graph)
     neuron = _neuron_arrays(circuit, sspec, mapping, w_in, unit_of)
     plan = SpikingPlan(
         circuit=circuit, sspec=sspec, batch=batch, duration_ms=float(duration_ms), dt_ms=dt_ms,
-        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=syn, delays_ms=delays,
+        unit_of=unit_of, is_E=is_E, neuron=neuron, synapses=syn, delays_ms=delays, graph=lean,
         input_values=_input_values(sspec, drive, model.tau_m_ms), stim_dt_ms=stim_dt, u=u,
         v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
         mapping=mapping, pool_model=model, drive_mV=drive,
@@ -329,15 +334,20 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
 
 
 def _synapses(circuit: Circuit, sspec: SpikingSpec, increments: np.ndarray, engine: str, dt_ms: float,
-              delivery: str) -> tuple[dict, dict | None, str]:
+              delivery: str, graph: str) -> tuple[dict, dict | None, DelayCSR | None, str]:
     """The synapses (drawn, or pool tables: :mod:`cortex_resnet.spiking.torch_pooled`), per-synapse delays
-    (None: one delay) and the delivery in words."""
-    pooled, how = pooled_synapses(circuit, sspec, increments, engine, delivery)
+    (None: one delay), the lean CSR (``graph = "lean"``: :mod:`cortex_resnet.spiking.lean_graph`; else
+    None) and the delivery in words."""
+    if graph == "lean" and delivery == "pooled":
+        raise SpecError("delivery", "pooled", "auto or synapses with graph = 'lean' (a lean graph is drawn "
+                        "synapse by synapse; pool tables are for all-to-all pools)")
+    pooled, how = pooled_synapses(circuit, sspec, increments, engine, delivery) if graph != "lean" else (
+        None, "per synapse: the lean graph (graph = 'lean')")
     if pooled is not None:
-        return pooled, None, how
+        return pooled, None, None, how
     graph_rng = np.random.default_rng([circuit.spec.seed, 0x5EED])
-    syn, delays = with_spread(draw_synapses(circuit, sspec, graph_rng, increments), sspec, graph_rng, engine, dt_ms)
-    return syn, delays, how
+    syn, delays, lean = draw_graph(graph, circuit, sspec, graph_rng, increments, engine, dt_ms)
+    return syn, delays, lean, how
 
 
 def _v_init(plan: SpikingPlan, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict]:

@@ -27,8 +27,9 @@ from cortex_resnet.spiking.build import build_plan
 from cortex_resnet.spiking.cache import StandaloneEngine
 from cortex_resnet.spiking.nest_ref import PopulationSpikes
 from cortex_resnet.spiking.pd14_file import model_file_data
+from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["STATS", "ks_distance", "ks_table", "population_statistics", "run_brian2"]
+__all__ = ["STATS", "ks_distance", "ks_table", "population_statistics", "run_brian2", "run_torch"]
 
 STATS = ("rate_hz", "cv_isi", "corr")
 CORR_BIN_MS, CORR_NEURONS, MIN_ISIS = 2.0, 200, 5
@@ -53,20 +54,48 @@ def run_brian2(scale: float, duration_ms: float, *, seed: int = 0, standalone: b
         t1 = time.perf_counter()
         raw = engine.run(seed=seed)
         t2 = time.perf_counter()
-    spikes, sizes = {}, {}
-    unit_of = plan.unit_of
-    for name in P.POPULATIONS:
-        sl = circuit.layout[name]
-        first, last = sl.start * plan.sspec.pool_size, sl.stop * plan.sspec.pool_size
-        sel = (raw.spike_i >= first) & (raw.spike_i < last)
-        spikes[name] = (raw.spike_i[sel] - first, raw.spike_t_ms[sel])
-        sizes[name] = int(np.count_nonzero((unit_of >= sl.start) & (unit_of < sl.stop)))
     mode = "standalone" if standalone else "runtime"
     timing = {"build_s": t1 - t0, "sim_s": t2 - t1}
     if standalone:
         timing.update(compile_s=engine.compile_s, loop_s=engine.last_sim_s)
-    return PopulationSpikes(sizes=sizes, spikes=spikes, duration_ms=float(duration_ms), timing=timing,
-                            engine=f"brian2 {mode}")
+    return _by_population(plan, raw, duration_ms, timing, f"brian2 {mode}")
+
+
+def run_torch(scale: float, duration_ms: float, *, seed: int = 0, dtype: str = "float32",
+              pool_size: int | None = None, graph: str = "standard", poisson: str = "torch") -> PopulationSpikes:
+    """The model file's network at ``scale`` in the torch engine (batch 1, CPU), as :func:`run_brian2`.
+
+    ``graph``: ``standard`` (the Brian2 engine's synapse arrays) or ``lean`` (drawn directly as a
+    delay-sorted CSR with int32 targets and float32 weights: :mod:`cortex_resnet.spiking.lean_graph`,
+    the one that fits scale 1); ``poisson``: the input sampler (``TorchEngine``). ``timing``:
+    ``build_s`` (plan, graph, engine), ``sim_s`` (the run), ``sim_cpu_s`` (its CPU time: robust to
+    a loaded machine).
+    """
+    data = dict(model_file_data(scale, pool_size), seed=int(seed))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        circuit = build_circuit(parse_spec(data))
+        plan = build_plan(circuit, "constant:amp=0.0", duration_ms, seed=seed, engine="torch", graph=graph)
+        engine = TorchEngine(plan, dtype=dtype, poisson=poisson)
+        t1, c1 = time.perf_counter(), time.process_time()
+        raw = engine.run(True, seed)
+        t2, c2 = time.perf_counter(), time.process_time()
+    return _by_population(plan, raw, duration_ms, {"build_s": t1 - t0, "sim_s": t2 - t1, "sim_cpu_s": c2 - c1},
+                          f"torch {dtype} ({graph} graph, {poisson} Poisson input)")
+
+
+def _by_population(plan, raw, duration_ms: float, timing: dict, engine: str) -> PopulationSpikes:
+    """A run's spikes per population (indices within the population, times in ms)."""
+    spikes, sizes = {}, {}
+    M = plan.sspec.pool_size
+    for name in P.POPULATIONS:
+        sl = plan.circuit.layout[name]
+        first, last = sl.start * M, sl.stop * M
+        sel = (raw.spike_i >= first) & (raw.spike_i < last)
+        spikes[name] = (raw.spike_i[sel] - first, raw.spike_t_ms[sel])
+        sizes[name] = last - first
+    return PopulationSpikes(sizes=sizes, spikes=spikes, duration_ms=float(duration_ms), timing=timing, engine=engine)
 
 
 def _per_neuron_cv(i: np.ndarray, t: np.ndarray) -> np.ndarray:

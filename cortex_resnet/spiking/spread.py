@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cortex_resnet.errors import SpecError
 from cortex_resnet.model.spiking_spec import SpikingSpec, SynapseSpec
 
 __all__ = ["redrawn_normal", "spread_weights", "synapse_delays", "uniform_delay", "with_spread"]
@@ -66,13 +65,10 @@ def with_spread(synapses: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], 
                 rng: np.random.Generator, engine: str = "brian2",
                 dt_ms: float | None = None) -> tuple[dict, dict[str, np.ndarray] | None]:
     """The drawn synapses with their weight spread, and per-synapse delays on the grid of ``dt_ms``
-    (default ``sspec.dt_ms``; None: one delay for all; the torch engine has one delay line, so it
-    refuses per-synapse delays)."""
+    (default ``sspec.dt_ms``; None: one delay for all). ``engine``: both engines take the same
+    draws (the torch engine delivers per-synapse delays through :mod:`cortex_resnet.spiking.delay_csr`)."""
     syn, dt_ms = sspec.synapse, sspec.dt_ms if dt_ms is None else dt_ms
     out = {k: (pre, post, spread_weights(w, syn.weight_rel_sd, rng)) for k, (pre, post, w) in synapses.items()}
     if uniform_delay(syn):
         return out, None
-    if engine == "torch":
-        raise SpecError("spiking.synapse", "per-synapse delays (delay_i_ms, delay_rel_sd)",
-                        "one delay for every synapse with the torch engine (use the brian2 engine)")
     return out, {k: synapse_delays(syn, k, v[0].size, dt_ms, rng) for k, v in out.items()}

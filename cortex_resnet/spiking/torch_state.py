@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cortex_resnet.errors import UnstableCircuitError
+from cortex_resnet.errors import SpecError, UnstableCircuitError
+from cortex_resnet.spiking.delay_csr import DelayedDelivery
 
 if TYPE_CHECKING:  # the engine owns the state; the type only, no import cycle
     from cortex_resnet.spiking.torch_engine import TorchEngine
@@ -44,6 +45,7 @@ class _State:
         self.tau = {"E": syn.tau_e_ms, "I": syn.tau_i_ms}
         self.syn = {pop: torch.zeros(shape, dtype=dt, device=dev) for pop in ("E", "I")
                     if syn.kind == "conductance" or self.tau[pop] > 0}
+        self.delivery = self._delivery(eng, shape)
         self.method, self.dt = p.sspec.method, p.dt_ms
         self.decay = {pop: (math.exp(-self.dt / self.tau[pop]) if self.method == "exponential_euler"
                             else 1.0 - self.dt / self.tau[pop]) for pop in self.syn}
@@ -58,6 +60,20 @@ class _State:
         self.above_buf = np.empty((R * p.batch, p.n), bool) if cpu else None
         vr = np.unique(p.neuron["v_reset_mV"])
         self.reset_value = float(vr[0]) if vr.size == 1 else None
+
+    def _delivery(self, eng: TorchEngine, shape: tuple) -> DelayedDelivery | None:
+        """Per-synapse delays: the delivery through the delay-sorted CSR, into ``v`` (delta
+        synapses) or into ``E``/``I`` stacked in one tensor (``self.syn_flat``); else None."""
+        if eng.graph is None:
+            return None
+        channels = 1 if self.p.synapse_kind == "delta" else 2
+        if channels == 2:
+            if len(self.syn) != 2:
+                raise SpecError("spiking.synapse", "one delta and one exponential pathway",
+                                "tau_e_ms and tau_i_ms both 0 or both > 0 with per-synapse delays")
+            stack = torch.zeros((2,) + shape, dtype=eng.dtype, device=eng.device)
+            self.syn, self.syn_flat = {"E": stack[0], "I": stack[1]}, stack.view(-1)
+        return DelayedDelivery(eng.graph, shape[0] * shape[1], channels, eng.dtype, eng.device)
 
     def _recent(self, k: int, lo: int, hi: int) -> torch.Tensor:
         """The spikes of steps ``k - hi .. k - lo`` (flat indices, concatenated)."""
@@ -140,6 +156,10 @@ class _State:
 
     def _deliver(self, k: int, n_rec: int) -> None:
         """Slot *synapses*: the recurrent copies' spikes of step ``k - D`` arrive (index scatter)."""
+        if self.delivery is not None:  # per-synapse delays: the spikes of steps k - d_max .. k - d_min
+            dest = self.v.view(-1) if self.delivery.channels == 1 else self.syn_flat
+            self.delivery.deliver(k, self.spikes, n_rec * self.p.batch * self.p.n, dest)
+            return
         D = self.eng.D
         if k < D or not n_rec:
             return

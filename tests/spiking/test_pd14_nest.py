@@ -91,3 +91,4 @@ def test_nest_full_scale_against_published_rates():
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"NEST scale 1: wall {wall:.0f} s ({run.timing}), peak RSS {rss_gb:.1f} GB, rates {rates.round(3)}")
     np.testing.assert_allclose(rates, P.NEST_FULL_SCALE_RATES_HZ, rtol=0.25)
+

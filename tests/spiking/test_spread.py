@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy.stats import truncnorm
 
-from cortex_resnet.errors import SpecError
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.spec import parse_spec
 from cortex_resnet.model.spiking_spec import SynapseSpec
@@ -73,11 +72,15 @@ def test_plan_carries_per_synapse_delays_and_weights_and_hashes_them():
     assert plain.structure_hash() != spread.structure_hash()
 
 
-def test_torch_engine_refuses_per_synapse_delays():
-    c = build_circuit(parse_spec(_two_pop({"delay_i_ms": 0.75})))
-    with pytest.raises(SpecError) as err:
-        build_plan(c, "constant:amp=1.0", 50.0, engine="torch")
-    assert err.value.field == "spiking.synapse"
+def test_torch_and_brian2_plans_draw_the_same_delays_and_weights():
+    """The torch engine takes per-synapse delays (tests/spiking/test_torch_delays.py): its plan has
+    the same graph, weights and delays as the Brian2 engine's."""
+    c = build_circuit(parse_spec(_two_pop({"delay_i_ms": 0.75, "delay_rel_sd": 0.5})))
+    a, b = (build_plan(c, "constant:amp=1.0", 50.0, engine=e) for e in ("brian2", "torch"))
+    for pop in ("E", "I"):
+        np.testing.assert_array_equal(a.delays_ms[pop], b.delays_ms[pop])
+        for x, y in zip(a.synapses[pop], b.synapses[pop]):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.brian2
