@@ -289,10 +289,9 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         the circuit and always drawn from ``circuit.spec.seed``
     replica_seeds : seed of each replica's initial potentials (default ``replica_seed(seed, b)``)
     engine : ``torch``: no Brian2 memory estimate (the engine checks its own), all-to-all pools get pool
-        tables, no drawn synapses (``delivery`` auto/pooled/synapses: :mod:`~cortex_resnet.spiking.torch_pooled`)
-    specialize : generate lean code for special values (shared parameters and weights,
-        uniform input); False: general code only
-    graph : ``standard`` or ``lean`` (torch engine: :mod:`cortex_resnet.spiking.lean_graph`)
+        tables, no drawn synapses (``delivery`` auto/pooled/synapses: :mod:`~cortex_resnet.spiking.torch_pooled`;
+        ``graph`` standard or lean: :mod:`~cortex_resnet.spiking.lean_graph`)
+    specialize : lean code for special values (shared parameters, weights, uniform input); False: general
 
     Raises
     ------
@@ -311,8 +310,8 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
                  f"{batch} x {circuit.n_units * sspec.pool_size} neurons, ~"
                  f"{batch * sspec.pool_size * pool_connectivity(circuit, sspec).sum():.3g} synapses; "
                  "lower spiking.pool_size, spiking.synapse.p_connect, the batch or the duration")
-    seed = circuit.spec.seed if seed is None else int(seed)
-    mapping = map_circuit(circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
+    seed, mapping = circuit.spec.seed if seed is None else int(seed), map_circuit(
+        circuit, sspec, _operating_input(circuit, u, u_operating), dt_ms)
     mapping, drive = split_dc(circuit, sspec, mapping, mapping.k_unit * ext)  # drive (T_in, batch, N) mV
     unit_of, is_E = np.repeat(np.arange(circuit.n_units), sspec.pool_size), np.repeat(circuit.is_E, sspec.pool_size)
     model = pool_model(circuit, sspec, mapping.k_unit, mapping.R_unit, mapping.dc_unit,
@@ -327,8 +326,7 @@ def build_plan(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray, dura
         v0_mV=np.zeros((batch, unit_of.size)), trace_neurons=_trace_neurons(is_E, sspec.monitor.n_traces),
         mapping=mapping, pool_model=model, drive_mV=drive,
         info={"stimulus": stim_desc, "seed": seed, "graph_seed": circuit.spec.seed, "mapping": mapping.info,
-              "delivery": how},  # pooled or per synapse, and why
-        specialize=specialize)
+              "delivery": how}, specialize=specialize)  # delivery: pooled or per synapse, and why
     plan.v0_mV, plan.info["v_init"] = _v_init(plan, replica_generators(seed, batch, replica_seeds))
     return plan
 
