@@ -137,6 +137,11 @@ class DelayedDelivery:
         self.arange = np.arange(0)
         self.kernel = load_kernel() if device.type == "cpu" and key_dtype == np.int32 else None
 
+    def __repr__(self) -> str:
+        """One line: sizes, channels and whether the compiled loop is used."""
+        return (f"DelayedDelivery({self.copies} copies x {self.n} neurons, {self.channels} channel(s), delays "
+                f"{self.d_min}-{self.d_max} steps, {'compiled' if self.kernel is not None else 'NumPy'})")
+
     def _sources(self, k: int, spikes: list[torch.Tensor], limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices (< ``limit``: the recurrent copies) of the spikes arriving at ``k`` and the
         column ``d - d_min`` of each one's segment (NumPy int64)."""

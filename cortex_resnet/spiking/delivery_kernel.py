@@ -117,6 +117,16 @@ def poisson_inversion(u: np.ndarray, lam: np.ndarray, out: np.ndarray) -> None:
     out[:] = k
 
 
+def _build_errors() -> tuple:
+    """What a failed build raises: missing tools, files, compiler and setuptools errors."""
+    base = (ImportError, OSError, RuntimeError, ValueError, SystemExit)
+    try:
+        from setuptools.errors import BaseError, CCompilerError  # deferred: only when a build is tried
+    except ImportError:
+        return base
+    return base + (BaseError, CCompilerError)
+
+
 def load_kernel(module: bool = False) -> Any:
     """The compiled ``deliver`` function (``module``: the compiled module), or None (warned once)
     when it cannot be built here."""
@@ -133,7 +143,7 @@ def load_kernel(module: bool = False) -> Any:
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         fn = mod
-    except Exception as err:  # no compiler, no Cython, read-only cache: the NumPy path is exact too
+    except _build_errors() as err:  # no compiler, no Cython, read-only cache: the NumPy path is exact too
         warnings.warn(f"torch engine: the compiled delivery kernel is not available ({err}); "
                       "using the slower NumPy path", stacklevel=2)
     _LOADED[name] = fn
