@@ -113,11 +113,6 @@ class DelayedDelivery:
         ``I`` synaptic variables stacked, inhibitory synapses into the second)
     """
 
-    def __repr__(self) -> str:
-        """One line: kind and key sizes (not the arrays)."""
-        return (f"DelayedDelivery({self.key_np.size:,} synapses of {self.n:,} neurons x {self.copies} copies, "
-                f"delays {self.d_min}..{self.d_max} steps, {self.channels} channel(s))")
-
     def __init__(self, graph: DelayCSR, copies: int, channels: int, dtype: torch.dtype, device: torch.device):
         n, self.n, self.copies, self.channels = graph.n, graph.n, copies, channels
         self.d_min, self.d_max, self.nd = graph.d_min, graph.d_max, graph.d_max - graph.d_min + 1
