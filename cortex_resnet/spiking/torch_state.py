@@ -141,8 +141,8 @@ class _State:
         self.spikes.append(spk)
         self.last[spk] = k
         self._deliver(k, n_rec)
-        if self.kind == "delta":
-            self._clamp(ref)  # deliveries masked while refractory
+        if self.p.synapse_kind == "delta":  # the plan's kind: the spec says "current" for tau = 0 synapses
+            self._clamp(ref)  # deliveries masked while refractory (Brian2: v_post += w*int(not_refractory_post))
         self._clamp(spk)  # resets
         return spk
 
