@@ -18,7 +18,8 @@ NEST ``Run``, Brian2's ``Network.run``, the standalone binary's whole run, the t
 cache), peak RSS (MB) and the per-population rates (Hz). The goals (issue 15): our best RTF no
 slower than NEST's best on the same cores, and at scale 1 the torch engine's RTF <= NEST's.
 Default scale 0.05 for 1 s (``quick``: scale 0.02, 0.4 s); ``scale=1`` is the full network
-(77,169 neurons, ~0.3e9 synapses) for 0.5 s: the torch engine and NEST on 1 thread (~14 GB) only -- Brian2
+(77,169 neurons, ~0.3e9 synapses) for 0.5 s: the torch engine and NEST on 4 threads (~14 GB; NEST refuses more
+than 134 M connections per thread) only -- Brian2
 stores ~80 bytes per synapse and is refused by its memory estimate above ~scale 0.9 in 24 GB.
 """
 
