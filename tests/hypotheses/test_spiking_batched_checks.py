@@ -68,6 +68,7 @@ def test_isn_levels_as_one_batch_equal_the_levels_one_at_a_time():
         assert rows[0.0]["drift_rI"] == rows[0.3]["drift_rI"] == rows[0.6]["drift_rI"]
 
 
+@pytest.mark.slow  # 13 s idle, ~35 s on a busy 2-core machine; the batched == alone property stays in the default suite (amplification)
 def test_isn_levels_share_their_random_numbers_until_the_step():
     """Common random numbers: the levels' replicas spike identically until the random-number chunk
     (16 steps of 0.1 ms) that holds the step at 60 ms; the drive changes the spikes after it; a level
