@@ -136,6 +136,16 @@ def test_single_lif_under_given_input_spike_trains_spikes_at_the_same_steps_as_b
 
 # ------------------------------------------------------------------ small networks, chaos window
 
+def separation_ms(plan, rate_hz: float, min_spikes: int) -> float:
+    """Both engines driven by the same given input trains (``rate_hz``, seed 5): the time (ms) of the
+    first spike step where they differ; the Brian2 run must have more than ``min_spikes`` spikes."""
+    given = _given_trains(plan, rate_hz, seed=5)
+    ref = brian_steps(plan, given)
+    got = torch_steps(TorchEngine(plan, input_spikes=given).run(True, 0), plan.dt_ms)
+    assert ref.shape[0] > min_spikes, "the network must be active for the comparison to mean something"
+    return _first_difference_ms(got, ref, plan.dt_ms)
+
+
 def _first_difference_ms(a: np.ndarray, b: np.ndarray, dt_ms: float) -> float:
     a, b = _sorted(a), _sorted(b)
     m = min(len(a), len(b))
@@ -156,11 +166,7 @@ def test_small_networks_with_the_same_input_spikes_agree_over_the_chaos_window(m
     c = build_circuit(load_spec(MODELS / model).replace(**changes))
     u_op = np.full(c.n_inputs, 25.0 if model == "lif_ei.toml" else 0.0)
     plan = build_plan(c, np.zeros((2, c.n_inputs)), 100.0, seed=3, u_operating=u_op)
-    given = _given_trains(plan, rate, seed=5)
-    ref = brian_steps(plan, given)
-    got = torch_steps(TorchEngine(plan, input_spikes=given).run(True, 0), plan.dt_ms)
-    assert ref.shape[0] > 200, "the network must be active for the comparison to mean something"
-    separated = _first_difference_ms(got, ref, plan.dt_ms)
+    separated = separation_ms(plan, rate, min_spikes=200)
     assert separated >= WINDOW_MS, f"spikes separate at {separated} ms"
 
 
