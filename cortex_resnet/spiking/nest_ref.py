@@ -98,15 +98,18 @@ def build_nest(nest, net: P.PD14, *, seed: int = 1, threads: int = 1, dt_ms: flo
                           "print_time": False})
     params = {"C_m": P.C_M_PF, "tau_m": P.TAU_M_MS, "tau_syn_ex": P.TAU_SYN_MS, "tau_syn_in": P.TAU_SYN_MS,
               "t_ref": P.T_REF_MS, "E_L": P.E_L_MV, "V_th": P.V_TH_MV, "V_reset": P.V_RESET_MV}
-    pops, recs = [], []
+    pops = []
     for i, n in enumerate(net.N):
         pop = nest.Create("iaf_psc_exp", int(n), params=dict(params, I_e=float(net.dc_pA[i])))
         pop.V_m = nest.random.normal(mean=V0_MEAN_MV, std=V0_SD_MV)
-        rec = nest.Create("spike_recorder")
-        nest.Connect(pop, rec)
         pops.append(pop)
-        recs.append(rec)
+    # Devices are created after all neurons and connected last, as in NEST's example: a recorder
+    # created between populations made the recurrent Connect calls 4-5x slower here (scale 0.3:
+    # 44 s instead of 9 s; scale 1 did not finish connecting in 11 min).
+    recs = [nest.Create("spike_recorder") for _ in pops]
     _connect(nest, pops, net, dt_ms, rule)
+    for pop, rec in zip(pops, recs):
+        nest.Connect(pop, rec)
     if net.background == "poisson":
         for i, pop in enumerate(pops):
             gen = nest.Create("poisson_generator", params={"rate": P.BG_RATE_HZ * float(net.K_ext[i])})
