@@ -127,6 +127,9 @@ _SPIKING = {
                              "rate circuit connects b to a.",
     "SynapseSpec.fixed_indegree": "Every neuron receives exactly round(p_connect * pool_size) synapses from "
                                   "each connected pool (Brunel 2000) instead of independent draws.",
+    "SynapseSpec.fixed_total_number": "Each connected population pair gets exactly round(p N_post N_pre) "
+                                      "synapses with uniformly drawn ends, multapses allowed (Potjans & "
+                                      "Diesmann 2014, NEST's fixed_total_number).",
     "SynapseSpec.v_ref_mV": "Conductance synapses: potential at which the driving force converts a rate "
                             "coupling into a conductance (default: midway between reset and threshold).",
     "InputEncodingSpec.dc_mV": "poisson mode: per population name, this much of the drive (mV of mean "

@@ -126,6 +126,9 @@ class SynapseSpec(_Frozen):
     ``round(p_connect * pool_size)`` synapses from each pool connected to its own
     (Brunel 2000: "each neuron receives C_E excitatory and C_I inhibitory
     connections"; removes the in-degree heterogeneity of independent draws).
+    ``fixed_total_number``: each connected pair of populations gets exactly
+    ``round(p N_post N_pre)`` synapses with uniformly drawn ends, autapses and
+    multapses allowed (Potjans & Diesmann 2014; NEST's ``fixed_total_number``).
     ``v_ref_mV``: conductance synapses only -- the potential at which a
     conductance's driving force is evaluated to convert a rate coupling (mV per
     Hz) into a conductance (default: midway between reset and threshold).
@@ -142,7 +145,14 @@ class SynapseSpec(_Frozen):
     weight_rel_sd: float = Field(default=0.0, ge=0.0, le=10.0)
     p_connect: float = Field(default=1.0, gt=0.0, le=1.0)
     fixed_indegree: bool = False
+    fixed_total_number: bool = False
     v_ref_mV: float | None = Field(default=None, ge=-500.0, le=500.0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "SynapseSpec":
+        if self.fixed_indegree and self.fixed_total_number:
+            raise ValueError("fixed_indegree and fixed_total_number are two connection rules: set at most one")
+        return self
 
     @model_validator(mode="after")
     def _conductance_needs_tau(self) -> "SynapseSpec":

@@ -82,9 +82,11 @@ def spiking_table(net: P.PD14, units: np.ndarray, pool_size: int, dt_ms: float =
     ``spiking.pathways`` (``p = K / (units M)``), the PD14 neuron, 0.5 ms exponential current
     synapses, rate couplings taken as mV per Hz (``identity``), delays 1.5 ms (E) / 0.75 ms (I)
     with 50 % normal spread and a 10 % weight spread (both redrawn as NEST does, see
-    :mod:`cortex_resnet.spiking.spread`). Deviations from PD14: Bernoulli draws per neuron pair
-    (``p = K / N_pre``) instead of a fixed total number with multapses (in-degree variance
-    ``K (1 - p)`` instead of ``~K``); population sizes rounded to whole pools; the background
+    :mod:`cortex_resnet.spiking.spread`), and PD14's connection rule: a fixed total number
+    ``K N_post`` of synapses per population pair with multapses
+    (``synapse.fixed_total_number``; Bernoulli pairs, ``p = K / N_pre``, would give in-degree
+    variance ``K (1 - p)`` instead of ``~K`` and move L6E's rate by ~19 %). Deviations from PD14:
+    population sizes rounded to whole pools; the background
     is a current (``dc``) or Poisson input at one rate per neuron (``poisson``: the sum of
     ``K_ext`` 8 Hz sources, the DC compensation as a current: ``input.dc_mV``), arriving with
     no delay (NEST: 1.5 ms, irrelevant for a stationary input).
@@ -98,7 +100,8 @@ def spiking_table(net: P.PD14, units: np.ndarray, pool_size: int, dt_ms: float =
             "dt_ms": float(dt_ms), "v_init": "stationary", "populations": {k: dict(lif) for k in P.POPULATIONS},
             "synapse": {"kind": "current", "tau_e_ms": P.TAU_SYN_MS, "tau_i_ms": P.TAU_SYN_MS,
                         "delay_ms": P.DELAY_EXC_MS, "delay_i_ms": P.DELAY_INH_MS,
-                        "delay_rel_sd": P.DELAY_REL_SD, "weight_rel_sd": P.WEIGHT_REL_SD},
+                        "delay_rel_sd": P.DELAY_REL_SD, "weight_rel_sd": P.WEIGHT_REL_SD,
+                        "fixed_total_number": True},
             "input": {"mode": "current", "weight_mV": net.jump_ext_mV} if net.background == "dc" else
             {"mode": "poisson", "weight_mV": net.jump_ext_mV,
              "dc_mV": {k: float(net.dc_mV[i]) for i, k in enumerate(P.POPULATIONS) if net.dc_mV[i] != 0}},

@@ -36,7 +36,8 @@ _HEADER = """\
 # 2100, 1900, 2000, 1900, 2900, 2100 (x scale) at 8 Hz; PSP 0.15 mV -> PSC 87.81 pA (iaf_psc_exp:
 # C 250 pF, tau_m 10 ms, tau_syn 0.5 ms); g = -4; L4E -> L2/3E doubled; threshold -50 mV,
 # reset = rest = -65 mV, t_ref 2 ms; delays 1.5 ms (E) / 0.75 ms (I), 50 % normal spread,
-# weights with 10 % spread.
+# weights with 10 % spread; a fixed total number K N_post of synapses per population pair, multapses
+# allowed (PD14; NEST's fixed_total_number).
 #
 # RATE MODEL (--backend rate): one rate unit per pool, Hz. J (mV per Hz) = K |PSC tau_syn / C| tau_m;
 # bias (mV) = background mean + DC compensation; transfer "lif" = Siegert rate with the network's

@@ -1,4 +1,5 @@
-"""The random synapse graph of one replica: Bernoulli pairs or a fixed in-degree per pool pair.
+"""The random synapse graph of one replica: Bernoulli pairs, a fixed in-degree per pool pair, or a
+fixed total number per population pair.
 
 Drawn in row blocks so that at most ~4 M random numbers exist at once; the draw order (and
 so the graph for a seed) is what the standalone cache's structure hash covers.
@@ -10,6 +11,7 @@ import numpy as np
 
 from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.model.spiking_spec import SpikingSpec
+from cortex_resnet.spiking.fixed_total import draw_fixed_total
 from cortex_resnet.spiking.mapping import pair_probability
 
 __all__ = ["draw_synapses"]
@@ -26,8 +28,13 @@ def draw_synapses(circuit: Circuit, sspec: SpikingSpec, rng: np.random.Generator
     ``weight_table[unit(i), unit(j)]``. Drawn in row blocks so that at most
     ~4 M random numbers exist at once.
 
+    With ``fixed_total_number``, each connected population pair gets a fixed total of
+    synapses with uniformly drawn ends (:mod:`cortex_resnet.spiking.fixed_total`).
+
     Returns ``{"E": (pre, post, w), "I": ...}`` (int32, int32, float64).
     """
+    if sspec.synapse.fixed_total_number:
+        return draw_fixed_total(circuit, sspec, rng, weight_table)
     M = sspec.pool_size
     p = pair_probability(circuit, sspec)
     unit_of = np.repeat(np.arange(circuit.n_units), M)

@@ -101,6 +101,8 @@ def _not_complete(circuit: Circuit, sspec: SpikingSpec) -> str | None:
     syn, M = sspec.synapse, sspec.pool_size
     p = np.broadcast_to(np.asarray(pair_probability(circuit, sspec), np.float64), circuit.W.shape)
     used = p[circuit.mask & (circuit.W != 0)]
+    if syn.fixed_total_number and used.size:
+        return "spiking.synapse.fixed_total_number (uniformly drawn ends with multapses, not all-to-all pools)"
     if syn.fixed_indegree and used.size and np.rint(used * M).min() < M:
         return f"spiking.synapse.fixed_indegree: round(p_connect x pool_size) = {int(np.rint(used * M).min())} < {M}"
     if not syn.fixed_indegree and used.size and used.min() < 1.0:

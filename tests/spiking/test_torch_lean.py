@@ -26,7 +26,7 @@ from cortex_resnet.spiking.torch_engine import TorchEngine
 from tests.spiking.test_pd14 import _assert_pd14_state
 
 SCALE, POOL = 0.05, 20  # the PD14 state run (slow)
-GRAPH_SCALE, GRAPH_POOL = 0.02, 8  # the graph statistics (0.3 M synapses)
+GRAPH_SCALE, GRAPH_POOL = 0.02, 8  # the graph statistics (0.3 M synapses; Bernoulli pairs, not PD14's fixed total)
 
 
 def _pd14(scale: float = SCALE, pool: int = POOL, **changes):
@@ -36,7 +36,7 @@ def _pd14(scale: float = SCALE, pool: int = POOL, **changes):
 
 @pytest.fixture(scope="module")
 def graphs():
-    c = _pd14(GRAPH_SCALE, GRAPH_POOL)
+    c = _pd14(GRAPH_SCALE, GRAPH_POOL, **{"spiking.synapse.fixed_total_number": False})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         std, lean = (build_plan(c, "constant:amp=0.0", 10.0, engine="torch", graph=g) for g in ("standard", "lean"))
@@ -118,8 +118,8 @@ def test_lean_graph_refusals_name_the_field(monkeypatch):
         build_plan(_pd14(), "constant:amp=0.0", 10.0, engine="torch", graph="compact")
     assert err.value.field == "graph"
     with pytest.raises(SpecError) as err:
-        build_plan(_pd14(**{"spiking.synapse.fixed_indegree": True}), "constant:amp=0.0", 10.0, engine="torch",
-                   graph="lean")
+        build_plan(_pd14(**{"spiking.synapse.fixed_indegree": True, "spiking.synapse.fixed_total_number": False}),
+                   "constant:amp=0.0", 10.0, engine="torch", graph="lean")
     assert err.value.field == "spiking.synapse.fixed_indegree"
     monkeypatch.setenv("CORTEX_RESNET_MEMORY_BUDGET_GB", "0.001")
     with pytest.raises(ResourceError, match="lean synapse graph"):

@@ -101,6 +101,7 @@ def test_a_pooled_plan_and_run_never_draw_synapses_but_expand_to_the_drawn_ones_
 @pytest.mark.parametrize("changes,engine,why", [
     ({"spiking.synapse.p_connect": 0.5}, "torch", "p_connect = 0.5 < 1"),
     ({"spiking.synapse.p_connect": 0.5, "spiking.synapse.fixed_indegree": True}, "torch", "fixed_indegree"),
+    ({"spiking.synapse.fixed_total_number": True}, "torch", "fixed_total_number"),  # p = 1, yet drawn ends
     ({"spiking.synapse.weight_rel_sd": 0.1}, "torch", "weight_rel_sd = 0.1"),
     ({"spiking.pathways": {"I": {"E": 0.3}}}, "torch", "p_connect = 0.3 < 1"),
     ({}, "brian2", "engine 'brian2'"),
