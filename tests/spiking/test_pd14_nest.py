@@ -55,8 +55,8 @@ def _side_by_side(rule: str, scale: float = 0.1, duration_ms: float = 1000.0, se
 
 @pytest.mark.slow
 def test_brian2_matches_nest_at_scale_01():
-    """Brian2 vs NEST on the same network realisation (pairwise Bernoulli draws, as our engines
-    draw), scale 0.1 (7,716 neurons), 3 seeds x 1 s each, rates over 0.2-1 s.
+    """Brian2 vs NEST on the same network (PD14's fixed total number per population pair with
+    multapses, in both), scale 0.1 (7,716 neurons), 3 seeds x 1 s each, rates over 0.2-1 s.
 
     Per population: the mean rate within 3 combined seed standard deviations + 10 % of NEST's
     (the 10 %: systematic differences of the two integrators -- NEST's exact propagator vs
@@ -66,7 +66,7 @@ def test_brian2_matches_nest_at_scale_01():
     seeds: a KS distance between samples of ~500 values has a standard error of ~0.03)."""
     from cortex_resnet.spiking.pd14_compare import ks_table
 
-    ours, ref = _side_by_side("pairwise_bernoulli")
+    ours, ref = _side_by_side("fixed_total_number")
     ks = ks_table(ours, ref)
     for name in P.POPULATIONS:
         a = np.array([s[name]["rate_hz"].mean() for s in ours])
