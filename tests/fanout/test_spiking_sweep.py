@@ -131,6 +131,7 @@ COUPLED = {"spiking.pool_size": [10], "connectivity.J_EE": [1.0, 2.0], "connecti
            "stimulus.amp": [30.0, 40.0]}  # 50 LIF neurons per network, 8 grid points
 
 
+@pytest.mark.slow  # 5 s on a busy machine; the two-condition version below is in the default suite
 def test_couplings_and_amplitudes_as_one_batch_equal_one_task_per_grid_point():
     """J_EE x J_IE x amplitude (8 conditions) of a seed as ONE torch batch with per-replica weights ==
     one task per grid point (the same replica seeds and operating input; bit-identical rates in Hz)."""
@@ -146,3 +147,17 @@ def test_couplings_and_amplitudes_as_one_batch_equal_one_task_per_grid_point():
     e, i = ds["rate_E"].values[0, ..., 0], ds["rate_I"].values[0, ..., 0]  # (J_EE, J_IE, amp)
     assert np.all(e > 1.0) and np.all(i > 1.0), "the network fires (Hz)"
     assert np.any(e[0] != e[1]) and np.any(i[:, 0] != i[:, 1]), "J_EE and J_IE change the rates: the weights act"
+
+
+def test_two_couplings_as_one_batch_equal_two_tasks():
+    """J_EE = 1 and 2 (the same graph, other E -> E weights) of one seed: one task, one batch == two tasks."""
+    grid, run = {"spiking.pool_size": [10], "connectivity.J_EE": [1.0, 2.0]}, {**RUN, "duration_ms": 20.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = sweep_model(BRUNEL, grid, seed=4, **run)
+        alone = sweep_model(BRUNEL, grid, seed=4, batch="none", **run)
+    assert json.loads(ds.attrs["batched_fields"]) == ["connectivity.J_EE"]
+    for var in ("rate_E", "rate_I", "status"):
+        np.testing.assert_array_equal(ds[var].values, alone[var].values, err_msg=var)
+    e = ds["rate_E"].values.ravel()
+    assert np.all(e > 1.0) and e[0] != e[1], "the network fires and J_EE acts"
