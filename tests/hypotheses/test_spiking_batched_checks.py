@@ -56,6 +56,16 @@ def test_amplification_levels_as_one_batch_equal_the_levels_one_at_a_time():
     assert batched[1]["xE"] > batched[0]["xE"], "more input, more feedforward E rate"
 
 
+@pytest.mark.slow  # two gain mappings of the microcircuit (~10 s each on a busy machine)
+def test_amplification_couplings_and_levels_as_one_batch_equal_one_at_a_time():
+    """Spiking rows at J_EE 1 and 2 x two input levels: ONE batch (per-replica weights) == four runs."""
+    params = AmplificationParams(**{**AMP_SMALL, "J_EE_values": [1.0, 2.0], "spiking_J_EE_values": [1.0, 2.0],
+                                    "spiking_input_amps": [1.0, 2.0]})
+    batched, n_batches = _batched_and_alone(AMP, params)
+    assert n_batches == 1 and len(batched) == 4
+    assert batched[0]["rE"] != batched[2]["rE"], "J_EE changes the spiking E rate"
+
+
 @pytest.mark.slow
 def test_isn_levels_as_one_batch_equal_the_levels_one_at_a_time():
     """Both circuits (isn, control; J_EE 2 and 0.5: the same graph, per-replica weights), three levels
@@ -117,6 +127,8 @@ def test_default_levels_keep_the_conditions_and_the_operating_input():
     (IsnParadoxParams, "engine", "nest"),
     (AmplificationParams, "spiking_input_amps", [0.5, 2.0]),  # misses input_amp = 1
     (AmplificationParams, "spiking_input_amps", [-1.0, 1.0]),
+    (AmplificationParams, "spiking_J_EE_values", [1.0]),  # misses test_J_EE = 2
+    (AmplificationParams, "spiking_J_EE_values", [0.0, 2.0]),  # 0: no E -> E pathway
     (AmplificationParams, "engine", "gpu"),
 ])
 def test_bad_levels_and_engines_are_refused_naming_the_field(model, field, value):
