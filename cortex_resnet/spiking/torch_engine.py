@@ -37,7 +37,9 @@ exactly would need changes to every piece. The update here is ~40 lines.
 
 Connectivity is one padded CSR (ELL) per pathway, rows = presynaptic neurons, shared by
 all replicas; a step expands only the outgoing synapses of the neurons that
-spiked (index scatter, never a dense N x N).
+spiked (index scatter, never a dense N x N). A merged plan (conditions that differ only in coupling
+strengths: :mod:`cortex_resnet.spiking.replica_weights`) stacks one weight block per condition and a
+spike gathers its row at ``condition * rows + row`` (``self.wrow``); DC and noise are then (batch, n).
 
 **Speed** (float32 at batch 256 is the scoring case): the state-independent part of
 ``v_new`` (scaled drive + noise) is prepared per chunk of steps into one reused
