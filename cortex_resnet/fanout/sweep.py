@@ -135,7 +135,7 @@ def sweep_model(model: str | Path, params: dict[str, Sequence[Any]], *, seeds: i
         engine = engine or "brian2"
         batched = check_batch(names, engine, batch or "auto", dtype)
         tasks = spiking_tasks(spec, params, base, seed_list, duration_ms=duration_ms, dt_ms=dt_ms, engine=engine,
-                              dtype=dtype, batched=batched)
+                              dtype=dtype, batched=batched, strict=batch == "all")
         attrs = {"backend": "spiking", "engine": engine, "batched_fields": json.dumps(batched), "rate_units": "Hz"}
         preload = ("cortex_resnet.spiking.simulator", "brian2")
     else:

@@ -13,10 +13,11 @@ realisation (the seed's), replica ``c`` with its own random streams ``replica_se
 (``rate-spike-agreement``: input levels) or the amplitudes of one stimulus
 (:func:`~cortex_resnet.fanout.batches.amp_batch`; ``isn-paradox``: extra-drive levels of a step on
 the I channel, ``amplification``: input levels). A replica does not depend on the batch it runs in,
-so one condition run alone with the same keys gives the same spikes (tested). Seeds and circuits
-(``J_EE``) are separate runs: another synapse graph or other weights, while the replicas of a batch
-share one. The batch of a seed is kept for the seed's other conditions (:data:`_BATCHES`, the last
-few batches of this process).
+so one condition run alone with the same keys gives the same spikes (tested). Circuits that differ
+only in coupling strengths (``J_EE``: the same synapse graph, other weights, DC and noise) join one
+batch with per-replica weights (:func:`circuits_run`; ``isn-paradox``: the isn and control circuits'
+levels); seeds are separate runs (another graph). The batch of a seed is kept for the seed's other
+conditions (:data:`_BATCHES`, the last few batches of this process).
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from cortex_resnet.errors import SpecError, UnstableCircuitError
 from cortex_resnet.fanout.batches import condition_keys, operating_input, run_amp_batch
 from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.model.stimulus_spec import StimulusSpec
 from cortex_resnet.spiking.initial_state import replica_seed
+from cortex_resnet.spiking.replica_runs import simulate_conditions
 from cortex_resnet.spiking.simulator import simulate_spiking
 
-__all__ = ["window_means", "run_spiking", "condition_run", "mean_field_of"]
+__all__ = ["window_means", "run_spiking", "condition_run", "circuits_run", "mean_field_of"]
 
 _BATCHES: OrderedDict[str, Any] = OrderedDict()
 _KEEP = 4
@@ -109,6 +112,33 @@ def _stimulus_condition(circuit: Circuit, stim: StimulusSpec, index: int, durati
     if key not in _BATCHES:
         _keep(key, run_amp_batch(circuit, stim, amps, keys, **opts))
     return _BATCHES[key], index
+
+
+def circuits_run(circuits: list[Circuit], which: int, stim: StimulusSpec, index: int, duration_ms: float,
+                 seed: int, *, decompose: bool, batched: bool = True, shared_streams: bool = False,
+                 mean_field: bool = True) -> tuple[Any, int]:
+    """The run of level ``index`` of circuit ``circuits[which]`` (torch engine): with ``batched``, every
+    circuit's levels (``stim``'s amplitudes) in ONE batch with per-replica weights
+    (:mod:`cortex_resnet.spiking.replica_runs`; circuits that differ only in coupling strengths), computed
+    once per seed and kept; each circuit's part is what :func:`condition_run` of that circuit gives, batched
+    or alone (the same replica seeds and operating input; tested). Circuits that do not share their
+    structure, or a batch in which one circuit runs away, run circuit by circuit (the same numbers)."""
+    one = {"decompose": decompose, "engine": "torch", "shared_streams": shared_streams, "mean_field": mean_field}
+    if not batched or len(circuits) == 1:
+        return condition_run(circuits[which], stim, index, duration_ms, seed, batched=batched, **one)
+    key = _batch_key(circuits[0], [int(seed), duration_ms, decompose, shared_streams, mean_field, "circuits",
+                                   [c.spec.model_dump(mode="json") for c in circuits[1:]],
+                                   stim.model_dump(mode="json")], b"".join(c.W.tobytes() for c in circuits[1:]))
+    if key not in _BATCHES:
+        keys = condition_keys(seed, len(stim.amps), shared=shared_streams)
+        try:
+            _keep(key, simulate_conditions(circuits, [stim] * len(circuits), duration_ms=duration_ms, seed=int(seed),
+                                           u_operating=[operating_input(c, stim, duration_ms) for c in circuits],
+                                           replica_seeds=[keys] * len(circuits), decompose=decompose,
+                                           mean_field=mean_field))
+        except (SpecError, UnstableCircuitError):  # another structure, or a runaway: circuit by circuit
+            return condition_run(circuits[which], stim, index, duration_ms, seed, batched=True, **one)
+    return _BATCHES[key][which], index
 
 
 def _batch_key(circuit: Circuit, what: list, extra: bytes) -> str:

@@ -39,7 +39,7 @@ from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParam
                                                 self_coupling_field, spiking_circuit_for_seed,
                                                 threshold_linear_prediction)
 from cortex_resnet.fanout.batches import amp_batch
-from cortex_resnet.hypotheses._spiking import condition_run, window_means
+from cortex_resnet.hypotheses._spiking import circuits_run, condition_run, window_means
 from cortex_resnet.rate.simulator import simulate
 
 __all__ = ["HYPOTHESIS", "AmplificationParams"]
@@ -52,9 +52,10 @@ class AmplificationParams(CircuitParams):
     amplification above 1 that counts; ``backends``: ``rate`` and/or ``spiking`` (only at
     ``test_J_EE``: gain = pool rate with / without recurrent synapses, same input spikes, second half
     of ``spiking_duration_ms``); ``spiking_input_amps``: the spiking rows' input levels (None:
-    ``[input_amp]``; must hold ``input_amp``, the tested level); ``engine``: ``brian2`` or ``torch``,
-    which runs a circuit's input levels as one batch (``batch_conditions``; False: one run each, the
-    same replica seeds and results)."""
+    ``[input_amp]``; must hold ``input_amp``, the tested level); ``spiking_J_EE_values``: the spiking
+    rows' J_EE (None: ``[test_J_EE]``; must hold it, each > 0: a J_EE of 0 removes the pathway);
+    ``engine``: ``brian2`` or ``torch``, which runs every spiking J_EE's input levels as ONE batch
+    (per-replica weights; ``batch_conditions``; False: one run each, the same replica seeds and results)."""
 
     model: str = "models/canonical_microcircuit.toml"
     weight_cv: float | None = Field(default=0.2, ge=0.0, le=2.0)
@@ -71,6 +72,8 @@ class AmplificationParams(CircuitParams):
     spiking_duration_ms: float = Field(default=600.0, gt=0.0)
     population: str | None = Field(default=None, max_length=100)
     spiking_input_amps: list[Annotated[float, Field(gt=0.0)]] | None = Field(default=None, min_length=1, max_length=64)
+    spiking_J_EE_values: list[Annotated[float, Field(gt=0.0)]] | None = Field(default=None, min_length=1,
+                                                                              max_length=16)
     engine: Literal["brian2", "torch"] = "brian2"
     batch_conditions: bool = True
 
@@ -87,6 +90,9 @@ class AmplificationParams(CircuitParams):
         lv = self.spiking_input_amps
         if lv is not None and (self.input_amp not in lv or len(set(lv)) != len(lv)):
             raise ValueError(f"spiking_input_amps {lv} must be distinct and hold input_amp = {self.input_amp}")
+        js = self.spiking_J_EE_values
+        if js is not None and (self.test_J_EE not in js or len(set(js)) != len(js)):
+            raise ValueError(f"spiking_J_EE_values {js} must be distinct and hold test_J_EE = {self.test_J_EE}")
         return self
 
 
@@ -108,22 +114,26 @@ def _design(params: AmplificationParams) -> list[dict[str, Any]]:
     out = [{"condition": _label(v), "J_EE": v, "backend": "rate", "amp": params.input_amp}
            for v in params.J_EE_values]
     if "spiking" in params.backends:
-        for a in params.spiking_input_amps or [params.input_amp]:
-            at = "" if a == params.input_amp else f" u={a:g}"
-            out.append({"condition": _label(params.test_J_EE) + " spiking" + at, "J_EE": params.test_J_EE,
-                        "backend": "spiking", "amp": a})
+        for J in params.spiking_J_EE_values or [params.test_J_EE]:
+            for a in params.spiking_input_amps or [params.input_amp]:
+                at = "" if a == params.input_amp else f" u={a:g}"
+                out.append({"condition": _label(J) + " spiking" + at, "J_EE": J, "backend": "spiking", "amp": a})
     return out
 
 
 def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The spiking row: the circuit's input levels are the replicas of one constant stimulus."""
-    c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
+    """The spiking row: every spiking J_EE's circuit x the input levels (the replicas of one constant
+    stimulus) as one torch batch (per-replica weights), or the row alone."""
+    Js = [float(J) for J in prepared.get("spiking_J_EE_values") or [prepared["test_J_EE"]]]
+    circuits = [spiking_circuit_for_seed(prepared, seed, J) for J in Js]
+    c = circuits[Js.index(float(condition["J_EE"]))]
     dur, engine = prepared["spiking_duration_ms"], prepared.get("engine", "brian2")
     levels = [float(a) for a in prepared.get("spiking_input_amps") or [prepared["input_amp"]]]
     amp = float(condition.get("amp", prepared["input_amp"]))
-    ds, b = condition_run(c, amp_batch("constant:amp=1", levels), levels.index(amp), dur, seed, decompose=True,
-                          engine=engine, batched=engine == "torch" and bool(prepared.get("batch_conditions", True)),
-                          mean_field=False)
+    batched = engine == "torch" and bool(prepared.get("batch_conditions", True))
+    stim, opts = amp_batch("constant:amp=1", levels), {"decompose": True, "batched": batched, "mean_field": False}
+    ds, b = (circuits_run(circuits, circuits.index(c), stim, levels.index(amp), dur, seed, **opts)
+             if engine == "torch" else condition_run(c, stim, levels.index(amp), dur, seed, engine=engine, **opts))
     r, x = window_means(ds, "r", dur / 2, dur, batch=b), window_means(ds, "x", dur / 2, dur, batch=b)
     k = c.spec.connectivity
     pop = population_prediction(k.J_EE, k.J_EI, k.J_IE, k.J_II)

@@ -39,7 +39,7 @@ from cortex_resnet.hypotheses.base import Analysis, AnalysisOptions, Comparison,
 from cortex_resnet.hypotheses._circuits import (circuit_hypothesis, CircuitParams, circuit_for_seed, linear_response, pop_mean, population_prediction,
                         prepare_circuit, spiking_circuit_for_seed)
 from cortex_resnet.fanout.batches import amp_batch
-from cortex_resnet.hypotheses._spiking import condition_run, window_means
+from cortex_resnet.hypotheses._spiking import circuits_run, condition_run, window_means
 from cortex_resnet.hypotheses._isn_named import named_task, prepare_named, step_response
 
 __all__ = ["HYPOTHESIS", "IsnParadoxParams"]
@@ -123,17 +123,21 @@ def _spiking_task(prepared: dict[str, Any], condition: dict[str, Any], seed: int
     one step stimulus (on the I channel at ``spiking_onset_ms``) with common random numbers: identical
     until the torch engine's random-number chunk that holds the step (16 steps). The change between the
     pre and post windows minus the sham's change (the network's drift, ``drift_rI``) is ``delta_rI``."""
-    c = spiking_circuit_for_seed(prepared, seed, condition["J_EE"])
+    Js = list(dict.fromkeys((prepared["isn_J_EE"], prepared["control_J_EE"])))  # torch: both circuits, one batch
+    circuits = [spiking_circuit_for_seed(prepared, seed, J) for J in Js]
+    c = circuits[Js.index(condition["J_EE"])]
     on, dur = prepared["spiking_onset_ms"], prepared["spiking_duration_ms"]
     levels, engine = _levels(prepared), prepared.get("engine", "brian2")
     levels = levels if 0.0 in levels else [0.0] + levels  # the sham: the drift without extra drive
     drive = float(condition.get("drive", prepared["extra_drive"]))
     stim = amp_batch(f"step:amp=1,onset_ms={on},channels=[1]", levels)
+    batched = engine == "torch" and bool(prepared.get("batch_conditions", True))
     change = {}
     for level in dict.fromkeys((0.0, drive)):
-        ds, b = condition_run(c, stim, levels.index(level), dur, seed, decompose=False, engine=engine,
-                              batched=engine == "torch" and bool(prepared.get("batch_conditions", True)),
-                              shared_streams=True, mean_field=False)
+        opts = {"decompose": False, "batched": batched, "shared_streams": True, "mean_field": False}
+        ds, b = (circuits_run(circuits, Js.index(condition["J_EE"]), stim, levels.index(level), dur, seed, **opts)
+                 if engine == "torch" else condition_run(c, stim, levels.index(level), dur, seed, engine=engine,
+                                                         **opts))
         pre, post = window_means(ds, "r", on / 2, on, batch=b), window_means(ds, "r", on + (dur - on) / 2, dur, batch=b)
         change[level] = {p: post[p] - pre[p] for p in ("E", "I")}
     k = c.spec.connectivity

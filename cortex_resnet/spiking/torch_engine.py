@@ -37,7 +37,9 @@ exactly would need changes to every piece. The update here is ~40 lines.
 
 Connectivity is one padded CSR (ELL) per pathway, rows = presynaptic neurons, shared by
 all replicas; a step expands only the outgoing synapses of the neurons that
-spiked (index scatter, never a dense N x N).
+spiked (index scatter, never a dense N x N). A merged plan (conditions that differ only in coupling
+strengths: :mod:`cortex_resnet.spiking.replica_weights`) stacks one weight block per condition and a
+spike gathers its row at ``condition * rows + row`` (``self.wrow``); DC and noise are then (batch, n).
 
 **Speed** (float32 at batch 256 is the scoring case): the state-independent part of
 ``v_new`` (scaled drive + noise) is prepared per chunk of steps into one reused
@@ -70,6 +72,7 @@ from cortex_resnet.spiking.build import ASSUMED_RATE_HZ, SpikingPlan
 from cortex_resnet.spiking.delay_csr import DelayCSR, csr_from_synapses
 from cortex_resnet.spiking.delivery_kernel import MAX_INVERSION_LAMBDA, poisson_inversion
 from cortex_resnet.spiking.initial_state import replica_seed
+from cortex_resnet.spiking.replica_weights import condition_rows, condition_synapses, replica_bytes
 from cortex_resnet.spiking.torch_pooled import PooledDelivery, PoolSynapses, pooled_bytes, synapse_count
 from cortex_resnet.spiking.torch_state import _State, ell
 
@@ -96,7 +99,7 @@ def torch_bytes(plan: SpikingPlan, copies: int, itemsize: int) -> float:
     per_step = el * ASSUMED_RATE_HZ * plan.dt_ms * 1e-3 * (nnz / max(n, 1)) * 40  # event expansion
     if isinstance(plan.synapses, PoolSynapses):  # pool tables instead of synapses (spiking.torch_pooled)
         per_step += pooled_bytes(plan.synapses, el * ASSUMED_RATE_HZ * plan.dt_ms * 1e-3, el // n, itemsize)
-    return state + chunk + table + spikes + per_step + nnz * (16 + itemsize)
+    return state + chunk + table + spikes + per_step + nnz * (16 + itemsize) + replica_bytes(plan, itemsize)
 
 
 class TorchEngine:
@@ -127,6 +130,8 @@ class TorchEngine:
         if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
             raise SpecError("device", device, "cpu, auto, or cuda on a machine with CUDA")
         self.plan, self.device, self.dtype = plan, torch.device(device), DTYPES[dtype]
+        rep = getattr(plan, "replica", None)  # traces: the first replica of each condition
+        self.trace_rows = [0] if rep is None else [int(b) for b in rep.starts[:-1]]
         self.device_name = f"torch-{device}-{dtype}"
         if plan.has_noise and plan.sspec.method == "exponential_euler":
             raise SpecError("spiking.method", "exponential_euler", "euler for a network with white noise "
@@ -157,20 +162,11 @@ class TorchEngine:
         self.ref_steps = self._t(np.floor((nr["t_ref_ms"] + 1e-3 * p.dt_ms) / p.dt_ms), torch.int32)
         self.par = {k: self._t(nr[k]) for k in ("tau_m_ms", "v_rest_mV", "v_th_mV", "v_reset_mV",
                                                  "mu_dc_mV", "sigma_mV", "w_in")}
-        syn = p.synapses
-        # pool-level delivery (spiking.torch_pooled): no per-synapse tables; None: the ELL tables below
-        self.pooled = PooledDelivery(self, syn) if isinstance(syn, PoolSynapses) else None
-        if self.pooled is not None:
-            syn = {}
-        elif p.synapse_kind == "delta":  # both pathways move v: one table with signed weights ("V")
-            syn = {"V": tuple(np.concatenate([syn["E"][i], syn["I"][i] * (-1 if i == 2 else 1)]) for i in range(3))}
-        self.noise_scale = self.par["sigma_mV"] * math.sqrt(p.dt_ms) / torch.sqrt(self.par["tau_m_ms"])
+        self.replica = getattr(p, "replica", None)  # per-replica weights, DC, noise (spiking.replica_weights)
+        sigma = nr["sigma_mV"] if self.replica is None else self.replica.sigma_mV
+        self.noise_scale = self._t(sigma) * math.sqrt(p.dt_ms) / torch.sqrt(self.par["tau_m_ms"])
         self.pools = None
-        self.csr = {}  # per pathway: (n, max out-degree) targets padded with 0 (weight 0), and weights
-        self.graph = _delay_graph(p)  # per-synapse delays: delay-sorted CSR (spiking.delay_csr); else None
-        for pop, (pre, post, w) in syn.items():
-            if pre.size and self.graph is None:  # one delay for all: padded rows, the spikes of step k - D
-                self.csr[pop] = tuple(self._t(a, d) for a, d in zip(ell(pre, post, w, p.n), (torch.int64, None)))
+        self._synapses()
         self.n_steps = n_steps = int(round(p.duration_ms / p.dt_ms))
         # v_new = a v + b (drive + I_E - I_I) + noise (current and delta synapses; module docstring)
         dt_tau = p.dt_ms / nr["tau_m_ms"]
@@ -179,8 +175,8 @@ class TorchEngine:
         coef = 1.0 - a  # of the drive in ``pre`` (_draw); conductance: dt/tau_m (euler), 1 (exact)
         if p.synapse_kind == "conductance":
             coef = dt_tau if p.sspec.method == "euler" else np.ones_like(dt_tau)
-        base = nr["v_rest_mV"] + nr["mu_dc_mV"]
-        self.base = self._t(coef * base)  # (n,) the constant part of ``pre``
+        base = nr["v_rest_mV"] + (nr["mu_dc_mV"] if self.replica is None else self.replica.mu_dc_mV)
+        self.base = self._t(coef * base)  # (n,) or, per-replica DC, (batch, n): the constant part of ``pre``
         self.table = None
         if p.input_values is not None:  # Brian2's TimedArray index of t = k dt (see brian2/input/timedarray.py)
             dt_s, sdt_s = p.dt_ms * 1e-3, p.stim_dt_ms * 1e-3
@@ -192,14 +188,36 @@ class TorchEngine:
             tab = p.input_values.reshape(p.input_values.shape[0], p.batch, -1)
             U = tab.shape[2]
             pools = (p.n % U == 0 and np.array_equal(p.unit_of, np.repeat(np.arange(U), p.n // U))
-                     and all(np.ptp(a.reshape(U, -1), axis=1).max() == 0 for a in (coef, base)))
+                     and all(np.ptp(a.reshape(-1, p.n // U), axis=1).max() == 0 for a in (coef, base)))
             self.pools = (U, p.n // U) if pools else None
             if p.sspec.input.mode == "current" and pools:  # per unit: the neurons of a pool share their drive
-                self.table = self._t(coef[::p.n // U] * (base[::p.n // U] + tab))
+                self.table = self._t(coef[::p.n // U] * (base[..., ::p.n // U] + tab))
             elif p.sspec.input.mode == "current":  # the whole drive, scaled: one table look-up per step
                 self.table = self._t(coef * (base + tab[:, :, p.unit_of]))
             else:
                 self.table = self._t(tab[:, :, p.unit_of])  # Poisson rates (Hz)
+
+    def _synapses(self) -> None:
+        """Delivery tables: pooled (spiking.torch_pooled), else per pathway the ELL rows ``self.csr``: (n, max
+        out-degree) targets padded with 0 (weight 0) and weights ((C n, width): one block per condition with
+        per-replica weights, row offsets ``self.wrow``), or the delay-sorted CSR ``self.graph``."""
+        p = self.plan
+        syn = p.synapses
+        self.pooled = PooledDelivery(self, syn) if isinstance(syn, PoolSynapses) else None
+        self.csr, self.wrow = {}, None
+        self.graph = _delay_graph(p)  # per-synapse delays: delay-sorted CSR (spiking.delay_csr); else None
+        if self.pooled is not None or self.graph is not None:
+            return
+        sets = [syn] if self.replica is None else [condition_synapses(p, c) for c in range(self.replica.n_conditions)]
+        if p.synapse_kind == "delta":  # both pathways move v: one table with signed weights ("V")
+            sets = [{"V": tuple(np.concatenate([s["E"][i], s["I"][i] * (-1 if i == 2 else 1)]) for i in range(3))}
+                    for s in sets]
+        for pop, (pre, post, _) in sets[0].items():
+            if pre.size:  # one delay for all: padded rows, the spikes of step k - D
+                rows = [ell(pre, post, s[pop][2], p.n) for s in sets]
+                self.csr[pop] = (self._t(rows[0][0], torch.int64), self._t(np.concatenate([r[1] for r in rows])))
+        rows_of = condition_rows(p, 2, p.n)
+        self.wrow = None if rows_of is None else self._t(rows_of, torch.int64)
 
     def run(self, recurrent: bool = True, seed: int = 0, progress: Callable | None = None) -> RawRun:
         """One run from the plan's initial state; ``recurrent=False``: synapses off, same input spikes."""
@@ -248,7 +266,8 @@ class TorchEngine:
             if noise is not None:  # sigma sqrt(dt / tau_m) xi, Brian2's Euler-Maruyama increment
                 torch.randn((steps, p.n), generator=g, dtype=self.dtype, device=self.device, out=noise)
                 shape = drive.shape[:1] + drive.shape[2:]  # (steps, n) or (steps, units, pool_size)
-                torch.addcmul(drive[:, b], noise.view(shape), self.noise_scale.view(shape[1:]),
+                scale = self.noise_scale if self.noise_scale.dim() == 1 else self.noise_scale[b]
+                torch.addcmul(drive[:, b], noise.view(shape), scale.view(shape[1:]),
                               out=pre[:, b].view(shape))
         return poisson, pre
 
@@ -291,7 +310,7 @@ class TorchEngine:
                     k = k0 + j
                     st.input(k, None if poisson is None else poisson[j])
                     if p.trace_neurons.size and k % stride == 0:
-                        traces.append(st.v[:, 0, p.trace_neurons].cpu().numpy().copy())
+                        traces.append(st.v[:, self.trace_rows][..., p.trace_neurons].reshape(R, -1).cpu().numpy())
                     st.step(k, pre[j], n_rec)
                 st.check_finite(k0 + steps)
                 if progress is not None:

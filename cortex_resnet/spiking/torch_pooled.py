@@ -172,13 +172,18 @@ class PooledDelivery:
 
     def __init__(self, eng: TorchEngine, synapses: PoolSynapses):
         p = eng.plan
-        tab = synapses.tables
-        self.U = tab["E"].shape[0]
+        rw = getattr(p, "replica", None)  # per-replica weights (spiking.replica_weights): a table per condition
+        sets = [synapses.tables] if rw is None else [{pop: w[c] for pop, w in rw.weights.items()}
+                                                     for c in range(rw.n_conditions)]
+        self.U = sets[0]["E"].shape[0]
         self.M = p.n // self.U
         if p.synapse_kind == "delta":  # both pathways move v: one signed table (disjoint columns: exact)
-            tab = {"V": tab["E"] - tab["I"]}
-        self.wt = {pop: eng._t(t.T.copy()) for pop, t in tab.items() if np.any(t)}
+            sets = [{"V": tab["E"] - tab["I"]} for tab in sets]
+        self.wt = {pop: eng._t(np.concatenate([tab[pop].T for tab in sets]))
+                   for pop in sets[0] if any(np.any(tab[pop]) for tab in sets)}
         self.cols = torch.arange(self.U, device=eng.device)
+        # per-replica weights: row offset (condition * U) of each (copy, replica) row into the stacked tables
+        self.wrow = None if rw is None else torch.as_tensor(np.tile(rw.condition * self.U, 2), device=eng.device)
 
     def deliver(self, st: _State, src: torch.Tensor) -> None:
         """Add the spikes ``src`` (flat indices into (R, B, n)) as pool input to ``v`` / ``I`` / ``g``."""
@@ -186,9 +191,10 @@ class PooledDelivery:
         unit = pool % self.U
         tgt = ((pool - unit)[:, None] + self.cols).view(-1)  # flat (replica row, post unit) of each spike's row
         rows = st.R * st.p.batch
+        wu = unit if self.wrow is None else unit + self.wrow[pool // self.U]
         for pop, wt in self.wt.items():
             inp = torch.zeros(rows * self.U, dtype=wt.dtype, device=wt.device)
-            inp.index_add_(0, tgt, wt[unit].view(-1))  # 1-D: one kernel (a 2-D index_add_ is one op per spike)
+            inp.index_add_(0, tgt, wt[wu].view(-1))  # 1-D: one kernel (a 2-D index_add_ is one op per spike)
             inp = inp.view(rows, self.U)
             dest = st.v if pop == "V" else st.syn[pop]
             dest.view(rows, self.U, self.M).add_(inp.unsqueeze(-1))

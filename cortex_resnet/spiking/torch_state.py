@@ -13,6 +13,7 @@ import torch
 
 from cortex_resnet.errors import SpecError, UnstableCircuitError
 from cortex_resnet.spiking.delay_csr import DelayedDelivery
+from cortex_resnet.spiking.replica_weights import ReplicaDelayedDelivery
 
 if TYPE_CHECKING:  # the engine owns the state; the type only, no import cycle
     from cortex_resnet.spiking.torch_engine import TorchEngine
@@ -73,6 +74,8 @@ class _State:
                                 "tau_e_ms and tau_i_ms both 0 or both > 0 with per-synapse delays")
             stack = torch.zeros((2,) + shape, dtype=eng.dtype, device=eng.device)
             self.syn, self.syn_flat = {"E": stack[0], "I": stack[1]}, stack.view(-1)
+        if eng.replica is not None:  # each condition's own weights (spiking.replica_weights)
+            return ReplicaDelayedDelivery(self.p, shape[0] * shape[1], channels, eng.dtype, eng.device)
         return DelayedDelivery(eng.graph, shape[0] * shape[1], channels, eng.dtype, eng.device)
 
     def _recent(self, k: int, lo: int, hi: int) -> torch.Tensor:
@@ -173,10 +176,11 @@ class _State:
             return
         n = self.p.n
         row, j = src - src % n, src % n
+        wj = j if self.eng.wrow is None else j + self.eng.wrow[src // n]  # per-replica weights: the condition's rows
         for pop, (post, w) in self.eng.csr.items():
             tgt = (row[:, None] + post[j]).view(-1)
             dest = self.v if pop == "V" else self.syn[pop]
-            dest.view(-1).index_add_(0, tgt, w[j].view(-1))
+            dest.view(-1).index_add_(0, tgt, w[wj].view(-1))
 
     def check_finite(self, k_end: int) -> None:
         """Stop as the Brian2 engine does (``spiking.check_finite``) when a potential became NaN/inf."""

@@ -84,8 +84,12 @@ def test_rate_sweep_of_the_stimulus_amplitude_equals_a_direct_simulation():
     (["--backend", "nest", "--param", "stimulus.amp=1,2"], "--backend"),
     (["--backend", "spiking", "--engine", "gpu", "--param", "stimulus.amp=1,2"], "--engine"),
     (["--backend", "spiking", "--engine", "torch", "--batch", "some", "--param", "stimulus.amp=1,2"], "--batch"),
-    (["--backend", "spiking", "--engine", "torch", "--batch", "all", "--param", "connectivity.J_EE=0.5,2",
-      "--param", "stimulus.amp=1,2"], "connectivity.J_EE"),
+    (["--backend", "spiking", "--engine", "torch", "--batch", "all", "--param", "spiking.synapse.p_connect=0.1,0.2",
+      "--param", "stimulus.amp=1,2"], "spiking.synapse.p_connect"),  # another graph: not one batch
+    (["--backend", "spiking", "--engine", "torch", "--batch", "all", "--param", "populations.E.n=40,80",
+      "--param", "connectivity.J_EE=0.5,2"], "populations.E.n"),
+    (["--backend", "spiking", "--engine", "torch", "--batch", "all", "--param", "connectivity.J_EE=0.5,0"],
+     "connectivity.J_EE=0"),  # a coupling of 0 removes the E -> E pathway
     (["--backend", "spiking", "--engine", "torch", "--batch", "all", "--param", "stimulus.onset_ms=0,10"],
      "stimulus.onset_ms"),
     (["--backend", "spiking", "--batch", "all", "--param", "stimulus.amp=1,2"], "--engine"),
@@ -118,6 +122,42 @@ def test_cli_spiking_sweep_json(tmp_path: Path):
 
 
 def test_python_api_refuses_an_unshareable_field_before_running():
-    with pytest.raises(SpecError, match="connectivity.J_EE"):
-        sweep_model(ISN, {"connectivity.J_EE": [0.5, 2.0]}, workers=0, backend="spiking", engine="torch",
+    with pytest.raises(SpecError, match="spiking.pool_size"):
+        sweep_model(ISN, {"spiking.pool_size": [10, 20]}, workers=0, backend="spiking", engine="torch",
                     batch="all")
+
+
+COUPLED = {"spiking.pool_size": [10], "connectivity.J_EE": [1.0, 2.0], "connectivity.J_IE": [0.3, 1.0],
+           "stimulus.amp": [30.0, 40.0]}  # 50 LIF neurons per network, 8 grid points
+
+
+@pytest.mark.slow  # 5 s on a busy machine; the two-condition version below is in the default suite
+def test_couplings_and_amplitudes_as_one_batch_equal_one_task_per_grid_point():
+    """J_EE x J_IE x amplitude (8 conditions) of a seed as ONE torch batch with per-replica weights ==
+    one task per grid point (the same replica seeds and operating input; bit-identical rates in Hz)."""
+    run = {**RUN, "duration_ms": 30.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = sweep_model(BRUNEL, COUPLED, seed=4, **run)
+        alone = sweep_model(BRUNEL, COUPLED, seed=4, batch="none", **run)
+    assert json.loads(ds.attrs["batched_fields"]) == ["connectivity.J_EE", "connectivity.J_IE", "stimulus.amp"]
+    assert dict(ds.sizes) == dict(alone.sizes)
+    for var in ("rate_E", "rate_I", "unstable", "status"):
+        np.testing.assert_array_equal(ds[var].values, alone[var].values, err_msg=var)
+    e, i = ds["rate_E"].values[0, ..., 0], ds["rate_I"].values[0, ..., 0]  # (J_EE, J_IE, amp)
+    assert np.all(e > 1.0) and np.all(i > 1.0), "the network fires (Hz)"
+    assert np.any(e[0] != e[1]) and np.any(i[:, 0] != i[:, 1]), "J_EE and J_IE change the rates: the weights act"
+
+
+def test_two_couplings_as_one_batch_equal_two_tasks():
+    """J_EE = 1 and 2 (the same graph, other E -> E weights) of one seed: one task, one batch == two tasks."""
+    grid, run = {"spiking.pool_size": [10], "connectivity.J_EE": [1.0, 2.0]}, {**RUN, "duration_ms": 20.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = sweep_model(BRUNEL, grid, seed=4, **run)
+        alone = sweep_model(BRUNEL, grid, seed=4, batch="none", **run)
+    assert json.loads(ds.attrs["batched_fields"]) == ["connectivity.J_EE"]
+    for var in ("rate_E", "rate_I", "status"):
+        np.testing.assert_array_equal(ds[var].values, alone[var].values, err_msg=var)
+    e = ds["rate_E"].values.ravel()
+    assert np.all(e > 1.0) and e[0] != e[1], "the network fires and J_EE acts"

@@ -4,6 +4,8 @@ same operating input of the gain mapping, the same engine)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -15,6 +17,8 @@ from cortex_resnet.hypotheses.amplification import HYPOTHESIS as AMP, Amplificat
 from cortex_resnet.hypotheses.isn_paradox import HYPOTHESIS as ISN, IsnParadoxParams
 from cortex_resnet.hypotheses.runner import run_hypothesis
 from cortex_resnet.io.results import load_dataset
+from cortex_resnet.model.circuit import build_circuit
+from cortex_resnet.model.spec import load_spec
 from cortex_resnet.model.stimulus_spec import parse_stimulus
 
 SMALL = {"n_E": 40, "n_I": 10, "spiking_pool_size": 10, "backends": ["rate", "spiking"], "engine": "torch"}
@@ -52,13 +56,24 @@ def test_amplification_levels_as_one_batch_equal_the_levels_one_at_a_time():
     assert batched[1]["xE"] > batched[0]["xE"], "more input, more feedforward E rate"
 
 
+@pytest.mark.slow  # two gain mappings of the microcircuit (~10 s each on a busy machine)
+def test_amplification_couplings_and_levels_as_one_batch_equal_one_at_a_time():
+    """Spiking rows at J_EE 1 and 2 x two input levels: ONE batch (per-replica weights) == four runs."""
+    params = AmplificationParams(**{**AMP_SMALL, "J_EE_values": [1.0, 2.0], "spiking_J_EE_values": [1.0, 2.0],
+                                    "spiking_input_amps": [1.0, 2.0]})
+    batched, n_batches = _batched_and_alone(AMP, params)
+    assert n_batches == 1 and len(batched) == 4
+    assert batched[0]["rE"] != batched[2]["rE"], "J_EE changes the spiking E rate"
+
+
 @pytest.mark.slow
 def test_isn_levels_as_one_batch_equal_the_levels_one_at_a_time():
-    """Both circuits (isn, control), three levels each: two batches; 8 network builds (~25 s CPU:
-    the gain mapping of the ISN circuits is the cost, not the runs)."""
+    """Both circuits (isn, control; J_EE 2 and 0.5: the same graph, per-replica weights), three levels
+    each: ONE batch; 8 network builds (~25 s CPU: the gain mapping of the ISN circuits is the cost, not
+    the runs)."""
     params = IsnParadoxParams(**ISN_SMALL)
     batched, n_batches = _batched_and_alone(ISN, params)
-    assert n_batches == 2 and len(batched) == 6
+    assert n_batches == 1 and len(batched) == 6
     assert all(np.mean(r["rI_trace"]) > 0 for r in batched), "the network must fire"
     # the sham (drive 0) is the drift every level of its circuit subtracts: its own change is 0 exactly
     conds = [c for c in ISN.design(params) if c["backend"] == "spiking"]
@@ -112,6 +127,8 @@ def test_default_levels_keep_the_conditions_and_the_operating_input():
     (IsnParadoxParams, "engine", "nest"),
     (AmplificationParams, "spiking_input_amps", [0.5, 2.0]),  # misses input_amp = 1
     (AmplificationParams, "spiking_input_amps", [-1.0, 1.0]),
+    (AmplificationParams, "spiking_J_EE_values", [1.0]),  # misses test_J_EE = 2
+    (AmplificationParams, "spiking_J_EE_values", [0.0, 2.0]),  # 0: no E -> E pathway
     (AmplificationParams, "engine", "gpu"),
 ])
 def test_bad_levels_and_engines_are_refused_naming_the_field(model, field, value):
@@ -144,3 +161,22 @@ def test_runs_with_levels_report_every_level(name, params, tmp_path):
     assert len(spiking) == (4 if name == "isn-paradox" else 2)
     assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "figures" / f"{name}.png").is_file()
     assert any("spiking" in c["label"] for c in s["comparisons"])
+
+
+def test_circuits_that_differ_in_coupling_run_as_one_batch_equal_each_circuit_alone():
+    """circuits_run: two lif_ei circuits (J_EE 0.5 and 1.2; identity mapping, no background noise: a build
+    in ms) x two levels of a step as ONE batch == condition_run of each circuit alone, level by level."""
+    spec = load_spec(Path(__file__).resolve().parents[2] / "models" / "lif_ei.toml").replace(
+        **{"spiking.pool_size": 10, "spiking.background_noise": "none"})
+    circuits = [build_circuit(spec.replace(**{"connectivity.J_EE": j})) for j in (0.5, 1.2)]
+    stim = amp_batch("step:amp=1,onset_ms=2,channels=[0]", [28.0, 34.0])
+    opts = {"decompose": False, "shared_streams": True, "mean_field": False}
+    _spiking._BATCHES.clear()
+    for i, level in ((0, 1), (1, 0), (1, 1)):  # (circuit, level): three of the four, for time
+        ds, b = _spiking.circuits_run(circuits, i, stim, level, 25.0, 3, **opts)
+        alone, _ = _spiking.circuits_run(circuits, i, stim, level, 25.0, 3, batched=False, **opts)
+        sel = ds["spike_batch"].values == b
+        assert sel.sum() > 10, "the network must fire"
+        np.testing.assert_array_equal(ds["spike_time_ms"].values[sel], alone["spike_time_ms"].values)
+        np.testing.assert_array_equal(ds["spike_neuron"].values[sel], alone["spike_neuron"].values)
+    assert len(_spiking._BATCHES) == 1, "both circuits' levels ran as one batch"
