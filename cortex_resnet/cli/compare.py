@@ -31,8 +31,11 @@ def compare_cmd(
     spiking_duration: float | None = typer.Option(
         None, help="Spiking run length (ms; default max(K dt, 100)); spikes counted in its "
                    "second half."),
-    pool_size: int | None = typer.Option(None, help="LIF neurons per rate unit "
+    pool_size: int | None = typer.Option(None, help="LIF neurons per rate unit, 1 to 10000 "
                                                        "(default: the circuit's spiking.pool_size)."),
+    window_start: float | None = typer.Option(
+        None, help="Start of the reported readout window [START, T) (ms; default T/2; a multiple of the "
+                   "net's dt_ms below the run length). E.g. --spiking-duration 200 --window-start 50."),
     out: Path | None = typer.Option(None, help="Folder for compare.json and compare.png "
                                                   "(default: the run folder). Existing ones are "
                                                   "replaced only if cortex-resnet wrote them (else --force)."),
@@ -60,7 +63,7 @@ def compare_cmd(
                     spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
                     seed=seed, data_dir=data_dir, spiking_engine=spiking_engine,
                     brian2_reference=brian2_reference, spiking_dtype=spiking_dtype, progress=progress,
-                    naive=naive, mapping=mapping)
+                    naive=naive, mapping=mapping, window_start_ms=window_start)
     if json_out:
         emit_json(s)
         return
