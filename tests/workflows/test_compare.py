@@ -231,12 +231,16 @@ def test_no_examples_to_draw_still_scores_and_draws(tied_run, tmp_path):
 
 # ------------------------------------------------------------------ pool size and readout window
 
-def test_bad_pool_size_and_window_start_exit_2_before_any_work(tied_run, tmp_path):
+def test_bad_pool_size_and_window_start_exit_2_before_any_work(tmp_path):
+    """Refused before the run is loaded (``run`` need not exist); the multiple of the net's dt once it is."""
+    out = tmp_path / "out"
+    out.mkdir()
     for args, field in ((["--pool-size", "0"], "--pool-size"), (["--pool-size", "10001"], "--pool-size"),
-                        (["--spiking-duration", "40", "--window-start", "40"], "--window-start")):
-        res = CliRunner().invoke(app, ["compare", str(tied_run), *args, "--out", str(tmp_path)])
+                        (["--spiking-duration", "40", "--window-start", "40"], "--window-start"),
+                        (["--window-start", "-1"], "--window-start")):
+        res = CliRunner().invoke(app, ["compare", str(tmp_path / "run"), *args, "--out", str(out)])
         assert res.exit_code == 2 and field in res.output, (args, res.output)
-        assert not any(tmp_path.iterdir())  # nothing written
+    assert not any(out.iterdir())  # nothing written
     for start in (-1.0, 40.0, 2.5):  # below 0, not below T = 40 ms, not a multiple of dt = 1 ms
         with pytest.raises(SpecError, match="--window-start"):
             check_window_start(start, 40.0, 1.0)
