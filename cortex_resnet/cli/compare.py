@@ -31,8 +31,11 @@ def compare_cmd(
     spiking_duration: float | None = typer.Option(
         None, help="Spiking run length (ms; default max(K dt, 100)); spikes counted in its "
                    "second half."),
-    pool_size: int | None = typer.Option(None, help="LIF neurons per rate unit "
+    pool_size: int | None = typer.Option(None, help="LIF neurons per rate unit, 1 to 10000 "
                                                        "(default: the circuit's spiking.pool_size)."),
+    window_start: float | None = typer.Option(
+        None, help="Start of the reported readout window [START, T) (ms; default T/2; a multiple of the "
+                   "net's dt_ms below the run length). E.g. --spiking-duration 200 --window-start 50."),
     out: Path | None = typer.Option(None, help="Folder for compare.json and compare.png "
                                                   "(default: the run folder). Existing ones are "
                                                   "replaced only if cortex-resnet wrote them (else --force)."),
@@ -55,12 +58,12 @@ def compare_cmd(
     """``compare``: check the options, score the run three ways, write and report."""
     from cortex_resnet.workflows.compare import compare_run  # deferred: torch/brian2 stack (keeps --help fast)
 
-    _check_options(spiking_examples, seed, spiking_duration, out, run_dir, force, threads)
+    _check_options(spiking_examples, seed, spiking_duration, out, run_dir, force, threads, window_start)
     s = compare_run(run_dir, spiking_examples=spiking_examples, spiking=spiking,
                     spiking_duration_ms=spiking_duration, pool_size=pool_size, out_dir=out,
                     seed=seed, data_dir=data_dir, spiking_engine=spiking_engine,
                     brian2_reference=brian2_reference, spiking_dtype=spiking_dtype, progress=progress,
-                    naive=naive, mapping=mapping)
+                    naive=naive, mapping=mapping, window_start_ms=window_start)
     if json_out:
         emit_json(s)
         return
@@ -68,14 +71,17 @@ def compare_cmd(
 
 
 def _check_options(spiking_examples: int | None, seed: int, spiking_duration: float | None, out: Path | None,
-                   run_dir: Path, force: bool, threads: int | None) -> None:
-    """Bad options exit 2 before any work."""
+                   run_dir: Path, force: bool, threads: int | None, window_start: float | None = None) -> None:
+    """Bad options exit 2 before any work (the window start's multiple of dt: once the run is loaded)."""
     if spiking_examples is not None and spiking_examples < 0:
         raise SpecError("--spiking-examples", spiking_examples, "an integer >= 0")
     if seed < 0:
         raise SpecError("--seed", seed, "an integer >= 0")
     if spiking_duration is not None and not spiking_duration > 0:
         raise SpecError("--spiking-duration", spiking_duration, "a duration > 0 ms")
+    if window_start is not None and not 0 <= window_start < (spiking_duration or float("inf")):
+        raise SpecError("--window-start", window_start, "a time >= 0 ms below the spiking run's length "
+                        f"({spiking_duration if spiking_duration else 'default max(K dt, 100)'} ms)")
     folder = out if out is not None else run_dir
     if out is not None and not out.is_dir():
         raise SpecError("--out", str(out), "an existing folder for compare.json and compare.png")

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from cortex_resnet.core.resources import memory_budget_bytes
+from cortex_resnet.errors import SpecError
 from cortex_resnet.spiking.brian import brian2_global_state
 from cortex_resnet.spiking.build import build_plan, estimate_bytes
 from cortex_resnet.spiking.chain import chain_circuit
 from cortex_resnet.spiking.simulator import make_engine, to_spiking
 from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["CONVERSION", "brian2_reference", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
+__all__ = ["CONVERSION", "MAX_POOL", "brian2_reference", "check_pool_size", "check_window_start", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
            "window_counts"]
 
 # The twin is a conversion, whatever realisation the circuit's own [spiking] table describes (e.g. the
@@ -41,6 +42,7 @@ __all__ = ["CONVERSION", "brian2_reference", "rate_window_logits", "readout_time
 # sigma (the rate model's assumption), one delay for all synapses, no weight spread.
 CONVERSION = {"background_noise": "match", "pathways": {}, "synapse.p_connect": 1.0, "synapse.delay_i_ms": None,
               "synapse.delay_rel_sd": 0.0, "synapse.weight_rel_sd": 0.0}
+MAX_POOL = 10_000  # LIF neurons per rate unit (the engine's memory check refuses a batch that does not fit)
 TORCH_BATCH = 256  # replicas per torch run (the engine's memory check refuses what does not fit)
 FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # readout times as fractions of the run
 
@@ -61,6 +63,24 @@ def spiking_twin(circuit) -> tuple[Any, np.ndarray]:
         return circuit, np.eye(circuit.n_units)
     twin = chain_circuit(circuit)
     return twin.circuit, twin.combine
+
+
+def check_pool_size(pool_size: int | None) -> None:
+    """SpecError naming ``--pool-size`` unless None (the circuit's own) or an integer in ``[1, MAX_POOL]``."""
+    if pool_size is not None and not 1 <= pool_size <= MAX_POOL:
+        raise SpecError("--pool-size", pool_size, f"an integer from 1 to {MAX_POOL} (LIF neurons per rate unit)")
+
+
+def check_window_start(start_ms: float | None, duration_ms: float, dt_ms: float) -> None:
+    """SpecError naming ``--window-start`` unless None (``T/2``) or a multiple of the net's step ``dt_ms``
+    in ``[0, T)`` (the rate circuit is read out over the same whole steps)."""
+    if start_ms is None:
+        return
+    steps = start_ms / dt_ms
+    if not (0.0 <= start_ms < duration_ms and abs(steps - round(steps)) < 1e-9):
+        raise SpecError("--window-start", start_ms, f"a time in [0, {duration_ms:g}) ms (the spiking run's "
+                        f"length) that is a multiple of the net's step dt_ms = {dt_ms:g} ms")
+
 
 
 def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, duration_ms: float, seed: int,
@@ -99,10 +119,12 @@ def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, d
 
 def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, duration_ms: float, dt_ms: float,
                    seed: int, pool_size: int | None, engine: str, dtype: str = "float32",
-                   progress: Callable[[int], None] | None = None, **spiking: Any) -> dict[str, Any]:
+                   progress: Callable[[int], None] | None = None, window_start_ms: float | None = None,
+                   **spiking: Any) -> dict[str, Any]:
     """Run ``u`` (batch, n_inputs) through the spiking twin (:func:`spiking_twin`); logits (n_times,
     batch, classes) of every readout window (:func:`readout_times`), the windows, the mean E-pool
-    spike count of the last and the spikes per example (whole run, all pools). ``spiking``: further
+    spike count of the last and the spikes per example (whole run, all pools). The last window (the
+    reported readout) is ``[window_start_ms, T)`` (default ``T/2``). ``spiking``: further
     ``[spiking]`` fields, dotted (e.g. ``weight_scaling="identity"``: the naive conversion;
     ``"fit"``: ``u_operating`` (S, n_inputs) is the sample the gain is fitted over), over
     :data:`CONVERSION`."""
@@ -111,6 +133,8 @@ def spiking_scores(circuit, clf, u: torch.Tensor, u_operating: torch.Tensor, *, 
                        u_operating=u_operating.detach().cpu().numpy(), **{**CONVERSION, **spiking})
     times = readout_times(duration_ms, dt_ms)
     windows = [(t / 2.0, t) for t in times]
+    if window_start_ms is not None:
+        windows[-1] = (float(window_start_ms), float(duration_ms))
     info: dict = {}
     counts, R = window_counts(model, u.detach().cpu().numpy(), windows + [(0.0, duration_ms)],
                               duration_ms=duration_ms, seed=seed, engine=engine, dtype=dtype, progress=progress,

@@ -42,7 +42,8 @@ from cortex_resnet.spiking.mapping import FITTED
 from cortex_resnet.spiking.torch_engine import check_engine
 from cortex_resnet.training.experiment import CircuitModelSpec, ExperimentSpec, parse_experiment
 from cortex_resnet.spiking.scoring import brian2_reference as _brian2_reference
-from cortex_resnet.spiking.scoring import rate_window_logits, spiking_traces, spiking_twin
+from cortex_resnet.spiking.scoring import check_pool_size, check_window_start, rate_window_logits, spiking_traces
+from cortex_resnet.spiking.scoring import spiking_twin
 from cortex_resnet.spiking.scoring import spiking_scores as _spiking_scores
 from cortex_resnet.bridge import to_circuit
 from cortex_resnet.model.stimulus import Stimulus
@@ -149,7 +150,8 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
                 figure: str | Path | None = None, seed: int = 0,
                 data_dir: str | Path | None = None, batch_size: int = 500, spiking_engine: str = "torch",
                 brian2_reference: int = 0, spiking_dtype: str = "float32", progress: bool = False,
-                naive: bool = False, mapping: str = "gain", fit_samples: int = 256) -> dict[str, Any]:
+                naive: bool = False, mapping: str = "gain", fit_samples: int = 256,
+                window_start_ms: float | None = None) -> dict[str, Any]:
     """Score a trained circuit as network, rate circuit and spiking circuit (module docstring).
 
     Parameters
@@ -158,11 +160,11 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
     spiking_examples : test examples run as a spiking network (default None: the whole test set;
         fewer: a seeded subsample)
     spiking : run the spiking circuit at all
-    spiking_duration_ms : length of each spiking run (default ``max(K dt, 100 ms)``: counts
-        need spikes); the reported readout counts E-pool spikes in its second half, the anytime
-        curve in ``[t/2, t)`` for a grid of ``t``; the rate circuit is run as long and read out
-        over the same windows (like for like)
-    pool_size : LIF neurons per rate unit (default: the circuit's ``spiking.pool_size``)
+    spiking_duration_ms, window_start_ms : length T of each spiking run (default ``max(K dt, 100 ms)``:
+        counts need spikes); the reported readout counts E-pool spikes in ``[window_start_ms, T)`` (default
+        ``T/2``; :func:`~cortex_resnet.spiking.scoring.check_window_start`), the anytime curve in ``[t/2, t)``
+        for a grid of ``t``; the rate circuit is run as long and read out over the same windows (like for like)
+    pool_size : LIF neurons per rate unit, 1 to 10 000 (default: the circuit's ``spiking.pool_size``)
     out_dir : where ``compare.json`` and the figure ``compare.png`` go (default ``run_dir``)
     figure : another path for the figure (``.png``/``.svg``/``.pdf``)
     seed : seeds the spiking subsample and the spiking network
@@ -187,19 +189,18 @@ def compare_run(run_dir: str | Path, *, spiking_examples: int | None = None, spi
         an untied net's stages, :mod:`cortex_resnet.spiking.chain`); with ``naive``, ``naive``
         (accuracy, gap, spikes, anytime curve of the naive conversion).
     """
-    _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype, mapping, fit_samples)
+    _check_args(spiking_engine, brian2_reference, out_dir, spiking_examples, spiking_dtype, mapping, fit_samples,
+                pool_size)
     run = load_run(run_dir, data_dir)
+    duration = _spiking_duration(run, spiking_duration_ms, window_start_ms)
     x = torch.as_tensor(run.dataset.x_test, dtype=torch.float64)
     y = torch.as_tensor(run.dataset.y_test)
     out, net_logits, keep, circuit = _network_and_rate(run, x, y, batch_size, n_examples_plot, progress)
     out["run"], out["training_change"] = str(run_dir), training_change(run)  # pathways, ISN per layer
     spk = None
     if spiking and spiking_examples != 0:
-        m = run.spec.model
-        # counting needs spikes: at least 100 ms (a few spikes per pool at ~10 Hz), else K dt
-        opts = {"duration_ms": float(spiking_duration_ms) if spiking_duration_ms else max(m.steps * m.dt_ms, 100.0),
-                "seed": seed, "pool_size": pool_size, "engine": spiking_engine, "dtype": spiking_dtype,
-                "progress": progress, "n_plot": n_examples_plot, "mapping": mapping, "naive": naive,
+        opts = {"duration_ms": duration, "window_start_ms": window_start_ms, "seed": seed, "pool_size": pool_size,
+                "engine": spiking_engine, "dtype": spiking_dtype, "progress": progress, "n_plot": n_examples_plot, "mapping": mapping, "naive": naive,
                 "u_operating": operating_inputs(run, mapping, fit_samples, seed), "brian2": brian2_reference}
         spk, keep = _spiking_runs(run, circuit, x, y, spiking_examples, net_logits, out, opts)
     folder = Path(out_dir) if out_dir is not None else Path(run_dir)
@@ -225,9 +226,10 @@ def _spiking_runs(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, spi
 
 
 def _check_args(engine: str, brian2_reference: int, out_dir: Any, spiking_examples: int | None, dtype: str,
-                mapping: str, fit_samples: int) -> None:
+                mapping: str, fit_samples: int, pool_size: int | None) -> None:
     """SpecError naming the field for a bad option (before anything is loaded or written)."""
     check_engine(engine, False)
+    check_pool_size(pool_size)
     if mapping not in MAPPINGS:
         raise SpecError("mapping", mapping, ", ".join(MAPPINGS))
     if fit_samples < 1:
@@ -240,6 +242,15 @@ def _check_args(engine: str, brian2_reference: int, out_dir: Any, spiking_exampl
         raise SpecError("spiking_dtype", dtype, "float32 or float64")
     if out_dir is not None and not Path(out_dir).is_dir():
         raise SpecError("--out", str(out_dir), "an existing folder for compare.json and compare.png")
+
+
+def _spiking_duration(run: LoadedRun, duration_ms: float | None, window_start_ms: float | None) -> float:
+    """The spiking run's length (ms): ``duration_ms``, default ``max(K dt, 100 ms)`` (counting needs spikes:
+    a few per pool at ~10 Hz); the window start checked against it (:func:`check_window_start`)."""
+    m = run.spec.model
+    duration = float(duration_ms) if duration_ms else max(m.steps * m.dt_ms, 100.0)
+    check_window_start(window_start_ms, duration, m.dt_ms)
+    return duration
 
 
 @torch.no_grad()
@@ -300,7 +311,7 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         spk = _spiking_scores(circuit, run.model, u, opts["u_operating"], duration_ms=dur,
                               dt_ms=m.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
                               engine=opts["engine"], dtype=opts["dtype"], progress=bar.update,
-                              weight_scaling=opts["mapping"])
+                              window_start_ms=opts["window_start_ms"], weight_scaling=opts["mapping"])
         rate_win = rate_window_logits(traj, run.model, u, np.eye(circuit.n_units),
                                       spk["windows_ms"], m.dt_ms, dur)
         n_rate = int(round(dur / m.dt_ms))
@@ -324,7 +335,8 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
         "spiking_twin": "tied circuit" if twin is circuit else f"stage chain ({twin.meta['stages']} stages)",
         "spiking_mapping": spk["mapping"], "spiking_mapping_info": _mapping_summary(spk["mapping_info"]),
         "spiking_dtype": opts["dtype"] if opts["engine"] == "torch" else "float64",
-        "anytime": {"n": len(idx), "window": "[t/2, t) ms (network: its step t = k dt, instantaneous)",
+        "anytime": {"n": len(idx), "window": "[t/2, t) ms, the last: the reported window "
+                    f"{list(spk['windows_ms'][-1])} ms (network: its step t = k dt, instantaneous)",
                     "readout_ms": [float(t) for t in spk["times_ms"]], "spiking": acc(spk["logits"]),
                     "rate_circuit": acc(rate_win), "network_time_ms": [m.dt_ms * (k + 1) for k in range(m.steps)],
                     "network": acc(net_logits[:, idx])}})
@@ -340,7 +352,7 @@ def _brian2_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, sub:
     return _brian2_reference(circuit, run.model, run.model.encode(x[sub]), opts["u_operating"], y[sub],
                              spk["logits"][-1, :len(sub)].argmax(-1), duration_ms=opts["duration_ms"],
                              dt_ms=run.spec.model.dt_ms, seed=opts["seed"], pool_size=opts["pool_size"],
-                             weight_scaling=opts["mapping"])
+                             window_start_ms=opts["window_start_ms"], weight_scaling=opts["mapping"])
 
 
 def _mapping_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +372,8 @@ def _naive_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx: 
         s = _spiking_scores(circuit, run.model, run.model.encode(x[idx]), run.model.encode(x).mean(0),
                             duration_ms=opts["duration_ms"], dt_ms=m.dt_ms, seed=opts["seed"],
                             pool_size=opts["pool_size"], engine=opts["engine"], dtype=opts["dtype"],
-                            progress=bar.update, weight_scaling="identity")
+                            progress=bar.update, window_start_ms=opts["window_start_ms"],
+                            weight_scaling="identity")
     yi = y[idx]
     acc = [float(v) for v in (s["logits"].argmax(-1) == yi).double().mean(-1)]
     net = float((net_logits[-1, idx].argmax(-1) == yi).double().mean())

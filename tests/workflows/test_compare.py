@@ -13,6 +13,7 @@ from cortex_resnet.cli import app
 from cortex_resnet.errors import SpecError
 from cortex_resnet.training.experiment import parse_experiment
 from cortex_resnet.training.loop import train
+from cortex_resnet.spiking.scoring import check_window_start
 from cortex_resnet.workflows.compare import compare_run, load_run, operating_inputs, rate_logits
 
 CIRCUIT = {"name": "tiny", "populations": {
@@ -226,3 +227,50 @@ def test_no_examples_to_draw_still_scores_and_draws(tied_run, tmp_path):
     s = compare_run(tied_run, out_dir=tmp_path, spiking_examples=4, spiking_duration_ms=20.0, n_examples_plot=0)
     assert s["n_spiking"] == 4 and 0.0 <= s["spiking_accuracy"] <= 1.0
     assert (tmp_path / "compare.png").exists()
+
+
+# ------------------------------------------------------------------ pool size and readout window
+
+def test_bad_pool_size_and_window_start_exit_2_before_any_work(tmp_path):
+    """Refused before the run is loaded (``run`` need not exist); the multiple of the net's dt once it is."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for args, field in ((["--pool-size", "0"], "--pool-size"), (["--pool-size", "10001"], "--pool-size"),
+                        (["--spiking-duration", "40", "--window-start", "40"], "--window-start"),
+                        (["--window-start", "-1"], "--window-start")):
+        res = CliRunner().invoke(app, ["compare", str(tmp_path / "run"), *args, "--out", str(out)])
+        assert res.exit_code == 2 and field in res.output, (args, res.output)
+    assert not any(out.iterdir())  # nothing written
+    for start in (-1.0, 40.0, 2.5):  # below 0, not below T = 40 ms, not a multiple of dt = 1 ms
+        with pytest.raises(SpecError, match="--window-start"):
+            check_window_start(start, 40.0, 1.0)
+    for start in (None, 0.0, 39.0):
+        check_window_start(start, 40.0, 1.0)
+
+
+@pytest.mark.slow  # ~11 s on the busy 2-core machine (a spiking run and its reference count)
+def test_window_start_sets_the_reported_window_and_pool_size_the_pools(tied_run, tmp_path):
+    """``window_start_ms``: the reported spiking readout counts E-pool spikes in ``[start, T)`` (the same
+    spikes as ``window_counts`` over that window, same seed), the rate circuit is averaged over the same
+    steps; the other anytime windows stay ``[t/2, t)``. ``pool_size``: that many LIF neurons per unit."""
+    from cortex_resnet.spiking.simulator import to_spiking
+    from cortex_resnet.spiking.scoring import CONVERSION, window_counts
+
+    s = compare_run(tied_run, out_dir=tmp_path, spiking_examples=6, spiking_duration_ms=30.0, n_examples_plot=0,
+                    pool_size=7, window_start_ms=4.0, seed=2)
+    assert s["spiking_window_ms"] == [4.0, 30.0] and s["pool_size"] == 7 and s["spiking_neurons"] == 7 * 20
+    assert "[4.0, 30.0]" in s["anytime"]["window"] and s["anytime"]["readout_ms"][-1] == 30.0
+    run = load_run(tied_run)
+    idx = np.sort(np.random.default_rng(2).choice(120, size=6, replace=False))
+    x = torch.as_tensor(run.dataset.x_test[idx], dtype=torch.float64)
+    _, _, _, circuit = rate_logits(run, x)
+    with torch.no_grad():
+        u = run.model.encode(x).numpy()
+        u_op = operating_inputs(run, "gain", 1, 2).numpy()
+    model = to_spiking(circuit, pool_size=7, input_mode="current", u_operating=u_op,
+                       **{**CONVERSION, "weight_scaling": "gain"})
+    counts, R = window_counts(model, u, [(4.0, 30.0)], duration_ms=30.0, seed=2)
+    r = torch.as_tensor(counts[0] / (7 * 0.026) / R)
+    pred = run.model.readout(run.model.select(r)).argmax(-1)
+    y = torch.as_tensor(run.dataset.y_test[idx])
+    assert s["spiking_accuracy"] == pytest.approx(float((pred == y).double().mean()), abs=1e-12)
