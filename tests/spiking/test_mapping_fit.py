@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
-from cortex_resnet.errors import SpecError
+from cortex_resnet.errors import ConvergenceError, SpecError
 from cortex_resnet.model.circuit import build_circuit
 from cortex_resnet.model.spec import parse_spec
+from cortex_resnet.spiking import mapping_fit
 from cortex_resnet.spiking.build import build_plan
 from cortex_resnet.spiking.mapping import map_circuit
 from cortex_resnet.spiking.mapping_fit import sample_rates
@@ -120,3 +121,23 @@ def test_plan_fits_over_the_batch_by_default_and_refuses_bad_shapes():
     assert plan.mapping.info["fit"]["samples"] == 6
     with pytest.raises(SpecError, match="u_operating"):
         build_plan(c, u, 5.0, engine="torch", u_operating=np.ones((2, 3, 4)))
+
+
+def test_a_failing_batch_newton_falls_back_input_by_input(monkeypatch):
+    """When Newton fails on the whole batch, each input gets its own Newton and only the inputs where
+    that fails run the dynamics; both paths land on the batch's steady states (Newton's 1e-10 vs the
+    dynamics after 2 s: within 1e-6 Hz here)."""
+    c, u = _circuit("fit"), _inputs(6, 3)
+    ref = sample_rates(c, u)
+    real, calls = mapping_fit.steady_state, []
+
+    def flaky(circuit, uu, **kw):
+        calls.append(len(uu))
+        if len(uu) > 1 or np.allclose(uu, u[2:3]):  # the batch and input 2 "fail"
+            raise ConvergenceError("no convergence (test)")
+        return real(circuit, uu, **kw)
+
+    monkeypatch.setattr(mapping_fit, "steady_state", flaky)
+    got = sample_rates(c, u)
+    assert calls == [6, 1, 1, 1, 1, 1, 1]
+    np.testing.assert_allclose(got, ref, atol=1e-6)
