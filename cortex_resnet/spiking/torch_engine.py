@@ -119,7 +119,6 @@ class TorchEngine:
 
     compiled = False
     _pool: ThreadPoolExecutor | None = None
-    threads: int | None = None
 
     def __init__(self, plan: SpikingPlan, *, device: str = "cpu", dtype: str = "float64",
                  seeds: np.ndarray | None = None, input_spikes: np.ndarray | None = None, poisson: str = "torch"):
@@ -300,7 +299,7 @@ class TorchEngine:
         traces: list[np.ndarray] = []
         n_rec = int(recurrent[0])  # copy 0 is the recurrent one (when there is one); callers keep that order
         # draws of the replicas' generators on torch's intra-op thread count (the streams do not depend on it)
-        workers = min(self.threads or torch.get_num_threads(), B) if self.device.type == "cpu" else 1
+        workers = min(torch.get_num_threads(), B) if self.device.type == "cpu" else 1
         with torch.inference_mode():
             st = _State(self, R)
             self._pre = torch.empty((RANDOM_CHUNK_STEPS, B, n), dtype=self.dtype, device=self.device)
