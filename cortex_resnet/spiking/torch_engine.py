@@ -41,14 +41,17 @@ spiked (index scatter, never a dense N x N).
 
 **Speed** (float32 at batch 256 is the scoring case): the state-independent part of
 ``v_new`` (scaled drive + noise) is prepared per chunk of steps into one reused
-buffer, so a step is one fused ``addcmul`` over the state, a threshold
+buffer (each replica's N(0, 1) numbers into a (batch, steps, n) buffer, then one
+``addcmul`` for the whole chunk), so a step is one fused ``addcmul`` over the state, a threshold
 compare, and sparse index writes (refractory clamp, resets, deliveries: see
-:class:`~cortex_resnet.spiking.torch_state._State`); the drive of a current input is stored per rate unit (the
-neurons of a pool share it). Runs under ``torch.inference_mode``. Random numbers: one
+:class:`~cortex_resnet.spiking.torch_state._State`; on the CPU one delay's deliveries are one
+compiled pass, :mod:`~cortex_resnet.spiking.delivery_kernel`); the drive of a current input is stored
+per rate unit (the neurons of a pool share it). Runs under ``torch.inference_mode``. Random numbers: one
 ``torch.Generator`` per stimulus replica, seeded from ``(seed, replica)``,
 drawn in fixed chunks of :data:`RANDOM_CHUNK_STEPS` steps (Poisson counts,
 then white noise), so a replica's input spikes do not depend on the batch it
-runs in. The x-run (recurrence off) is a second copy of the state in the
+runs in; with ``torch.set_num_threads(T > 1)`` on the CPU, T worker threads draw blocks of
+replicas (the same streams: the thread count changes no number). The x-run (recurrence off) is a second copy of the state in the
 same pass using the same random numbers: the same input spikes and noise.
 Potentials in mV, times in ms, rates in Hz.
 """

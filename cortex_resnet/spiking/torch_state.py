@@ -191,6 +191,8 @@ class _State:
 
     def check_finite(self, k_end: int) -> None:
         """Stop as the Brian2 engine does (``spiking.check_finite``) when a potential became NaN/inf."""
+        if math.isfinite(float(self.v.sum())):  # one reduction: NaN and inf propagate into the sum
+            return
         bad = ~torch.isfinite(self.v)
         if bool(bad.any()):
             r, b, i = (int(x) for x in bad.nonzero()[0])
