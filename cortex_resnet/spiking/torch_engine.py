@@ -43,14 +43,17 @@ spike gathers its row at ``condition * rows + row`` (``self.wrow``); DC and nois
 
 **Speed** (float32 at batch 256 is the scoring case): the state-independent part of
 ``v_new`` (scaled drive + noise) is prepared per chunk of steps into one reused
-buffer, so a step is one fused ``addcmul`` over the state, a threshold
+buffer (each replica's N(0, 1) numbers into a (batch, steps, n) buffer, then one
+``addcmul`` for the whole chunk), so a step is one fused ``addcmul`` over the state, a threshold
 compare, and sparse index writes (refractory clamp, resets, deliveries: see
-:class:`~cortex_resnet.spiking.torch_state._State`); the drive of a current input is stored per rate unit (the
-neurons of a pool share it). Runs under ``torch.inference_mode``. Random numbers: one
+:class:`~cortex_resnet.spiking.torch_state._State`; on the CPU one delay's deliveries are one
+compiled pass, :mod:`~cortex_resnet.spiking.delivery_kernel`); the drive of a current input is stored
+per rate unit (the neurons of a pool share it). Runs under ``torch.inference_mode``. Random numbers: one
 ``torch.Generator`` per stimulus replica, seeded from ``(seed, replica)``,
 drawn in fixed chunks of :data:`RANDOM_CHUNK_STEPS` steps (Poisson counts,
 then white noise), so a replica's input spikes do not depend on the batch it
-runs in. The x-run (recurrence off) is a second copy of the state in the
+runs in; with ``torch.set_num_threads(T > 1)`` on the CPU, T worker threads draw blocks of
+replicas (the same streams: the thread count changes no number). The x-run (recurrence off) is a second copy of the state in the
 same pass using the same random numbers: the same input spikes and noise.
 Potentials in mV, times in ms, rates in Hz.
 """
@@ -60,6 +63,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -93,7 +97,7 @@ def torch_bytes(plan: SpikingPlan, copies: int, itemsize: int) -> float:
     else:
         nnz = sum(synapse_count(plan.synapses, k) for k in plan.synapses) if graph is None else graph.nnz
     state = el * (4 * itemsize + 8) + n * 8 * itemsize  # v, v_new, two synaptic variables, last spike step
-    chunk = 2 * RANDOM_CHUNK_STEPS * B * n * itemsize  # pre (drive + noise) and Poisson counts
+    chunk = 3 * RANDOM_CHUNK_STEPS * B * n * itemsize  # pre (drive + noise), noise, Poisson counts
     table = 0 if plan.input_values is None else plan.input_values.shape[0] * B * n * itemsize
     spikes = el * ASSUMED_RATE_HZ * plan.duration_ms * 1e-3 * 40  # flat indices + RawRun arrays
     per_step = el * ASSUMED_RATE_HZ * plan.dt_ms * 1e-3 * (nnz / max(n, 1)) * 40  # event expansion
@@ -120,6 +124,7 @@ class TorchEngine:
     """
 
     compiled = False
+    _pool: ThreadPoolExecutor | None = None
 
     def __init__(self, plan: SpikingPlan, *, device: str = "cpu", dtype: str = "float64",
                  seeds: np.ndarray | None = None, input_spikes: np.ndarray | None = None, poisson: str = "torch"):
@@ -241,7 +246,7 @@ class TorchEngine:
         """Poisson input counts (steps, batch, n) or None, and ``pre`` (steps, batch, n): the part of
         ``v_new`` that does not depend on the state (the scaled drive plus the white noise)."""
         p = self.plan
-        poisson = noise = lam = None
+        poisson = lam = None
         current = self.table is not None and p.sspec.input.mode == "current"
         if self.given is not None:
             rows = self.given[(self.given[:, 0] >= k0) & (self.given[:, 0] < k0 + steps)]
@@ -254,22 +259,38 @@ class TorchEngine:
             poisson = torch.empty_like(lam)
         pre = self._pre[:steps]  # reused: a fresh chunk each time costs more in page faults than it computes
         drive = self._drive(k0, steps) if current else self.base.expand((steps, p.batch, p.n))
-        if p.has_noise:
-            noise = self._noise[:steps]
-        elif current:
+        if not p.has_noise and current:
             pre.view(drive.shape).copy_(drive)
-        else:
+        elif not p.has_noise:
             pre = drive
-        for b, g in enumerate(gens):
-            if lam is not None:
-                poisson[:, b] = self._poisson(lam[:, b], g)
-            if noise is not None:  # sigma sqrt(dt / tau_m) xi, Brian2's Euler-Maruyama increment
-                torch.randn((steps, p.n), generator=g, dtype=self.dtype, device=self.device, out=noise)
-                shape = drive.shape[:1] + drive.shape[2:]  # (steps, n) or (steps, units, pool_size)
-                scale = self.noise_scale if self.noise_scale.dim() == 1 else self.noise_scale[b]
-                torch.addcmul(drive[:, b], noise.view(shape), scale.view(shape[1:]),
-                              out=pre[:, b].view(shape))
+        noise = self._noise[:, :steps] if p.has_noise else None  # (batch, steps, n)
+        if lam is not None or noise is not None:
+            self._draw_all(gens, lam, poisson, noise)
+        if noise is not None:  # sigma sqrt(dt / tau_m) xi, Brian2's Euler-Maruyama increment: one pass
+            shape = drive.shape  # (steps, batch, n) or (steps, batch, units, pool_size)
+            scale = self.noise_scale.view(shape[2:] if self.noise_scale.dim() == 1 else shape[1:])  # (B, n): per replica
+            torch.addcmul(drive, noise.transpose(0, 1).view(shape), scale, out=pre.view(shape))
         return poisson, pre
+
+    def _draw_all(self, gens: list[torch.Generator], lam: torch.Tensor | None, poisson: torch.Tensor | None,
+                  noise: torch.Tensor | None) -> None:
+        """Each replica's Poisson counts, then its white noise, from its own generator; with workers,
+        each draws a block of replicas (the streams are independent; torch drops the GIL)."""
+        if self._pool is None:
+            self._draw_replicas(range(self.plan.batch), gens, lam, poisson, noise)
+            return
+        blocks = np.array_split(np.arange(self.plan.batch), self._pool._max_workers)
+        list(self._pool.map(lambda r: self._draw_replicas(r, gens, lam, poisson, noise), blocks))
+
+    def _draw_replicas(self, replicas: Any, gens: list[torch.Generator], lam: torch.Tensor | None,
+                       poisson: torch.Tensor | None, noise: torch.Tensor | None) -> None:
+        """The Poisson counts into ``poisson[:, b]`` and N(0, 1) numbers into ``noise[b]`` (steps, n)."""
+        with torch.inference_mode():  # thread-local: a worker thread must enter it too
+            for b in replicas:
+                if lam is not None:
+                    poisson[:, b] = self._poisson(lam[:, b], gens[b])
+                if noise is not None:  # torch.randn's stream: randn is empty().normal_()
+                    noise[b].normal_(generator=gens[b])
 
     def _poisson(self, lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Poisson counts with means ``lam`` from generator ``g`` (``self.poisson``: the sampler)."""
@@ -297,30 +318,43 @@ class TorchEngine:
         t0 = time.perf_counter()
         gens = self._generators(seed)
         traces: list[np.ndarray] = []
-        stride = p.sspec.monitor.trace_stride
         n_rec = int(recurrent[0])  # copy 0 is the recurrent one (when there is one); callers keep that order
+        # draws of the replicas' generators on torch's intra-op thread count (the streams do not depend on it)
+        workers = min(torch.get_num_threads(), B) if self.device.type == "cpu" else 1
         with torch.inference_mode():
             st = _State(self, R)
             self._pre = torch.empty((RANDOM_CHUNK_STEPS, B, n), dtype=self.dtype, device=self.device)
-            self._noise = torch.empty((RANDOM_CHUNK_STEPS, n), dtype=self.dtype, device=self.device)
-            for k0 in range(0, self.n_steps, RANDOM_CHUNK_STEPS):
-                steps = min(RANDOM_CHUNK_STEPS, self.n_steps - k0)
-                poisson, pre = self._draw(gens, k0, steps)
-                for j in range(steps):
-                    k = k0 + j
-                    st.input(k, None if poisson is None else poisson[j])
-                    if p.trace_neurons.size and k % stride == 0:
-                        traces.append(st.v[:, self.trace_rows][..., p.trace_neurons].reshape(R, -1).cpu().numpy())
-                    st.step(k, pre[j], n_rec)
-                st.check_finite(k0 + steps)
-                if progress is not None:
-                    progress((k0 + steps) / self.n_steps)
+            self._noise = torch.empty((B, RANDOM_CHUNK_STEPS, n), dtype=self.dtype, device=self.device)
+            self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+            try:
+                self._steps(st, gens, traces, n_rec, progress)
+            finally:
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._pool = self._pre = self._noise = None
             lens = torch.tensor([s.numel() for s in st.spikes], dtype=torch.int64)
             flat = torch.cat(st.spikes).cpu() if st.spikes else torch.zeros(0, dtype=torch.int64)
         step = torch.repeat_interleave(torch.arange(len(st.spikes)), lens)
         hit = torch.stack([step, flat // (B * n), (flat // n) % B, flat % n], 1)
         self.last_run_s = time.perf_counter() - t0
         return self._raw(hit.numpy(), traces, R)
+
+    def _steps(self, st: _State, gens: list[torch.Generator], traces: list[np.ndarray], n_rec: int,
+               progress: Callable | None) -> None:
+        """All time steps, a chunk of random numbers at a time."""
+        p, stride = self.plan, self.plan.sspec.monitor.trace_stride
+        for k0 in range(0, self.n_steps, RANDOM_CHUNK_STEPS):
+            steps = min(RANDOM_CHUNK_STEPS, self.n_steps - k0)
+            poisson, pre = self._draw(gens, k0, steps)
+            for j in range(steps):
+                k = k0 + j
+                st.input(k, None if poisson is None else poisson[j])
+                if p.trace_neurons.size and k % stride == 0:
+                    traces.append(st.v[:, self.trace_rows][..., p.trace_neurons].reshape(len(st.v), -1).cpu().numpy())
+                st.step(k, pre[j], n_rec)
+            st.check_finite(k0 + steps)
+            if progress is not None:
+                progress((k0 + steps) / self.n_steps)
 
     def _raw(self, hit: np.ndarray, traces: list[np.ndarray], R: int) -> list[RawRun]:
         """Rows ``(step, copy, replica, neuron)`` -> one :class:`RawRun` per copy."""

@@ -13,12 +13,13 @@ import torch
 
 from cortex_resnet.errors import SpecError, UnstableCircuitError
 from cortex_resnet.spiking.delay_csr import DelayedDelivery
+from cortex_resnet.spiking.delivery_kernel import load_kernel
 from cortex_resnet.spiking.replica_weights import ReplicaDelayedDelivery
 
 if TYPE_CHECKING:  # the engine owns the state; the type only, no import cycle
     from cortex_resnet.spiking.torch_engine import TorchEngine
 
-__all__ = ["ell"]
+__all__ = ["ell", "kernel_rows"]
 
 
 class _State:
@@ -59,6 +60,11 @@ class _State:
         cpu = dev.type == "cpu"
         self.th_np = self.v_th.numpy() if cpu else None
         self.above_buf = np.empty((R * p.batch, p.n), bool) if cpu else None
+        # one delay for all, on the CPU: the compiled loop over the arriving spikes' rows (one pass)
+        self.kernel = load_kernel() if (cpu and eng.csr and eng.pooled is None and eng.wrow is None
+                                       and self.flat_n < 2**31) else None  # per-replica weights: index_add_
+        self.rows = {pop: kernel_rows(*eng.csr[pop]) for pop in eng.csr} if self.kernel is not None else {}
+        self.col0 = np.zeros(self.flat_n, np.int64) if self.kernel is not None else None
         vr = np.unique(p.neuron["v_reset_mV"])
         self.reset_value = float(vr[0]) if vr.size == 1 else None
 
@@ -175,6 +181,12 @@ class _State:
             self.eng.pooled.deliver(self, src)
             return
         n = self.p.n
+        if self.kernel is not None:  # the same additions in the same order as the index_add_ below
+            s = src.numpy()
+            for pop, (dptr, key, w) in self.rows.items():
+                dest = self.v if pop == "V" else self.syn[pop]
+                self.kernel(dptr, key, w, s, self.col0[:s.size], n, 2, dest.view(-1).numpy())
+            return
         row, j = src - src % n, src % n
         wj = j if self.eng.wrow is None else j + self.eng.wrow[src // n]  # per-replica weights: the condition's rows
         for pop, (post, w) in self.eng.csr.items():
@@ -184,6 +196,8 @@ class _State:
 
     def check_finite(self, k_end: int) -> None:
         """Stop as the Brian2 engine does (``spiking.check_finite``) when a potential became NaN/inf."""
+        if math.isfinite(float(self.v.sum())):  # one reduction: NaN and inf propagate into the sum
+            return
         bad = ~torch.isfinite(self.v)
         if bool(bad.any()):
             r, b, i = (int(x) for x in bad.nonzero()[0])
@@ -209,3 +223,14 @@ def ell(pre: np.ndarray, post: np.ndarray, w: np.ndarray, n: int) -> tuple[np.nd
     targets[pre[order], col] = post[order]
     weights[pre[order], col] = w[order]
     return targets, weights
+
+
+def kernel_rows(post: torch.Tensor, w: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ELL rows (:func:`ell`, as tensors) -> the compiled delivery's CSR (``delivery_kernel``):
+    ``dptr`` (2 n,) the start and end of each row, int32 targets, weights, in row order. The padding
+    (weight 0) is left out: adding 0 changes nothing."""
+    wn, pn = w.cpu().numpy(), post.cpu().numpy()
+    keep = wn != 0
+    ends = np.cumsum(keep.sum(axis=1))
+    dptr = np.stack([ends - keep.sum(axis=1), ends], axis=1).reshape(-1).astype(np.int64)
+    return dptr, pn[keep].astype(np.int32), np.ascontiguousarray(wn[keep])

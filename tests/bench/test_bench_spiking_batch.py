@@ -39,6 +39,8 @@ def test_spiking_batch_bench_reports_every_engine_and_its_goal(monkeypatch):
     ratio = by_name["torch_vs_brian2_speedup"]
     assert ratio["goal"] == ">= 30" and ratio["met"] == (ratio["value"] >= 30)
     runs = ratio["details"]["runs"]
+    assert all(r["threads"] == 1 for r in runs.values()) and ratio["details"]["goal"] == ">= 30x"
+    assert runs["torch_float32"]["engine"] == "torch" and runs["brian2_runtime"]["engine"] == "brian2_runtime_numpy"
     assert runs["torch_float64"]["stimuli"] == 4 and runs["brian2_runtime"]["stimuli"] == 2
     assert set(out["results"][0]) >= {"name", "value", "unit", "goal", "met"}
     engine_only = by_name["torch_vs_brian2_engine_only_speedup"]
