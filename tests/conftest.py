@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import collections
+import json
+import os
+import resource
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +24,28 @@ except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
 
 # case counts per fuzz test, printed at the end of the run (issue: report the cases tried)
 FUZZ_COUNTS: collections.Counter[str] = collections.Counter()
+
+
+# CORTEX_RESNET_TEST_CPU=folder: each worker writes the CPU seconds (its own plus its finished
+# children's) and wall seconds of every test phase to folder/cpu-<worker>.json. CPU time, unlike
+# --durations' wall time, does not grow with the machine's load: the measure for trimming the suite.
+_CPU_DIR = os.environ.get("CORTEX_RESNET_TEST_CPU")
+_CPU_TIMES: dict[str, list[float]] = {}
+
+
+def _cpu_s() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _CPU_DIR:
+        yield
+        return
+    cpu0, wall0 = _cpu_s(), time.perf_counter()
+    yield
+    _CPU_TIMES[item.nodeid] = [_cpu_s() - cpu0, time.perf_counter() - wall0]
 
 
 @pytest.fixture
@@ -54,6 +80,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_sessionfinish(session, exitstatus):
     """Under pytest-xdist each worker hands its fuzz counts to the controller."""
     workeroutput = getattr(session.config, "workeroutput", None)
+    if _CPU_DIR:
+        name = workeroutput["workerid"] if workeroutput is not None else "main"
+        with open(os.path.join(_CPU_DIR, f"cpu-{name}.json"), "w") as f:
+            json.dump(_CPU_TIMES, f)
     if workeroutput is not None:
         workeroutput["fuzz_counts"] = dict(FUZZ_COUNTS)
 
