@@ -28,7 +28,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not slow" $(PYTEST_ARGS)
 
 # The wheel, installed with --no-deps into a fresh venv outside the source tree, runs
 # `simulate canonical_microcircuit` and `hypothesis run isn-paradox --quick` from an
