@@ -103,8 +103,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_sessionfinish(session, exitstatus):
     """Under pytest-xdist each worker hands its fuzz counts to the controller."""
     workeroutput = getattr(session.config, "workeroutput", None)
-    if _CPU_DIR:
-        name = workeroutput["workerid"] if workeroutput is not None else "main"
+    if _CPU_DIR and _CPU_TIMES:
+        name = session.config.workerinput["workerid"] if workeroutput is not None else "main"
         with open(os.path.join(_CPU_DIR, f"cpu-{name}.json"), "w") as f:
             json.dump(_CPU_TIMES, f)
     if workeroutput is not None:
