@@ -10,7 +10,8 @@ STAMP := $(VENV)/.cortex-resnet-installed
 PYTEST_ARGS ?=
 # 6 workers on 2 cores: on a shared machine the suite gets a fairer share of the CPU (beside two
 # busy loops, 2 workers took 11 min 42 s at 1321 tests, 4 workers 10 min 33 s at 1393 tests); on an
-# idle machine it costs nothing measurable
+# idle machine it costs nothing measurable. --no-loadscope-reorder: modules are handed out in
+# collection order, which tests/conftest.py (HEAVY_FIRST) starts with the longest ones
 TEST_WORKERS ?= 6
 
 .PHONY: install test package-check validate demo bench figures gpu-check clean
@@ -28,7 +29,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not slow" $(PYTEST_ARGS)
 
 # The wheel, installed with --no-deps into a fresh venv outside the source tree, runs
 # `simulate canonical_microcircuit` and `hypothesis run isn-paradox --quick` from an

@@ -136,7 +136,7 @@ def test_unstable_circuit_exits_1_with_diagnosis_and_no_output(tmp_path):
 def _console(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("cortex-resnet")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
 def test_console_script_end_to_end():

@@ -375,17 +375,17 @@ def test_a_blow_up_stops_with_the_brian2_engine_diagnosis():
 
 # ------------------------------------------------------------------ compare on the whole test set
 
-def _tiny_run(tmp_path):
+def _tiny_run(tmp_path, *, n_train: int = 400, epochs: int = 2, lr: float = 0.003):
     circuit = {"name": "tiny", "populations": {  # tests/test_compare.py's circuit and run
         "E": {"n": 16, "tau_ms": 4.0, "transfer": {"name": "relu"}},
         "I": {"n": 4, "tau_ms": 2.0, "transfer": {"name": "relu"}}},
         "connectivity": {"J_EE": 0.5, "J_EI": 1.0, "J_IE": 1.0, "J_II": 0.5, "weight_cv": 0.5},
         "input": {"n_inputs": 8, "projection": "random", "gain_I": 0.5}}
     spec = parse_experiment({
-        "name": "tiny_torch", "data": {"name": "digits", "n_train": 400, "n_test": 120},
+        "name": "tiny_torch", "data": {"name": "digits", "n_train": n_train, "n_test": 120},
         "model": {"kind": "circuit", "spec": circuit, "variant": "tied", "steps": 6, "dt_ms": 1.0,
                   "input_mode": "sustained"},
-        "optim": {"lr": 0.003}, "train": {"epochs": 2, "batch_size": 50}})
+        "optim": {"lr": lr}, "train": {"epochs": epochs, "batch_size": 50}})
     train(spec, tmp_path / "run", progress=False)
     return tmp_path / "run"
 
@@ -400,12 +400,19 @@ def test_compare_scores_the_whole_test_set_with_the_torch_engine(tmp_path):
 
 @pytest.mark.slow
 def test_compare_reports_the_brian2_reference_agreement(tmp_path):
-    out = compare_run(_tiny_run(tmp_path), spiking_examples=10**6, spiking_engine="torch",
-                      brian2_reference=20, n_examples_plot=1)
+    """Agreement means something only where the readout is well above chance (10 %): the tiny
+    circuit trained longer (1000 digits, 8 epochs: ~95 % as a network, measured). Different random
+    streams, so agreement below 1 is the spiking readout's trial-to-trial variability too; if each
+    engine is right on a fraction >= a of the examples, they agree on >= 2a - 1 of them."""
+    out = compare_run(_tiny_run(tmp_path, n_train=1000, epochs=8, lr=0.01), spiking_examples=10**6,
+                      spiking_engine="torch", brian2_reference=40, n_examples_plot=1)
+    assert out["network_accuracy"] >= 0.85, out["network_accuracy"]
     ref = out["brian2_reference"]
-    assert ref["n"] == 20 and 0.0 <= ref["agreement"] <= 1.0
-    # two engines, different random streams: predictions agree where the readout is not at chance
-    assert ref["agreement"] >= 0.5, ref
+    assert ref["n"] == 40 and 0.0 <= ref["agreement"] <= 1.0
+    assert ref["brian2_accuracy"] >= 0.8 and ref["torch_accuracy"] >= 0.8, ref  # chance: 0.1
+    # at 0.8 each, 2a - 1 = 0.6 is guaranteed whatever the engines do; 0.8 asks for more: that the
+    # two engines err on the same few examples (measured: 1.0, both 0.975 on these 40)
+    assert ref["agreement"] >= 0.8, ref
 
 
 def test_cli_simulate_with_the_torch_engine_and_a_bad_engine(tmp_path):

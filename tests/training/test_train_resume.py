@@ -40,7 +40,7 @@ STEPS_PER_EPOCH = 15  # 1438 training digits in batches of 100
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("cortex-resnet")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
 
 
