@@ -9,11 +9,13 @@ overrides both.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 
 from cortex_resnet.errors import ResourceError
 
-__all__ = ["memory_budget_bytes", "check_memory", "format_bytes", "DEVICE_FREE_FRACTION"]
+__all__ = ["memory_budget_bytes", "check_memory", "format_bytes", "release_freed_memory", "DEVICE_FREE_FRACTION"]
 
 DEVICE_FREE_FRACTION = 0.9
 
@@ -65,3 +67,26 @@ def check_memory(nbytes: float, what: str, suggestion: str = "", device: object 
         raise ResourceError(what, f"~{format_bytes(nbytes)} needed",
                             f"at most {where}: {format_bytes(budget)} "
                             f"(CORTEX_RESNET_MEMORY_BUDGET_GB){hint}")
+
+
+_LIBC: list = []
+
+
+def release_freed_memory() -> bool:
+    """Hand memory that ``free`` kept back to the operating system (glibc's ``malloc_trim``).
+
+    A long step loop that allocates and frees many small arrays leaves glibc's heap fragmented:
+    the torch engine at PD14 scale 1 grew by ~5 GB over 0.5 s of simulated time this way (freed,
+    not leaked: ``malloc_trim`` returned all of it). Returns False where there is no glibc."""
+    if not _LIBC:
+        name = ctypes.util.find_library("c")
+        try:
+            lib = ctypes.CDLL(name) if name else None
+        except OSError:
+            lib = None
+        _LIBC.append(lib if lib is not None and hasattr(lib, "malloc_trim") else None)
+    if _LIBC[0] is None:
+        return False
+    _LIBC[0].malloc_trim(0)
+    return True
+
