@@ -95,7 +95,7 @@ def _column_groups(circuit: Circuit, sspec: SpikingSpec, P: np.ndarray, weight_t
     M, out = sspec.pool_size, {}
     for pw in fixed_total_pathways(circuit, sspec):
         b0, b1 = pw.pre0 // M, pw.pre1 // M
-        if not np.all(weight_table[:, b0:b1] == weight_table[:, b0:b0 + 1]):
+        if (b0, b1) not in out and not np.all(weight_table[:, b0:b1] == weight_table[:, b0:b0 + 1]):
             raise SpecError("spiking.synapse.fixed_total_number", True,
                             "false: the weights of one presynaptic population differ between its units")
         n_pre = pw.pre1 - pw.pre0

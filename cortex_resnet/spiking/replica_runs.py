@@ -26,7 +26,7 @@ from cortex_resnet.model.circuit import Circuit
 from cortex_resnet.spiking.build import build_plan
 from cortex_resnet.spiking.initial_state import replica_seed
 from cortex_resnet.spiking.replica_weights import merge_plans, split_raw
-from cortex_resnet.spiking.simulator import _run_attrs, _warn_stimulus, check_finite, spiking_dataset
+from cortex_resnet.spiking.simulator import check_finite, run_attrs, spiking_dataset, warn_stimulus
 from cortex_resnet.spiking.torch_engine import TorchEngine
 
 __all__ = ["simulate_conditions"]
@@ -45,7 +45,7 @@ def simulate_conditions(circuits: Sequence[Circuit], stimuli: Sequence[Any], *, 
         plan = build_plan(c, stim, float(duration_ms), dt_ms=dt_ms, u_operating=u_op, seed=int(seed),
                           engine="torch", replica_seeds=None if ks is None else list(ks))
         plans.append(plan)
-        notes.append(_warn_stimulus(stim, plan.u, float(duration_ms), c.spec.simulation.stimulus))
+        notes.append(warn_stimulus(stim, plan.u, float(duration_ms), c.spec.simulation.stimulus))
         keys += [replica_seed(int(seed), b) for b in range(plan.batch)] if ks is None else [int(k) for k in ks]
     merged = merge_plans(plans)
     eng = TorchEngine(merged, device=device, dtype=dtype, seeds=np.asarray(keys, np.int64))
@@ -58,7 +58,7 @@ def simulate_conditions(circuits: Sequence[Circuit], stimuli: Sequence[Any], *, 
         rx = None if raw_x is None else split_raw(raw_x, merged, c, n_tr)
         if rx is not None:
             check_finite(rx, circuit, "run without recurrence")
-        ds = spiking_dataset(plan, r, rx, attrs=_run_attrs(plan, r, eng.device_name, int(seed), notes[c], mean_field))
+        ds = spiking_dataset(plan, r, rx, attrs=run_attrs(plan, r, eng.device_name, int(seed), notes[c], mean_field))
         ds.encoding.update(compile_s=0.0, runtime_s=eng.last_run_s, compiled=False,
                            total_s=time.perf_counter() - start, batch_conditions=len(plans))
         out.append(ds)

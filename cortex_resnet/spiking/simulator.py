@@ -46,7 +46,7 @@ from cortex_resnet.spiking.meanfield import solve
 from cortex_resnet.spiking.torch_engine import TorchEngine, check_engine
 
 __all__ = ["simulate_spiking", "make_engine", "spiking_dataset", "spike_statistics", "spiking_summary",
-           "cli_run"]
+           "cli_run", "run_attrs", "warn_stimulus"]
 
 
 def check_finite(raw: RawRun, circuit: Circuit, what: str) -> None:
@@ -178,9 +178,10 @@ def _ticker(bar: Any):
     return tick
 
 
-def _warn_stimulus(stim: Any, u: np.ndarray, duration_ms: float, model_default: Any) -> list[str]:
-    """Warn (StimulusWarning, at the caller of ``simulate_spiking``) about a stimulus that may not do
-    what was meant; the messages go into the result's attributes too."""
+def warn_stimulus(stim: Any, u: np.ndarray, duration_ms: float, model_default: Any) -> list[str]:
+    """Warn (StimulusWarning, two frames above this call: the caller of ``simulate_spiking`` or of the
+    batched replica runs) about a stimulus that may not do what was meant; returns the messages, which
+    go into the result's attributes too."""
     notes = stimulus_warnings(stim if not isinstance(stim, np.ndarray) else None, u, duration_ms,
                               model_default=model_default)
     for msg in notes:
@@ -230,7 +231,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     stim = sim.stimulus if stimulus is None else stimulus
     plan = build_plan(circuit, stim, duration_ms, dt_ms=dt_ms, u_operating=u_operating, seed=seed, engine=engine,
                       replica_seeds=replica_seeds)
-    notes = _warn_stimulus(stim, plan.u, duration_ms, sim.stimulus)
+    notes = warn_stimulus(stim, plan.u, duration_ms, sim.stimulus)
     bar = _progress_bar(progress, standalone, decompose)
     try:
         with brian2_global_state():  # Brian2's excepthook and warning capture end with the run
@@ -240,7 +241,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     finally:
         if bar is not None:
             bar.close()
-    ds = spiking_dataset(plan, raw, raw_x, attrs=_run_attrs(plan, raw, _device_name(runner), seed, notes, mean_field))
+    ds = spiking_dataset(plan, raw, raw_x, attrs=run_attrs(plan, raw, _device_name(runner), seed, notes, mean_field))
     # wall times are not stored in the file (same seed -> same file); callers read them here
     ds.encoding.update(compile_s=float(runner.compile_s), runtime_s=runtime,
                        compiled=bool(getattr(runner, "compiled", False)),
@@ -248,7 +249,7 @@ def simulate_spiking(circuit: Circuit, stimulus: StimulusSpec | str | np.ndarray
     return ds
 
 
-def _run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: list[str],
+def run_attrs(plan: SpikingPlan, raw: RawRun, device: str, seed: int, notes: list[str],
                mean_field: bool = True) -> dict[str, Any]:
     """The dataset attributes of a run: sizes, seeds, the mapping, spike statistics, mean field."""
     return {

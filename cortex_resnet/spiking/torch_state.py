@@ -61,10 +61,11 @@ class _State:
         self.th_np = self.v_th.numpy() if cpu else None
         self.above_buf = np.empty((R * p.batch, p.n), bool) if cpu else None
         # one delay for all, on the CPU: the compiled loop over the arriving spikes' rows (one pass)
-        self.kernel = load_kernel() if (cpu and eng.csr and eng.pooled is None and eng.wrow is None
-                                       and self.flat_n < 2**31) else None  # per-replica weights: index_add_
+        self.kernel = load_kernel() if (cpu and eng.csr and eng.pooled is None and self.flat_n < 2**31) else None
         self.rows = {pop: kernel_rows(*eng.csr[pop]) for pop in eng.csr} if self.kernel is not None else {}
         self.col0 = np.zeros(self.flat_n, np.int64) if self.kernel is not None else None
+        # per-replica weights: a spike of copy c walks its condition's row, 2 (start, end) entries per row
+        self.col_of_copy = None if self.kernel is None or eng.wrow is None else 2 * eng.wrow.numpy()
         vr = np.unique(p.neuron["v_reset_mV"])
         self.reset_value = float(vr[0]) if vr.size == 1 else None
 
@@ -183,9 +184,10 @@ class _State:
         n = self.p.n
         if self.kernel is not None:  # the same additions in the same order as the index_add_ below
             s = src.numpy()
+            col = self.col0[:s.size] if self.col_of_copy is None else self.col_of_copy[s // n]
             for pop, (dptr, key, w) in self.rows.items():
                 dest = self.v if pop == "V" else self.syn[pop]
-                self.kernel(dptr, key, w, s, self.col0[:s.size], n, 2, dest.view(-1).numpy())
+                self.kernel(dptr, key, w, s, col, n, 2, dest.view(-1).numpy())
             return
         row, j = src - src % n, src % n
         wj = j if self.eng.wrow is None else j + self.eng.wrow[src // n]  # per-replica weights: the condition's rows
@@ -227,9 +229,11 @@ def ell(pre: np.ndarray, post: np.ndarray, w: np.ndarray, n: int) -> tuple[np.nd
 
 def kernel_rows(post: torch.Tensor, w: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ELL rows (:func:`ell`, as tensors) -> the compiled delivery's CSR (``delivery_kernel``):
-    ``dptr`` (2 n,) the start and end of each row, int32 targets, weights, in row order. The padding
-    (weight 0) is left out: adding 0 changes nothing."""
+    ``dptr`` (2 rows,) the start and end of each row, int32 targets, weights, in row order. The padding
+    (weight 0) is left out: adding 0 changes nothing. Per-replica weights (``w`` (C n, width), one block
+    per condition over the shared targets ``post`` (n, width)): C blocks of rows, condition-major."""
     wn, pn = w.cpu().numpy(), post.cpu().numpy()
+    pn = np.tile(pn, (wn.shape[0] // pn.shape[0], 1))
     keep = wn != 0
     ends = np.cumsum(keep.sum(axis=1))
     dptr = np.stack([ends - keep.sum(axis=1), ends], axis=1).reshape(-1).astype(np.int64)

@@ -77,6 +77,27 @@ def test_each_condition_in_the_batch_spikes_as_alone(kind, delivery):
     assert merged.info["delivery"].startswith("pooled" if delivery == "pooled" else "per synapse")
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_per_replica_weights_take_the_compiled_delivery_with_the_same_spikes(monkeypatch, kind):
+    """The one-pass compiled delivery walks each copy's condition rows: the same spikes as ``index_add_``."""
+    from cortex_resnet.spiking import torch_state
+    from cortex_resnet.spiking.delivery_kernel import load_kernel
+
+    if load_kernel() is None:
+        pytest.skip("no compiler here: the engine uses index_add_ only")
+    base = _plan(_circuit(**KINDS[kind], **DELIVERIES["synapses"]))
+    merged = merge_plans([_condition(base, {"E": 1.0, "I": 1.0}, 0.0, 1.0),
+                          _condition(base, {"E": 1.6, "I": 0.6}, 1.5, 2.0)])
+    eng = TorchEngine(merged, seeds=np.tile(SEEDS, 2))
+    assert torch_state._State(eng, 2).kernel is not None, "per-replica weights now use the compiled delivery"
+    fast = eng.run_pair(3)
+    monkeypatch.setattr(torch_state, "load_kernel", lambda: None)
+    plain = TorchEngine(merged, seeds=np.tile(SEEDS, 2)).run_pair(3)
+    for a, b in zip(fast, plain):
+        assert a.spike_i.size > 40
+        _same(a, b)
+
+
 @pytest.mark.slow  # 6.6 s on a busy machine: three pipelines (merged, two alone)
 def test_circuits_that_differ_in_couplings_give_their_datasets_alone():
     """Whole pipeline: lif_ei at two (J_EE, J_IE) as one batch == simulate_spiking of each alone (every
