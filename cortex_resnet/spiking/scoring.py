@@ -17,6 +17,7 @@ readout reads the stages' rates combined into the net's ``r_K`` (:func:`spiking_
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -30,10 +31,11 @@ from cortex_resnet.spiking.brian import brian2_global_state
 from cortex_resnet.spiking.build import build_plan, estimate_bytes
 from cortex_resnet.spiking.chain import chain_circuit
 from cortex_resnet.spiking.simulator import make_engine, to_spiking
-from cortex_resnet.spiking.torch_engine import TorchEngine
+from cortex_resnet.spiking.initial_state import replica_seed
+from cortex_resnet.spiking.torch_engine import TorchEngine, torch_bytes
 
-__all__ = ["CONVERSION", "MAX_POOL", "brian2_reference", "check_pool_size", "check_window_start", "rate_window_logits", "readout_times", "spiking_scores", "spiking_traces", "spiking_twin",
-           "window_counts"]
+__all__ = ["CONVERSION", "MAX_POOL", "brian2_reference", "check_pool_size", "check_window_start", "rate_window_logits",
+           "readout_times", "replica_seeds", "spiking_scores", "spiking_traces", "spiking_twin", "torch_batch_size", "window_counts"]
 
 # The twin is a conversion, whatever realisation the circuit's own [spiking] table describes (e.g. the
 # PD14 file's: its in-degrees, rate couplings as mV per Hz, Poisson background noise, per-synapse
@@ -83,16 +85,41 @@ def check_window_start(start_ms: float | None, duration_ms: float, dt_ms: float)
 
 
 
+def replica_seeds(seed: int, start: int, count: int) -> tuple[list[int], np.ndarray]:
+    """Seeds of inputs ``start .. start + count - 1``: (initial potentials, noise and input spikes) of
+    replica ``i % 256`` in chunk ``i // 256`` of :data:`TORCH_BATCH` (potentials ``(seed, b)``, streams
+    ``(seed + chunk, b)``, as a run of 256 seeds them)."""
+    i = np.arange(start, start + count)
+    b, k = i % TORCH_BATCH, i // TORCH_BATCH
+    return ([replica_seed(seed, int(x)) for x in b],
+            np.array([replica_seed(seed + int(kk), int(x)) for kk, x in zip(k, b)], np.int64))
+
+
+def torch_batch_size(model, u: np.ndarray, duration_ms: float, dtype: str = "float32") -> int:
+    """Replicas per torch run: :data:`TORCH_BATCH`, or fewer when a run of that many would not fit the
+    memory budget (the engine's own estimate, :func:`~cortex_resnet.spiking.torch_engine.torch_bytes`,
+    which is affine in the batch); at least 1 (the engine refuses a single replica that does not fit,
+    naming the pool size and duration)."""
+    plan = build_plan(model.circuit, u[:1], duration_ms, u_operating=model.u_operating, engine="torch")
+    itemsize = 4 if dtype == "float32" else 8
+    one, two = (torch_bytes(dataclasses.replace(plan, batch=b), 1, itemsize) for b in (1, 2))
+    per, fixed = two - one, 2 * one - two
+    fits = int((memory_budget_bytes() - fixed) // max(per, 1.0))
+    return int(min(TORCH_BATCH, max(1, fits), max(1, u.shape[0])))
+
+
 def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, duration_ms: float, seed: int,
                   engine: str = "torch", dtype: str = "float32",
                   progress: Callable[[int], None] | None = None, info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Spike counts per rate unit (n_windows, batch, n_units) in each window ``[t0, t1)`` (ms) of
-    one run per input, and the Hz per rate unit of each unit (``mapping.R_unit``); chunk ``k`` of
-    the batch runs with seed ``seed + k`` (as ``SpikingModel.run``). ``info``: filled with the
-    mapping's description (``mapping.info``)."""
+    one run per input, and the Hz per rate unit of each unit (``mapping.R_unit``). Brian2: chunk ``k``
+    of the batch runs with seed ``seed + k`` (as ``SpikingModel.run``). torch: input ``i`` has the
+    random streams of replica ``i % 256`` of a chunk of :data:`TORCH_BATCH` run with ``seed + i // 256``
+    (:func:`replica_seeds`), whatever batch the memory allows (:func:`torch_batch_size`): the counts do
+    not depend on the free memory. ``info``: filled with the mapping's description (``mapping.info``)."""
     c = model.circuit
     if engine == "torch":
-        size = TORCH_BATCH
+        size = torch_batch_size(model, u, duration_ms, dtype)
     else:
         per = estimate_bytes(c, c.spec.spiking, 1, duration_ms,
                              int(duration_ms / c.spec.spiking.input.stimulus_dt_ms) + 2)
@@ -100,10 +127,15 @@ def window_counts(model, u: np.ndarray, windows: list[tuple[float, float]], *, d
     counts = np.zeros((len(windows), u.shape[0], c.n_units), np.int64)
     for k in range(math.ceil(u.shape[0] / size)):
         part = u[k * size:(k + 1) * size]
-        plan = build_plan(c, part, duration_ms, u_operating=model.u_operating, seed=seed, engine=engine)
-        with brian2_global_state():
-            runner = TorchEngine(plan, dtype=dtype) if engine == "torch" else make_engine(plan)
-            raw = runner.run(True, seed + k)
+        if engine == "torch":
+            v0_seeds, noise_seeds = replica_seeds(seed, k * size, part.shape[0])
+            plan = build_plan(c, part, duration_ms, u_operating=model.u_operating, seed=seed, engine=engine,
+                              replica_seeds=v0_seeds)
+            raw = TorchEngine(plan, dtype=dtype, seeds=noise_seeds).run(True, seed)
+        else:
+            plan = build_plan(c, part, duration_ms, u_operating=model.u_operating, seed=seed, engine=engine)
+            with brian2_global_state():
+                raw = make_engine(plan).run(True, seed + k)
         if info is not None:
             info.update(plan.mapping.info)
         g = raw.spike_i

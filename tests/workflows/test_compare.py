@@ -178,6 +178,31 @@ def test_window_counts_equal_the_spiking_models_counts(tied_run):
     assert counts[1].sum() > counts[0].sum() > 0
 
 
+def test_window_counts_do_not_depend_on_the_batch_the_memory_allows(tied_run, monkeypatch):
+    """The torch batch shrinks to what the memory budget holds (the untied chain's 32,000-neuron twin
+    at 300 ms asked for 15.7 GiB at batch 256 and was refused); every input keeps the random streams
+    it has in a full-size chunk, so the counts are the same at any batch."""
+    from cortex_resnet.spiking import scoring
+    from cortex_resnet.spiking.simulator import to_spiking
+
+    run = load_run(tied_run)
+    x = torch.as_tensor(run.dataset.x_test[:6], dtype=torch.float64)
+    _, _, _, circuit = rate_logits(run, x)
+    with torch.no_grad():
+        u = run.model.encode(x).numpy()
+    model = to_spiking(circuit, input_mode="current", u_operating=u.mean(0))
+    monkeypatch.setattr(scoring, "TORCH_BATCH", 4)  # chunks of 4 define the streams: inputs 4, 5 are chunk 1
+    full, _ = scoring.window_counts(model, u, [(0.0, 30.0)], duration_ms=30.0, seed=5, dtype="float64")
+    assert scoring.torch_batch_size(model, u, 30.0, "float64") == 4
+    monkeypatch.setenv("CORTEX_RESNET_MEMORY_BUDGET_GB", "1e-9")  # nothing fits: one input per run (the engine refuses it)
+    assert scoring.torch_batch_size(model, u, 30.0, "float64") == 1
+    monkeypatch.setattr(scoring, "torch_batch_size", lambda *a: 3)  # chunks of 3 cross the chunk-of-4 border
+    monkeypatch.delenv("CORTEX_RESNET_MEMORY_BUDGET_GB")
+    small, _ = scoring.window_counts(model, u, [(0.0, 30.0)], duration_ms=30.0, seed=5, dtype="float64")
+    np.testing.assert_array_equal(small, full)
+    assert full[0, 4:].sum() > 0
+
+
 def test_rate_window_logits_average_the_trajectory_over_the_window(tied_run):
     from cortex_resnet.workflows.compare import _trajectories
     from cortex_resnet.spiking.scoring import rate_window_logits
