@@ -121,6 +121,23 @@ def test_default_levels_keep_the_conditions_and_the_operating_input():
     assert condition_keys(5, 3, shared=True) == [condition_keys(5, 1)[0]] * 3
 
 
+def test_a_sham_condition_does_not_warn_of_its_zero_input():
+    """The ISN check's sham replica (extra drive 0) runs on purpose without input: no StimulusWarning
+    (a user reading the hypothesis's output was told to "give a stimulus with a non-zero amplitude");
+    a batch with a non-zero level is not affected (its input is not zero)."""
+    import warnings
+
+    from cortex_resnet.model.stimulus import StimulusWarning
+
+    p = IsnParadoxParams(**ISN_SMALL)
+    c = spiking_circuit_for_seed(ISN.prepared(p, None), 0, p.isn_J_EE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StimulusWarning)
+        ds = run_amp_batch(c, "step:amp=1,onset_ms=5,channels=[1]", [0.0], [1], duration_ms=10.0, seed=0,
+                           u_operating=np.zeros(c.n_inputs), decompose=False, mean_field=False)
+    assert "zero for the whole run" in str(ds.attrs), "the result still records it"
+
+
 @pytest.mark.parametrize("model, field, value", [
     (IsnParadoxParams, "spiking_extra_drives", [0.0, 0.6]),  # misses extra_drive = 0.3
     (IsnParadoxParams, "spiking_extra_drives", [0.3, 0.3]),
