@@ -105,6 +105,8 @@ def _echo(s: dict) -> None:
                f"{s['max_abs_logit_diff']:.2g}) | spiking {pct(s['spiking_accuracy'])} on "
                f"{s['n_spiking']} of {s['n_test']} examples (agreement with network {pct(a['spiking_vs_network'])}, "
                f"with rate {pct(a['spiking_vs_rate'])})"
+               + (f" | network - spiking {100 * s['network_spiking_gap']:+.1f} pp [{100 * s['network_spiking_gap_ci95'][0]:+.1f}, "
+                  f"{100 * s['network_spiking_gap_ci95'][1]:+.1f}] (paired 95 %)" if s.get("network_spiking_gap_ci95") else "")
                + (f" | naive conversion {pct(s['naive']['accuracy'])} on {s['naive']['n']}" if "naive" in s else "")
                + f"; figure {s['figure']}")
 

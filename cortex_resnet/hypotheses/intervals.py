@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = ["t_interval", "welch_interval", "hodges_lehmann_interval", "hodges_lehmann_shift_interval",
-           "rank_ci_method"]
+           "paired_accuracy_interval", "rank_ci_method"]
 
 
 def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -150,3 +150,23 @@ def rank_ci_method(coverage: float, k_exists: bool, kind: str) -> str:
     if k_exists:
         return f"exact Hodges-Lehmann interval ({kind}; coverage {coverage:.3f})"
     return f"no finite exact {kind} interval at this n: (-inf, inf)"
+
+
+def paired_accuracy_interval(correct_a: np.ndarray, correct_b: np.ndarray,
+                             level: float = 0.95) -> tuple[float, float]:
+    """Two-sided interval of ``accuracy(a) - accuracy(b)`` on the same examples (paired proportions).
+
+    Bonett & Price (2012, Stat. Med. 31:2920), the adjusted Wald interval: with ``n12`` examples
+    only ``a`` gets right and ``n21`` only ``b``, ``p12 = (n12 + 1) / (n + 2)``, ``p21 = (n21 + 1) /
+    (n + 2)``, ``(p12 - p21) +- z sqrt((p12 + p21 - (p12 - p21)^2) / (n + 2))``, clipped to [-1, 1].
+    Its coverage stays near the nominal level where the plain Wald interval's does not (few
+    discordant pairs); checked by simulation in the tests.
+    """
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired_accuracy_interval: two equal 1-d samples needed, got {a.shape} and {b.shape}")
+    n = a.size
+    p12, p21 = (np.sum(a & ~b) + 1.0) / (n + 2), (np.sum(~a & b) + 1.0) / (n + 2)
+    d = p12 - p21
+    half = _st.norm.ppf((1 + level) / 2) * math.sqrt(max(p12 + p21 - d * d, 0.0) / (n + 2))
+    return float(max(d - half, -1.0)), float(min(d + half, 1.0))

@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cortex_resnet.errors import SpecError
+from cortex_resnet.hypotheses.intervals import paired_accuracy_interval
 from cortex_resnet.io.results import atomic_write_text
 from cortex_resnet.spiking.mapping import FITTED
 from cortex_resnet.spiking.torch_engine import check_engine
@@ -285,7 +286,7 @@ def _network_and_rate(run: LoadedRun, x: torch.Tensor, y: torch.Tensor, batch_si
     out: dict[str, Any] = {
         "dataset": run.dataset.name, "variant": run.spec.model.variant,
         "network_accuracy": _accuracy(net_logits, y)[-1], "rate_accuracy": _accuracy(r_logits, y)[-1],
-        "spiking_accuracy": None, "spiking_examples": 0, "network_spiking_gap": None,
+        "spiking_accuracy": None, "spiking_examples": 0, "network_spiking_gap": None, "network_spiking_gap_ci95": None,
         "agreement": {"rate_vs_network": float((pred_net == pred_rate).double().mean()),
                       "spiking_vs_network": None, "spiking_vs_rate": None},
         "accuracy_per_step": {"network": _accuracy(net_logits, y), "rate": _accuracy(r_logits, y)},
@@ -342,7 +343,18 @@ def _spiking_part(run: LoadedRun, circuit, x: torch.Tensor, y: torch.Tensor, idx
                     "network": acc(net_logits[:, idx])}})
     out["agreement"]["spiking_vs_network"] = float((pred_spk == pred_net).double().mean())
     out["agreement"]["spiking_vs_rate"] = float((pred_spk == pred_rate).double().mean())
+    out.update(_gap_intervals(yi, pred_net, pred_rate, pred_spk))
     return spk, keep
+
+
+def _gap_intervals(y: torch.Tensor, pred_net: torch.Tensor, pred_rate: torch.Tensor,
+                   pred_spk: torch.Tensor) -> dict[str, Any]:
+    """Paired 95 % intervals (same examples) of network - spiking and of rate circuit (same window) -
+    spiking accuracy: what the twin loses against the net, and what the conversion alone loses."""
+    ok = {k: (p == y).numpy() for k, p in (("net", pred_net), ("rate", pred_rate), ("spk", pred_spk))}
+    return {"network_spiking_gap_ci95": list(paired_accuracy_interval(ok["net"], ok["spk"])),
+            "rate_spiking_gap": float(ok["rate"].mean() - ok["spk"].mean()),
+            "rate_spiking_gap_ci95": list(paired_accuracy_interval(ok["rate"], ok["spk"]))}
 
 
 @torch.no_grad()

@@ -162,3 +162,38 @@ def test_rank_tests_report_a_missing_interval():
         assert decide(r, min_effect=10.0) == "inconclusive"
     r = compare(np.arange(8.0), np.arange(8.0) + 0.5, design="paired", family="rank", alternative="greater")
     assert r.ci == (-0.5, -0.5) and r.estimate == -0.5 and "exact Hodges-Lehmann" in r.ci_method
+
+
+# ------------------------------------------------------------- paired accuracies (compare's gap)
+def test_paired_accuracy_interval_is_bonett_price():
+    """By hand: n = 10, a alone right on 3, b alone right on 1: p12 = 4/12, p21 = 2/12."""
+    from cortex_resnet.hypotheses.intervals import paired_accuracy_interval
+
+    a = np.array([1, 1, 1, 0, 1, 1, 0, 0, 1, 0], bool)
+    b = np.array([0, 0, 0, 1, 1, 1, 0, 0, 1, 0], bool)
+    d, var = 2 / 12, (6 / 12 - (2 / 12) ** 2) / 12
+    lo, hi = paired_accuracy_interval(a, b)
+    assert lo == pytest.approx(d - 1.959963984540054 * var ** 0.5, abs=1e-12)
+    assert hi == pytest.approx(d + 1.959963984540054 * var ** 0.5, abs=1e-12)
+    with pytest.raises(ValueError, match="equal 1-d"):
+        paired_accuracy_interval(a, b[:5])
+
+
+@pytest.mark.parametrize("p12, p21, low, high", [
+    (0.05, 0.04, 0.95 - BAND, 0.95 + BAND),  # compare's case: ~90 discordant examples of 1000
+    (0.06, 0.06, 0.95 - BAND, 0.95 + BAND),
+    (0.004, 0.001, 0.95 - BAND, 0.99),  # ~5 discordant: conservative (Bonett & Price), measured 0.970
+    (0.0, 0.0, 1.0, 1.0),  # no discordant pair: the interval always holds 0
+])
+def test_paired_accuracy_interval_covers_the_true_difference(p12, p21, low, high):
+    """Coverage at compare's size (n = 1000 test examples), D simulated pairs of predictions per
+    setting, in the module's +-4 SE band around 95 % where discordant pairs are many."""
+    from cortex_resnet.hypotheses.intervals import paired_accuracy_interval
+
+    rng = np.random.default_rng(7)
+    n, hits = 1000, 0
+    for _ in range(D):
+        cell = rng.choice(3, size=n, p=[p12, p21, 1 - p12 - p21])  # 0: only a right, 1: only b right, 2: same
+        lo, hi = paired_accuracy_interval(cell == 0, cell == 1)
+        hits += lo <= p12 - p21 <= hi
+    assert low <= hits / D <= high

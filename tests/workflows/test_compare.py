@@ -149,6 +149,10 @@ def test_compare_scores_the_whole_test_set_by_default_with_anytime_curves(tied_r
     assert s["spiking_examples"] == s["n_spiking"] == s["n_test"] == 120
     assert s["network_accuracy_on_spiking_subset"] == s["network_accuracy"]  # the whole set
     assert s["network_spiking_gap"] == pytest.approx(s["network_accuracy"] - s["spiking_accuracy"], abs=1e-12)
+    for gap in ("network_spiking_gap", "rate_spiking_gap"):  # paired 95 % intervals (Bonett-Price), holding the gap
+        lo, hi = s[gap + "_ci95"]
+        assert -1.0 <= lo <= s[gap] <= hi <= 1.0 and hi - lo > 0
+    assert s["rate_spiking_gap"] == pytest.approx(s["rate_window_accuracy_on_spiking_subset"] - s["spiking_accuracy"])
     a = s["anytime"]
     assert a["n"] == 120 and a["readout_ms"][-1] == 40.0 and a["readout_ms"] == sorted(a["readout_ms"])
     assert len(a["spiking"]) == len(a["rate_circuit"]) == len(a["readout_ms"])
