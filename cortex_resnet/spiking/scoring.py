@@ -96,7 +96,7 @@ def replica_seeds(seed: int, start: int, count: int) -> tuple[list[int], np.ndar
 
 
 def torch_batch_size(model, u: np.ndarray, duration_ms: float, dtype: str = "float32") -> int:
-    """Replicas per torch run: :data:`TORCH_BATCH`, or fewer when a run of that many would not fit the
+    """Replicas per torch run: :data:`TORCH_BATCH`, or fewer when a run of that many would not fit half the
     memory budget (the engine's own estimate, :func:`~cortex_resnet.spiking.torch_engine.torch_bytes`,
     which is affine in the batch); at least 1 (the engine refuses a single replica that does not fit,
     naming the pool size and duration)."""
@@ -104,7 +104,7 @@ def torch_batch_size(model, u: np.ndarray, duration_ms: float, dtype: str = "flo
     itemsize = 4 if dtype == "float32" else 8
     one, two = (torch_bytes(dataclasses.replace(plan, batch=b), 1, itemsize) for b in (1, 2))
     per, fixed = two - one, 2 * one - two
-    fits = int((memory_budget_bytes() - fixed) // max(per, 1.0))
+    fits = int((0.5 * memory_budget_bytes() - fixed) // max(per, 1.0))  # half: the free memory moves (as Brian2's chunks)
     return int(min(TORCH_BATCH, max(1, fits), max(1, u.shape[0])))
 
 
