@@ -163,10 +163,9 @@ def test_compare_scores_the_whole_test_set_by_default_with_anytime_curves(tied_r
     assert json.loads((tmp_path / "compare.json").read_text())["anytime"] == a
 
 
-def test_window_counts_equal_the_spiking_models_counts(tied_run):
-    """One run, several windows == SpikingModel.run's count in each window (same seeds, same engine)."""
+def _twin_of_six(tied_run):
+    """The tied run's spiking twin (gain mapping at the mean input) and six encoded test inputs."""
     from cortex_resnet.spiking.simulator import to_spiking
-    from cortex_resnet.spiking.scoring import window_counts
 
     run = load_run(tied_run)
     x = torch.as_tensor(run.dataset.x_test[:6], dtype=torch.float64)
@@ -174,6 +173,14 @@ def test_window_counts_equal_the_spiking_models_counts(tied_run):
     with torch.no_grad():
         u = run.model.encode(x).numpy()
     model = to_spiking(circuit, input_mode="current", u_operating=u.mean(0))
+    return model, u
+
+
+def test_window_counts_equal_the_spiking_models_counts(tied_run):
+    """One run, several windows == SpikingModel.run's count in each window (same seeds, same engine)."""
+    from cortex_resnet.spiking.scoring import window_counts
+
+    model, u = _twin_of_six(tied_run)
     windows = [(10.0, 30.0), (0.0, 40.0)]
     counts, _ = window_counts(model, u, windows, duration_ms=40.0, seed=3, dtype="float64")
     for w, win in enumerate(windows):
@@ -187,14 +194,8 @@ def test_window_counts_do_not_depend_on_the_batch_the_memory_allows(tied_run, mo
     at 300 ms asked for 15.7 GiB at batch 256 and was refused); every input keeps the random streams
     it has in a full-size chunk, so the counts are the same at any batch."""
     from cortex_resnet.spiking import scoring
-    from cortex_resnet.spiking.simulator import to_spiking
 
-    run = load_run(tied_run)
-    x = torch.as_tensor(run.dataset.x_test[:6], dtype=torch.float64)
-    _, _, _, circuit = rate_logits(run, x)
-    with torch.no_grad():
-        u = run.model.encode(x).numpy()
-    model = to_spiking(circuit, input_mode="current", u_operating=u.mean(0))
+    model, u = _twin_of_six(tied_run)
     monkeypatch.setattr(scoring, "TORCH_BATCH", 4)  # chunks of 4 define the streams: inputs 4, 5 are chunk 1
     full, _ = scoring.window_counts(model, u, [(0.0, 30.0)], duration_ms=30.0, seed=5, dtype="float64")
     assert scoring.torch_batch_size(model, u, 30.0, "float64") == 4
