@@ -149,6 +149,14 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(np.searchsorted(a, x, "right") / a.size - np.searchsorted(b, x, "right") / b.size)))
 
 
+def _nan_mean(values) -> float:
+    """Mean over the finite values; NaN (without numpy's "Mean of empty slice" warning) where there are
+    none (a population without ISIs or pairs at a small scale)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
 def ks_table(ours: list[dict], ref: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Per population and statistic: ``cross`` = mean KS distance over (ours, ref) seed pairs,
     ``within`` = mean and ``within_max`` = largest over the pairs of reference seeds (the seed spread)."""
@@ -158,8 +166,8 @@ def ks_table(ours: list[dict], ref: list[dict]) -> dict[str, dict[str, dict[str,
         for s in STATS:
             cross = [ks_distance(a[name][s], b[name][s]) for a in ours for b in ref]
             within = [ks_distance(a[name][s], b[name][s]) for a, b in combinations(ref, 2)]
-            out[name][s] = {"cross": float(np.nanmean(cross)), "within": float(np.nanmean(within)),
-                            "within_max": float(np.nanmax(within))}
+            out[name][s] = {"cross": _nan_mean(cross), "within": _nan_mean(within),
+                            "within_max": float(np.nanmax(within)) if np.isfinite(within).any() else float("nan")}
     return out
 
 
@@ -171,8 +179,8 @@ def summary(runs: list[PopulationSpikes], t0_ms: float = 200.0) -> dict[str, dic
         rates = [float(s[name]["rate_hz"].mean()) for s in stats]
         out[name] = {"rate_hz": float(np.mean(rates)), "rate_sd_hz": float(np.std(rates, ddof=1)) if len(rates) > 1
                      else float("nan"),
-                     "cv_isi": float(np.nanmean([np.mean(s[name]["cv_isi"]) if s[name]["cv_isi"].size else np.nan
-                                                 for s in stats])),
-                     "corr": float(np.nanmean([np.mean(s[name]["corr"]) if s[name]["corr"].size else np.nan
-                                               for s in stats]))}
+                     "cv_isi": _nan_mean([np.mean(s[name]["cv_isi"]) if s[name]["cv_isi"].size else np.nan
+                                          for s in stats]),
+                     "corr": _nan_mean([np.mean(s[name]["corr"]) if s[name]["corr"].size else np.nan
+                                        for s in stats])}
     return out

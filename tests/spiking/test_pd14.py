@@ -182,3 +182,15 @@ def test_torch_full_scale_against_published_rates():
     print(f"torch scale 1: {run.timing}, peak RSS {rss_gb:.1f} GB, rates {rates.round(3)}")
     assert sum(run.sizes.values()) == pytest.approx(77_169, rel=0.005)  # the full network (pools of 266)
     np.testing.assert_allclose(rates, P.NEST_FULL_SCALE_RATES_HZ, rtol=0.25)
+
+
+def test_statistics_of_a_population_without_isis_are_nan_without_a_warning():
+    """A population with no ISIs or pairs at a small scale: NaN, and no numpy "Mean of empty slice"."""
+    import warnings
+
+    from cortex_resnet.spiking.pd14_compare import _nan_mean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(_nan_mean([np.nan, np.nan])) and np.isnan(_nan_mean([]))
+        assert _nan_mean([1.0, np.nan, 3.0]) == 2.0
