@@ -84,7 +84,6 @@ def check_window_start(start_ms: float | None, duration_ms: float, dt_ms: float)
                         f"length) that is a multiple of the net's step dt_ms = {dt_ms:g} ms")
 
 
-
 def replica_seeds(seed: int, start: int, count: int) -> tuple[list[int], np.ndarray]:
     """Seeds of inputs ``start .. start + count - 1``: (initial potentials, noise and input spikes) of
     replica ``i % 256`` in chunk ``i // 256`` of :data:`TORCH_BATCH` (potentials ``(seed, b)``, streams
